@@ -1,0 +1,376 @@
+"""Schedule callbacks: add one to the callbacks of any Lightning project.
+
+The project's ``configure_optimizers`` stays as it is (a plain optimizer); the
+callback writes lr and momentum into it before every optimizer step from a
+closed-form schedule of ``trainer.global_step``. So gradient accumulation,
+``limit_train_batches``, ``max_steps``, DDP and resuming from a checkpoint all
+give the planned trajectory, and nothing ever raises "tried to step N times":
+past the planned end the schedule holds its final value.
+
+Lengths are given in ``interval`` units ("step" or "epoch"); :meth:`ScheduleCallback.build`
+is the one place where epochs become optimizer steps.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_warn
+from typing_extensions import override
+
+from lightning_cyclic.optim import ParamGroupWriter, lr_ratios, momentum_key, momentum_warning
+from lightning_cyclic.shapes import (
+    CyclicalSchedule,
+    OneCycleSchedule,
+    Schedule,
+    WarmRestartsSchedule,
+    WarmupDecaySchedule,
+)
+from lightning_cyclic.shapes._checks import check_choice, check_number
+
+INTERVALS = ("step", "epoch")
+
+
+class ScheduleCallback(Callback):
+    """Base class: a schedule class, its arguments, and which of them are lengths.
+
+    Subclasses set ``schedule_cls`` and ``lengths`` and pass their arguments to
+    ``__init__``; this class validates them at once (by building the schedule
+    without a run length), builds the real schedule at ``on_train_start`` and
+    applies it at every optimizer step.
+    """
+
+    schedule_cls: ClassVar[type[Schedule]]
+    lengths: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(
+        self,
+        params: dict[str, Any],
+        interval: str = "step",
+        total_steps: int | None = None,
+        log: bool = True,
+    ) -> None:
+        check_choice("interval", interval, INTERVALS)
+        if total_steps is not None:
+            check_number("total_steps", total_steps, 1, integer=True)
+        self.params = dict(params)
+        self.interval = interval
+        self.total_steps = total_steps
+        self.log = log
+        self.build(total_steps=None, steps_per_epoch=1)  # validates every argument now
+        self.schedule: Schedule | None = None
+        self._plan: dict[str, float] | None = None  # run length and steps per epoch, saved in checkpoints
+        self._ratios: list[list[float]] | None = None  # per optimizer, per param group
+        self._writers: list[ParamGroupWriter] = []
+
+    # the one place where lengths in epochs become optimizer steps -------------
+    def build(self, total_steps: float | None, steps_per_epoch: float) -> Schedule:
+        """The schedule in optimizer steps, for a run of ``total_steps`` steps."""
+        unit = steps_per_epoch if self.interval == "epoch" else 1
+        kwargs = dict(self.params)
+        for name in self.lengths:
+            value = kwargs.get(name)
+            if isinstance(value, (list, tuple)):
+                kwargs[name] = [v * unit if isinstance(v, (int, float)) else v for v in value]
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                kwargs[name] = value * unit
+        return self.schedule_cls(total_steps=total_steps, **kwargs)
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(interval=self.interval, **self.params)
+
+    # ------------------------------------------------------------------------
+    def _plan_run(self, trainer: pl.Trainer) -> dict[str, float]:
+        name = type(self).__name__
+        batches = trainer.num_training_batches
+        estimated = trainer.estimated_stepping_batches
+        steps_per_epoch = math.ceil(batches / trainer.accumulate_grad_batches) if math.isfinite(batches) else None
+        if self.interval == "epoch" and not steps_per_epoch:
+            raise ValueError(
+                f"{name}(interval='epoch') needs the number of batches per epoch, but the train dataloader "
+                f"has no length (an iterable dataset?); give lengths in steps with interval='step'"
+            )
+        total = self.total_steps
+        if total is None:
+            total = estimated
+            unknown = not math.isfinite(total) or total <= 0
+            probe = self.build(total_steps=1, steps_per_epoch=steps_per_epoch or 1)
+            if unknown and probe.needs_total:
+                raise ValueError(
+                    f"{name} needs the run's length, but the Trainer's is unbounded (max_epochs={trainer.max_epochs}, "
+                    f"max_steps={trainer.max_steps}); set max_epochs or max_steps, or pass total_steps=..."
+                )
+            if unknown:
+                total = None
+        return {"total_steps": total, "steps_per_epoch": steps_per_epoch or 1}
+
+    @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        plan = self._plan_run(trainer)
+        if self._plan is not None and self._plan != plan:
+            rank_zero_warn(
+                f"{type(self).__name__}: the checkpoint planned {self._plan}, this Trainer plans {plan}; "
+                f"keeping the checkpoint's plan so the resumed run follows the same trajectory."
+            )
+            plan = self._plan
+        self._plan = plan
+        self.schedule = self.build(**plan)
+        if trainer.lr_scheduler_configs:
+            rank_zero_warn(
+                f"{type(self).__name__} sets the lr at every step, and configure_optimizers also returned an lr "
+                f"scheduler; the callback's value is the one each step uses. Return only the optimizer to silence this."
+            )
+        optimizers = trainer.optimizers
+        if self._ratios is None or len(self._ratios) != len(optimizers):
+            self._ratios = [lr_ratios([g["lr"] for g in opt.param_groups]) for opt in optimizers]
+        self._writers = [
+            ParamGroupWriter(opt, ratios, owner=type(self).__name__) for opt, ratios in zip(optimizers, self._ratios)
+        ]
+        if self.schedule.momentum(0) is not None:
+            for writer in self._writers:
+                if all(momentum_key(g) is None for g in writer.optimizer.param_groups):
+                    rank_zero_warn(momentum_warning(writer.optimizer, type(self).__name__))
+                    writer._warned = True
+        self._apply(trainer.global_step)
+
+    def _apply(self, step: int) -> tuple[float, float | None]:
+        lr, momentum = self.schedule(step)
+        for writer in self._writers:
+            writer.write(lr, momentum)
+        return lr, momentum
+
+    @override
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+        if self.schedule is not None:
+            self._apply(trainer.global_step)
+
+    @override
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any
+    ) -> None:
+        if self.schedule is None:
+            return
+        lr, momentum = self._apply(trainer.global_step)  # manual optimization may step more than once a batch
+        if self.log:
+            pl_module.log("lr", lr, on_step=True, on_epoch=False, batch_size=1)
+            if momentum is not None:
+                pl_module.log("momentum", momentum, on_step=True, on_epoch=False, batch_size=1)
+
+    # resume -----------------------------------------------------------------
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {"plan": self._plan, "ratios": self._ratios}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._plan = state_dict.get("plan")
+        self._ratios = state_dict.get("ratios")
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}({args}, interval={self.interval!r})"
+
+
+class OneCycle(ScheduleCallback):
+    """One-cycle policy with inverse momentum, equal to torch's ``OneCycleLR`` step by step.
+
+    Args:
+        max_lr: peak lr (of the param group with the largest lr; others keep their ratio).
+        pct_start: fraction of the run spent rising, in (0, 1) (in (0, 0.5] with ``three_phase``).
+        div_factor: the run starts at ``max_lr / div_factor``.
+        final_div_factor: and ends at ``max_lr / div_factor / final_div_factor``.
+        anneal: ``"cos"`` or ``"linear"``.
+        three_phase: rise, fall back to the start, then annihilate (fastai's older form).
+        moms: ``(high, low)`` momentum, low where lr peaks; ``None`` leaves momentum alone.
+        total_steps: run length in optimizer steps; default ``trainer.estimated_stepping_batches``.
+        log: log ``lr`` and ``momentum`` every optimizer step.
+    """
+
+    schedule_cls = OneCycleSchedule
+
+    def __init__(
+        self,
+        max_lr: float,
+        pct_start: float = 0.3,
+        div_factor: float = 25.0,
+        final_div_factor: float = 1e4,
+        anneal: str = "cos",
+        three_phase: bool = False,
+        moms: tuple[float, float] | None = (0.95, 0.85),
+        total_steps: int | None = None,
+        log: bool = True,
+    ) -> None:
+        params = dict(
+            max_lr=max_lr,
+            pct_start=pct_start,
+            div_factor=div_factor,
+            final_div_factor=final_div_factor,
+            anneal=anneal,
+            three_phase=three_phase,
+            moms=_as_pair(moms),
+        )
+        super().__init__(params, interval="step", total_steps=total_steps, log=log)
+
+
+class Cyclical(ScheduleCallback):
+    """Smith's cyclical learning rates, equal to torch's ``CyclicLR`` step by step.
+
+    Args:
+        base_lr, max_lr: the bounds the lr cycles between.
+        step_size_up: length of the rising half, in ``interval`` units.
+        step_size_down: length of the falling half (default: ``step_size_up``).
+        mode: ``"triangular"``, ``"triangular2"`` (amplitude halves each cycle) or
+            ``"exp_range"`` (amplitude times ``gamma**step``).
+        gamma: decay per optimizer step for ``exp_range``.
+        scale_fn, scale_mode: a custom amplitude function of the cycle (``"cycle"``)
+            or of the optimizer step (``"iterations"``); overrides ``mode``.
+        moms: ``(high, low)`` momentum, cycled inversely; ``None`` leaves it alone.
+        interval: ``"step"`` or ``"epoch"``, the unit of the step sizes.
+    """
+
+    schedule_cls = CyclicalSchedule
+    lengths = ("step_size_up", "step_size_down")
+
+    def __init__(
+        self,
+        base_lr: float,
+        max_lr: float,
+        step_size_up: float = 2000,
+        step_size_down: float | None = None,
+        mode: str = "triangular",
+        gamma: float = 1.0,
+        scale_fn: Any = None,
+        scale_mode: str | None = None,
+        moms: tuple[float, float] | None = (0.9, 0.8),
+        interval: str = "step",
+        log: bool = True,
+    ) -> None:
+        params = dict(
+            base_lr=base_lr,
+            max_lr=max_lr,
+            step_size_up=step_size_up,
+            step_size_down=step_size_down,
+            mode=mode,
+            gamma=gamma,
+            scale_fn=scale_fn,
+            scale_mode=scale_mode,
+            moms=_as_pair(moms),
+        )
+        super().__init__(params, interval=interval, log=log)
+
+
+class WarmRestarts(ScheduleCallback):
+    """SGDR: cosine cycles with warm restarts; equal to torch's ``CosineAnnealingWarmRestarts``
+    stepped per optimizer step when ``interval="step"``, ``warmup=0`` and ``cycle_decay=1``.
+
+    Args:
+        max_lr: peak lr of the first cycle.
+        cycle_len: length of the first cycle, in ``interval`` units.
+        cycle_mult: each cycle is this many times longer than the last (float >= 1).
+        min_lr: the lr at the end of every cycle.
+        cycle_decay: peak multiplier per restart, in (0, 1].
+        cycle_limit: after this many cycles hold ``min_lr`` (default: cycle forever).
+        warmup: linear warmup before the first cycle, in ``interval`` units.
+        warmup_lr_init: lr at the start of warmup (default ``min_lr``).
+        moms: ``(high, low)`` momentum, moving inversely to lr; ``None`` (default) leaves it alone.
+        interval: ``"step"`` or ``"epoch"``.
+    """
+
+    schedule_cls = WarmRestartsSchedule
+    lengths = ("cycle_len", "warmup")
+
+    def __init__(
+        self,
+        max_lr: float,
+        cycle_len: float,
+        cycle_mult: float = 1.0,
+        min_lr: float = 0.0,
+        cycle_decay: float = 1.0,
+        cycle_limit: int | None = None,
+        warmup: float = 0,
+        warmup_lr_init: float | None = None,
+        moms: tuple[float, float] | None = None,
+        interval: str = "epoch",
+        log: bool = True,
+    ) -> None:
+        params = dict(
+            max_lr=max_lr,
+            cycle_len=cycle_len,
+            cycle_mult=cycle_mult,
+            min_lr=min_lr,
+            cycle_decay=cycle_decay,
+            cycle_limit=cycle_limit,
+            warmup=warmup,
+            warmup_lr_init=warmup_lr_init,
+            moms=_as_pair(moms),
+        )
+        super().__init__(params, interval=interval, log=log)
+
+
+class WarmupDecay(ScheduleCallback):
+    """Linear warmup to ``max_lr``, then a decay.
+
+    Args:
+        max_lr: the lr at the end of warmup.
+        decay: ``"cosine"``, ``"linear"``, ``"poly"`` (to ``min_lr`` at the end of the run),
+            ``"step"``, ``"multistep"``, ``"exponential"``, ``"inverse_sqrt"`` or ``"constant"``.
+        warmup: warmup length in ``interval`` units; ``warmup_lr_init`` is where it starts.
+        min_lr: end of cosine/linear/poly, floor of the others.
+        step_size: ``"step"`` decays by ``gamma`` every ``step_size``; ``"exponential"``
+            by ``gamma`` per ``step_size`` smoothly.
+        milestones: positions (after warmup) where ``"multistep"`` multiplies by ``gamma``.
+        power: exponent of ``"poly"``. timescale: ``s`` of ``"inverse_sqrt"``.
+        moms: ``(high, low)`` momentum, moving inversely to lr; ``None`` (default) leaves it alone.
+        interval: ``"step"`` or ``"epoch"``, the unit of ``warmup``, ``step_size``,
+            ``milestones`` and ``timescale``.
+        total_steps: run length in optimizer steps; default ``trainer.estimated_stepping_batches``.
+    """
+
+    schedule_cls = WarmupDecaySchedule
+    lengths = ("warmup", "step_size", "milestones", "timescale")
+
+    def __init__(
+        self,
+        max_lr: float,
+        decay: str = "cosine",
+        warmup: float = 0,
+        warmup_lr_init: float = 0.0,
+        min_lr: float = 0.0,
+        step_size: float = 1,
+        milestones: list[float] | tuple[float, ...] = (),
+        gamma: float = 0.1,
+        power: float = 1.0,
+        timescale: float | None = None,
+        moms: tuple[float, float] | None = None,
+        interval: str = "step",
+        total_steps: int | None = None,
+        log: bool = True,
+    ) -> None:
+        params = dict(
+            max_lr=max_lr,
+            decay=decay,
+            warmup=warmup,
+            warmup_lr_init=warmup_lr_init,
+            min_lr=min_lr,
+            step_size=step_size,
+            milestones=list(milestones) if milestones is not None else milestones,
+            gamma=gamma,
+            power=power,
+            timescale=timescale,
+            moms=_as_pair(moms),
+        )
+        super().__init__(params, interval=interval, total_steps=total_steps, log=log)
+
+
+def _as_pair(moms: Any) -> Any:
+    """Hydra hands lists as ``ListConfig``; make a plain tuple (validation happens in the schedule)."""
+    if moms is None or isinstance(moms, str):
+        return moms
+    try:
+        return tuple(moms)
+    except TypeError:
+        return moms

@@ -1,0 +1,72 @@
+"""scikit-learn's handwritten digits: 1,797 8x8 images in 10 classes, shipped with scikit-learn."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_cyclic.shapes._checks import check_number
+
+
+class DigitsDataModule(pl.LightningDataModule):
+    """Digits as flat 64-feature vectors, standardised with the training split's statistics.
+
+    Args:
+        batch_size: samples per batch.
+        val_fraction: share of the data held out for validation, split with ``split_seed``.
+        split_seed: seed of the train/validation split (fixed, independent of the run's seed).
+        num_workers, pin_memory: passed to the DataLoaders.
+    """
+
+    num_classes = 10
+    input_shape = (64,)
+
+    def __init__(
+        self,
+        batch_size: int = 64,
+        val_fraction: float = 0.2,
+        split_seed: int = 0,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        check_number("batch_size", batch_size, 1, integer=True)
+        check_number("val_fraction", val_fraction, 0, 1, low_open=True, high_open=True)
+        check_number("num_workers", num_workers, 0, integer=True)
+        self.save_hyperparameters()
+        self.train_set: TensorDataset | None = None
+        self.val_set: TensorDataset | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        from sklearn.datasets import load_digits
+
+        x, y = load_digits(return_X_y=True)
+        x = torch.as_tensor(x, dtype=torch.float32)
+        y = torch.as_tensor(y, dtype=torch.long)
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.hparams.split_seed))
+        n_val = int(round(len(x) * self.hparams.val_fraction))
+        val_idx, train_idx = order[:n_val], order[n_val:]
+        mean = x[train_idx].mean(0)
+        std = x[train_idx].std(0).clamp_min(1e-3)
+        x = (x - mean) / std
+        self.train_set = TensorDataset(x[train_idx], y[train_idx])
+        self.val_set = TensorDataset(x[val_idx], y[val_idx])
+
+    def _loader(self, dataset: TensorDataset, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.hparams.batch_size,
+            shuffle=shuffle,
+            num_workers=self.hparams.num_workers,
+            pin_memory=self.hparams.pin_memory,
+            persistent_workers=self.hparams.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)

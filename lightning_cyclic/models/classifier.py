@@ -1,0 +1,60 @@
+"""The LightningModule of the application: any network, cross-entropy, accuracy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+import torchmetrics
+from torch import nn
+
+
+class Classifier(pl.LightningModule):
+    """Trains ``net`` with cross-entropy and logs ``train/loss``, ``val/loss``, ``val/acc``.
+
+    Args:
+        net: an ``nn.Module``, or a callable (a Hydra ``_partial_``) taking
+            ``input_shape`` and ``num_classes`` that builds one.
+        optimizer: a callable taking the parameters (a Hydra ``_partial_``
+            optimizer such as ``functools.partial(torch.optim.SGD, lr=0.1)``).
+        input_shape, num_classes: given by the data module.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module | Callable[..., nn.Module],
+        optimizer: Callable[..., torch.optim.Optimizer],
+        input_shape: Sequence[int],
+        num_classes: int,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["net", "optimizer"])
+        self.net = net if isinstance(net, nn.Module) else net(input_shape=input_shape, num_classes=num_classes)
+        self.optimizer_factory = optimizer
+        self.train_acc = torchmetrics.Accuracy(task="multiclass", num_classes=num_classes)
+        self.val_acc = torchmetrics.Accuracy(task="multiclass", num_classes=num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        self.train_acc(logits, y)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        x, y = batch
+        logits = self(x)
+        self.val_acc(logits, y)
+        self.log("val/loss", F.cross_entropy(logits, y), prog_bar=True)
+        self.log("val/acc", self.val_acc, prog_bar=True)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer_factory(params=self.parameters())

@@ -1,0 +1,19 @@
+"""Closed-form schedules in plain Python (no torch): ``schedule(step) -> (lr, momentum)``."""
+
+from lightning_cyclic.shapes.base import Schedule, anneal_cos, anneal_exp, anneal_linear, inverse_momentum
+from lightning_cyclic.shapes.cyclical import CyclicalSchedule
+from lightning_cyclic.shapes.onecycle import OneCycleSchedule
+from lightning_cyclic.shapes.restarts import WarmRestartsSchedule
+from lightning_cyclic.shapes.warmup import WarmupDecaySchedule
+
+__all__ = [
+    "CyclicalSchedule",
+    "OneCycleSchedule",
+    "Schedule",
+    "WarmRestartsSchedule",
+    "WarmupDecaySchedule",
+    "anneal_cos",
+    "anneal_exp",
+    "anneal_linear",
+    "inverse_momentum",
+]

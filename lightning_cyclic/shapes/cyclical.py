@@ -1,0 +1,87 @@
+"""Cyclical learning rates (Smith, 2017): lr bounces between ``base_lr`` and ``max_lr``.
+
+Equal step by step to ``torch.optim.lr_scheduler.CyclicLR`` given the same
+arguments, lr and momentum. A cycle is ``step_size_up`` steps up then
+``step_size_down`` (default: the same) steps down. The amplitude is scaled by
+
+    triangular    1                          per cycle
+    triangular2   1 / 2**(cycle - 1)         per cycle  (halves each cycle)
+    exp_range     gamma**step                per step
+    custom        scale_fn(cycle or step)    ``scale_mode`` says which
+
+Momentum, where cycled, goes the other way: ``high`` when lr is at ``base_lr``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lightning_cyclic.shapes._checks import check_choice, check_moms, check_number
+from lightning_cyclic.shapes.base import Schedule, set_fields
+
+MODES = ("triangular", "triangular2", "exp_range")
+
+
+@dataclass(frozen=True)
+class CyclicalSchedule(Schedule):
+    base_lr: float
+    max_lr: float
+    step_size_up: float = 2000
+    step_size_down: float | None = None
+    mode: str = "triangular"
+    gamma: float = 1.0
+    scale_fn: Callable[[float], float] | None = None
+    scale_mode: str | None = None
+    moms: tuple[float, float] | None = (0.9, 0.8)
+    total_steps: float | None = None  # unused: a cyclical schedule has no end
+
+    def __post_init__(self) -> None:
+        check_number("base_lr", self.base_lr, 0)
+        check_number("max_lr", self.max_lr, 0, low_open=True)
+        if self.max_lr < self.base_lr:
+            raise ValueError(f"max_lr must be >= base_lr, got max_lr={self.max_lr!r} and base_lr={self.base_lr!r}")
+        check_number("step_size_up", self.step_size_up, 0, low_open=True)
+        if self.step_size_down is not None:
+            check_number("step_size_down", self.step_size_down, 0, low_open=True)
+        if self.scale_fn is None:
+            check_choice("mode", self.mode, MODES)
+        elif not callable(self.scale_fn):
+            raise ValueError(f"scale_fn must be a callable taking the cycle or step number, got {self.scale_fn!r}")
+        check_number("gamma", self.gamma, 0, 1, low_open=True)
+        if self.scale_mode is not None:
+            check_choice("scale_mode", self.scale_mode, ("cycle", "iterations"))
+        set_fields(self, moms=check_moms("moms", self.moms))
+
+    @property
+    def cycle_length(self) -> float:
+        """Steps in one full cycle (up and down)."""
+        return self.step_size_up + (self.step_size_down if self.step_size_down is not None else self.step_size_up)
+
+    def _scale(self, step: float) -> tuple[float, float]:
+        """``(position in the triangle 0..1, amplitude scale)`` at ``step``."""
+        total = self.cycle_length
+        ratio = self.step_size_up / total
+        cycle = math.floor(1 + step / total)
+        x = 1.0 + step / total - cycle
+        factor = x / ratio if x <= ratio else (x - 1) / (ratio - 1)
+        if self.scale_fn is not None:
+            arg = cycle if (self.scale_mode or "cycle") == "cycle" else step
+            return factor, self.scale_fn(arg)
+        if self.mode == "triangular":
+            return factor, 1.0
+        if self.mode == "triangular2":
+            return factor, 1 / (2.0 ** (cycle - 1))
+        return factor, self.gamma**step
+
+    def lr(self, step: float) -> float:
+        factor, scale = self._scale(max(step, 0.0))
+        return self.base_lr + (self.max_lr - self.base_lr) * factor * scale
+
+    def momentum(self, step: float) -> float | None:
+        if self.moms is None:
+            return None
+        high, low = self.moms
+        factor, scale = self._scale(max(step, 0.0))
+        return high - (high - low) * factor * scale

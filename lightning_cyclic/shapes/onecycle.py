@@ -1,0 +1,98 @@
+"""One-cycle (Smith & Topin, 2018): up to ``max_lr`` and down far below the start.
+
+The same phases and the same arithmetic as ``torch.optim.lr_scheduler.OneCycleLR``
+(equal to it step by step), plus: it never raises past the end, where it holds
+the final value, and ``moms=None`` leaves momentum alone.
+
+Two phases (default)::
+
+    steps 0 .. pct_start*T-1     lr  max_lr/div_factor -> max_lr          momentum high -> low
+    ..    T-1                    lr  max_lr -> initial/final_div_factor   momentum low -> high
+
+Three phases (``three_phase=True``, fastai's older form)::
+
+    up to initial_lr -> max_lr, back down to initial_lr over the same length,
+    then annihilate to initial_lr/final_div_factor; momentum mirrors the first
+    two and stays high in the third.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from lightning_cyclic.shapes._checks import check_choice, check_moms, check_number
+from lightning_cyclic.shapes.base import ANNEALS, Schedule, set_fields
+
+
+@dataclass(frozen=True)
+class OneCycleSchedule(Schedule):
+    max_lr: float
+    total_steps: float | None = None
+    pct_start: float = 0.3
+    anneal: str = "cos"
+    div_factor: float = 25.0
+    final_div_factor: float = 1e4
+    three_phase: bool = False
+    moms: tuple[float, float] | None = (0.95, 0.85)
+    _phases: tuple = field(init=False, repr=False, compare=False, default=())
+
+    needs_total: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        check_number("max_lr", self.max_lr, 0, low_open=True)
+        high = 0.5 if self.three_phase else 1
+        if self.three_phase:
+            check_number("pct_start", self.pct_start, 0, 0.5, low_open=True, high_open=False)
+        else:
+            check_number("pct_start", self.pct_start, 0, high, low_open=True, high_open=True)
+        check_choice("anneal", self.anneal, ("cos", "linear"))
+        check_number("div_factor", self.div_factor, 0, low_open=True)
+        check_number("final_div_factor", self.final_div_factor, 0, low_open=True)
+        check_choice("three_phase", self.three_phase, (True, False))
+        set_fields(self, moms=check_moms("moms", self.moms))
+        self._check_total()
+        if self.total_steps is None:
+            return
+        total = self.total_steps
+        initial = self.max_lr / self.div_factor
+        final = initial / self.final_div_factor
+        high_m, low_m = self.moms or (None, None)
+        up_end = float(self.pct_start * total) - 1
+        # (end_step, start_lr, end_lr, start_momentum, end_momentum)
+        if self.three_phase:
+            phases = (
+                (up_end, initial, self.max_lr, high_m, low_m),
+                (float(2 * self.pct_start * total) - 2, self.max_lr, initial, low_m, high_m),
+                (total - 1, initial, final, high_m, high_m),
+            )
+        else:
+            phases = (
+                (up_end, initial, self.max_lr, high_m, low_m),
+                (total - 1, self.max_lr, final, low_m, high_m),
+            )
+        set_fields(self, _phases=phases)
+
+    def _locate(self, step: float) -> tuple[tuple, float]:
+        """The phase ``step`` falls in and how far through it (0..1)."""
+        if not self._phases:
+            self._total()  # raises the clear "needs total_steps" error
+        step = min(max(step, 0.0), self._phases[-1][0])  # hold the final value past the end
+        start = 0.0
+        for i, phase in enumerate(self._phases):
+            end = phase[0]
+            if step <= end or i == len(self._phases) - 1:
+                pct = 1.0 if end == start else (step - start) / (end - start)
+                return phase, pct
+            start = end
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def lr(self, step: float) -> float:
+        (_, start, end, _, _), pct = self._locate(step)
+        return ANNEALS[self.anneal](start, end, pct)
+
+    def momentum(self, step: float) -> float | None:
+        if self.moms is None:
+            return None
+        (_, _, _, start, end), pct = self._locate(step)
+        return ANNEALS[self.anneal](start, end, pct)

@@ -1,0 +1,92 @@
+"""Cosine annealing with warm restarts (SGDR, Loshchilov & Hutter, 2017).
+
+After an optional linear ``warmup``, cycle ``i`` lasts ``cycle_len * cycle_mult**i``
+steps and runs a half cosine from ``max_lr * cycle_decay**i`` down to ``min_lr``.
+After ``cycle_limit`` cycles (if set) the lr holds at ``min_lr``.
+
+With ``warmup=0`` and ``cycle_decay=1`` it equals
+``torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(T_0=cycle_len,
+T_mult=cycle_mult, eta_min=min_lr)`` stepped once per optimizer step; unlike
+torch, ``cycle_mult`` may be any float >= 1 and lengths need not be integers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from lightning_cyclic.shapes._checks import check_moms, check_number
+from lightning_cyclic.shapes.base import Schedule, anneal_cos, inverse_momentum, set_fields
+
+
+@dataclass(frozen=True)
+class WarmRestartsSchedule(Schedule):
+    max_lr: float
+    cycle_len: float
+    cycle_mult: float = 1.0
+    min_lr: float = 0.0
+    cycle_decay: float = 1.0
+    cycle_limit: int | None = None
+    warmup: float = 0
+    warmup_lr_init: float | None = None
+    moms: tuple[float, float] | None = None
+    total_steps: float | None = None  # unused: restarts run as long as training does
+
+    def __post_init__(self) -> None:
+        check_number("max_lr", self.max_lr, 0, low_open=True)
+        check_number("cycle_len", self.cycle_len, 0, low_open=True)
+        check_number("cycle_mult", self.cycle_mult, 1)
+        check_number("min_lr", self.min_lr, 0)
+        if self.min_lr >= self.max_lr:
+            raise ValueError(f"min_lr must be < max_lr, got min_lr={self.min_lr!r} and max_lr={self.max_lr!r}")
+        check_number("cycle_decay", self.cycle_decay, 0, 1, low_open=True)
+        if self.cycle_limit is not None:
+            check_number("cycle_limit", self.cycle_limit, 1, integer=True)
+        check_number("warmup", self.warmup, 0)
+        if self.warmup_lr_init is not None:
+            check_number("warmup_lr_init", self.warmup_lr_init, 0)
+        set_fields(self, moms=check_moms("moms", self.moms))
+
+    def cycle_position(self, step: float) -> tuple[int, float, float]:
+        """``(cycle index, steps into the cycle, cycle length)`` at ``step`` after warmup."""
+        length, mult = self.cycle_len, self.cycle_mult
+        if mult == 1:
+            i, into = divmod(step, length)
+            return int(i), into, length
+        # closed form, then nudge by one where floating point lands on the wrong side of a boundary
+        i = max(int(math.floor(math.log(1 + step * (mult - 1) / length, mult))), 0)
+        start = length * (mult**i - 1) / (mult - 1)
+        while i > 0 and start > step:
+            i -= 1
+            start = length * (mult**i - 1) / (mult - 1)
+        while start + length * mult**i <= step:
+            start += length * mult**i
+            i += 1
+        return i, step - start, length * mult**i
+
+    def cycle_end(self, i: int) -> float:
+        """The step at which cycle ``i`` (0-based) ends, warmup included: where the lr is lowest."""
+        if self.cycle_mult == 1:
+            return self.warmup + self.cycle_len * (i + 1)
+        return self.warmup + self.cycle_len * (self.cycle_mult ** (i + 1) - 1) / (self.cycle_mult - 1)
+
+    def _lr_and_peak(self, step: float) -> tuple[float, float]:
+        step = max(step, 0.0)
+        start_lr = self.min_lr if self.warmup_lr_init is None else self.warmup_lr_init
+        if step < self.warmup:
+            return start_lr + (self.max_lr - start_lr) * step / self.warmup, self.max_lr
+        i, into, length = self.cycle_position(step - self.warmup)
+        if self.cycle_limit is not None and i >= self.cycle_limit:
+            return self.min_lr, self.max_lr * self.cycle_decay ** (self.cycle_limit - 1)
+        peak = self.max_lr * self.cycle_decay**i
+        return anneal_cos(peak, self.min_lr, into / length), peak
+
+    def lr(self, step: float) -> float:
+        return self._lr_and_peak(step)[0]
+
+    def momentum(self, step: float) -> float | None:
+        if self.moms is None:
+            return None
+        lr, peak = self._lr_and_peak(step)
+        low = self.min_lr if self.warmup_lr_init is None else min(self.min_lr, self.warmup_lr_init)
+        return inverse_momentum(self.moms, lr, low, peak)

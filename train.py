@@ -1,0 +1,16 @@
+"""Train a model with a learning-rate schedule: ``python train.py schedule=onecycle``."""
+
+import hydra
+from omegaconf import DictConfig
+
+from lightning_cyclic.run import train
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    metrics, _ = train(cfg)
+    return metrics.get(cfg.get("optimized_metric"))
+
+
+if __name__ == "__main__":
+    main()
