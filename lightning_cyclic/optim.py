@@ -139,12 +139,12 @@ class ScheduleLR(LRScheduler):
     def _get_closed_form_lr(self) -> list[float]:
         return self.get_lr()
 
+    # The schedule is configuration, rebuilt by whoever builds this scheduler; the state is
+    # plain numbers only, so checkpoints load with torch.load(weights_only=True).
+    _not_state = ("_writer", "schedule")
+
     def state_dict(self) -> dict[str, Any]:
-        state = super().state_dict()
-        state.pop("_writer", None)
-        return state
+        return {k: v for k, v in super().state_dict().items() if k not in self._not_state}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        state = dict(state_dict)
-        state.pop("_writer", None)
-        super().load_state_dict(state)
+        super().load_state_dict({k: v for k, v in state_dict.items() if k not in self._not_state})

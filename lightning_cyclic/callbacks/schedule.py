@@ -81,7 +81,9 @@ class ScheduleCallback(Callback):
 
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(interval=self.interval, **self.params)
+        # callables (a custom scale_fn) by name: their repr holds a memory address that changes between runs
+        params = {k: getattr(v, "__qualname__", v) if callable(v) else v for k, v in self.params.items()}
+        return self._generate_state_key(interval=self.interval, **params)
 
     # ------------------------------------------------------------------------
     def _plan_run(self, trainer: pl.Trainer) -> dict[str, float]:
@@ -98,7 +100,7 @@ class ScheduleCallback(Callback):
         if total is None:
             total = estimated
             unknown = not math.isfinite(total) or total <= 0
-            probe = self.build(total_steps=1, steps_per_epoch=steps_per_epoch or 1)
+            probe = self.build(total_steps=None, steps_per_epoch=steps_per_epoch or 1)
             if unknown and probe.needs_total:
                 raise ValueError(
                     f"{name} needs the run's length, but the Trainer's is unbounded (max_epochs={trainer.max_epochs}, "
@@ -113,10 +115,10 @@ class ScheduleCallback(Callback):
         plan = self._plan_run(trainer)
         if self._plan is not None and self._plan != plan:
             rank_zero_warn(
-                f"{type(self).__name__}: the checkpoint planned {self._plan}, this Trainer plans {plan}; "
-                f"keeping the checkpoint's plan so the resumed run follows the same trajectory."
+                f"{type(self).__name__}: the checkpoint was planned as {self._plan}, this Trainer plans {plan}; "
+                f"the schedule follows the new plan from step {trainer.global_step}, so the lr may jump there. "
+                f"Resume with the original max_epochs/max_steps to continue the original trajectory."
             )
-            plan = self._plan
         self._plan = plan
         self.schedule = self.build(**plan)
         if trainer.lr_scheduler_configs:
@@ -144,14 +146,14 @@ class ScheduleCallback(Callback):
         return lr, momentum
 
     @override
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         if self.schedule is not None:
             self._apply(trainer.global_step)
 
     @override
-    def on_before_optimizer_step(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any
-    ) -> None:
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
         if self.schedule is None:
             return
         lr, momentum = self._apply(trainer.global_step)  # manual optimization may step more than once a batch

@@ -47,7 +47,7 @@ class DigitsDataModule(pl.LightningDataModule):
         x = torch.as_tensor(x, dtype=torch.float32)
         y = torch.as_tensor(y, dtype=torch.long)
         order = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.hparams.split_seed))
-        n_val = int(round(len(x) * self.hparams.val_fraction))
+        n_val = round(len(x) * self.hparams.val_fraction)
         val_idx, train_idx = order[:n_val], order[n_val:]
         mean = x[train_idx].mean(0)
         std = x[train_idx].std(0).clamp_min(1e-3)

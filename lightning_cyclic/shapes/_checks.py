@@ -55,7 +55,9 @@ def check_moms(name: str, value: Any) -> tuple[float, float] | None:
     high, low = value
     for part, v in (("high", high), ("low", low)):
         if not _is_number(v) or not 0 <= v < 1:
-            raise ValueError(f"{name} must be a pair (high, low) with each value in [0, 1), got {value!r} ({part}={v!r})")
+            raise ValueError(
+                f"{name} must be a pair (high, low) with each value in [0, 1), got {value!r} ({part}={v!r})"
+            )
     return float(high), float(low)
 
 

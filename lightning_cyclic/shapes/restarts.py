@@ -54,7 +54,7 @@ class WarmRestartsSchedule(Schedule):
             i, into = divmod(step, length)
             return int(i), into, length
         # closed form, then nudge by one where floating point lands on the wrong side of a boundary
-        i = max(int(math.floor(math.log(1 + step * (mult - 1) / length, mult))), 0)
+        i = max(math.floor(math.log(1 + step * (mult - 1) / length, mult)), 0)
         start = length * (mult**i - 1) / (mult - 1)
         while i > 0 and start > step:
             i -= 1

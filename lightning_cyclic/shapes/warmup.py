@@ -25,6 +25,7 @@ import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+
 from lightning_cyclic.shapes._checks import check_choice, check_moms, check_number
 from lightning_cyclic.shapes.base import Schedule, anneal_cos, inverse_momentum, set_fields
 
@@ -46,7 +47,6 @@ class WarmupDecaySchedule(Schedule):
     power: float = 1.0
     timescale: float | None = None
     moms: tuple[float, float] | None = None
-
 
     def __post_init__(self) -> None:
         check_number("max_lr", self.max_lr, 0, low_open=True)

@@ -1,0 +1,42 @@
+"""Every config group option composes and instantiates."""
+
+from __future__ import annotations
+
+import pytest
+from hydra.utils import instantiate
+
+from lightning_cyclic.callbacks import ScheduleCallback
+from tests.conftest import options
+
+
+def test_schedule_options_cover_every_schedule():
+    assert {"onecycle", "cyclical", "warm_restarts", "warmup_decay", "constant"} <= set(options("schedule"))
+
+
+@pytest.mark.parametrize("name", options("schedule"))
+def test_schedule_instantiates(make_cfg, name):
+    callback = instantiate(make_cfg(f"schedule={name}").schedule)
+    assert isinstance(callback, ScheduleCallback)
+
+
+@pytest.mark.parametrize("name", options("optimizer"))
+def test_optimizer_instantiates_as_a_partial(make_cfg, name):
+    import torch
+
+    factory = instantiate(make_cfg(f"optimizer={name}").optimizer)
+    opt = factory(params=[torch.nn.Parameter(torch.zeros(2))])
+    assert isinstance(opt, torch.optim.Optimizer)
+
+
+@pytest.mark.parametrize("group", ["data", "model", "trainer"])
+def test_other_groups_instantiate(make_cfg, group):
+    for name in options(group):
+        cfg = make_cfg(f"{group}={name}")
+        if group == "model":
+            dm = instantiate(cfg.data)
+            model = instantiate(
+                cfg.model, optimizer=instantiate(cfg.optimizer), input_shape=dm.input_shape, num_classes=10
+            )
+            assert model.net is not None
+        else:
+            assert instantiate(cfg[group]) is not None

@@ -1,0 +1,107 @@
+"""Shared test helpers: torch reference trajectories and a tiny real Lightning setup."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+
+def make_optimizer(kind: str = "sgd", lr: float = 0.1, groups: int = 1) -> torch.optim.Optimizer:
+    params = [{"params": [nn.Parameter(torch.zeros(2))], "lr": lr * (0.1**i)} for i in range(groups)]
+    if kind == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9)
+    if kind == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.99))
+    raise ValueError(kind)
+
+
+def momentum_of(group: dict) -> float:
+    return group["betas"][0] if "betas" in group else group["momentum"]
+
+
+def torch_trajectory(make_scheduler: Callable, steps: int, kind: str = "sgd") -> tuple[list[float], list[float]]:
+    """lr and momentum of group 0 before each of ``steps`` optimizer steps under a torch scheduler."""
+    opt = make_optimizer(kind)
+    sched = make_scheduler(opt)
+    lrs, moms = [], []
+    for _ in range(steps):
+        lrs.append(float(opt.param_groups[0]["lr"]))
+        moms.append(float(momentum_of(opt.param_groups[0])))
+        opt.step()
+        sched.step()
+    return lrs, moms
+
+
+def assert_close(ours: list[float], ref: list[float], rel: float = 1e-6, abs_: float = 1e-12) -> None:
+    assert len(ours) == len(ref)
+    for k, (a, b) in enumerate(zip(ours, ref)):
+        assert math.isclose(a, b, rel_tol=rel, abs_tol=abs_), f"step {k}: ours {a!r} vs torch {b!r}"
+
+
+class TinyModule(pl.LightningModule):
+    """A linear classifier on random data; records lr and momentum at every optimizer step."""
+
+    def __init__(self, optimizer: str = "sgd", lr: float = 0.1, groups: int = 1, scheduler: Callable | None = None):
+        super().__init__()
+        self.layer = nn.Linear(4, 3)
+        self.extra = nn.Linear(3, 3)
+        self.optimizer_kind, self.lr, self.groups, self.scheduler = optimizer, lr, groups, scheduler
+        self.seen: list[tuple[int, float, float | None, list[float]]] = []
+
+    def forward(self, x):
+        return self.extra(self.layer(x))
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return nn.functional.cross_entropy(self(x), y)
+
+    def on_before_optimizer_step(self, optimizer):
+        # runs after the callbacks' hook of the same name: the values the step will use
+        group = optimizer.param_groups[0]
+        mom = group["betas"][0] if "betas" in group else group.get("momentum")
+        self.seen.append((self.trainer.global_step, float(group["lr"]), mom, [g["lr"] for g in optimizer.param_groups]))
+
+    def configure_optimizers(self):
+        if self.groups == 2:
+            params = [
+                {"params": self.layer.parameters(), "lr": self.lr * 0.1},
+                {"params": self.extra.parameters(), "lr": self.lr},
+            ]
+        else:
+            params = self.parameters()
+        kinds = {
+            "sgd": lambda: torch.optim.SGD(params, lr=self.lr, momentum=0.9),
+            "adam": lambda: torch.optim.Adam(params, lr=self.lr, betas=(0.9, 0.99)),
+            "adagrad": lambda: torch.optim.Adagrad(params, lr=self.lr),
+        }
+        opt = kinds[self.optimizer_kind]()
+        if self.scheduler is None:
+            return opt
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler(self, opt), "interval": "step"}}
+
+
+def tiny_loader(n: int = 64, batch_size: int = 8, seed: int = 0) -> DataLoader:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 4, generator=g)
+    y = torch.randint(0, 3, (n,), generator=g)
+    return DataLoader(TensorDataset(x, y), batch_size=batch_size)
+
+
+def tiny_trainer(tmp_path, callbacks=(), **kwargs) -> pl.Trainer:
+    defaults = dict(
+        default_root_dir=tmp_path,
+        accelerator="cpu",
+        devices=1,
+        max_epochs=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    defaults.update(kwargs)
+    return pl.Trainer(callbacks=list(callbacks), **defaults)

@@ -1,0 +1,132 @@
+"""Torch glue: momentum on every optimizer family, group ratios, and the closed-form LRScheduler."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch.optim import lr_scheduler as L
+
+from lightning_cyclic import ScheduleLR
+from lightning_cyclic.optim import ParamGroupWriter, get_momentum, lr_ratios, momentum_key
+from lightning_cyclic.shapes import CyclicalSchedule, OneCycleSchedule, WarmRestartsSchedule
+from tests.helpers import assert_close, make_optimizer, torch_trajectory
+
+
+def params():
+    return [torch.nn.Parameter(torch.zeros(3))]
+
+
+@pytest.mark.parametrize(
+    "make, key",
+    [
+        (lambda: torch.optim.SGD(params(), lr=0.1, momentum=0.9), "momentum"),
+        (lambda: torch.optim.SGD(params(), lr=0.1, momentum=0.9, nesterov=True), "momentum"),
+        (lambda: torch.optim.RMSprop(params(), lr=0.1, momentum=0.5), "momentum"),
+        (lambda: torch.optim.Adam(params(), lr=0.1, betas=(0.9, 0.98)), "betas"),
+        (lambda: torch.optim.AdamW(params(), lr=0.1, betas=(0.9, 0.98)), "betas"),
+        (lambda: torch.optim.NAdam(params(), lr=0.1, betas=(0.9, 0.98)), "betas"),
+        (lambda: torch.optim.RAdam(params(), lr=0.1, betas=(0.9, 0.98)), "betas"),
+        (lambda: torch.optim.Adamax(params(), lr=0.1, betas=(0.9, 0.98)), "betas"),
+    ],
+)
+def test_momentum_is_found_written_and_used_by_the_optimizer(make, key):
+    opt = make()
+    group = opt.param_groups[0]
+    assert momentum_key(group) == key
+    ParamGroupWriter(opt).write(0.03, 0.8)
+    assert group["lr"] == 0.03 and get_momentum(group) == 0.8
+    if key == "betas":
+        assert group["betas"] == (0.8, 0.98)  # beta2 kept
+    opt.param_groups[0]["params"][0].grad = torch.ones(3)
+    opt.step()  # the optimizer accepts what we wrote
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: torch.optim.SGD(params(), lr=0.1),
+        lambda: torch.optim.RMSprop(params(), lr=0.1),
+        lambda: torch.optim.Adagrad(params(), lr=0.1),
+        lambda: torch.optim.Adadelta(params(), lr=0.1),
+    ],
+)
+def test_optimizer_without_momentum_gets_one_warning_and_keeps_its_algorithm(make):
+    opt = make()
+    writer = ParamGroupWriter(opt, owner="OneCycle")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for k in range(5):
+            writer.write(0.01 * (k + 1), 0.9)
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert type(opt).__name__ in message and "moms=None" in message
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.05)
+    assert opt.param_groups[0].get("momentum", 0) == 0  # never switched momentum on
+
+
+def test_lr_ratios_follow_the_largest_group():
+    assert lr_ratios([0.01, 0.1, 0.05]) == pytest.approx([0.1, 1.0, 0.5])
+    assert lr_ratios([0.0, 0.0]) == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+def test_schedule_lr_equals_torch_onecyclelr_in_a_plain_loop(kind):
+    total = 60
+    ref = torch_trajectory(lambda opt: L.OneCycleLR(opt, max_lr=0.4, total_steps=total), total, kind)
+    ours = torch_trajectory(lambda opt: ScheduleLR(opt, OneCycleSchedule(max_lr=0.4, total_steps=total)), total, kind)
+    assert_close(ours[0], ref[0])
+    assert_close(ours[1], ref[1])
+
+
+def test_schedule_lr_equals_torch_warm_restarts_and_cyclic():
+    ref = torch_trajectory(lambda opt: L.CosineAnnealingWarmRestarts(opt, T_0=5, T_mult=2, eta_min=1e-3), 80)
+    ours = torch_trajectory(
+        lambda opt: ScheduleLR(opt, WarmRestartsSchedule(max_lr=0.1, cycle_len=5, cycle_mult=2, min_lr=1e-3)), 80
+    )
+    assert_close(ours[0], ref[0])
+    ref = torch_trajectory(lambda opt: L.CyclicLR(opt, base_lr=0.01, max_lr=0.1, step_size_up=4), 40)
+    ours = torch_trajectory(lambda opt: ScheduleLR(opt, CyclicalSchedule(base_lr=0.01, max_lr=0.1, step_size_up=4)), 40)
+    assert_close(ours[0], ref[0])
+    assert_close(ours[1], ref[1])
+
+
+def test_schedule_lr_keeps_group_ratios_and_never_raises_past_the_end():
+    opt = make_optimizer("sgd", lr=0.1, groups=2)  # groups at 0.1 and 0.01
+    sched = ScheduleLR(opt, OneCycleSchedule(max_lr=1.0, total_steps=10))
+    for _ in range(25):
+        head, backbone = (g["lr"] for g in opt.param_groups)
+        assert backbone == pytest.approx(0.1 * head)
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(1.0 / 25 / 1e4)
+
+
+def test_schedule_lr_state_dict_round_trip_resumes_exactly():
+    schedule = OneCycleSchedule(max_lr=0.4, total_steps=50)
+    opt = make_optimizer()
+    sched = ScheduleLR(opt, schedule)
+    for _ in range(17):
+        opt.step()
+        sched.step()
+    state, opt_state = sched.state_dict(), opt.state_dict()
+    assert "schedule" not in state and "_writer" not in state
+    torch.save({"s": state}, "/dev/null")  # plain data only
+
+    opt2 = make_optimizer()
+    opt2.load_state_dict(opt_state)
+    sched2 = ScheduleLR(opt2, schedule, last_epoch=16)
+    sched2.load_state_dict(state)
+    for _ in range(20):
+        opt.step()
+        sched.step()
+        opt2.step()
+        sched2.step()
+        assert opt2.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
+        assert opt2.param_groups[0]["momentum"] == opt.param_groups[0]["momentum"]
+
+
+def test_schedule_lr_rejects_what_is_not_a_schedule():
+    with pytest.raises(TypeError, match=r"schedule must be a lightning_cyclic\.shapes\.Schedule, got function"):
+        ScheduleLR(make_optimizer(), lambda k: 0.1)
