@@ -31,7 +31,10 @@ SCHEDULES = {
 }
 
 
-def main(path: Path = Path(__file__).resolve().parents[2] / "docs" / "schedules.png") -> Path:
+OUT = Path(__file__).resolve().parents[2] / "docs" / "schedules.png"
+
+
+def main(path: Path = OUT) -> Path:
     plt = _pyplot()
     fig, axes = plt.subplots(4, 2, figsize=(11, 11))
     for ax, (title, callback) in zip(axes.flat, SCHEDULES.items()):
