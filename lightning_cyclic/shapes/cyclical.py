@@ -72,7 +72,7 @@ class CyclicalSchedule(Schedule):
         if self.mode == "triangular":
             return factor, 1.0
         if self.mode == "triangular2":
-            return factor, 1 / (2.0 ** (cycle - 1))
+            return factor, 0.5 ** (cycle - 1)  # = 1 / 2**(cycle - 1), underflowing to 0 instead of overflowing
         return factor, self.gamma**step
 
     def lr(self, step: float) -> float:

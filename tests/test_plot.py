@@ -1,0 +1,33 @@
+"""plot_schedule draws the schedule it is given and saves a PNG."""
+
+from __future__ import annotations
+
+import pytest
+
+from lightning_cyclic import OneCycle, WarmRestarts, plot_schedule
+from lightning_cyclic.plot import schedule_curve
+from lightning_cyclic.shapes import OneCycleSchedule
+
+
+def test_plot_schedule_saves_a_png_of_lr_and_momentum(tmp_path):
+    path = tmp_path / "onecycle.png"
+    fig = plot_schedule(OneCycle(max_lr=0.1), total_steps=200, path=path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+    lr_axis, mom_axis = fig.axes
+    lr_line = lr_axis.lines[0].get_ydata()
+    assert max(lr_line) == pytest.approx(0.1, rel=1e-3)
+    assert list(lr_line) == [OneCycleSchedule(max_lr=0.1, total_steps=200).lr(k) for k in range(200)]
+    assert min(mom_axis.lines[0].get_ydata()) == pytest.approx(0.85, abs=1e-3)
+
+
+def test_epoch_lengths_use_steps_per_epoch_and_no_momentum_means_one_axis(tmp_path):
+    callback = WarmRestarts(max_lr=0.1, cycle_len=1, interval="epoch")
+    steps, lrs, moms = schedule_curve(callback, total_steps=40, steps_per_epoch=10)
+    assert [k for k in steps if lrs[k] == pytest.approx(0.1)] == [0, 10, 20, 30]
+    assert set(moms) == {None}
+    assert len(plot_schedule(callback, 40, steps_per_epoch=10).axes) == 1
+
+
+def test_plot_schedule_rejects_other_objects():
+    with pytest.raises(TypeError, match="schedule must be a Schedule or a schedule callback, got int"):
+        plot_schedule(3, 10)
