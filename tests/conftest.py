@@ -4,8 +4,6 @@ import os
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hypothesis import settings
 
 # CI explores the same examples every run; locally hypothesis keeps searching for new ones.
@@ -20,6 +18,9 @@ CONF = ROOT / "conf"
 @pytest.fixture
 def make_cfg(tmp_path):
     """Compose ``conf/train.yaml`` with overrides, writing into ``tmp_path``."""
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
 
     def make(*overrides: str):
         GlobalHydra.instance().clear()
