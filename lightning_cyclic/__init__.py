@@ -1,6 +1,15 @@
 """lightning_cyclic: learning-rate schedules, range tests and snapshots for PyTorch Lightning."""
 
-from lightning_cyclic.callbacks import Cyclical, OneCycle, ScheduleCallback, WarmRestarts, WarmupDecay
+from lightning_cyclic.callbacks import (
+    Cyclical,
+    LRFinder,
+    OneCycle,
+    ScheduleCallback,
+    WarmRestarts,
+    WarmupDecay,
+    lr_find,
+)
+from lightning_cyclic.finder import RangeTestResult
 from lightning_cyclic.optim import ScheduleLR
 from lightning_cyclic.plot import plot_schedule
 
@@ -8,10 +17,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Cyclical",
+    "LRFinder",
     "OneCycle",
+    "RangeTestResult",
     "ScheduleCallback",
     "ScheduleLR",
     "WarmRestarts",
     "WarmupDecay",
+    "lr_find",
     "plot_schedule",
 ]

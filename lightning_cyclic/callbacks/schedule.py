@@ -18,9 +18,10 @@ from typing import Any, ClassVar
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
+from lightning_cyclic.callbacks.lr_finder import LRFinder
 from lightning_cyclic.optim import ParamGroupWriter, lr_ratios, momentum_key, momentum_warning
 from lightning_cyclic.shapes import (
     CyclicalSchedule,
@@ -32,6 +33,7 @@ from lightning_cyclic.shapes import (
 from lightning_cyclic.shapes._checks import check_choice, check_number
 
 INTERVALS = ("step", "epoch")
+AUTO = "auto"
 
 
 class ScheduleCallback(Callback):
@@ -45,6 +47,8 @@ class ScheduleCallback(Callback):
 
     schedule_cls: ClassVar[type[Schedule]]
     lengths: ClassVar[tuple[str, ...]] = ()
+    # arguments that may be "auto", and which part of the LR range test's suggestion each takes
+    auto_fields: ClassVar[dict[str, str]] = {"max_lr": "lr"}
 
     def __init__(
         self,
@@ -52,6 +56,7 @@ class ScheduleCallback(Callback):
         interval: str = "step",
         total_steps: int | None = None,
         log: bool = True,
+        finder: LRFinder | None = None,
     ) -> None:
         check_choice("interval", interval, INTERVALS)
         if total_steps is not None:
@@ -60,6 +65,9 @@ class ScheduleCallback(Callback):
         self.interval = interval
         self.total_steps = total_steps
         self.log = log
+        self.auto = {name: part for name, part in self.auto_fields.items() if self.params.get(name) == AUTO}
+        self.finder = finder
+        self.resolved: dict[str, float] | None = None  # values found for the "auto" arguments
         self.build(total_steps=None, steps_per_epoch=1)  # validates every argument now
         self.schedule: Schedule | None = None
         self._plan: dict[str, float] | None = None  # run length and steps per epoch, saved in checkpoints
@@ -70,7 +78,7 @@ class ScheduleCallback(Callback):
     def build(self, total_steps: float | None, steps_per_epoch: float) -> Schedule:
         """The schedule in optimizer steps, for a run of ``total_steps`` steps."""
         unit = steps_per_epoch if self.interval == "epoch" else 1
-        kwargs = dict(self.params)
+        kwargs = {**self.params, **(self.resolved or self._placeholders())}
         for name in self.lengths:
             value = kwargs.get(name)
             if isinstance(value, (list, tuple)):
@@ -78,6 +86,41 @@ class ScheduleCallback(Callback):
             elif isinstance(value, (int, float)) and not isinstance(value, bool):
                 kwargs[name] = value * unit
         return self.schedule_cls(total_steps=total_steps, **kwargs)
+
+    def _placeholders(self) -> dict[str, float]:
+        """Stand-ins for "auto" arguments, to validate the others before the range test has run."""
+        out = {}
+        if "base_lr" in self.auto:
+            out["base_lr"] = 0.0
+        if "max_lr" in self.auto:
+            base = self.params.get("base_lr")
+            out["max_lr"] = max(1.0, 2 * base) if isinstance(base, (int, float)) else 1.0
+        return out
+
+    def _resolve_auto(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Fill the "auto" arguments from the LR range test of this fit (run now if it has not run)."""
+        finder = self.finder or next((cb for cb in trainer.callbacks if isinstance(cb, LRFinder)), None)
+        if finder is None:
+            finder = self.finder = LRFinder()
+        result = finder.run(trainer, pl_module)
+        s = result.suggestion
+        resolved = {name: getattr(s, part) for name, part in self.auto.items()}
+        missing = [name for name, value in resolved.items() if value is None]
+        if missing:
+            args = ", ".join(f"{name}='auto'" for name in missing)
+            raise ValueError(
+                f"{type(self).__name__}({args}): the LR range test found no sound suggestion ({s.reason}). "
+                f"Give {' and '.join(missing)} a number, or change the LRFinder's min_lr/max_lr/num_steps."
+            )
+        if "base_lr" in resolved and "max_lr" in resolved and resolved["base_lr"] >= resolved["max_lr"]:
+            resolved["base_lr"] = resolved["max_lr"] / 4  # a degenerate range: Smith's rule of thumb
+        self.resolved = resolved
+        self.build(total_steps=None, steps_per_epoch=1)  # the found values pass the same checks
+
+    @override
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.auto and self.resolved is None:
+            self._resolve_auto(trainer, pl_module)
 
     @property
     def state_key(self) -> str:
@@ -121,6 +164,13 @@ class ScheduleCallback(Callback):
             )
         self._plan = plan
         self.schedule = self.build(**plan)
+        if self.resolved:
+            found = {f"{type(self).__name__}/{name}": value for name, value in self.resolved.items()}
+            for logger in trainer.loggers:
+                logger.log_metrics(found, step=trainer.global_step)
+            rank_zero_info(
+                f"{type(self).__name__}: using " + ", ".join(f"{k}={v:.4g}" for k, v in self.resolved.items())
+            )
         if trainer.lr_scheduler_configs:
             rank_zero_warn(
                 f"{type(self).__name__} sets the lr at every step, and configure_optimizers also returned an lr "
@@ -165,12 +215,13 @@ class ScheduleCallback(Callback):
     # resume -----------------------------------------------------------------
     @override
     def state_dict(self) -> dict[str, Any]:
-        return {"plan": self._plan, "ratios": self._ratios}
+        return {"plan": self._plan, "ratios": self._ratios, "resolved": self.resolved}
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._plan = state_dict.get("plan")
         self._ratios = state_dict.get("ratios")
+        self.resolved = state_dict.get("resolved")  # a resumed run keeps the lr found before: no new test
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
@@ -181,7 +232,8 @@ class OneCycle(ScheduleCallback):
     """One-cycle policy with inverse momentum, equal to torch's ``OneCycleLR`` step by step.
 
     Args:
-        max_lr: peak lr (of the param group with the largest lr; others keep their ratio).
+        max_lr: peak lr (of the param group with the largest lr; others keep their ratio), or
+            ``"auto"``: the LR range test's suggestion, found at the start of this ``fit``.
         pct_start: fraction of the run spent rising, in (0, 1) (in (0, 0.5] with ``three_phase``).
         div_factor: the run starts at ``max_lr / div_factor``.
         final_div_factor: and ends at ``max_lr / div_factor / final_div_factor``.
@@ -196,7 +248,7 @@ class OneCycle(ScheduleCallback):
 
     def __init__(
         self,
-        max_lr: float,
+        max_lr: float | str,
         pct_start: float = 0.3,
         div_factor: float = 25.0,
         final_div_factor: float = 1e4,
@@ -205,6 +257,7 @@ class OneCycle(ScheduleCallback):
         moms: tuple[float, float] | None = (0.95, 0.85),
         total_steps: int | None = None,
         log: bool = True,
+        finder: LRFinder | None = None,
     ) -> None:
         params = dict(
             max_lr=max_lr,
@@ -215,14 +268,15 @@ class OneCycle(ScheduleCallback):
             three_phase=three_phase,
             moms=_as_pair(moms),
         )
-        super().__init__(params, interval="step", total_steps=total_steps, log=log)
+        super().__init__(params, interval="step", total_steps=total_steps, log=log, finder=finder)
 
 
 class Cyclical(ScheduleCallback):
     """Smith's cyclical learning rates, equal to torch's ``CyclicLR`` step by step.
 
     Args:
-        base_lr, max_lr: the bounds the lr cycles between.
+        base_lr, max_lr: the bounds the lr cycles between; ``"auto"`` takes the LR range
+            test's good range (where the loss starts to fall, and the suggestion), as Smith describes.
         step_size_up: length of the rising half, in ``interval`` units.
         step_size_down: length of the falling half (default: ``step_size_up``).
         mode: ``"triangular"``, ``"triangular2"`` (amplitude halves each cycle) or
@@ -236,11 +290,12 @@ class Cyclical(ScheduleCallback):
 
     schedule_cls = CyclicalSchedule
     lengths = ("step_size_up", "step_size_down")
+    auto_fields = {"base_lr": "low", "max_lr": "high"}
 
     def __init__(
         self,
-        base_lr: float,
-        max_lr: float,
+        base_lr: float | str,
+        max_lr: float | str,
         step_size_up: float = 2000,
         step_size_down: float | None = None,
         mode: str = "triangular",
@@ -250,6 +305,7 @@ class Cyclical(ScheduleCallback):
         moms: tuple[float, float] | None = (0.9, 0.8),
         interval: str = "step",
         log: bool = True,
+        finder: LRFinder | None = None,
     ) -> None:
         params = dict(
             base_lr=base_lr,
@@ -262,7 +318,7 @@ class Cyclical(ScheduleCallback):
             scale_mode=scale_mode,
             moms=_as_pair(moms),
         )
-        super().__init__(params, interval=interval, log=log)
+        super().__init__(params, interval=interval, log=log, finder=finder)
 
 
 class WarmRestarts(ScheduleCallback):
@@ -270,7 +326,7 @@ class WarmRestarts(ScheduleCallback):
     stepped per optimizer step when ``interval="step"``, ``warmup=0`` and ``cycle_decay=1``.
 
     Args:
-        max_lr: peak lr of the first cycle.
+        max_lr: peak lr of the first cycle, or ``"auto"`` (the LR range test's suggestion).
         cycle_len: length of the first cycle, in ``interval`` units.
         cycle_mult: each cycle is this many times longer than the last (float >= 1).
         min_lr: the lr at the end of every cycle.
@@ -287,7 +343,7 @@ class WarmRestarts(ScheduleCallback):
 
     def __init__(
         self,
-        max_lr: float,
+        max_lr: float | str,
         cycle_len: float,
         cycle_mult: float = 1.0,
         min_lr: float = 0.0,
@@ -298,6 +354,7 @@ class WarmRestarts(ScheduleCallback):
         moms: tuple[float, float] | None = None,
         interval: str = "epoch",
         log: bool = True,
+        finder: LRFinder | None = None,
     ) -> None:
         params = dict(
             max_lr=max_lr,
@@ -310,14 +367,14 @@ class WarmRestarts(ScheduleCallback):
             warmup_lr_init=warmup_lr_init,
             moms=_as_pair(moms),
         )
-        super().__init__(params, interval=interval, log=log)
+        super().__init__(params, interval=interval, log=log, finder=finder)
 
 
 class WarmupDecay(ScheduleCallback):
     """Linear warmup to ``max_lr``, then a decay.
 
     Args:
-        max_lr: the lr at the end of warmup.
+        max_lr: the lr at the end of warmup, or ``"auto"`` (the LR range test's suggestion).
         decay: ``"cosine"``, ``"linear"``, ``"poly"`` (to ``min_lr`` at the end of the run),
             ``"step"``, ``"multistep"``, ``"exponential"``, ``"inverse_sqrt"`` or ``"constant"``.
         warmup: warmup length in ``interval`` units; ``warmup_lr_init`` is where it starts.
@@ -337,7 +394,7 @@ class WarmupDecay(ScheduleCallback):
 
     def __init__(
         self,
-        max_lr: float,
+        max_lr: float | str,
         decay: str = "cosine",
         warmup: float = 0,
         warmup_lr_init: float = 0.0,
@@ -351,6 +408,7 @@ class WarmupDecay(ScheduleCallback):
         interval: str = "step",
         total_steps: int | None = None,
         log: bool = True,
+        finder: LRFinder | None = None,
     ) -> None:
         params = dict(
             max_lr=max_lr,
@@ -365,7 +423,7 @@ class WarmupDecay(ScheduleCallback):
             timescale=timescale,
             moms=_as_pair(moms),
         )
-        super().__init__(params, interval=interval, total_steps=total_steps, log=log)
+        super().__init__(params, interval=interval, total_steps=total_steps, log=log, finder=finder)
 
 
 def _as_pair(moms: Any) -> Any:

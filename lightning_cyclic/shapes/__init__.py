@@ -3,12 +3,14 @@
 from lightning_cyclic.shapes.base import Schedule, anneal_cos, anneal_exp, anneal_linear, inverse_momentum
 from lightning_cyclic.shapes.cyclical import CyclicalSchedule
 from lightning_cyclic.shapes.onecycle import OneCycleSchedule
+from lightning_cyclic.shapes.rangetest import RangeTestSweep
 from lightning_cyclic.shapes.restarts import WarmRestartsSchedule
 from lightning_cyclic.shapes.warmup import WarmupDecaySchedule
 
 __all__ = [
     "CyclicalSchedule",
     "OneCycleSchedule",
+    "RangeTestSweep",
     "Schedule",
     "WarmRestartsSchedule",
     "WarmupDecaySchedule",

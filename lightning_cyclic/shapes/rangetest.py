@@ -1,0 +1,36 @@
+"""The range test's lr sweep (Smith, 2017, section 3.3): from ``min_lr`` to ``max_lr`` in ``num_steps`` steps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lightning_cyclic.shapes._checks import check_choice, check_number
+from lightning_cyclic.shapes.base import Schedule, anneal_exp, anneal_linear
+
+
+@dataclass(frozen=True)
+class RangeTestSweep(Schedule):
+    """Step ``k`` of ``num_steps`` gets ``min_lr`` at 0 and ``max_lr`` at ``num_steps - 1``.
+
+    ``mode="exponential"`` spaces the lrs evenly in log space (the usual choice:
+    each step multiplies the lr by the same factor); ``"linear"`` evenly.
+    """
+
+    min_lr: float = 1e-6
+    max_lr: float = 10.0
+    num_steps: int = 100
+    mode: str = "exponential"
+    total_steps: float | None = None  # unused: the sweep's length is num_steps
+
+    def __post_init__(self) -> None:
+        check_number("min_lr", self.min_lr, 0, low_open=True)
+        check_number("max_lr", self.max_lr, 0, low_open=True)
+        if self.max_lr <= self.min_lr:
+            raise ValueError(f"max_lr must be > min_lr, got max_lr={self.max_lr!r} and min_lr={self.min_lr!r}")
+        check_number("num_steps", self.num_steps, 2, integer=True)
+        check_choice("mode", self.mode, ("exponential", "linear"))
+
+    def lr(self, step: float) -> float:
+        pct = min(max(step, 0.0) / (self.num_steps - 1), 1.0)
+        anneal = anneal_exp if self.mode == "exponential" else anneal_linear
+        return anneal(self.min_lr, self.max_lr, pct)

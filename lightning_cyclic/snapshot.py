@@ -1,0 +1,130 @@
+"""Take everything a short experiment could change, and put it back exactly.
+
+Used by the LR range test: model parameters and buffers (non-persistent ones
+too), torchmetrics states, gradients, train/eval modes, every optimizer's
+state and param groups, lr schedulers, and the RNGs (python, numpy, torch,
+CUDA). Copies live on the CPU, never in a file.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def _to_cpu(obj: Any) -> Any:
+    """A deep copy with every tensor detached and cloned to the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return copy.deepcopy(obj)
+
+
+def rng_states() -> dict[str, Any]:
+    states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+    if "cuda" in states:
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _metric_states(model: nn.Module) -> dict[str, dict[str, Any]]:
+    try:
+        from torchmetrics import Metric
+    except ImportError:  # pragma: no cover - torchmetrics is a dependency
+        return {}
+    out = {}
+    for name, module in model.named_modules():
+        if isinstance(module, Metric):
+            state = {attr: _to_cpu(getattr(module, attr)) for attr in module._defaults}
+            state["_update_count"] = module._update_count
+            state["_computed"] = _to_cpu(module._computed)
+            out[name] = state
+    return out
+
+
+class Snapshot:
+    """``Snapshot(model, optimizers, schedulers)`` remembers; ``.restore()`` puts it all back."""
+
+    def __init__(self, model: nn.Module, optimizers: list[torch.optim.Optimizer] = (), schedulers: list[Any] = ()):
+        self.model = model
+        self.optimizers = list(optimizers)
+        self.schedulers = list(schedulers)
+        with torch.no_grad():
+            self.tensors = {f"p:{n}": _to_cpu(p) for n, p in model.named_parameters()}
+            self.tensors.update({f"b:{n}": _to_cpu(b) for n, b in model.named_buffers() if b is not None})
+        self.grads = {n: None if p.grad is None else _to_cpu(p.grad) for n, p in model.named_parameters()}
+        self.modes = {n: m.training for n, m in model.named_modules()}
+        self.metrics = _metric_states(model)
+        self.optimizer_states = [_to_cpu(opt.state_dict()) for opt in self.optimizers]
+        # tensor hyperparameters (a capturable optimizer's lr on the device): restored into the same objects
+        self.group_tensors = [
+            [{k: v for k, v in g.items() if isinstance(v, torch.Tensor)} for g in opt.param_groups]
+            for opt in self.optimizers
+        ]
+        self.scheduler_states = [_to_cpu(s.state_dict()) for s in self.schedulers]
+        self.rng = rng_states()
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        model = self.model
+        params = dict(model.named_parameters())
+        buffers = dict(model.named_buffers())
+        for key, value in self.tensors.items():
+            kind, name = key.split(":", 1)
+            target = params[name] if kind == "p" else buffers[name]
+            target.copy_(value)
+        for name, grad in self.grads.items():
+            p = params[name]
+            if grad is None:
+                p.grad = None
+            elif p.grad is None:
+                p.grad = grad.to(p.device)
+            else:
+                p.grad.copy_(grad)
+        for name, module in model.named_modules():
+            if name in self.modes:
+                module.training = self.modes[name]
+        if self.metrics:
+            modules = dict(model.named_modules())
+            for name, state in self.metrics.items():
+                metric = modules[name]
+                device = metric.device
+                for attr, value in state.items():
+                    if attr in ("_update_count", "_computed"):
+                        setattr(metric, attr, value)
+                    else:
+                        setattr(metric, attr, _to_device(value, device))
+        for opt, state, tensors in zip(self.optimizers, self.optimizer_states, self.group_tensors):
+            # load_state_dict keeps 'step' on the CPU and casts the rest to each param's device and dtype
+            opt.load_state_dict(copy.deepcopy(state))
+            for group, originals in zip(opt.param_groups, tensors):
+                for key, original in originals.items():
+                    original.copy_(group[key])
+                    group[key] = original
+        for sched, state in zip(self.schedulers, self.scheduler_states):
+            sched.load_state_dict(copy.deepcopy(state))
+        set_rng_states(self.rng)
+
+
+def _to_device(value: Any, device: torch.device) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, list):
+        return [_to_device(v, device) for v in value]
+    return value
