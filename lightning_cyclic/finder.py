@@ -223,6 +223,10 @@ def run_range_test(trainer: pl.Trainer, pl_module: pl.LightningModule, config: R
         raise ValueError(f"LRFinder works with one optimizer, got {len(optimizers)} from configure_optimizers")
     optimizer = optimizers[0]
     schedulers = [cfg.scheduler for cfg in trainer.lr_scheduler_configs]
+    # Set up the dataloaders first, as fit would anyway (this draws from the RNGs): only the test is undone.
+    trainer.fit_loop.setup_data()
+    if config.evaluate == "val":
+        trainer.fit_loop.epoch_loop.val_loop.setup_data()
     snapshot = Snapshot(pl_module, [optimizer], schedulers)
     start = time.perf_counter()
     try:
@@ -259,7 +263,6 @@ def _sweep(
     writer = ParamGroupWriter(optimizer, lr_ratios([g["lr"] for g in optimizer.param_groups]), owner="LRFinder")
     sweep = config.sweep
 
-    trainer.fit_loop.setup_data()
     batches = _batches(trainer.train_dataloader)
     val_batches = _val_batches(trainer, config) if config.evaluate == "val" else None
 
@@ -331,8 +334,6 @@ def _clip(trainer: pl.Trainer, params: list[torch.nn.Parameter]) -> None:
 
 
 def _val_batches(trainer: pl.Trainer, config: RangeTestConfig) -> list[Any]:
-    loop = trainer.fit_loop.epoch_loop.val_loop
-    loop.setup_data()
     loaders = trainer.val_dataloaders
     if loaders is None:
         raise ValueError("LRFinder(evaluate='val') needs a validation dataloader; this fit has none")

@@ -105,3 +105,47 @@ def tiny_trainer(tmp_path, callbacks=(), **kwargs) -> pl.Trainer:
     )
     defaults.update(kwargs)
     return pl.Trainer(callbacks=list(callbacks), **defaults)
+
+
+class RichModule(pl.LightningModule):
+    """Batch norm, dropout, a torchmetrics metric, logging, two param groups, momentum and an lr scheduler:
+    everything a range test could disturb. Records every training_step call."""
+
+    def __init__(self, lr: float = 0.05, nan: bool = False, scheduler: bool = True):
+        super().__init__()
+        import torchmetrics
+
+        self.body = nn.Sequential(nn.Linear(4, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.2))
+        self.head = nn.Linear(16, 3)
+        self.acc = torchmetrics.Accuracy(task="multiclass", num_classes=3)
+        self.lr, self.nan, self.use_scheduler = lr, nan, scheduler
+        self.calls: list[tuple[list[float], float]] = []  # (group lrs, loss) per training_step
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self(x)
+        loss = nn.functional.cross_entropy(logits, y)
+        if self.nan:
+            loss = loss * float("nan")
+        self.acc(logits, y)
+        self.log("train_loss", loss)
+        opt = self.trainer.optimizers[0]
+        self.calls.append(([g["lr"] for g in opt.param_groups], float(loss)))
+        return {"loss": loss}
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", nn.functional.cross_entropy(self(x), y))
+
+    def configure_optimizers(self):
+        opt = torch.optim.SGD(
+            [{"params": self.body.parameters(), "lr": self.lr / 10}, {"params": self.head.parameters()}],
+            lr=self.lr,
+            momentum=0.9,
+        )
+        if not self.use_scheduler:
+            return opt
+        return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.StepLR(opt, step_size=3, gamma=0.5)}

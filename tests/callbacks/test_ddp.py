@@ -15,13 +15,17 @@ from lightning_cyclic.shapes import OneCycleSchedule
 SCRIPT = Path(__file__).with_name("ddp_run.py")
 
 
-def test_ddp_ranks_follow_the_same_trajectory(tmp_path):
+def run_ddp(tmp_path, *args):
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), str(tmp_path)], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, str(SCRIPT), str(tmp_path), *args], env=env, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    return [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+
+def test_ddp_ranks_follow_the_same_trajectory(tmp_path):
+    ranks = run_ddp(tmp_path)
     # 64 samples / 2 ranks / batch 8 = 4 batches per rank per epoch, accumulation 2 -> 2 steps, x 3 epochs
     assert ranks[0]["estimated"] == ranks[1]["estimated"] == 6
     assert ranks[0]["seen"] == ranks[1]["seen"]
@@ -30,3 +34,14 @@ def test_ddp_ranks_follow_the_same_trajectory(tmp_path):
     for step, lr, mom in ranks[0]["seen"]:
         assert lr == pytest.approx(schedule.lr(step), rel=1e-12)
         assert mom == pytest.approx(schedule.momentum(step), rel=1e-12)
+
+
+def test_ddp_range_test_gives_every_rank_one_curve_and_one_lr(tmp_path):
+    """The finder all-reduces gradients and losses: one curve, one suggestion, the same schedule on both ranks."""
+    ranks = run_ddp(tmp_path, "auto")
+    assert ranks[0]["curve"] == ranks[1]["curve"] and len(ranks[0]["curve"]) >= 10
+    assert ranks[0]["max_lr"] == ranks[1]["max_lr"] > 0
+    assert ranks[0]["unchanged"] and ranks[1]["unchanged"]  # weights restored on both ranks
+    schedule = OneCycleSchedule(max_lr=ranks[0]["max_lr"], total_steps=6)
+    assert ranks[0]["seen"] == ranks[1]["seen"]
+    assert [lr for _, lr, _ in ranks[0]["seen"]] == [pytest.approx(schedule.lr(k), rel=1e-12) for k in range(6)]

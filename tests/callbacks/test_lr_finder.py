@@ -1,0 +1,266 @@
+"""LRFinder and lr_find on a real (tiny) Trainer: side-effect free, correct under accumulation, handing off 'auto'."""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+
+from lightning_cyclic import Cyclical, LRFinder, OneCycle, RangeTestResult, lr_find
+from lightning_cyclic.finder import RangeTestConfig, run_range_test
+from lightning_cyclic.shapes import CyclicalSchedule, OneCycleSchedule, RangeTestSweep
+from tests.helpers import RichModule, TinyModule, tiny_loader, tiny_trainer
+
+
+def deep_state(obj):
+    """A comparable deep copy: tensors cloned, everything else deep-copied."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(obj.copy())
+    if isinstance(obj, dict):
+        return {k: deep_state(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [deep_state(v) for v in obj]
+    return copy.deepcopy(obj)
+
+
+def assert_same(a, b, path="state"):
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.device == b.device, path
+        assert torch.equal(a, b), f"{path} changed"
+    elif isinstance(a, dict):
+        assert set(a) == set(b), f"{path} keys changed: {set(a) ^ set(b)}"
+        for k in a:
+            assert_same(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), f"{path} length changed"
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and a != a:
+        assert b != b, path
+    else:
+        assert a == b, f"{path}: {a!r} -> {b!r}"
+
+
+def everything(trainer, module):
+    """Every piece of state a range test could disturb."""
+    metric = module.acc
+    return deep_state(
+        {
+            "params_and_buffers": {**dict(module.named_parameters()), **dict(module.named_buffers())},
+            "grads": {n: p.grad for n, p in module.named_parameters()},
+            "modes": {n: m.training for n, m in module.named_modules()},
+            "metric": {a: getattr(metric, a) for a in metric._defaults} | {"n": metric._update_count},
+            "optimizer": trainer.optimizers[0].state_dict(),
+            "scheduler": trainer.lr_scheduler_configs[0].scheduler.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "numpy": list(np.random.get_state()),
+                "python": list(random.getstate()),
+            },
+            "counters": [trainer.global_step, trainer.current_epoch, trainer.fit_loop.state_dict()],
+            "callbacks": [cb.state_dict() for cb in trainer.callbacks],
+            "callback_metrics": dict(trainer.callback_metrics),
+        }
+    )
+
+
+class RangeTestMidway(Callback):
+    """Runs the range test at the start of epoch 1, after real training filled momentum buffers and metrics."""
+
+    def __init__(self):
+        self.before = self.after = self.result = None
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == 1:
+            pl_module.body[0].weight.grad = torch.ones_like(pl_module.body[0].weight)  # a leftover gradient
+            self.before = everything(trainer, pl_module)
+            self.result = run_range_test(trainer, pl_module, RangeTestConfig(num_steps=30, max_lr=100.0))
+            self.after = everything(trainer, pl_module)
+            pl_module.body[0].weight.grad = None
+
+
+def test_range_test_puts_every_tensor_and_counter_back(tmp_path):
+    probe = RangeTestMidway()
+    callbacks = [EarlyStopping(monitor="val_loss", patience=5), ModelCheckpoint(dirpath=tmp_path), probe]
+    trainer = tiny_trainer(tmp_path, callbacks, max_epochs=2, enable_checkpointing=True)
+    trainer.fit(RichModule(), tiny_loader(), tiny_loader(n=16, seed=1))
+    assert probe.result is not None and len(probe.result.lrs) >= 10  # it really trained
+    assert probe.before["optimizer"]["state"]  # momentum buffers existed
+    assert_same(probe.before, probe.after)
+
+
+def test_fit_with_the_finder_is_bit_identical_to_fit_without(tmp_path):
+    """The test consumes no RNG and changes nothing: the same run, with and without LRFinder, ends identical."""
+
+    def run(callbacks):
+        torch.manual_seed(0)
+        module = RichModule(scheduler=False)
+        trainer = tiny_trainer(tmp_path, [OneCycle(max_lr=0.1), *callbacks], max_epochs=2)
+        trainer.fit(module, tiny_loader())
+        return module, trainer
+
+    plain, _ = run([])
+    found, trainer = run([LRFinder(num_steps=40)])
+    assert trainer.callbacks[1].result is not None
+    for (name, a), (_, b) in zip(plain.state_dict().items(), found.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert [lrs for lrs, _ in found.calls[-16:]] == [lrs for lrs, _ in plain.calls[-16:]]
+
+
+class Counter(Callback):
+    def __init__(self):
+        self.batches = self.steps = 0
+
+    def on_train_batch_start(self, *args):
+        self.batches += 1
+
+    def on_before_optimizer_step(self, *args):
+        self.steps += 1
+
+
+def test_accumulation_steps_once_per_window_with_the_mean_loss_and_other_callbacks_see_nothing(tmp_path):
+    module = RichModule(scheduler=False)
+    finder = LRFinder(min_lr=1e-4, max_lr=1e-1, num_steps=12, diverge=1e9)
+    counter = Counter()
+    trainer = tiny_trainer(tmp_path, [finder, counter], max_epochs=1, accumulate_grad_batches=3)
+    trainer.fit(module, tiny_loader(n=64, batch_size=8))  # 8 batches: 3 optimizer steps in the real epoch
+
+    test_calls, real_calls = module.calls[:36], module.calls[36:]
+    assert len(real_calls) == 8 and counter.batches == 8 and counter.steps == 3  # the test's steps were unseen
+    sweep = RangeTestSweep(min_lr=1e-4, max_lr=1e-1, num_steps=12)
+    result = finder.result
+    assert result.lrs == [pytest.approx(sweep.lr(k)) for k in range(12)]
+    for k in range(12):
+        window = test_calls[3 * k : 3 * k + 3]
+        for group_lrs, _ in window:  # the lr moves once per optimizer step, and keeps the groups' 1:10 ratio
+            assert group_lrs == [pytest.approx(sweep.lr(k) / 10), pytest.approx(sweep.lr(k))]
+        assert result.losses[k] == pytest.approx(np.mean([loss for _, loss in window]), rel=1e-6)
+    # the real run starts from the optimizer's own lrs again
+    assert real_calls[0][0] == [pytest.approx(0.005), pytest.approx(0.05)]
+
+
+def test_no_files_unless_asked_and_records_when_asked(tmp_path):
+    quiet = tmp_path / "quiet"
+    trainer = tiny_trainer(quiet, [LRFinder(num_steps=20)], max_epochs=1)
+    trainer.fit(TinyModule(), tiny_loader())
+    assert not quiet.exists() or not any(quiet.rglob("lr_find*"))
+
+    finder = LRFinder(num_steps=60, save_dir=tmp_path / "run")
+    tiny_trainer(tmp_path, [finder], max_epochs=1).fit(TinyModule(), tiny_loader())
+    saved = json.loads((tmp_path / "run" / "lr_find.json").read_text())
+    assert saved["lrs"] == finder.result.lrs and saved["suggestion"]["rule"] == "edge"
+    assert RangeTestResult.load_json(tmp_path / "run" / "lr_find.json").suggestion == finder.result.suggestion
+    png = tmp_path / "run" / "lr_find.png"
+    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000
+
+
+def test_a_model_that_diverges_at_once_gets_no_suggestion_and_no_crash(tmp_path):
+    class FiniteAtStart(Callback):
+        def on_train_start(self, trainer, pl_module):
+            self.finite = all(torch.isfinite(p).all() for p in pl_module.parameters())
+
+    finder, probe = LRFinder(num_steps=30), FiniteAtStart()
+    trainer = tiny_trainer(tmp_path, [finder, probe], max_epochs=1)
+    trainer.fit(RichModule(nan=True), tiny_loader())
+    result = finder.result
+    assert result.suggestion.lr is None and "every loss was NaN/inf" in result.suggestion.reason
+    assert "the loss became nan" in result.stop_reason and len(result.lrs) == 1
+    assert probe.finite  # the NaN step was undone before training started
+
+
+def test_auto_without_a_suggestion_fails_before_training_with_the_reason(tmp_path):
+    trainer = tiny_trainer(tmp_path, [OneCycle(max_lr="auto")], max_epochs=1)
+    with pytest.raises(ValueError, match=r"OneCycle\(max_lr='auto'\): the LR range test found no sound suggestion"):
+        trainer.fit(RichModule(nan=True), tiny_loader())
+
+
+def test_onecycle_auto_takes_the_suggestion_in_the_same_fit(tmp_path):
+    finder = LRFinder(num_steps=80)
+    schedule = OneCycle(max_lr="auto")
+    trainer = tiny_trainer(tmp_path, [schedule, finder], max_epochs=2)
+    module = TinyModule(lr=0.01)
+    trainer.fit(module, tiny_loader())
+    found = finder.result.suggestion.lr
+    assert found is not None and schedule.resolved == {"max_lr": found}
+    expected = OneCycleSchedule(max_lr=found, total_steps=16)
+    assert [lr for _, lr, _, _ in module.seen] == [pytest.approx(expected.lr(k)) for k in range(16)]
+
+
+def test_auto_runs_a_default_finder_when_none_is_given(tmp_path):
+    schedule = OneCycle(max_lr="auto")
+    tiny_trainer(tmp_path, [schedule], max_epochs=1).fit(TinyModule(), tiny_loader())
+    assert schedule.finder is not None and schedule.resolved["max_lr"] == schedule.finder.result.suggestion.lr
+
+
+def test_cyclical_auto_takes_the_good_range(tmp_path):
+    finder = LRFinder(num_steps=80)
+    schedule = Cyclical(base_lr="auto", max_lr="auto", step_size_up=2)
+    module = TinyModule(lr=0.01)
+    tiny_trainer(tmp_path, [finder, schedule], max_epochs=1).fit(module, tiny_loader())
+    s = finder.result.suggestion
+    assert schedule.resolved == {"base_lr": s.low, "max_lr": s.high} and s.low < s.high
+    expected = CyclicalSchedule(base_lr=s.low, max_lr=s.high, step_size_up=2)
+    assert [lr for _, lr, _, _ in module.seen] == [pytest.approx(expected.lr(k)) for k in range(8)]
+
+
+def test_resume_keeps_the_found_lr_and_does_not_test_again(tmp_path):
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_top_k=-1, every_n_epochs=1, filename="{epoch}")
+    first = RichModule(scheduler=False)
+    tiny_trainer(
+        tmp_path, [OneCycle(max_lr="auto"), LRFinder(num_steps=50), ckpt], max_epochs=3, enable_checkpointing=True
+    ).fit(first, tiny_loader())
+    resumed_schedule, resumed_finder = OneCycle(max_lr="auto"), LRFinder(num_steps=50)
+    second = RichModule(scheduler=False)
+    tiny_trainer(tmp_path, [resumed_schedule, resumed_finder], max_epochs=3).fit(
+        second, tiny_loader(), ckpt_path=str(tmp_path / "ckpt" / "epoch=0.ckpt")
+    )
+    assert len(second.calls) == 16  # two real epochs of 8 batches, no range test
+    assert resumed_finder.result is not None and resumed_finder.result.lrs  # the curve came with the checkpoint
+    assert [lrs for lrs, _ in second.calls] == [lrs for lrs, _ in first.calls[-16:]]
+
+
+def test_lr_find_function_leaves_model_and_trainer_ready_to_fit(tmp_path):
+    module = RichModule(scheduler=False)
+    before = deep_state(module.state_dict())
+    trainer = tiny_trainer(tmp_path, max_epochs=1, accumulate_grad_batches=2)
+    result = lr_find(trainer, module, train_dataloaders=tiny_loader(), num_steps=60, verbose=False)
+    assert isinstance(result, RangeTestResult) and result.suggestion.lr is not None
+    assert result.extra["accumulate_grad_batches"] == 2 and len(module.calls) == 2 * len(result.lrs)
+    assert_same(before, deep_state(module.state_dict()))
+    trainer.fit(module, tiny_loader())
+    assert trainer.global_step == 4
+
+
+def test_finder_rejects_bad_arguments_and_unsupported_setups(tmp_path):
+    with pytest.raises(ValueError, match=r"max_lr must be > min_lr, got max_lr=0\.001 and min_lr=0\.01"):
+        LRFinder(min_lr=1e-2, max_lr=1e-3)
+    with pytest.raises(ValueError, match="suggestion must be one of 'edge', 'valley', 'steepest', 'minimum'"):
+        LRFinder(suggestion="fastai")
+    with pytest.raises(ValueError, match=r"diverge must be > 1, got 0.5"):
+        LRFinder(diverge=0.5)
+    with pytest.raises(ValueError, match="num_steps must be >= 2, got 1"):
+        LRFinder(num_steps=1)
+
+    class Manual(TinyModule):
+        def __init__(self):
+            super().__init__()
+            self.automatic_optimization = False
+
+    with pytest.raises(ValueError, match="LRFinder needs automatic optimization"):
+        tiny_trainer(tmp_path, [LRFinder()], max_epochs=1).fit(Manual(), tiny_loader())
+
+
+def test_evaluate_on_validation_batches(tmp_path):
+    finder = LRFinder(num_steps=40, evaluate="val", val_batches=2)
+    module = RichModule(scheduler=False)
+    tiny_trainer(tmp_path, [finder], max_epochs=1).fit(module, tiny_loader(), tiny_loader(n=32, seed=3))
+    # each step trains on one batch and evaluates two validation batches through training_step
+    assert len(module.calls) == 3 * len(finder.result.lrs) + 8
+    assert finder.result.losses[0] == pytest.approx(np.mean([loss for _, loss in module.calls[1:3]]), rel=1e-6)
