@@ -3,11 +3,18 @@
 PYTHON ?= python
 TORCH ?= torch==2.13.0
 
-.PHONY: install train test test-all lint preview
+.PHONY: install data train test test-all lint preview
 
 install:
 	$(PYTHON) -m pip install -q "$(TORCH)"
 	$(PYTHON) -m pip install -q -e ".[dev]"
+
+# Fashion-MNIST from Debian's package (tests that need it skip without it; needs root and apt)
+FASHION := /usr/share/datasets/fashion-mnist
+data:
+	@test -d $(FASHION) || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] \
+		&& (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
+		|| echo "Fashion-MNIST not installed: its tests will skip (apt-get install dataset-fashion-mnist)"; }
 
 train: install
 	$(PYTHON) train.py schedule=onecycle
@@ -16,10 +23,10 @@ lint:
 	ruff check .
 	ruff format --check .
 
-test: install lint
+test: install data lint
 	$(PYTHON) -m pytest -m "not slow" -q -p no:cacheprovider
 
-test-all: install lint
+test-all: install data lint
 	$(PYTHON) -m pytest -q
 
 preview: install

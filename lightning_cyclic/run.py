@@ -41,6 +41,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
                 f"from _target_={cfg.schedule.get('_target_')!r}"
             )
         callbacks.append(schedule)
+        if schedule.auto and cfg.get("lr_finder"):
+            schedule.finder = instantiate(cfg.lr_finder)
+            callbacks.append(schedule.finder)
     logger = CSVLogger(save_dir=cfg.paths.output_dir, name="csv")
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
@@ -48,5 +51,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     if trainer.is_global_zero:
         acc = metrics.get("val/acc")
         summary = f"val/acc = {acc:.4f}" if acc is not None else "no validation metric"
+        if schedule is not None and schedule.resolved:
+            found = ", ".join(f"{k}={v:.4g}" for k, v in schedule.resolved.items())
+            summary += f" with {found} from the LR range test ({cfg.paths.output_dir}/lr_find.png)"
         print(f"[lightning_cyclic] {summary} after {trainer.global_step} optimizer steps; logs in {logger.log_dir}")
     return metrics, {"trainer": trainer, "model": model, "datamodule": datamodule, "schedule": schedule}

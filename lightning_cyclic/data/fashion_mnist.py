@@ -1,0 +1,190 @@
+"""Fashion-MNIST and MNIST from their four IDX files in a local folder (never downloaded at run time)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_cyclic.data.idx import read_idx
+from lightning_cyclic.shapes._checks import check_number
+
+TRAIN_IMAGES = "train-images-idx3-ubyte"
+TRAIN_LABELS = "train-labels-idx1-ubyte"
+TEST_IMAGES = "t10k-images-idx3-ubyte"
+TEST_LABELS = "t10k-labels-idx1-ubyte"
+FILES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
+
+
+class IDXImageDataModule(pl.LightningDataModule):
+    """28x28 grey images in 10 classes read from the four standard IDX files in ``root``.
+
+    The files are ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
+    ``t10k-images-idx3-ubyte`` and ``t10k-labels-idx1-ubyte``, each raw or gzipped
+    (``.gz``). Pixels are scaled to [0, 1], then standardised with the mean and std
+    (one scalar each) of the training samples used. Files are read in ``setup``, not
+    on construction.
+
+    Args:
+        root: the folder with the four files; ``None`` uses the class's ``default_root``.
+        batch_size: samples per batch.
+        val_fraction: share of the training files held out for validation, split with ``split_seed``.
+        split_seed: seed of the train/validation shuffle (fixed, independent of the run's seed).
+        num_workers, pin_memory: passed to the DataLoaders.
+        flatten: give samples as flat 784-feature vectors instead of ``(1, 28, 28)``.
+        limit_train: train on only the first ``limit_train`` samples of the shuffled training
+            split (the validation split is unchanged); ``None`` uses all of them.
+
+    ``test_dataloader`` serves the ``t10k`` files.
+    """
+
+    num_classes = 10
+    input_shape: tuple[int, ...] = (1, 28, 28)
+    #: name of the dataset in messages
+    dataset_name = "IDX images"
+    #: how to get the files, appended to the message of a missing file
+    how_to_get = "Put the four IDX files into that folder and set data.root=/path/to/folder."
+    #: the folder used when ``root`` is None
+    default_root: str | None = None
+
+    def __init__(
+        self,
+        root: str | None = None,
+        batch_size: int = 128,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        flatten: bool = False,
+        limit_train: int | None = None,
+    ) -> None:
+        super().__init__()
+        check_number("batch_size", batch_size, 1, integer=True)
+        check_number("val_fraction", val_fraction, 0, 1, low_open=True, high_open=True)
+        check_number("num_workers", num_workers, 0, integer=True)
+        if limit_train is not None:
+            check_number("limit_train", limit_train, 1, integer=True)
+        if root is None and self.default_root is None:
+            raise ValueError(f"root must be the folder with the four IDX files of {self.dataset_name}, got None")
+        root = str(root if root is not None else self.default_root)  # the folder used is what hparams record
+        self.save_hyperparameters()
+        self.root = Path(root).expanduser()
+        if flatten:
+            self.input_shape = (int(np.prod(type(self).input_shape)),)
+        self.train_set: TensorDataset | None = None
+        self.val_set: TensorDataset | None = None
+        self.test_set: TensorDataset | None = None
+        self._mean_std: tuple[float, float] | None = None
+
+    def _file(self, name: str) -> Path:
+        """The path of ``name`` in ``root``, raw or ``.gz``; ``FileNotFoundError`` saying how to get it."""
+        root = self.root
+        for candidate in (root / name, root / f"{name}.gz"):
+            if candidate.is_file():
+                return candidate
+        missing = [n for n in FILES if not (root / n).is_file() and not (root / f"{n}.gz").is_file()]
+        where = f"folder {root}" if root.is_dir() else f"folder {root}, which does not exist"
+        raise FileNotFoundError(
+            f"{self.dataset_name}: {name}(.gz) not found in the {where}; missing: "
+            f"{', '.join(f'{n}(.gz)' for n in missing)}. {self.how_to_get}"
+        )
+
+    def _read(self, images_name: str, labels_name: str) -> tuple[np.ndarray, np.ndarray]:
+        images_path, labels_path = self._file(images_name), self._file(labels_name)
+        images, labels = read_idx(images_path), read_idx(labels_path)
+        image_shape = type(self).input_shape[1:]
+        if images.dtype != np.uint8 or images.shape[1:] != image_shape:
+            raise ValueError(
+                f"{images_path}: expected uint8 images of shape (N, {', '.join(map(str, image_shape))}), "
+                f"got {images.dtype} {images.shape}"
+            )
+        if labels.ndim != 1 or len(labels) != len(images):
+            raise ValueError(
+                f"{labels_path}: expected {len(images)} labels (one per image in {images_path.name}), "
+                f"got shape {labels.shape}"
+            )
+        if len(labels) and (labels.min() < 0 or labels.max() >= self.num_classes):
+            raise ValueError(
+                f"{labels_path}: labels must be in [0, {self.num_classes}), found {labels.min()}..{labels.max()}"
+            )
+        return images, labels
+
+    def _tensors(self, images: np.ndarray, labels: np.ndarray, fit: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scaled, standardised images and int64 labels; ``fit`` takes the mean and std from these images."""
+        x = torch.from_numpy(images).float().div_(255)
+        if fit:
+            self._mean_std = (float(x.mean()), max(float(x.std()), 1e-3))
+        mean, std = self._mean_std
+        x = x.sub_(mean).div_(std).reshape(len(x), *self.input_shape)
+        return x, torch.from_numpy(labels.astype(np.int64))
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            images, labels = self._read(TRAIN_IMAGES, TRAIN_LABELS)
+            order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.hparams.split_seed))
+            order = order.numpy()
+            n_val = round(len(images) * self.hparams.val_fraction)
+            val_idx, train_idx = order[:n_val], order[n_val:]
+            if self.hparams.limit_train is not None:
+                train_idx = train_idx[: self.hparams.limit_train]
+            self.train_set = TensorDataset(*self._tensors(images[train_idx], labels[train_idx], fit=True))
+            self.val_set = TensorDataset(*self._tensors(images[val_idx], labels[val_idx]))
+        if stage in (None, "test") and self.test_set is None:
+            self.test_set = TensorDataset(*self._tensors(*self._read(TEST_IMAGES, TEST_LABELS)))
+
+    def _loader(self, dataset: TensorDataset, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.hparams.batch_size,
+            shuffle=shuffle,
+            num_workers=self.hparams.num_workers,
+            pin_memory=self.hparams.pin_memory,
+            persistent_workers=self.hparams.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, shuffle=False)
+
+
+class FashionMNISTDataModule(IDXImageDataModule):
+    """Zalando's Fashion-MNIST: 60,000 training and 10,000 test 28x28 images of clothes, 10 classes.
+
+    The default ``root`` is where the Debian/Ubuntu package ``dataset-fashion-mnist``
+    installs the four gzipped files (``root=None``). Arguments as :class:`IDXImageDataModule`.
+    """
+
+    dataset_name = "Fashion-MNIST"
+    how_to_get = (
+        "On Debian/Ubuntu: `apt-get install dataset-fashion-mnist` (installs them into /usr/share/datasets/"
+        "fashion-mnist/). Otherwise download the four .gz files from the official Fashion-MNIST repository, "
+        "https://github.com/zalandoresearch/fashion-mnist (folder data/fashion), into that folder, or into "
+        "another one and set data.root=/path/to/folder."
+    )
+
+    default_root = "/usr/share/datasets/fashion-mnist/"
+
+
+class MNISTDataModule(IDXImageDataModule):
+    """LeCun's MNIST handwritten digits: 60,000 training and 10,000 test 28x28 images, 10 classes.
+
+    The default ``root`` (``root=None``) mirrors the Fashion-MNIST package's layout; no
+    Debian package ships MNIST. Arguments as :class:`IDXImageDataModule`.
+    """
+
+    dataset_name = "MNIST"
+    how_to_get = (
+        "Download the four .gz files from the MNIST page, https://yann.lecun.com/exdb/mnist/ (or a mirror such as "
+        "https://ossci-datasets.s3.amazonaws.com/mnist/), into that folder, or into another one and set "
+        "data.root=/path/to/folder."
+    )
+
+    default_root = "/usr/share/datasets/mnist/"
