@@ -16,7 +16,7 @@ import json
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from lightning_cyclic.shapes._checks import check_choice, check_number
 from lightning_cyclic.snapshot import Snapshot
 from lightning_cyclic.suggest import RULES, Suggestion, ema, suggest
 
-EVALUATE = ("train", "val")
+EVALUATE = ("auto", "train", "val")
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class RangeTestConfig:
     smooth: float = 0.9
     diverge: float = 4.0
     suggestion: str = "edge"
-    evaluate: str = "train"
+    evaluate: str = "auto"
     val_batches: int = 4
 
     def __post_init__(self) -> None:
@@ -225,8 +225,10 @@ def run_range_test(trainer: pl.Trainer, pl_module: pl.LightningModule, config: R
     schedulers = [cfg.scheduler for cfg in trainer.lr_scheduler_configs]
     # Set up the dataloaders first, as fit would anyway (this draws from the RNGs): only the test is undone.
     trainer.fit_loop.setup_data()
-    if config.evaluate == "val":
+    if config.evaluate != "train":
         trainer.fit_loop.epoch_loop.val_loop.setup_data()
+        if config.evaluate == "auto":
+            config = replace(config, evaluate="val" if _has_val(trainer) else "train")
     snapshot = Snapshot(pl_module, [optimizer], schedulers)
     start = time.perf_counter()
     try:
@@ -331,6 +333,13 @@ def _clip(trainer: pl.Trainer, params: list[torch.nn.Parameter]) -> None:
         torch.nn.utils.clip_grad_value_(params, clip)
     else:
         torch.nn.utils.clip_grad_norm_(params, clip)
+
+
+def _has_val(trainer: pl.Trainer) -> bool:
+    loaders = trainer.val_dataloaders
+    if loaders is None or trainer.limit_val_batches == 0:
+        return False
+    return not isinstance(loaders, (list, tuple)) or len(loaders) > 0
 
 
 def _val_batches(trainer: pl.Trainer, config: RangeTestConfig) -> list[Any]:

@@ -5,9 +5,9 @@ Every rule takes the lrs and the raw losses of a range test and returns a
 reason. Where no sound suggestion exists (too few points, the loss never
 falls, everything NaN) ``lr`` is ``None`` and ``reason`` says why; no rule raises.
 
-    edge       (default) the lr where training becomes unstable (the loss climbs
-               back above its start), read robustly from the curve, divided by
-               3; good range: from where the loss starts to fall up to that.
+    edge       (default) the lr where training becomes unstable (the loss turns
+               back up towards its start), read robustly from the curve, divided
+               by ``EDGE_DIV``; good range: from where the loss starts to fall up to that.
     valley     fastai's rule: the longest stretch of falling smoothed loss, taken
                between a third and a half of the way down it.
     steepest   steepest descent of the smoothed loss per unit of log(lr).
@@ -132,6 +132,8 @@ def _crossing(lrs: Sequence[float], values: Sequence[float], i: int, level: floa
 
 
 EDGE_DIV = 3.0
+EDGE_LEVELS = (0.25, 0.5, 1.0)  # how far the loss has climbed back from its minimum towards its start
+EDGE_WINDOW = 0.5  # decades of lr in the running median
 
 
 def edge(
@@ -139,34 +141,45 @@ def edge(
 ) -> Suggestion:
     """The lr where training becomes unstable, divided by ``edge_div``.
 
-    The *edge* is the first lr past the loss's minimum where the loss climbs
-    back above its starting value, read on the raw losses with single-step
-    spikes removed (a centred running median of 5: no lag) and interpolated
-    in log lr between the two points around the crossing. The loss explodes
-    over a few steps there, so the edge moves little from seed to seed,
-    unlike the minimum or the steepest point of a noisy curve; one-cycle's
-    peak lr belongs close below it. Good range: from where the loss has
-    fallen a tenth of the way to its minimum, up to the suggestion.
+    Past the loss's minimum, the lrs where the loss has climbed back a
+    quarter, half and all of the way to its starting value are read off the
+    curve, each interpolated in log lr between the two points around it; the
+    *edge* is their geometric mean. The curve is first cleaned with a centred
+    running median over half a decade of lr (no lag, spikes removed), on log
+    losses where all losses are positive. The loss turns up steeply there, so
+    the edge moves far less from seed to seed than the minimum or the
+    steepest point of a noisy curve; one-cycle's peak lr belongs close below
+    it. Good range: from where the loss has fallen a tenth of the way to its
+    minimum, up to the suggestion.
     """
-    f = running_median(raw)
+    values = [math.log(x) for x in raw] if min(raw) > 0 else list(raw)
+    decades = math.log10(lrs[-1] / lrs[0]) if lrs[-1] > lrs[0] > 0 else 1.0
+    window = max(3, round(EDGE_WINDOW * (len(lrs) - 1) / decades) // 2 * 2 + 1)
+    f = running_median(values, window)
     i_min = min(range(len(f)), key=f.__getitem__)
     head = max(len(f) // 10, 3)
     start = sum(f[:head]) / head
     low_loss = f[i_min]
-    cross = next((i for i in range(i_min + 1, len(f)) if f[i] >= start), None)
-    if cross is None:
+    crossings = []
+    for q in EDGE_LEVELS:
+        level = low_loss + q * (start - low_loss)
+        i = next((i for i in range(i_min + 1, len(f)) if f[i] >= level), None)
+        if i is not None:
+            crossings.append(_crossing(lrs, f, i, level))
+    if not crossings:
         return Suggestion(
             "edge",
             None,
-            reason="the loss never climbed back above its start: raise max_lr (or num_steps) so the test "
+            reason="the loss never turned back up after its minimum: raise max_lr (or num_steps) so the test "
             "reaches the lr where training becomes unstable",
         )
-    at = _crossing(lrs, f, cross, start)
+    at = math.exp(sum(math.log(x) for x in crossings) / len(crossings))
     lr = at / edge_div
     fall = start - 0.1 * (start - low_loss)
     i_low = next((i for i in range(len(f)) if f[i] <= fall), i_min)
     low = min(_crossing(lrs, f, i_low, fall), lr)
-    return Suggestion("edge", lr, low, lr, None, f"unstable from lr {at:.3g}, divided by {edge_div:g}")
+    levels = "" if len(crossings) == len(EDGE_LEVELS) else f" ({len(crossings)} of {len(EDGE_LEVELS)} levels reached)"
+    return Suggestion("edge", lr, low, lr, None, f"unstable from lr {at:.3g}{levels}, divided by {edge_div:g}")
 
 
 RULES: dict[str, Callable[[Sequence[float], Sequence[float], Sequence[float]], Suggestion]] = {

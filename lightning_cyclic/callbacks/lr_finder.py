@@ -30,8 +30,10 @@ class LRFinder(Callback):
         diverge: stop once the smoothed loss exceeds ``diverge`` times its best and its start.
         suggestion: the rule that reads the curve: ``"edge"`` (default), ``"valley"``,
             ``"steepest"`` or ``"minimum"`` (see :mod:`lightning_cyclic.suggest`).
-        evaluate: ``"train"`` (the training loss of each step) or ``"val"`` (the loss on
-            ``val_batches`` fixed validation batches after each step: steadier, slower).
+        evaluate: ``"val"``: after each step, the loss on ``val_batches`` fixed validation
+            batches (through ``training_step`` in eval mode): a far steadier curve for about
+            twice the cost; ``"train"``: the training loss of each step; ``"auto"`` (default):
+            ``"val"`` when the fit has validation data, else ``"train"``.
         save_dir: write ``lr_find.json`` (curve and suggestion) and ``lr_find.png`` there;
             ``None`` writes no files.
         verbose: print the suggestion.
@@ -48,7 +50,7 @@ class LRFinder(Callback):
         smooth: float = 0.9,
         diverge: float = 4.0,
         suggestion: str = "edge",
-        evaluate: str = "train",
+        evaluate: str = "auto",
         val_batches: int = 4,
         save_dir: str | Path | None = None,
         verbose: bool = True,

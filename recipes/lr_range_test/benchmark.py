@@ -1,0 +1,253 @@
+"""LR range test benchmark: how steady and how good are the suggestions?
+
+    python recipes/lr_range_test/benchmark.py                 # the full study (README table)
+    python recipes/lr_range_test/benchmark.py --quick         # a minute-long smoke run
+
+For each dataset and seed it runs three range tests on the same freshly
+initialised model and data -- ours (``LRFinder``, default rule ``edge``),
+fastai's ``valley`` rule (read fastai's way: beta=0.98 smoothing, first 10%
+and last 5 points skipped, on the same curve as ours) and Lightning's
+``Tuner.lr_find`` with its defaults -- then trains one-cycle (SGD, momentum
+0.95-0.85) with ``max_lr`` at each suggestion, and a constant-lr SGD
+(momentum 0.9) at every lr of a small grid. All runs of a seed share the seed
+(init, data order). It prints a markdown table and writes ``results.json``
+and ``curves.png`` next to this file (or ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import statistics
+import tempfile
+import time
+import warnings
+from functools import partial
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+DATASETS = {
+    # name: (data module, kwargs, model, model kwargs, epochs)
+    "digits": ("DigitsDataModule", {"batch_size": 64}, "MLP", {"hidden": [128, 128], "dropout": 0.1}, 10),
+    "mnist1d": ("MNIST1DDataModule", {"batch_size": 128}, "CNN1D", {}, 10),
+    "fashion": ("FashionMNISTDataModule", {"batch_size": 128, "limit_train": 12000}, "MLP", {"hidden": [256]}, 6),
+}
+GRID = [0.01, 0.03, 0.1, 0.3]  # constant lrs of the tuned baseline
+QUICK_GRID = [0.03, 0.3]
+
+
+def quiet() -> None:
+    warnings.filterwarnings("ignore")
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def build(dataset: str, quick: bool):
+    import torch
+
+    from lightning_cyclic import data, models
+
+    dm_name, dm_kwargs, net_name, net_kwargs, epochs = DATASETS[dataset]
+    dm_kwargs = dict(dm_kwargs)
+    if quick and dataset == "fashion":
+        dm_kwargs["limit_train"] = 2000
+    datamodule = getattr(data, dm_name)(**dm_kwargs)
+
+    def model(lr: float = 0.1, momentum: float = 0.9):
+        net = partial(getattr(models, net_name), **net_kwargs)
+        opt = partial(torch.optim.SGD, lr=lr, momentum=momentum, weight_decay=5e-4)
+        return models.Classifier(net, opt, datamodule.input_shape, datamodule.num_classes)
+
+    return datamodule, model, (2 if quick else epochs)
+
+
+def trainer(root: str, callbacks=(), **kwargs):
+    import lightning.pytorch as pl
+
+    args = dict(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=root,
+    )
+    args.update(kwargs)
+    return pl.Trainer(callbacks=list(callbacks), **args)
+
+
+class Accuracies:
+    """Validation accuracy after every epoch."""
+
+    def __new__(cls):
+        import lightning.pytorch as pl
+
+        class _Acc(pl.Callback):
+            def __init__(self):
+                self.values = []
+
+            def on_validation_epoch_end(self, trainer, pl_module):
+                if not trainer.sanity_checking:
+                    self.values.append(float(trainer.callback_metrics["val/acc"]))
+
+        return _Acc()
+
+
+def train(dataset, seed, quick, root, lr, schedule):
+    import lightning.pytorch as pl
+
+    from lightning_cyclic import OneCycle
+
+    datamodule, model, epochs = build(dataset, quick)
+    pl.seed_everything(seed, verbose=False)
+    acc = Accuracies()
+    callbacks = [acc] + ([OneCycle(max_lr=lr, log=False)] if schedule == "onecycle" else [])
+    module = model(lr=lr)
+    start = time.perf_counter()
+    trainer(root, callbacks, max_epochs=epochs).fit(module, datamodule=datamodule)
+    return {"best": max(acc.values), "final": acc.values[-1], "seconds": time.perf_counter() - start}
+
+
+def one_seed(task):
+    dataset, seed, quick = task
+    quiet()
+    import torch
+
+    torch.set_num_threads(1)
+    import lightning.pytorch as pl
+    from lightning.pytorch.tuner import Tuner
+
+    from lightning_cyclic import lr_find
+    from lightning_cyclic.suggest import ema, valley
+
+    root = tempfile.mkdtemp(prefix="lrbench-")
+    out = {"dataset": dataset, "seed": seed, "finders": {}, "onecycle": {}, "constant": {}}
+
+    datamodule, model, _ = build(dataset, quick)
+    pl.seed_everything(seed, verbose=False)
+    result = lr_find(trainer(root), model(), datamodule=datamodule, verbose=False)
+    s = result.suggestion
+    out["curve"] = {"lrs": result.lrs, "losses": result.losses}
+    out["finders"]["ours (edge)"] = {"lr": s.lr, "steps": len(result.lrs), "seconds": result.seconds}
+    lrs, losses = result.lrs[10:-5], ema(result.losses, 0.98)[10:-5]
+    fastai = valley(lrs, losses, losses).lr if len(lrs) > 2 else None
+    out["finders"]["fastai valley"] = {"lr": fastai, "steps": len(result.lrs), "seconds": result.seconds}
+    out["other_rules"] = {rule: result.suggest(rule).lr for rule in ("valley", "steepest", "minimum")}
+
+    datamodule, model, epochs = build(dataset, quick)
+    pl.seed_everything(seed, verbose=False)
+    tuned = trainer(root, max_epochs=epochs)  # the Trainer the user would fit with
+    start = time.perf_counter()
+    found = Tuner(tuned).lr_find(model(), datamodule=datamodule, update_attr=False)
+    out["finders"]["Lightning Tuner"] = {
+        "lr": found.suggestion(),
+        "steps": len(found.results["lr"]),
+        "seconds": time.perf_counter() - start,
+    }
+
+    for name, info in out["finders"].items():
+        lr = info["lr"]
+        ok = lr is not None and math.isfinite(lr)
+        out["onecycle"][name] = train(dataset, seed, quick, root, lr, "onecycle") if ok else None
+    for lr in QUICK_GRID if quick else GRID:
+        out["constant"][str(lr)] = train(dataset, seed, quick, root, lr, "constant")
+    return out
+
+
+def mean_std(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return "n/a"
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * statistics.mean(values):.1f} ± {100 * sd:.1f}"
+
+
+def report(runs, datasets) -> str:
+    lines = [
+        "| dataset | range test | suggested lr per seed | spread (max/min) | test cost: steps, s "
+        "| one-cycle at the suggestion: best val acc % | final % |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for dataset in datasets:
+        rows = [r for r in runs if r["dataset"] == dataset]
+        for name in rows[0]["finders"]:
+            lrs = [r["finders"][name]["lr"] for r in rows]
+            good = [x for x in lrs if x]
+            spread = f"{max(good) / min(good):.2f}x" if len(good) == len(lrs) else "n/a (no suggestion)"
+            steps = statistics.mean(r["finders"][name]["steps"] for r in rows)
+            secs = statistics.mean(r["finders"][name]["seconds"] for r in rows)
+            best = [r["onecycle"][name]["best"] if r["onecycle"][name] else None for r in rows]
+            final = [r["onecycle"][name]["final"] if r["onecycle"][name] else None for r in rows]
+            shown = ", ".join(f"{x:.3g}" if x else "none" for x in lrs)
+            lines.append(
+                f"| {dataset} | {name} | {shown} | {spread} | {steps:.0f}, {secs:.1f} | {mean_std(best)} "
+                f"| {mean_std(final)} |"
+            )
+        grid = {lr: [r["constant"][lr]["best"] for r in rows] for lr in rows[0]["constant"]}
+        best_lr = max(grid, key=lambda lr: statistics.mean(grid[lr]))
+        finals = [r["constant"][best_lr]["final"] for r in rows]
+        every = ", ".join(f"{lr}: {100 * statistics.mean(v):.1f}" for lr, v in grid.items())
+        lines.append(
+            f"| {dataset} | best constant lr of the grid ({every}) | {best_lr} | | | {mean_std(grid[best_lr])} "
+            f"| {mean_std(finals)} |"
+        )
+    return "\n".join(lines)
+
+
+def plot_curves(runs, datasets, path: Path) -> None:
+    from lightning_cyclic.finder import RangeTestConfig, RangeTestResult
+    from lightning_cyclic.plot import _pyplot
+    from lightning_cyclic.suggest import suggest
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 3.8), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        rows = [r for r in runs if r["dataset"] == dataset]
+        r = rows[0]
+        lrs, losses = r["curve"]["lrs"], [math.nan if x is None else x for x in r["curve"]["losses"]]
+        result = RangeTestResult(lrs, losses, RangeTestConfig(), suggest(lrs, losses))
+        result.plot(ax=ax, title=f"{dataset}, seed {r['seed']}")
+        for other in rows:
+            lr = other["finders"]["ours (edge)"]["lr"]
+            if lr:
+                ax.axvline(lr, color="tab:red", alpha=0.3, linewidth=0.8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--jobs", type=int, default=max(1, min(os.cpu_count() or 1, 16)))
+    parser.add_argument("--quick", action="store_true", help="2 seeds, 2 epochs, 2 grid lrs: a smoke run")
+    parser.add_argument("--out", type=Path, default=HERE)
+    args = parser.parse_args()
+    quiet()
+    datasets = args.datasets.split(",")
+    seeds = 2 if args.quick else args.seeds
+    tasks = [(d, s, args.quick) for d in datasets for s in range(seeds)]
+    start = time.perf_counter()
+    if args.jobs > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(args.jobs) as pool:
+            runs = pool.map(one_seed, tasks, chunksize=1)
+    else:
+        runs = [one_seed(t) for t in tasks]
+    table = report(runs, datasets)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(runs, indent=1))
+    plot_curves(runs, datasets, args.out / "curves.png")
+    print(table)
+    print(f"\n{len(tasks)} seed runs in {time.perf_counter() - start:.0f}s with {args.jobs} processes, {os.cpu_count()} cores")
+
+
+if __name__ == "__main__":
+    main()
