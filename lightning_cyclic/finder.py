@@ -142,9 +142,11 @@ class RangeTestResult:
         ax.set_xlabel("learning rate")
         ax.set_ylabel("loss")
         finite = [x for x in self.smoothed[:n] if math.isfinite(x)]
-        if finite:  # keep the divergence from flattening the interesting part
-            top = min(max(finite), finite[0] * 1.5 + 1e-12) if finite[0] > 0 else max(finite)
-            ax.set_ylim(min(finite) - 0.05 * abs(top - min(finite)), top)
+        lowest = min([x for x in self.losses[:n] if math.isfinite(x)] + finite, default=None)
+        if finite and lowest is not None:  # keep the divergence from flattening the interesting part
+            top = min(max(finite), finite[0] * 1.5) if finite[0] > 0 else max(finite)
+            top = max(top, finite[0])
+            ax.set_ylim(lowest - 0.05 * abs(top - lowest), top + 0.05 * abs(top - lowest))
         ax.set_title(title or ("LR range test" + ("" if s.lr is not None else f": no suggestion ({s.reason})")))
         ax.legend(loc="best", fontsize=8)
         ax.grid(alpha=0.3, which="both")
@@ -226,7 +228,9 @@ def run_range_test(trainer: pl.Trainer, pl_module: pl.LightningModule, config: R
     # Set up the dataloaders first, as fit would anyway (this draws from the RNGs): only the test is undone.
     trainer.fit_loop.setup_data()
     if config.evaluate != "train":
-        trainer.fit_loop.epoch_loop.val_loop.setup_data()
+        val_loop = trainer.fit_loop.epoch_loop.val_loop
+        if val_loop._data_source.is_defined():  # as fit would, when it has validation data at all
+            val_loop.setup_data()
         if config.evaluate == "auto":
             config = replace(config, evaluate="val" if _has_val(trainer) else "train")
     snapshot = Snapshot(pl_module, [optimizer], schedulers)

@@ -131,7 +131,7 @@ def _crossing(lrs: Sequence[float], values: Sequence[float], i: int, level: floa
     return math.exp(math.log(lrs[i - 1]) + t * (math.log(lrs[i]) - math.log(lrs[i - 1])))
 
 
-EDGE_DIV = 3.0
+EDGE_DIV = 2.0  # from recipes/lr_range_test/calibrate.py: one-cycle peaks best at edge/1.5 to edge/3
 EDGE_LEVELS = (0.25, 0.5, 1.0)  # how far the loss has climbed back from its minimum towards its start
 EDGE_WINDOW = 0.5  # decades of lr in the running median
 

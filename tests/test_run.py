@@ -55,3 +55,25 @@ def test_cli_bad_value_names_the_argument_before_training(tmp_path):
     assert done.returncode != 0
     assert "pct_start must be in (0, 1), got 1.5" in done.stderr
     assert "Epoch 0" not in done.stdout + done.stderr
+
+
+def test_schedule_max_lr_auto_finds_logs_and_saves_the_lr(make_cfg, tmp_path):
+    import csv
+    import json
+
+    metrics, objects = train(make_cfg("schedule.max_lr=auto", "trainer.max_epochs=2"))
+    found = objects["schedule"].resolved["max_lr"]
+    saved = json.loads((tmp_path / "lr_find.json").read_text())
+    assert saved["suggestion"]["lr"] == found and saved["config"]["evaluate"] == "val"
+    assert (tmp_path / "lr_find.png").exists()
+    rows = list(csv.DictReader(open(tmp_path / "csv" / "version_0" / "metrics.csv")))
+    assert [float(r["OneCycle/max_lr"]) for r in rows if r.get("OneCycle/max_lr")] == [pytest.approx(found)]
+    assert metrics["val/acc"] > 0.5
+
+
+def test_cyclical_auto_from_the_command_line(make_cfg):
+    _, objects = train(
+        make_cfg("schedule=cyclical", "schedule.base_lr=auto", "schedule.max_lr=auto", "trainer.max_epochs=1")
+    )
+    resolved = objects["schedule"].resolved
+    assert 0 < resolved["base_lr"] < resolved["max_lr"]

@@ -4,10 +4,11 @@
     python recipes/lr_range_test/benchmark.py --quick         # a minute-long smoke run
 
 For each dataset and seed it runs three range tests on the same freshly
-initialised model and data -- ours (``LRFinder``, default rule ``edge``),
-fastai's ``valley`` rule (read fastai's way: beta=0.98 smoothing, first 10%
-and last 5 points skipped, on the same curve as ours) and Lightning's
-``Tuner.lr_find`` with its defaults -- then trains one-cycle (SGD, momentum
+initialised model and data -- ours (``LRFinder`` with its defaults: rule
+``edge``, loss on 4 fixed validation batches), fastai's ``valley`` rule (read
+fastai's way: training loss, beta=0.98 smoothing, first 10% and last 5 points
+skipped, 1e-7..10 in 100 steps) and Lightning's ``Tuner.lr_find`` with its
+defaults on the Trainer of the run -- then trains one-cycle (SGD, momentum
 0.95-0.85) with ``max_lr`` at each suggestion, and a constant-lr SGD
 (momentum 0.9) at every lr of a small grid. All runs of a seed share the seed
 (init, data order). It prints a markdown table and writes ``results.json``
@@ -62,7 +63,7 @@ def build(dataset: str, quick: bool):
         opt = partial(torch.optim.SGD, lr=lr, momentum=momentum, weight_decay=5e-4)
         return models.Classifier(net, opt, datamodule.input_shape, datamodule.num_classes)
 
-    return datamodule, model, (2 if quick else epochs)
+    return datamodule, model, (1 if quick else epochs)
 
 
 def trainer(root: str, callbacks=(), **kwargs):
@@ -135,9 +136,13 @@ def one_seed(task):
     s = result.suggestion
     out["curve"] = {"lrs": result.lrs, "losses": result.losses}
     out["finders"]["ours (edge)"] = {"lr": s.lr, "steps": len(result.lrs), "seconds": result.seconds}
-    lrs, losses = result.lrs[10:-5], ema(result.losses, 0.98)[10:-5]
+    # fastai reads the training loss of each step, smoothed with beta=0.98, skipping the first 10% and last 5 points
+    datamodule, model, _ = build(dataset, quick)
+    pl.seed_everything(seed, verbose=False)
+    fast = lr_find(trainer(root), model(), datamodule=datamodule, verbose=False, evaluate="train", smooth=0.98)
+    lrs, losses = fast.lrs[10:-5], ema(fast.losses, 0.98)[10:-5]
     fastai = valley(lrs, losses, losses).lr if len(lrs) > 2 else None
-    out["finders"]["fastai valley"] = {"lr": fastai, "steps": len(result.lrs), "seconds": result.seconds}
+    out["finders"]["fastai valley"] = {"lr": fastai, "steps": len(fast.lrs), "seconds": fast.seconds}
     out["other_rules"] = {rule: result.suggest(rule).lr for rule in ("valley", "steepest", "minimum")}
 
     datamodule, model, epochs = build(dataset, quick)
@@ -226,7 +231,7 @@ def main() -> None:
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=max(1, min(os.cpu_count() or 1, 16)))
-    parser.add_argument("--quick", action="store_true", help="2 seeds, 2 epochs, 2 grid lrs: a smoke run")
+    parser.add_argument("--quick", action="store_true", help="2 seeds, 1 epoch, 2 grid lrs: a smoke run")
     parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args()
     quiet()
@@ -246,7 +251,8 @@ def main() -> None:
     (args.out / "results.json").write_text(json.dumps(runs, indent=1))
     plot_curves(runs, datasets, args.out / "curves.png")
     print(table)
-    print(f"\n{len(tasks)} seed runs in {time.perf_counter() - start:.0f}s with {args.jobs} processes, {os.cpu_count()} cores")
+    elapsed = time.perf_counter() - start
+    print(f"\n{len(tasks)} seed runs in {elapsed:.0f}s with {args.jobs} processes, {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":

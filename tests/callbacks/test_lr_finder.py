@@ -264,3 +264,11 @@ def test_evaluate_on_validation_batches(tmp_path):
     # each step trains on one batch and evaluates two validation batches through training_step
     assert len(module.calls) == 3 * len(finder.result.lrs) + 8
     assert finder.result.losses[0] == pytest.approx(np.mean([loss for _, loss in module.calls[1:3]]), rel=1e-6)
+
+
+@pytest.mark.parametrize("with_val, expected", [(True, "val"), (False, "train")])
+def test_evaluate_auto_uses_validation_data_when_there_is_some(tmp_path, with_val, expected):
+    finder = LRFinder(num_steps=20)
+    val = tiny_loader(n=16, seed=3) if with_val else None
+    tiny_trainer(tmp_path, [finder], max_epochs=1).fit(RichModule(scheduler=False), tiny_loader(), val)
+    assert finder.config.evaluate == "auto" and finder.result.config.evaluate == expected

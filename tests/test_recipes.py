@@ -1,0 +1,38 @@
+"""Recipes run end to end in a small form, so they cannot rot."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def test_lr_range_test_benchmark_quick_run(tmp_path):
+    script = ROOT / "recipes" / "lr_range_test" / "benchmark.py"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, str(script), "--quick", "--datasets", "digits", "--jobs", "1", "--out", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name in ("ours (edge)", "fastai valley", "Lightning Tuner", "best constant lr of the grid"):
+        assert f"| digits | {name}" in done.stdout
+    runs = json.loads((tmp_path / "results.json").read_text())
+    assert len(runs) == 2 and all(r["finders"]["ours (edge)"]["lr"] for r in runs)
+    assert (tmp_path / "curves.png").stat().st_size > 10_000
+
+
+def test_schedule_preview_writes_its_picture(tmp_path):
+    sys.path.insert(0, str(ROOT / "recipes" / "schedule_preview"))
+    try:
+        import preview
+    finally:
+        sys.path.pop(0)
+    path = preview.main(tmp_path / "schedules.png")
+    assert path.read_bytes()[:4] == b"\x89PNG"
