@@ -85,10 +85,14 @@ class TinyModule(pl.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler(self, opt), "interval": "step"}}
 
 
-def tiny_loader(n: int = 64, batch_size: int = 8, seed: int = 0) -> DataLoader:
+def tiny_loader(n: int = 64, batch_size: int = 8, seed: int = 0, learnable: bool = False) -> DataLoader:
+    """Random inputs; labels random, or (``learnable``) a fixed linear function of the inputs."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 4, generator=g)
-    y = torch.randint(0, 3, (n,), generator=g)
+    if learnable:
+        y = (x @ torch.randn(4, 3, generator=torch.Generator().manual_seed(123))).argmax(1)
+    else:
+        y = torch.randint(0, 3, (n,), generator=g)
     return DataLoader(TensorDataset(x, y), batch_size=batch_size)
 
 

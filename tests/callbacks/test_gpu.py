@@ -47,3 +47,29 @@ def test_fused_adam_with_a_tensor_lr_on_cuda(tmp_path):
     for step, seen_lr, mom, _ in module.seen:
         assert seen_lr == pytest.approx(schedule.lr(step), rel=1e-6)  # float32 tensor on the device
         assert mom == pytest.approx(schedule.momentum(step), rel=1e-12)
+
+
+@cuda
+@pytest.mark.parametrize("precision", ["16-mixed", "bf16-mixed"])
+def test_range_test_on_cuda_with_mixed_precision_restores_everything(tmp_path, precision):
+    from tests.callbacks.test_lr_finder import RangeTestMidway, assert_same
+    from tests.helpers import RichModule
+
+    probe = RangeTestMidway()
+    trainer = tiny_trainer(tmp_path, [probe], accelerator="gpu", precision=precision, max_epochs=2)
+    trainer.fit(RichModule(), tiny_loader(learnable=True), tiny_loader(n=16, seed=1, learnable=True))
+    assert probe.result.suggestion.lr is not None, probe.result.suggestion.reason
+    assert probe.before["params_and_buffers"]["head.weight"].device.type == "cuda"
+    assert_same(probe.before, probe.after)
+
+
+@cuda
+def test_onecycle_auto_on_cuda(tmp_path):
+    from lightning_cyclic import LRFinder
+
+    finder, schedule = LRFinder(num_steps=60), OneCycle(max_lr="auto")
+    module = TinyModule()
+    trainer = tiny_trainer(tmp_path, [finder, schedule], accelerator="gpu", precision="16-mixed")
+    trainer.fit(module, tiny_loader(n=256, learnable=True))
+    assert schedule.resolved["max_lr"] == finder.result.suggestion.lr
+    assert module.seen[0][1] == pytest.approx(schedule.resolved["max_lr"] / 25)
