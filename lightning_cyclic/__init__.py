@@ -1,10 +1,13 @@
 """lightning_cyclic: learning-rate schedules, range tests and snapshots for PyTorch Lightning."""
 
 from lightning_cyclic.callbacks import (
+    BestSnapshot,
     Cyclical,
+    Ensemble,
     LRFinder,
     OneCycle,
     ScheduleCallback,
+    SnapshotEnsemble,
     WarmRestarts,
     WarmupDecay,
     lr_find,
@@ -16,12 +19,15 @@ from lightning_cyclic.plot import plot_schedule
 __version__ = "0.1.0"
 
 __all__ = [
+    "BestSnapshot",
     "Cyclical",
+    "Ensemble",
     "LRFinder",
     "OneCycle",
     "RangeTestResult",
     "ScheduleCallback",
     "ScheduleLR",
+    "SnapshotEnsemble",
     "WarmRestarts",
     "WarmupDecay",
     "lr_find",

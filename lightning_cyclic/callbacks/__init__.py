@@ -1,6 +1,19 @@
-"""Lightning callbacks: schedules applied at every optimizer step, and the LR range test."""
+"""Lightning callbacks: schedules, the LR range test, best-snapshot restore and snapshot ensembles."""
 
+from lightning_cyclic.callbacks.best import BestSnapshot
+from lightning_cyclic.callbacks.ensemble import Ensemble, SnapshotEnsemble
 from lightning_cyclic.callbacks.lr_finder import LRFinder, lr_find
 from lightning_cyclic.callbacks.schedule import Cyclical, OneCycle, ScheduleCallback, WarmRestarts, WarmupDecay
 
-__all__ = ["Cyclical", "LRFinder", "OneCycle", "ScheduleCallback", "WarmRestarts", "WarmupDecay", "lr_find"]
+__all__ = [
+    "BestSnapshot",
+    "Cyclical",
+    "Ensemble",
+    "LRFinder",
+    "OneCycle",
+    "ScheduleCallback",
+    "SnapshotEnsemble",
+    "WarmRestarts",
+    "WarmupDecay",
+    "lr_find",
+]

@@ -1,0 +1,223 @@
+"""``BestSnapshot``: early stopping that keeps the best weights and puts them back.
+
+Lightning's ``EarlyStopping`` stops but leaves the *last* weights in the model.
+``BestSnapshot`` tracks the best value of a logged metric, keeps a copy of
+the weights that scored it (on the CPU: no accelerator memory, no file unless
+asked), optionally stops after ``patience`` evaluations without improvement,
+stops cleanly when the loss or the metric turns NaN/inf, and whatever ended
+``fit`` -- ``max_epochs``, ``max_steps``, an early stop, a NaN, an exception
+or Ctrl-C -- puts the best weights back into the model.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, ClassVar
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from typing_extensions import override
+
+from lightning_cyclic.shapes._checks import check_choice, check_number
+
+
+def cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of ``module.state_dict()`` on the CPU."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+
+
+class BestSnapshot(Callback):
+    """Keep the best weights by ``monitor``, optionally stop early, restore the best at the end of ``fit``.
+
+    Args:
+        monitor: a metric logged by the LightningModule, e.g. ``"val/loss"`` or ``"val/acc"``.
+        mode: ``"min"`` or ``"max"``: whether lower or higher is better.
+        patience: stop after this many evaluations without improvement; ``None`` never stops early.
+        min_delta: an improvement must beat the best by more than this.
+        check_finite: stop when the monitored metric or the training loss is NaN/inf.
+        stopping_threshold: stop as soon as the metric is at least this good.
+        divergence_threshold: stop as soon as the metric is worse than this.
+        restore: put the best weights back into the model at the end of ``fit``.
+        strict: raise if ``monitor`` is not logged (with the metrics that are); else warn once.
+        save_path: also write the best weights there (``torch.save`` of the state dict) at the end.
+        verbose: report improvements, the stop and the restore.
+
+    After ``fit``: ``best_score``, ``best_epoch``, ``best_step``, ``stopped_epoch`` and
+    ``stop_reason``. The snapshot and counters go into checkpoints, so a resumed run keeps
+    its best. Under DDP the decisions are made on all ranks together and every rank keeps
+    and restores the same weights.
+    """
+
+    mode_dict: ClassVar[dict[str, Any]] = {"min": torch.lt, "max": torch.gt}
+
+    def __init__(
+        self,
+        monitor: str = "val/loss",
+        mode: str = "min",
+        patience: int | None = None,
+        min_delta: float = 0.0,
+        check_finite: bool = True,
+        stopping_threshold: float | None = None,
+        divergence_threshold: float | None = None,
+        restore: bool = True,
+        strict: bool = True,
+        save_path: str | Path | None = None,
+        verbose: bool = True,
+    ) -> None:
+        if not isinstance(monitor, str) or not monitor:
+            raise ValueError(f"monitor must be the name of a logged metric, got {monitor!r}")
+        check_choice("mode", mode, tuple(self.mode_dict))
+        if patience is not None:
+            check_number("patience", patience, 1, integer=True)
+        check_number("min_delta", min_delta, 0)
+        for name, value in (("stopping_threshold", stopping_threshold), ("divergence_threshold", divergence_threshold)):
+            if value is not None:
+                check_number(name, value)
+        self.monitor, self.mode, self.patience, self.min_delta = monitor, mode, patience, float(min_delta)
+        self.check_finite, self.restore, self.strict, self.verbose = check_finite, restore, strict, verbose
+        self.stopping_threshold, self.divergence_threshold = stopping_threshold, divergence_threshold
+        self.save_path = Path(save_path) if save_path is not None else None
+        self.best_score: float = math.inf if mode == "min" else -math.inf
+        self.best_epoch: int | None = None
+        self.best_step: int | None = None
+        self.wait_count = 0
+        self.stopped_epoch: int | None = None
+        self.stop_reason = ""
+        self.restored = False
+        self.snapshot: dict[str, torch.Tensor] | None = None
+        self._warned_missing = False
+        self._diverged = False
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(monitor=self.monitor, mode=self.mode)
+
+    # decisions --------------------------------------------------------------
+    def _better(self, current: float, best: float) -> bool:
+        if self.mode == "min":
+            return current < best - self.min_delta
+        return current > best + self.min_delta
+
+    def _metric(self, trainer: pl.Trainer) -> float | None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None:
+            available = ", ".join(sorted(trainer.callback_metrics)) or "none yet"
+            message = (
+                f"BestSnapshot(monitor={self.monitor!r}) found no such metric; the metrics logged are: {available}. "
+                f"Log it with self.log({self.monitor!r}, ...) or choose one of these."
+            )
+            if self.strict:
+                raise RuntimeError(message)
+            if not self._warned_missing:
+                rank_zero_warn(message)
+                self._warned_missing = True
+            return None
+        return float(value)
+
+    def _stop(self, trainer: pl.Trainer, reason: str) -> None:
+        trainer.should_stop = True
+        self.stopped_epoch = trainer.current_epoch
+        self.stop_reason = reason
+        if self.verbose:
+            rank_zero_info(f"BestSnapshot: stopping at epoch {trainer.current_epoch}: {reason}")
+
+    @override
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        if self._diverged:
+            return  # weights touched by a NaN/inf loss are never a snapshot, whatever their metric says
+        current = self._metric(trainer)
+        if current is None:
+            return
+        # every rank holds the same weights under DDP; rank 0's metric decides for all of them
+        current = float(trainer.strategy.broadcast(current, src=0))
+        if self.check_finite and not math.isfinite(current):
+            self._stop(trainer, f"{self.monitor} is {current}")
+            return
+        if self._better(current, self.best_score):
+            self.best_score, self.best_epoch, self.best_step = current, trainer.current_epoch, trainer.global_step
+            self.snapshot = cpu_state(pl_module)
+            self.wait_count = 0
+            if self.verbose:
+                rank_zero_info(f"BestSnapshot: {self.monitor} improved to {current:.5g} at epoch {self.best_epoch}")
+        else:
+            self.wait_count += 1
+        reason = ""
+        if self.stopping_threshold is not None and not self._better(self.stopping_threshold, current):
+            reason = f"{self.monitor}={current:.5g} reached stopping_threshold={self.stopping_threshold}"
+        elif self.divergence_threshold is not None and self._better(self.divergence_threshold, current):
+            reason = f"{self.monitor}={current:.5g} is past divergence_threshold={self.divergence_threshold}"
+        elif self.patience is not None and self.wait_count >= self.patience:
+            reason = f"no improvement of {self.monitor} in {self.wait_count} evaluations (patience={self.patience})"
+        if trainer.strategy.reduce_boolean_decision(bool(reason), all=False):
+            self._stop(trainer, reason or "another rank decided to stop")
+
+    @override
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if not self.check_finite:
+            return
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        bad = isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss.detach()).all())
+        if trainer.world_size > 1:
+            bad = trainer.strategy.reduce_boolean_decision(bad, all=False)
+        if bad:
+            self._diverged = True
+            value = float(loss.detach().float().mean()) if isinstance(loss, torch.Tensor) else math.nan
+            self._stop(trainer, f"the training loss is {value} after {trainer.global_step} optimizer steps")
+
+    # restore ----------------------------------------------------------------
+    def _restore(self, pl_module: pl.LightningModule, why: str) -> None:
+        if not self.restore or self.snapshot is None or self.restored:
+            return
+        pl_module.load_state_dict(self.snapshot)  # copies into the existing tensors, on their device
+        self.restored = True
+        if self.verbose:
+            rank_zero_info(
+                f"BestSnapshot: {why}; restored the weights of epoch {self.best_epoch} "
+                f"(step {self.best_step}, {self.monitor}={self.best_score:.5g})"
+            )
+
+    @override
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.restored = False
+        self._diverged = False
+
+    @override
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restore(pl_module, self.stop_reason or "training ended")
+        if self.save_path is not None and self.snapshot is not None and trainer.is_global_zero:
+            self.save_path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(self.snapshot, self.save_path)
+
+    @override
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._restore(pl_module, f"fit was interrupted ({type(exception).__name__})")
+
+    # checkpoints ------------------------------------------------------------
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "best_step": self.best_step,
+            "wait_count": self.wait_count,
+            "stopped_epoch": self.stopped_epoch,
+            "stop_reason": self.stop_reason,
+            "snapshot": self.snapshot,
+        }
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best_score = state_dict.get("best_score", self.best_score)
+        self.best_epoch = state_dict.get("best_epoch")
+        self.best_step = state_dict.get("best_step")
+        self.wait_count = state_dict.get("wait_count", 0)
+        self.stopped_epoch = state_dict.get("stopped_epoch")
+        self.stop_reason = state_dict.get("stop_reason", "")
+        self.snapshot = state_dict.get("snapshot")

@@ -1,0 +1,216 @@
+"""``SnapshotEnsemble``: M models for the price of one (Huang et al., 2017).
+
+With :class:`~lightning_cyclic.WarmRestarts` in the same ``fit``, it keeps the
+weights at the end of every cycle -- where the lr is lowest and the model sits
+in a minimum -- up to ``max_snapshots`` (the most recent ones). With any other
+schedule it keeps them every ``every_n_epochs`` epochs. At the end of ``fit``
+it evaluates every member and the ensemble (the mean of the members' softmax
+outputs) on the validation data, and :meth:`SnapshotEnsemble.ensemble` gives
+an ``nn.Module`` for prediction that can be saved and loaded.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
+from typing_extensions import override
+
+from lightning_cyclic.callbacks.best import cpu_state
+from lightning_cyclic.callbacks.schedule import WarmRestarts
+from lightning_cyclic.shapes._checks import check_number
+
+
+class Ensemble(nn.Module):
+    """Averages the softmax outputs of its members: ``forward(x)`` returns class probabilities."""
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member, got none")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        probs = [torch.softmax(member(*args, **kwargs).float(), dim=-1) for member in self.members]
+        return torch.stack(probs).mean(0)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the members' state dicts (one file; load with :meth:`load` and a model to copy)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save([cpu_state(m) for m in self.members], path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, model: nn.Module) -> Ensemble:
+        """The ensemble saved at ``path``, each member a copy of ``model`` with its weights."""
+        states = torch.load(path, map_location="cpu", weights_only=True)
+        members = []
+        for state in states:
+            member = copy.deepcopy(model)
+            member.load_state_dict(state)
+            members.append(member.eval())
+        return cls(members)
+
+
+class SnapshotEnsemble(Callback):
+    """Keep a snapshot at each warm-restart cycle end (or every N epochs) and evaluate their ensemble.
+
+    Args:
+        max_snapshots: keep at most this many, the most recent (Huang et al. use the last M).
+        every_n_epochs: take snapshots on this rhythm instead of at cycle ends; required when
+            there is no ``WarmRestarts`` callback in the Trainer.
+        evaluate: at the end of ``fit``, report each member's and the ensemble's validation
+            accuracy and negative log-likelihood (logged as ``ensemble/val_acc`` etc.).
+        save_path: write the ensemble there at the end of ``fit`` (see :meth:`Ensemble.load`).
+
+    Batches are taken to be ``(inputs, targets, ...)`` and the model's ``forward`` to return logits.
+    """
+
+    def __init__(
+        self,
+        max_snapshots: int = 5,
+        every_n_epochs: int | None = None,
+        evaluate: bool = True,
+        save_path: str | Path | None = None,
+    ) -> None:
+        check_number("max_snapshots", max_snapshots, 1, integer=True)
+        if every_n_epochs is not None:
+            check_number("every_n_epochs", every_n_epochs, 1, integer=True)
+        self.max_snapshots, self.every_n_epochs = max_snapshots, every_n_epochs
+        self.evaluate, self.save_path = evaluate, Path(save_path) if save_path is not None else None
+        self.snapshots: list[dict[str, Any]] = []  # {"epoch", "step", "state"}
+        self.metrics: dict[str, Any] = {}
+        self._restarts: WarmRestarts | None = None
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(max_snapshots=self.max_snapshots, every_n_epochs=self.every_n_epochs)
+
+    @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restarts = next((cb for cb in trainer.callbacks if isinstance(cb, WarmRestarts)), None)
+        if self.every_n_epochs is None and self._restarts is None:
+            raise ValueError(
+                "SnapshotEnsemble takes snapshots at WarmRestarts' cycle ends, and this Trainer has no WarmRestarts "
+                "callback; add one, or give every_n_epochs=N for a fixed rhythm"
+            )
+
+    def _take(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.snapshots and self.snapshots[-1]["step"] == trainer.global_step:
+            return
+        self.snapshots.append(
+            {"epoch": trainer.current_epoch, "step": trainer.global_step, "state": cpu_state(pl_module)}
+        )
+        del self.snapshots[: -self.max_snapshots]
+
+    def _cycles_done(self, step: int) -> int:
+        """How many warm-restart cycles have ended by optimizer step ``step``."""
+        schedule = self._restarts.schedule
+        if schedule is None or step < schedule.warmup:
+            return 0
+        done = schedule.cycle_position(step - schedule.warmup)[0]  # step `step` is in cycle `done`: those before ended
+        if schedule.cycle_limit is not None:
+            done = min(done, schedule.cycle_limit)
+        return done
+
+    @override
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if self.every_n_epochs is not None or self._restarts is None or self._restarts.schedule is None:
+            return
+        # global_step counts the optimizer steps taken; a cycle has ended when the next step starts a new one
+        if self._cycles_done(trainer.global_step) > self._cycles_done(trainer.global_step - 1):
+            self._take(trainer, pl_module)
+
+    @override
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.every_n_epochs is not None and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self._take(trainer, pl_module)
+
+    # the ensemble -----------------------------------------------------------
+    def ensemble(self, model: nn.Module) -> Ensemble:
+        """The snapshots as an :class:`Ensemble` of copies of ``model`` (on the CPU, in eval mode)."""
+        if not self.snapshots:
+            raise ValueError("SnapshotEnsemble has no snapshots yet: fit first (with WarmRestarts or every_n_epochs)")
+        template = copy.deepcopy(model).cpu()
+        members = []
+        for snap in self.snapshots:
+            member = copy.deepcopy(template)
+            member.load_state_dict(snap["state"])
+            members.append(member.eval())
+        return Ensemble(members)
+
+    @override
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.snapshots:
+            return
+        if self.save_path is not None and trainer.is_global_zero:
+            self.ensemble(pl_module).save(self.save_path)
+        if self.evaluate:
+            self.metrics = self._evaluate(trainer, pl_module)
+            for logger in trainer.loggers:
+                logger.log_metrics(
+                    {f"ensemble/{k}": v for k, v in self.metrics.items() if isinstance(v, float)}, trainer.global_step
+                )
+            members = ", ".join(f"{a:.4f}" for a in self.metrics["member_acc"])
+            rank_zero_info(
+                f"SnapshotEnsemble: {len(self.snapshots)} snapshots (epochs "
+                f"{', '.join(str(s['epoch']) for s in self.snapshots)}): members' val acc {members}; "
+                f"ensemble {self.metrics['val_acc']:.4f}"
+            )
+
+    @torch.no_grad()
+    def _evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        loaders = trainer.val_dataloaders
+        if loaders is None:
+            trainer.fit_loop.epoch_loop.val_loop.setup_data()
+            loaders = trainer.val_dataloaders
+        if loaders is None:
+            return {}
+        loader = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
+        device = pl_module.device
+        original = cpu_state(pl_module)
+        was_training = pl_module.training
+        pl_module.eval()
+        n = len(self.snapshots)
+        correct = torch.zeros(n + 1, device=device)
+        nll = torch.zeros(n + 1, device=device)
+        count = torch.zeros((), device=device)
+        try:
+            batches = [trainer.strategy.batch_to_device(b) for b in loader]
+            member_probs: list[list[torch.Tensor]] = []
+            for snap in self.snapshots:
+                pl_module.load_state_dict(snap["state"])
+                member_probs.append([torch.softmax(pl_module(b[0]).float(), -1) for b in batches])
+            for j, batch in enumerate(batches):
+                y = batch[1]
+                probs = [p[j] for p in member_probs]
+                probs.append(torch.stack(probs).mean(0))
+                for i, p in enumerate(probs):
+                    correct[i] += (p.argmax(-1) == y).sum()
+                    nll[i] += -torch.log(p.gather(1, y[:, None]).clamp_min(1e-12)).sum()
+                count += len(y)
+        finally:
+            pl_module.load_state_dict(original)
+            pl_module.train(was_training)
+        correct = trainer.strategy.reduce(correct, reduce_op="sum")
+        nll = trainer.strategy.reduce(nll, reduce_op="sum")
+        count = trainer.strategy.reduce(count, reduce_op="sum")
+        acc, loss = (correct / count).tolist(), (nll / count).tolist()
+        return {"val_acc": acc[-1], "val_nll": loss[-1], "member_acc": acc[:-1], "member_nll": loss[:-1]}
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {"snapshots": self.snapshots}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.snapshots = list(state_dict.get("snapshots", []))
