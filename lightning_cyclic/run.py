@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig
 
-from lightning_cyclic.callbacks import ScheduleCallback
+from lightning_cyclic.callbacks import BestSnapshot, ScheduleCallback, SnapshotEnsemble
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         input_shape=list(datamodule.input_shape),
         num_classes=datamodule.num_classes,
     )
-    callbacks: list[pl.Callback] = []
+    callbacks: list[pl.Callback] = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     schedule = instantiate(cfg.schedule) if cfg.get("schedule") else None
     if schedule is not None:
         if not isinstance(schedule, ScheduleCallback):
@@ -47,12 +47,27 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     logger = CSVLogger(save_dir=cfg.paths.output_dir, name="csv")
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    best = next((c for c in callbacks if isinstance(c, BestSnapshot)), None)
+    if best is not None and best.restored:  # measure the weights the model now holds
+        trainer.validate(model, datamodule=datamodule, verbose=False)
     metrics = _float_metrics(trainer)
+    ensemble = next((c for c in callbacks if isinstance(c, SnapshotEnsemble)), None)
+    if ensemble is not None and ensemble.metrics:
+        metrics["ensemble/val_acc"] = ensemble.metrics["val_acc"]
     if trainer.is_global_zero:
-        acc = metrics.get("val/acc")
-        summary = f"val/acc = {acc:.4f}" if acc is not None else "no validation metric"
-        if schedule is not None and schedule.resolved:
-            found = ", ".join(f"{k}={v:.4g}" for k, v in schedule.resolved.items())
-            summary += f" with {found} from the LR range test ({cfg.paths.output_dir}/lr_find.png)"
-        print(f"[lightning_cyclic] {summary} after {trainer.global_step} optimizer steps; logs in {logger.log_dir}")
-    return metrics, {"trainer": trainer, "model": model, "datamodule": datamodule, "schedule": schedule}
+        print(_summary(cfg, trainer, metrics, schedule, best, ensemble, logger.log_dir))
+    objects = {"trainer": trainer, "model": model, "datamodule": datamodule, "schedule": schedule}
+    return metrics, {**objects, "best": best, "ensemble": ensemble}
+
+
+def _summary(cfg, trainer, metrics, schedule, best, ensemble, log_dir) -> str:
+    acc = metrics.get("val/acc")
+    summary = f"val/acc = {acc:.4f}" if acc is not None else "no validation metric"
+    if best is not None and best.restored:
+        summary += f" (best weights restored: epoch {best.best_epoch}, {best.monitor}={best.best_score:.4f})"
+    if ensemble is not None and ensemble.metrics:
+        summary += f"; snapshot ensemble of {len(ensemble.snapshots)}: val/acc = {ensemble.metrics['val_acc']:.4f}"
+    if schedule is not None and schedule.resolved:
+        found = ", ".join(f"{k}={v:.4g}" for k, v in schedule.resolved.items())
+        summary += f"; {found} from the LR range test ({cfg.paths.output_dir}/lr_find.png)"
+    return f"[lightning_cyclic] {summary}; {trainer.global_step} optimizer steps; logs in {log_dir}"

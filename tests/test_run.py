@@ -77,3 +77,20 @@ def test_cyclical_auto_from_the_command_line(make_cfg):
     )
     resolved = objects["schedule"].resolved
     assert 0 < resolved["base_lr"] < resolved["max_lr"]
+
+
+def test_best_weights_are_restored_and_measured(make_cfg):
+    metrics, objects = train(make_cfg("trainer.max_epochs=4", "schedule=constant", "schedule.max_lr=0.3"))
+    best = objects["best"]
+    assert best.restored and best.monitor == "val/acc"
+    assert metrics["val/acc"] == pytest.approx(best.best_score)  # validated again after the restore
+
+
+def test_snapshot_ensemble_option_with_warm_restarts(make_cfg, tmp_path):
+    cfg = make_cfg(
+        "schedule=warm_restarts", "schedule.cycle_mult=1", "callbacks=snapshot_ensemble", "trainer.max_epochs=6"
+    )
+    metrics, objects = train(cfg)
+    assert [s["epoch"] for s in objects["ensemble"].snapshots] == [1, 3, 5]
+    assert 0.5 < metrics["ensemble/val_acc"] <= 1
+    assert (tmp_path / "ensemble.pt").exists()

@@ -2,7 +2,8 @@
 
 Each rank writes the (global_step, lr, momentum) it used at every optimizer step to ``OUT/rank{r}.json``;
 with ``auto`` as the second argument the schedule is ``OneCycle(max_lr="auto")`` fed by an ``LRFinder``,
-and the range test's curve and the weights at the start of training are written too.
+and the range test's curve and the weights at the start of training are written too; with ``best``, each rank
+logs its own (unsynced, different) score and ``BestSnapshot`` decides when to stop and what to restore.
 """
 
 import json
@@ -14,7 +15,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from lightning_cyclic import LRFinder, OneCycle
+from lightning_cyclic import BestSnapshot, LRFinder, OneCycle
+from lightning_cyclic.callbacks.best import cpu_state
 from tests.helpers import TinyModule, tiny_loader
 
 if __name__ == "__main__":
@@ -30,11 +32,29 @@ if __name__ == "__main__":
 
     probe = AtTrainStart()
     callbacks = [OneCycle(max_lr="auto"), LRFinder(num_steps=60, verbose=False), probe] if auto else [OneCycle(0.5)]
+    best_mode = len(sys.argv) > 2 and sys.argv[2] == "best"
+    if best_mode:
+        scores = {0: [3, 2, 1, 4, 4, 4], 1: [1, 5, 6, 0, 0, 0]}  # the ranks disagree; rank 0 decides
+
+        class Scored(TinyModule):
+            def validation_step(self, batch, batch_idx):
+                self.log("score", float(scores[self.global_rank][self.current_epoch]))
+
+        class Weights(pl.Callback):
+            by_epoch = {}
+
+            def on_validation_end(self, trainer, pl_module):
+                if not trainer.sanity_checking:
+                    self.by_epoch[trainer.current_epoch] = cpu_state(pl_module)
+
+        module, weights = Scored(), Weights()
+        callbacks = [BestSnapshot("score", "min", patience=2, verbose=False), weights]
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=2,
         strategy="ddp",
-        max_epochs=3,
+        max_epochs=6 if best_mode else 3,
+        num_sanity_val_steps=0,
         accumulate_grad_batches=2,
         logger=False,
         enable_checkpointing=False,
@@ -43,8 +63,17 @@ if __name__ == "__main__":
         default_root_dir=out,
         callbacks=callbacks,
     )
-    trainer.fit(module, tiny_loader(n=64, batch_size=8))
+    trainer.fit(module, tiny_loader(n=64, batch_size=8), tiny_loader(n=16, seed=1) if best_mode else None)
     record = {"estimated": trainer.estimated_stepping_batches, "seen": [s[:3] for s in module.seen]}
+    if best_mode:
+        best = callbacks[0]
+        final = cpu_state(module)
+        record.update(
+            best_epoch=best.best_epoch,
+            stopped_epoch=best.stopped_epoch,
+            restored_best=all(torch.equal(final[k], weights.by_epoch[best.best_epoch][k]) for k in final),
+            final=[float(v.double().sum()) for v in final.values()],
+        )
     if auto:
         record.update(
             max_lr=callbacks[0].resolved["max_lr"],

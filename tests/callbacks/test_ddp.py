@@ -45,3 +45,11 @@ def test_ddp_range_test_gives_every_rank_one_curve_and_one_lr(tmp_path):
     schedule = OneCycleSchedule(max_lr=ranks[0]["max_lr"], total_steps=6)
     assert ranks[0]["seen"] == ranks[1]["seen"]
     assert [lr for _, lr, _ in ranks[0]["seen"]] == [pytest.approx(schedule.lr(k), rel=1e-12) for k in range(6)]
+
+
+def test_ddp_best_snapshot_decides_once_and_every_rank_restores_the_same_weights(tmp_path):
+    ranks = run_ddp(tmp_path, "best")
+    for rank in ranks:  # rank 0's scores (3, 2, 1, 4, 4) decide: best at epoch 2, patience 2 runs out at epoch 4
+        assert (rank["best_epoch"], rank["stopped_epoch"]) == (2, 4)
+        assert rank["restored_best"]
+    assert ranks[0]["final"] == ranks[1]["final"]

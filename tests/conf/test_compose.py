@@ -40,3 +40,13 @@ def test_other_groups_instantiate(make_cfg, group):
             assert model.net is not None
         else:
             assert instantiate(cfg[group]) is not None
+
+
+@pytest.mark.parametrize("name", options("callbacks"))
+def test_callbacks_instantiate(make_cfg, name):
+    import lightning.pytorch as pl
+
+    cfg = make_cfg(f"callbacks={name}")
+    built = [instantiate(c) for c in (cfg.callbacks or {}).values()]
+    assert all(isinstance(c, pl.Callback) for c in built)
+    assert (name == "none") == (not built)
