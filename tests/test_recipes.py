@@ -36,3 +36,20 @@ def test_schedule_preview_writes_its_picture(tmp_path):
         sys.path.pop(0)
     path = preview.main(tmp_path / "schedules.png")
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_sgdr_snapshot_ensemble_quick_run(tmp_path):
+    script = ROOT / "recipes" / "sgdr_snapshot_ensemble" / "run.py"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, str(script), "--quick", "--jobs", "1", "--out", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| digits | 2 |" in done.stdout
+    (run,) = json.loads((tmp_path / "results.json").read_text())
+    assert len(run["sgdr"]["snapshot_steps"]) == 2 and 0 < run["sgdr"]["ensemble"] <= 1
+    assert (tmp_path / "sgdr_snapshots.png").stat().st_size > 10_000

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import benchmark as B
+from common import train
 
 DIVISORS = [1.5, 2, 3, 4, 6, 8]
 
@@ -39,7 +40,7 @@ def one_seed(task):
     pl.seed_everything(seed, verbose=False)
     result = lr_find(B.trainer(root), model(), datamodule=datamodule, verbose=False)
     edge = result.suggestion.lr * EDGE_DIV
-    accs = {str(d): B.train(dataset, seed, False, root, edge / d, "onecycle")["best"] for d in DIVISORS}
+    accs = {str(d): train(dataset, seed, False, root, edge / d, "onecycle")["best"] for d in DIVISORS}
     return {"dataset": dataset, "seed": seed, "edge": edge, "best": accs}
 
 

@@ -1,0 +1,89 @@
+"""Shared pieces of the recipes: the datasets and models they train, a quiet Trainer, accuracy per epoch."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from functools import partial
+
+DATASETS = {
+    # name: (data module, kwargs, model, model kwargs, epochs)
+    "digits": ("DigitsDataModule", {"batch_size": 64}, "MLP", {"hidden": [128, 128], "dropout": 0.1}, 10),
+    "mnist1d": ("MNIST1DDataModule", {"batch_size": 128}, "CNN1D", {}, 10),
+    "fashion": ("FashionMNISTDataModule", {"batch_size": 128, "limit_train": 12000}, "MLP", {"hidden": [256]}, 6),
+}
+GRID = [0.01, 0.03, 0.1, 0.3]  # constant lrs of the tuned baseline
+QUICK_GRID = [0.03, 0.3]
+
+
+def quiet() -> None:
+    warnings.filterwarnings("ignore")
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def build(dataset: str, quick: bool):
+    import torch
+
+    from lightning_cyclic import data, models
+
+    dm_name, dm_kwargs, net_name, net_kwargs, epochs = DATASETS[dataset]
+    dm_kwargs = dict(dm_kwargs)
+    if quick and dataset == "fashion":
+        dm_kwargs["limit_train"] = 2000
+    datamodule = getattr(data, dm_name)(**dm_kwargs)
+
+    def model(lr: float = 0.1, momentum: float = 0.9):
+        net = partial(getattr(models, net_name), **net_kwargs)
+        opt = partial(torch.optim.SGD, lr=lr, momentum=momentum, weight_decay=5e-4)
+        return models.Classifier(net, opt, datamodule.input_shape, datamodule.num_classes)
+
+    return datamodule, model, (1 if quick else epochs)
+
+
+def trainer(root: str, callbacks=(), **kwargs):
+    import lightning.pytorch as pl
+
+    args = dict(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=root,
+    )
+    args.update(kwargs)
+    return pl.Trainer(callbacks=list(callbacks), **args)
+
+
+def accuracies():
+    """A callback that records the validation accuracy after every epoch in ``.values``."""
+    import lightning.pytorch as pl
+
+    class Accuracies(pl.Callback):
+        def __init__(self):
+            self.values = []
+
+        def on_validation_epoch_end(self, trainer, pl_module):
+            if not trainer.sanity_checking:
+                self.values.append(float(trainer.callback_metrics["val/acc"]))
+
+    return Accuracies()
+
+
+def train(dataset, seed, quick, root, lr, schedule):
+    import lightning.pytorch as pl
+
+    from lightning_cyclic import OneCycle
+
+    datamodule, model, epochs = build(dataset, quick)
+    pl.seed_everything(seed, verbose=False)
+    acc = accuracies()
+    callbacks = [acc] + ([OneCycle(max_lr=lr, log=False)] if schedule == "onecycle" else [])
+    module = model(lr=lr)
+    start = time.perf_counter()
+    trainer(root, callbacks, max_epochs=epochs).fit(module, datamodule=datamodule)
+    return {"best": max(acc.values), "final": acc.values[-1], "seconds": time.perf_counter() - start}
