@@ -67,7 +67,8 @@ class SnapshotEnsemble(Callback):
         every_n_epochs: take snapshots on this rhythm instead of at cycle ends; required when
             there is no ``WarmRestarts`` callback in the Trainer.
         evaluate: at the end of ``fit``, report each member's and the ensemble's validation
-            accuracy and negative log-likelihood (logged as ``ensemble/val_acc`` etc.).
+            accuracy and negative log-likelihood (logged as ``ensemble/val_acc`` etc.), and the
+            accuracy of the ensemble of the last k snapshots for every k (``metrics["last_k_acc"]``).
         save_path: write the ensemble there at the end of ``fit`` (see :meth:`Ensemble.load`).
 
     Batches are taken to be ``(inputs, targets, ...)`` and the model's ``forward`` to return logits.
@@ -183,6 +184,7 @@ class SnapshotEnsemble(Callback):
         n = len(self.snapshots)
         correct = torch.zeros(n + 1, device=device)
         nll = torch.zeros(n + 1, device=device)
+        last_k = torch.zeros(n, device=device)  # accuracy of the ensemble of the last k snapshots, k = 1..n
         count = torch.zeros((), device=device)
         try:
             batches = [trainer.strategy.batch_to_device(b) for b in loader]
@@ -197,15 +199,24 @@ class SnapshotEnsemble(Callback):
                 for i, p in enumerate(probs):
                     correct[i] += (p.argmax(-1) == y).sum()
                     nll[i] += -torch.log(p.gather(1, y[:, None]).clamp_min(1e-12)).sum()
+                for k in range(1, n + 1):
+                    last_k[k - 1] += (torch.stack(probs[n - k : n]).mean(0).argmax(-1) == y).sum()
                 count += len(y)
         finally:
             pl_module.load_state_dict(original)
             pl_module.train(was_training)
         correct = trainer.strategy.reduce(correct, reduce_op="sum")
         nll = trainer.strategy.reduce(nll, reduce_op="sum")
+        last_k = trainer.strategy.reduce(last_k, reduce_op="sum")
         count = trainer.strategy.reduce(count, reduce_op="sum")
         acc, loss = (correct / count).tolist(), (nll / count).tolist()
-        return {"val_acc": acc[-1], "val_nll": loss[-1], "member_acc": acc[:-1], "member_nll": loss[:-1]}
+        return {
+            "val_acc": acc[-1],
+            "val_nll": loss[-1],
+            "member_acc": acc[:-1],
+            "member_nll": loss[:-1],
+            "last_k_acc": (last_k / count).tolist(),
+        }
 
     @override
     def state_dict(self) -> dict[str, Any]:

@@ -79,6 +79,9 @@ def test_ensemble_evaluation_is_the_mean_of_softmaxes(tmp_path):
     assert metrics["val_acc"] == pytest.approx(float((expected.argmax(1) == y).float().mean()))
     assert len(metrics["member_acc"]) == 3
     assert metrics["member_acc"][-1] == pytest.approx(float((manual[-1].argmax(1) == y).float().mean()))
+    last_two = torch.stack(manual[1:]).mean(0)
+    assert metrics["last_k_acc"][1] == pytest.approx(float((last_two.argmax(1) == y).float().mean()))
+    assert metrics["last_k_acc"][0] == metrics["member_acc"][-1] and metrics["last_k_acc"][2] == metrics["val_acc"]
 
 
 def test_the_training_model_keeps_its_own_weights_after_evaluation(tmp_path):
