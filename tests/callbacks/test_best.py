@@ -161,3 +161,27 @@ def test_missing_monitor_names_the_metrics_that_exist(tmp_path):
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         BestSnapshot(**kwargs)
+
+
+def test_a_real_divergence_from_a_growing_lr(tmp_path):
+    """No scripted NaN: the lr grows until SGD blows up; the run stops cleanly with the best weights back."""
+
+    class Learner(TinyModule):
+        def validation_step(self, batch, batch_idx):
+            x, y = batch
+            self.log("val_loss", torch.nn.functional.cross_entropy(self(x), y))
+
+    class TenfoldPerEpoch(Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            for group in trainer.optimizers[0].param_groups:
+                group["lr"] = 0.05 * 10**trainer.current_epoch
+
+    best, weights = BestSnapshot("val_loss", "min"), Weights()
+    module = Learner()
+    trainer = tiny_trainer(tmp_path, [TenfoldPerEpoch(), best, weights], max_epochs=8, num_sanity_val_steps=0)
+    trainer.fit(module, tiny_loader(learnable=True), tiny_loader(n=16, seed=2, learnable=True))  # does not raise
+    assert best.stopped_epoch is not None and best.stopped_epoch < 7
+    assert "nan" in best.stop_reason or "inf" in best.stop_reason
+    assert best.best_epoch < best.stopped_epoch
+    assert_weights(module, weights.by_epoch[best.best_epoch])
+    assert all(torch.isfinite(p).all() for p in module.parameters())
