@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import statistics
 import time
 import warnings
 from functools import partial
@@ -87,3 +88,12 @@ def train(dataset, seed, quick, root, lr, schedule):
     start = time.perf_counter()
     trainer(root, callbacks, max_epochs=epochs).fit(module, datamodule=datamodule)
     return {"best": max(acc.values), "final": acc.values[-1], "seconds": time.perf_counter() - start}
+
+
+def mean_std(values, digits: int = 1) -> str:
+    """``"mean ± std"`` of fractions, in percent; ``None`` values are left out."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return "n/a"
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * statistics.mean(values):.{digits}f} ± {100 * sd:.{digits}f}"

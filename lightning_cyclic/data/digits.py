@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
+from lightning_cyclic.data.base import TensorDataModule
 from lightning_cyclic.shapes._checks import check_number
 
 
-class DigitsDataModule(pl.LightningDataModule):
+class DigitsDataModule(TensorDataModule):
     """Digits as flat 64-feature vectors, standardised with the training split's statistics.
 
     Args:
@@ -35,8 +35,6 @@ class DigitsDataModule(pl.LightningDataModule):
         check_number("val_fraction", val_fraction, 0, 1, low_open=True, high_open=True)
         check_number("num_workers", num_workers, 0, integer=True)
         self.save_hyperparameters()
-        self.train_set: TensorDataset | None = None
-        self.val_set: TensorDataset | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
@@ -54,19 +52,3 @@ class DigitsDataModule(pl.LightningDataModule):
         x = (x - mean) / std
         self.train_set = TensorDataset(x[train_idx], y[train_idx])
         self.val_set = TensorDataset(x[val_idx], y[val_idx])
-
-    def _loader(self, dataset: TensorDataset, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
-            num_workers=self.hparams.num_workers,
-            pin_memory=self.hparams.pin_memory,
-            persistent_workers=self.hparams.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)

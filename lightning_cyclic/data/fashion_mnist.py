@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lightning.pytorch as pl
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
+from lightning_cyclic.data.base import TensorDataModule
 from lightning_cyclic.data.idx import read_idx
 from lightning_cyclic.shapes._checks import check_number
 
@@ -19,7 +19,7 @@ TEST_LABELS = "t10k-labels-idx1-ubyte"
 FILES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
 
 
-class IDXImageDataModule(pl.LightningDataModule):
+class IDXImageDataModule(TensorDataModule):
     """28x28 grey images in 10 classes read from the four standard IDX files in ``root``.
 
     The files are ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
@@ -74,9 +74,6 @@ class IDXImageDataModule(pl.LightningDataModule):
         self.root = Path(root).expanduser()
         if flatten:
             self.input_shape = (int(np.prod(type(self).input_shape)),)
-        self.train_set: TensorDataset | None = None
-        self.val_set: TensorDataset | None = None
-        self.test_set: TensorDataset | None = None
         self._mean_std: tuple[float, float] | None = None
 
     def _file(self, name: str) -> Path:
@@ -134,25 +131,6 @@ class IDXImageDataModule(pl.LightningDataModule):
             self.val_set = TensorDataset(*self._tensors(images[val_idx], labels[val_idx]))
         if stage in (None, "test") and self.test_set is None:
             self.test_set = TensorDataset(*self._tensors(*self._read(TEST_IMAGES, TEST_LABELS)))
-
-    def _loader(self, dataset: TensorDataset, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
-            num_workers=self.hparams.num_workers,
-            pin_memory=self.hparams.pin_memory,
-            persistent_workers=self.hparams.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, shuffle=False)
 
 
 class FashionMNISTDataModule(IDXImageDataModule):

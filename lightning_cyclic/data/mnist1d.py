@@ -8,11 +8,11 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
-import lightning.pytorch as pl
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
+from lightning_cyclic.data.base import TensorDataModule
 from lightning_cyclic.shapes._checks import check_number
 
 
@@ -39,7 +39,7 @@ def generate_mnist1d(num_samples: int = 5000, seed: int = 42) -> dict[str, np.nd
     return {key: np.asarray(data[key]) for key in ("x", "y", "x_test", "y_test")}
 
 
-class MNIST1DDataModule(pl.LightningDataModule):
+class MNIST1DDataModule(TensorDataModule):
     """MNIST-1D signals as ``(1, 40)`` tensors, standardised with the training samples' mean and std.
 
     The data are generated in ``setup`` with ``mnist1d.data.make_dataset`` (about 0.5 ms
@@ -96,9 +96,6 @@ class MNIST1DDataModule(pl.LightningDataModule):
         self.save_hyperparameters()
         if flatten:
             self.input_shape = (int(np.prod(type(self).input_shape)),)
-        self.train_set: TensorDataset | None = None
-        self.val_set: TensorDataset | None = None
-        self.test_set: TensorDataset | None = None
 
     def _arrays(self) -> dict[str, np.ndarray]:
         n, seed, cache_dir = self.hparams.num_samples, self.hparams.seed, self.hparams.cache_dir
@@ -153,22 +150,3 @@ class MNIST1DDataModule(pl.LightningDataModule):
         self.train_set = TensorDataset(prepare(x_train), y_train)
         self.val_set = TensorDataset(prepare(x_val), y_val)
         self.test_set = TensorDataset(prepare(x_test), y_test)
-
-    def _loader(self, dataset: TensorDataset, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
-            num_workers=self.hparams.num_workers,
-            pin_memory=self.hparams.pin_memory,
-            persistent_workers=self.hparams.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, shuffle=False)

@@ -30,7 +30,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from common import DATASETS, GRID, QUICK_GRID, build, quiet, train, trainer  # noqa: E402
+from common import DATASETS, GRID, QUICK_GRID, build, mean_std, quiet, train, trainer  # noqa: E402
 
 
 def one_seed(task):
@@ -81,14 +81,6 @@ def one_seed(task):
     for lr in QUICK_GRID if quick else GRID:
         out["constant"][str(lr)] = train(dataset, seed, quick, root, lr, "constant")
     return out
-
-
-def mean_std(values):
-    values = [v for v in values if v is not None]
-    if not values:
-        return "n/a"
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * statistics.mean(values):.1f} ± {100 * sd:.1f}"
 
 
 def report(runs, datasets) -> str:

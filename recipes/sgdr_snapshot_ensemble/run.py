@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from common import build, quiet, trainer  # noqa: E402
+from common import build, mean_std, quiet, trainer  # noqa: E402
 
 CYCLE_EPOCHS = {"digits": 4, "mnist1d": 6, "fashion": 4}  # x 5 cycles
 CYCLES = 5
@@ -100,11 +99,6 @@ def one_seed(task):
     return out
 
 
-def pct(values):
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * statistics.mean(values):.2f} ± {100 * sd:.2f}"
-
-
 def report(runs, datasets) -> str:
     lines = [
         "| dataset | epochs | SGDR: best single model | SGDR: last model | SGDR: ensemble of all snapshots "
@@ -114,11 +108,10 @@ def report(runs, datasets) -> str:
     for dataset in datasets:
         rows = [r for r in runs if r["dataset"] == dataset]
         s = [r["sgdr"] for r in rows]
-        last = " / ".join(pct([x["last_k"][k - 1] for x in s]) for k in (2, 3) if len(s[0]["last_k"]) >= k)
-        lines.append(
-            f"| {dataset} | {rows[0]['epochs']} | {pct([x['best'] for x in s])} | {pct([x['last'] for x in s])} "
-            f"| {pct([x['ensemble'] for x in s])} | {last} | {pct([r['onecycle']['best'] for r in rows])} |"
-        )
+        last = " / ".join(mean_std([x["last_k"][k - 1] for x in s], 2) for k in (2, 3) if len(s[0]["last_k"]) >= k)
+        best, final, ens = (mean_std([x[key] for x in s], 2) for key in ("best", "last", "ensemble"))
+        reference = mean_std([r["onecycle"]["best"] for r in rows], 2)
+        lines.append(f"| {dataset} | {rows[0]['epochs']} | {best} | {final} | {ens} | {last} | {reference} |")
     return "\n".join(lines)
 
 
