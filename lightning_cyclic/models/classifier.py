@@ -15,6 +15,8 @@ from torch import nn
 class Classifier(pl.LightningModule):
     """Trains ``net`` with cross-entropy and logs ``train/loss``, ``val/loss``, ``val/acc``.
 
+    Training targets may be class indices or class probabilities (soft targets, as mixup makes).
+
     Args:
         net: an ``nn.Module``, or a callable (a Hydra ``_partial_``) taking
             ``input_shape`` and ``num_classes`` that builds one.
@@ -43,8 +45,8 @@ class Classifier(pl.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, y = batch
         logits = self(x)
-        loss = F.cross_entropy(logits, y)
-        self.train_acc(logits, y)
+        loss = F.cross_entropy(logits, y)  # y may be class indices, or class probabilities (mixup)
+        self.train_acc(logits, y.argmax(-1) if y.is_floating_point() else y)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
