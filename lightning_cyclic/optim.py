@@ -69,6 +69,25 @@ def lr_ratios(lrs: Sequence[float]) -> list[float]:
     return [lr / top for lr in lrs]
 
 
+SCALING_RULES = ("linear", "sqrt")
+
+
+def lr_scale_factor(batch_size: int, base_batch_size: int, rule: str) -> float:
+    """How much to multiply an lr tuned at ``base_batch_size`` by, at ``batch_size``.
+
+    ``"linear"`` (Goyal et al., 2017: lr proportional to the batch, for SGD) or
+    ``"sqrt"`` (proportional to its square root, often better for Adam).
+    ``batch_size`` is the effective one: per device x devices x nodes x accumulation.
+    """
+    from lightning_cyclic.shapes._checks import check_choice, check_number
+
+    check_choice("rule", rule, SCALING_RULES)
+    check_number("batch_size", batch_size, 1, integer=True)
+    check_number("base_batch_size", base_batch_size, 1, integer=True)
+    ratio = batch_size / base_batch_size
+    return ratio if rule == "linear" else ratio**0.5
+
+
 def optimizer_name(optimizer: Optimizer) -> str:
     return type(optimizer).__name__
 

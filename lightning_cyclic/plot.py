@@ -64,3 +64,66 @@ def plot_schedule(
         fig.tight_layout()
         fig.savefig(path, dpi=110)
     return fig
+
+
+def _read_metrics(path: str | Path) -> dict[str, list[tuple[float, float]]]:
+    """Columns of a Lightning CSVLogger ``metrics.csv`` as ``{name: [(step, value), ...]}``."""
+    import csv
+
+    out: dict[str, list[tuple[float, float]]] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            step = float(row.get("step") or 0)
+            for key, value in row.items():
+                if key in ("step", "epoch") or value in ("", None):
+                    continue
+                out.setdefault(key, []).append((step, float(value)))
+    return out
+
+
+def moving_average(values: list[float], window: int) -> list[float]:
+    """Trailing mean over up to ``window`` values."""
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def plot_training_curves(metrics_csv: str | Path, path: str | Path | None = None, title: str | None = None) -> Any:
+    """Training curves from a CSVLogger's ``metrics.csv``: the training loss with its moving
+    average and the validation loss (left), accuracy (right), and the lr on a second axis."""
+    plt = _pyplot()
+    m = _read_metrics(metrics_csv)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    train = m.get("train/loss_step") or m.get("train/loss") or []
+    if train:
+        steps, losses = zip(*train)
+        left.plot(steps, losses, color="0.75", linewidth=0.8, label="train loss")
+        window = max(len(losses) // 10, 3)
+        left.plot(steps, moving_average(list(losses), window), color="tab:blue", label=f"moving average ({window})")
+    if m.get("val/loss"):
+        left.plot(*zip(*m["val/loss"]), "o-", color="tab:orange", markersize=3, label="val loss")
+    left.set_xlabel("optimizer step")
+    left.set_ylabel("loss")
+    left.legend(fontsize=8, loc="upper right")
+    for key, style in (("val/acc", "o-"), ("train/acc", "s--")):
+        if m.get(key):
+            right.plot(*zip(*m[key]), style, markersize=3, label=key)
+    right.set_xlabel("optimizer step")
+    right.set_ylabel("accuracy")
+    right.legend(fontsize=8, loc="lower right")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        if m.get("lr"):
+            twin = ax.twinx()
+            twin.plot(*zip(*m["lr"]), color="tab:red", alpha=0.5, linewidth=1)
+            twin.set_ylabel("lr", color="tab:red")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=100)
+    return fig

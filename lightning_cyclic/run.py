@@ -6,33 +6,91 @@
 from __future__ import annotations
 
 import logging
+import math
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 from hydra.utils import instantiate
-from lightning.pytorch.loggers import CSVLogger
-from omegaconf import DictConfig
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar, TQDMProgressBar
+from omegaconf import DictConfig, OmegaConf
 
 from lightning_cyclic.callbacks import BestSnapshot, ScheduleCallback, SnapshotEnsemble
+from lightning_cyclic.optim import lr_scale_factor
+from lightning_cyclic.shapes._checks import check_choice, check_number
 
 log = logging.getLogger(__name__)
+
+PROGRESS_BARS = ("rich", "tqdm", "none")
+SCALED = ("max_lr", "base_lr", "min_lr", "warmup_lr_init")  # schedule arguments that are lrs
 
 
 def _float_metrics(trainer: pl.Trainer) -> dict[str, float]:
     return {k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
 
 
+def _check_optimizer(cfg: DictConfig) -> None:
+    """Fail before training, naming the argument, where torch would fail later or not at all."""
+    opt = cfg.optimizer
+    check_number("optimizer.lr", opt.get("lr"), 0, low_open=True)
+    if "weight_decay" in opt:
+        check_number("optimizer.weight_decay", opt.weight_decay, 0)
+    if "momentum" in opt:
+        check_number("optimizer.momentum", opt.momentum, 0, 1, high_open=True)
+
+
+def _scale_lrs(cfg: DictConfig, trainer: pl.Trainer, datamodule: Any) -> float | None:
+    """Apply the opt-in lr scaling rule to the optimizer's and the schedule's lrs; returns the factor."""
+    rule = cfg.get("lr_scaling", {}) or {}
+    if not rule.get("rule"):
+        return None
+    batch = datamodule.hparams.batch_size * trainer.accumulate_grad_batches * trainer.world_size
+    factor = lr_scale_factor(batch, rule.base_batch_size, rule.rule)
+    cfg.optimizer.lr = cfg.optimizer.lr * factor
+    for key in SCALED:
+        value = cfg.schedule.get(key) if cfg.get("schedule") else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            cfg.schedule[key] = value * factor
+    log.info(
+        "lr scaling (%s): effective batch %d = %d per device x %d accumulation x %d devices, base %d: lrs x %.4g",
+        rule.rule,
+        batch,
+        datamodule.hparams.batch_size,
+        trainer.accumulate_grad_batches,
+        trainer.world_size,
+        rule.base_batch_size,
+        factor,
+    )
+    return factor
+
+
+def _progress_bar(cfg: DictConfig) -> pl.Callback | None:
+    kind = cfg.get("progress_bar", "rich")
+    check_choice("progress_bar", kind, PROGRESS_BARS)
+    return {"rich": RichProgressBar, "tqdm": TQDMProgressBar}.get(kind, lambda: None)()
+
+
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
-    """Build data, model, optimizer, schedule and trainer from ``cfg``; fit; return the metrics."""
+    """Build data, model, optimizer, schedule, callbacks, logger and trainer from ``cfg``; fit; report."""
+    cfg = cfg.copy()  # the lr scaling rule writes into it
+    OmegaConf.set_struct(cfg, False)
     pl.seed_everything(cfg.seed, workers=True)
+    _check_optimizer(cfg)
     datamodule = instantiate(cfg.data)
+    callbacks: list[pl.Callback] = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    bar = _progress_bar(cfg)
+    callbacks += [bar] if bar is not None else []
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, enable_progress_bar=bar is not None
+    )
+    factor = _scale_lrs(cfg, trainer, datamodule)
     model = instantiate(
         cfg.model,
         optimizer=instantiate(cfg.optimizer),
         input_shape=list(datamodule.input_shape),
         num_classes=datamodule.num_classes,
     )
-    callbacks: list[pl.Callback] = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     schedule = instantiate(cfg.schedule) if cfg.get("schedule") else None
     if schedule is not None:
         if not isinstance(schedule, ScheduleCallback):
@@ -40,34 +98,78 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
                 f"schedule must build a lightning_cyclic schedule callback, got {type(schedule).__name__} "
                 f"from _target_={cfg.schedule.get('_target_')!r}"
             )
-        callbacks.append(schedule)
+        trainer.callbacks.insert(0, schedule)
         if schedule.auto and cfg.get("lr_finder"):
             schedule.finder = instantiate(cfg.lr_finder)
-            callbacks.append(schedule.finder)
-    logger = CSVLogger(save_dir=cfg.paths.output_dir, name="csv")
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+            trainer.callbacks.insert(0, schedule.finder)
+    if factor is not None:
+        for lg in trainer.loggers:
+            lg.log_hyperparams({"lr_scaling/rule": cfg.lr_scaling.rule, "lr_scaling/factor": factor})
+
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    best = next((c for c in callbacks if isinstance(c, BestSnapshot)), None)
+
+    metrics = _float_metrics(trainer)
+    best = next((c for c in trainer.callbacks if isinstance(c, BestSnapshot)), None)
     if best is not None and best.restored:  # measure the weights the model now holds
         trainer.validate(model, datamodule=datamodule, verbose=False)
-    metrics = _float_metrics(trainer)
-    ensemble = next((c for c in callbacks if isinstance(c, SnapshotEnsemble)), None)
+        metrics.update(_float_metrics(trainer))
+    ensemble = next((c for c in trainer.callbacks if isinstance(c, SnapshotEnsemble)), None)
     if ensemble is not None and ensemble.metrics:
         metrics["ensemble/val_acc"] = ensemble.metrics["val_acc"]
+    curves = _curves(trainer, cfg)
     if trainer.is_global_zero:
-        print(_summary(cfg, trainer, metrics, schedule, best, ensemble, logger.log_dir))
+        print(_summary(cfg, trainer, metrics, schedule, best, ensemble, curves, factor))
     objects = {"trainer": trainer, "model": model, "datamodule": datamodule, "schedule": schedule}
-    return metrics, {**objects, "best": best, "ensemble": ensemble}
+    return metrics, {**objects, "best": best, "ensemble": ensemble, "curves": curves}
 
 
-def _summary(cfg, trainer, metrics, schedule, best, ensemble, log_dir) -> str:
-    acc = metrics.get("val/acc")
-    summary = f"val/acc = {acc:.4f}" if acc is not None else "no validation metric"
+def _curves(trainer: pl.Trainer, cfg: DictConfig) -> Path | None:
+    """The training-curves PNG, from the CSV logger's metrics, next to the run."""
+    csv = next((lg for lg in trainer.loggers if type(lg).__name__ == "CSVLogger"), None)
+    if csv is None or not trainer.is_global_zero:
+        return None
+    metrics = Path(csv.log_dir) / "metrics.csv"
+    if not metrics.exists():
+        return None
+    from lightning_cyclic.plot import plot_training_curves
+
+    path = Path(cfg.paths.output_dir) / "training_curves.png"
+    try:
+        plot_training_curves(metrics, path, title=f"{cfg.data._target_.rsplit('.', 1)[-1]}, seed {cfg.seed}")
+    except ImportError:
+        return None
+    return path
+
+
+def _summary(cfg, trainer, metrics, schedule, best, ensemble, curves, factor) -> str:
+    """One screen: what was reached, with what lr, and where everything is."""
+    acc, train_acc = metrics.get("val/acc"), metrics.get("train/acc")
+    head = f"val/acc = {acc:.4f}" if acc is not None else "no validation metric"
+    head += f", train/acc = {train_acc:.4f}" if train_acc is not None else ""
+    lines = ["", "[lightning_cyclic] " + head]
     if best is not None and best.restored:
-        summary += f" (best weights restored: epoch {best.best_epoch}, {best.monitor}={best.best_score:.4f})"
+        lines.append(f"  best weights restored: epoch {best.best_epoch}, {best.monitor} = {best.best_score:.4f}")
+    if best is not None and best.stop_reason:
+        lines.append(f"  stopped early: {best.stop_reason}")
     if ensemble is not None and ensemble.metrics:
-        summary += f"; snapshot ensemble of {len(ensemble.snapshots)}: val/acc = {ensemble.metrics['val_acc']:.4f}"
-    if schedule is not None and schedule.resolved:
-        found = ", ".join(f"{k}={v:.4g}" for k, v in schedule.resolved.items())
-        summary += f"; {found} from the LR range test ({cfg.paths.output_dir}/lr_find.png)"
-    return f"[lightning_cyclic] {summary}; {trainer.global_step} optimizer steps; logs in {log_dir}"
+        lines.append(f"  snapshot ensemble of {len(ensemble.snapshots)}: val/acc = {ensemble.metrics['val_acc']:.4f}")
+    if schedule is not None:
+        used = ", ".join(f"{k}={v:.4g}" for k, v in (schedule.resolved or {}).items())
+        peak = schedule.params.get("max_lr")
+        lr = used + " (found by the LR range test)" if used else f"max_lr={peak}"
+        lines.append(f"  schedule: {type(schedule).__name__}, {lr}")
+    if factor is not None:
+        lines.append(f"  lr scaling: {cfg.lr_scaling.rule}, lrs x {factor:.4g}")
+    lines.append(f"  {trainer.global_step} optimizer steps, {trainer.current_epoch} epochs")
+    ckpt = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+    saved = ckpt and (ckpt.last_model_path or ckpt.best_model_path)
+    if saved and Path(saved).exists():
+        lines.append(f"  checkpoint: {saved} (resume with ckpt_path=...)")
+    for lg in trainer.loggers:
+        if lg.log_dir:
+            lines.append(f"  logs ({type(lg).__name__}): {lg.log_dir}")
+    if curves is not None:
+        lines.append(f"  training curves: {curves}")
+    if schedule is not None and schedule.resolved and math.isfinite(schedule.resolved.get("max_lr", 0)):
+        lines.append(f"  range test: {cfg.paths.output_dir}/lr_find.png")
+    return "\n".join(lines)
