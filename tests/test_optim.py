@@ -130,3 +130,22 @@ def test_schedule_lr_state_dict_round_trip_resumes_exactly():
 def test_schedule_lr_rejects_what_is_not_a_schedule():
     with pytest.raises(TypeError, match=r"schedule must be a lightning_cyclic\.shapes\.Schedule, got function"):
         ScheduleLR(make_optimizer(), lambda k: 0.1)
+
+
+@pytest.mark.parametrize(
+    "batch, base, rule, factor",
+    [(256, 64, "linear", 4.0), (256, 64, "sqrt", 2.0), (32, 64, "linear", 0.5), (64, 64, "sqrt", 1.0)],
+)
+def test_lr_scale_factor(batch, base, rule, factor):
+    from lightning_cyclic.optim import lr_scale_factor
+
+    assert lr_scale_factor(batch, base, rule) == pytest.approx(factor)
+
+
+def test_lr_scale_factor_names_bad_arguments():
+    from lightning_cyclic.optim import lr_scale_factor
+
+    with pytest.raises(ValueError, match="rule must be one of 'linear', 'sqrt', got 'cubic'"):
+        lr_scale_factor(64, 64, "cubic")
+    with pytest.raises(ValueError, match="base_batch_size must be >= 1, got 0"):
+        lr_scale_factor(64, 0, "linear")

@@ -31,3 +31,24 @@ def test_epoch_lengths_use_steps_per_epoch_and_no_momentum_means_one_axis(tmp_pa
 def test_plot_schedule_rejects_other_objects():
     with pytest.raises(TypeError, match="schedule must be a Schedule or a schedule callback, got int"):
         plot_schedule(3, 10)
+
+
+def test_training_curves_from_a_real_run(tmp_path):
+    import csv
+
+    from lightning.pytorch.loggers import CSVLogger
+
+    from lightning_cyclic.plot import _read_metrics, plot_training_curves
+    from tests.helpers import tiny_loader, tiny_trainer
+    from tests.models.test_classifier import make
+
+    logger = CSVLogger(tmp_path, name="", version="")
+    trainer = tiny_trainer(tmp_path, [OneCycle(max_lr=0.3)], max_epochs=3, logger=logger, log_every_n_steps=1)
+    trainer.fit(make(), tiny_loader(), tiny_loader(n=16, seed=2))
+    metrics = _read_metrics(tmp_path / "metrics.csv")
+    assert len(metrics["lr"]) == 24 and len(metrics["val/acc"]) == 3
+    fig = plot_training_curves(tmp_path / "metrics.csv", tmp_path / "curves.png")
+    left, _right = fig.axes[:2]
+    assert len(left.lines[0].get_xdata()) == len(metrics["train/loss_step"])
+    assert (tmp_path / "curves.png").stat().st_size > 10_000
+    assert list(csv.DictReader(open(tmp_path / "metrics.csv")))

@@ -94,3 +94,111 @@ def test_snapshot_ensemble_option_with_warm_restarts(make_cfg, tmp_path):
     assert [s["epoch"] for s in objects["ensemble"].snapshots] == [1, 3, 5]
     assert 0.5 < metrics["ensemble/val_acc"] <= 1
     assert (tmp_path / "ensemble.pt").exists()
+
+
+# --- the everyday workflow: every option runs, resume continues, bad input is named -------------------
+
+FASHION = __import__("pathlib").Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.mark.parametrize("schedule", options("schedule"))
+@pytest.mark.parametrize("optimizer", options("optimizer"))
+def test_every_schedule_with_every_optimizer_under_fast_dev_run(make_cfg, schedule, optimizer):
+    metrics, objects = train(make_cfg(f"schedule={schedule}", f"optimizer={optimizer}", "debug=fast"))
+    assert objects["trainer"].global_step == 1 and "val/acc" in metrics
+
+
+@pytest.mark.parametrize(
+    "data, model",
+    [
+        ("digits", "mlp"),
+        ("digits", "cnn"),
+        ("mnist1d", "cnn1d"),
+        ("mnist1d", "mlp"),
+        pytest.param("fashion_mnist", "cnn", marks=pytest.mark.skipif(not FASHION.exists(), reason="no Fashion-MNIST")),
+        pytest.param("fashion_mnist", "mlp", marks=pytest.mark.skipif(not FASHION.exists(), reason="no Fashion-MNIST")),
+    ],
+)
+def test_datasets_and_models_under_fast_dev_run(make_cfg, data, model):
+    metrics, objects = train(make_cfg(f"data={data}", f"model={model}", "debug=fast"))
+    assert objects["trainer"].global_step == 1 and 0 <= metrics["val/acc"] <= 1
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_every_experiment_under_fast_dev_run(make_cfg, experiment):
+    if experiment.startswith("fashion") and not FASHION.exists():
+        pytest.skip("no Fashion-MNIST (apt-get install dataset-fashion-mnist)")
+    _, objects = train(make_cfg(f"experiment={experiment}", "debug=fast"))
+    assert objects["trainer"].global_step == 1
+
+
+def test_debug_overfit_learns_a_few_batches_perfectly(make_cfg):
+    metrics, _ = train(make_cfg("debug=overfit", "trainer.max_epochs=60", "progress_bar=none"))
+    assert metrics["train/acc"] == 1.0
+
+
+def test_resume_from_ckpt_path_continues_the_schedule_exactly(make_cfg, tmp_path):
+    import csv
+
+    common = ["trainer.max_epochs=4", "trainer.log_every_n_steps=1", "progress_bar=none"]
+    every_epoch = ["callbacks.model_checkpoint.save_top_k=-1", "callbacks.model_checkpoint.monitor=null"]
+    train(make_cfg(*common, *every_epoch))
+    ckpt = tmp_path / "checkpoints" / "epoch001.ckpt"  # after 2 of 4 epochs: mid-cycle
+    assert ckpt.exists()
+    full = {r["step"]: r["lr"] for r in csv.DictReader(open(tmp_path / "csv" / "version_0" / "metrics.csv")) if r["lr"]}
+    _, objects = train(make_cfg(*common, f"ckpt_path={ckpt}"))
+    assert objects["trainer"].global_step == 92
+    resumed = {
+        r["step"]: r["lr"] for r in csv.DictReader(open(tmp_path / "csv" / "version_1" / "metrics.csv")) if r["lr"]
+    }
+    assert min(map(int, resumed)) == 46 and len(resumed) == 46
+    assert all(resumed[step] == full[step] for step in resumed)
+
+
+def test_lr_scaling_rule_scales_and_reports(make_cfg, capsys):
+    _, objects = train(
+        make_cfg("lr_scaling.rule=sqrt", "lr_scaling.base_batch_size=16", "trainer.max_epochs=1", "progress_bar=none")
+    )
+    assert objects["schedule"].params["max_lr"] == pytest.approx(0.2 * 2)  # sqrt(64 / 16) = 2
+    assert "lr scaling: sqrt, lrs x 2" in capsys.readouterr().out
+
+
+def test_summary_says_where_everything_is(make_cfg, tmp_path, capsys):
+    _, objects = train(make_cfg("trainer.max_epochs=2", "progress_bar=none"))
+    out = capsys.readouterr().out
+    for line in ("[lightning_cyclic] val/acc = ", "best weights restored: epoch", "schedule: OneCycle, max_lr=0.2"):
+        assert line in out
+    assert f"checkpoint: {tmp_path}/checkpoints/last.ckpt" in out and f"logs (CSVLogger): {tmp_path}/csv" in out
+    assert objects["curves"] == tmp_path / "training_curves.png" and objects["curves"].stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(
+    "overrides, error, message",
+    [
+        (["optimizer.lr=-1"], ValueError, "optimizer.lr must be > 0, got -1"),
+        (["optimizer.momentum=1.5"], ValueError, "optimizer.momentum must be in [0, 1), got 1.5"),
+        (["data.batch_size=0"], ValueError, "batch_size must be >= 1, got 0"),
+        (["model.net.dropout=1.5"], ValueError, "dropout must be in [0, 1), got 1.5"),
+        (["schedule.max_lr=-0.1"], ValueError, "max_lr must be > 0, got -0.1"),
+        (["lr_scaling.rule=cubic"], ValueError, "rule must be one of 'linear', 'sqrt', got 'cubic'"),
+        (["progress_bar=fancy"], ValueError, "progress_bar must be one of 'rich', 'tqdm', 'none', got 'fancy'"),
+        (["+model.lr_mult={net.9: 0.1}"], ValueError, "lr_mult names 'net.9', which matches no parameter"),
+        (["data=fashion_mnist", "data.root=/nonexistent"], FileNotFoundError, "apt-get install dataset-fashion-mnist"),
+    ],
+)
+def test_bad_values_fail_before_training_with_the_name(make_cfg, overrides, error, message):
+    import re
+
+    from hydra.errors import InstantiationException
+
+    # raised by our code directly, or by it inside hydra's instantiate (which names the config key too)
+    with pytest.raises((error, InstantiationException), match=re.escape(message)):
+        train(make_cfg(*overrides, "progress_bar=none" if "progress_bar" not in overrides[0] else "seed=0"))
+
+
+@pytest.mark.parametrize("group, wrong", [("optimizer", "adamx"), ("data", "cifar"), ("debug", "slow")])
+def test_cli_unknown_option_of_any_group_lists_the_valid_ones(group, wrong):
+    done = run_cli(f"{group}={wrong}")
+    assert done.returncode != 0 and f"Could not find '{group}/{wrong}'" in done.stderr
+    for name in options(group):
+        assert name in done.stderr

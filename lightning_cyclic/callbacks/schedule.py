@@ -163,7 +163,15 @@ class ScheduleCallback(Callback):
                 f"Resume with the original max_epochs/max_steps to continue the original trajectory."
             )
         self._plan = plan
-        self.schedule = self.build(**plan)
+        try:
+            self.schedule = self.build(**plan)
+        except ValueError as err:
+            if not trainer.fast_dev_run:
+                raise
+            # fast_dev_run's run of a step or two is no real training: say so rather than fail
+            rank_zero_warn(f"{type(self).__name__} is not applied under fast_dev_run: {err}")
+            self.schedule = None
+            return
         if self.resolved:
             found = {f"{type(self).__name__}/{name}": value for name, value in self.resolved.items()}
             for logger in trainer.loggers:

@@ -37,10 +37,13 @@ class Classifier(pl.LightningModule):
         lr_mult: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
+        # plain containers (Hydra hands ListConfig/DictConfig), so checkpoints load with weights_only=True
+        input_shape = [int(s) for s in input_shape]
+        lr_mult = {str(k): float(v) for k, v in lr_mult.items()} if lr_mult else None
         self.save_hyperparameters(ignore=["net", "optimizer"])
         self.net = net if isinstance(net, nn.Module) else net(input_shape=input_shape, num_classes=num_classes)
         self.optimizer_factory = optimizer
-        self.lr_mult = {str(k): float(v) for k, v in (lr_mult or {}).items()}
+        self.lr_mult = lr_mult or {}
         names = [n for n, _ in self.named_parameters()]
         for prefix, mult in self.lr_mult.items():
             if not mult > 0:
