@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from lightning_cyclic.data.base import TensorDataModule
+from lightning_cyclic.data.augment import AugmentedDataModule, BatchAugmentation
 from lightning_cyclic.data.idx import read_idx
 from lightning_cyclic.shapes._checks import check_number
 
@@ -19,7 +19,7 @@ TEST_LABELS = "t10k-labels-idx1-ubyte"
 FILES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
 
 
-class IDXImageDataModule(TensorDataModule):
+class IDXImageDataModule(AugmentedDataModule):
     """28x28 grey images in 10 classes read from the four standard IDX files in ``root``.
 
     The files are ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
@@ -37,8 +37,16 @@ class IDXImageDataModule(TensorDataModule):
         flatten: give samples as flat 784-feature vectors instead of ``(1, 28, 28)``.
         limit_train: train on only the first ``limit_train`` samples of the shuffled training
             split (the validation split is unchanged); ``None`` uses all of them.
+        augment: shift training images by up to 4 pixels each way (a random crop after reflection
+            padding) and, where the class allows it (``augment_flip``), flip them left-right.
+        cutout: zero one random ``cutout x cutout`` square (clipped at the border) per training
+            image; 0 is off.
+        mixup: mix training batches with mixup of this alpha, which makes the targets class
+            probabilities; 0.0 is off.
 
-    ``test_dataloader`` serves the ``t10k`` files.
+    The augmentations change training batches only, on the device, after the transfer
+    (see :class:`~lightning_cyclic.data.augment.AugmentedDataModule`); flat batches
+    (``flatten=True``) are augmented as images. ``test_dataloader`` serves the ``t10k`` files.
     """
 
     num_classes = 10
@@ -49,6 +57,8 @@ class IDXImageDataModule(TensorDataModule):
     how_to_get = "Put the four IDX files into that folder and set data.root=/path/to/folder."
     #: the folder used when ``root`` is None
     default_root: str | None = None
+    #: whether ``augment`` flips images left-right (not for digits, which mirroring changes)
+    augment_flip = True
 
     def __init__(
         self,
@@ -60,6 +70,9 @@ class IDXImageDataModule(TensorDataModule):
         pin_memory: bool = False,
         flatten: bool = False,
         limit_train: int | None = None,
+        augment: bool = False,
+        cutout: int = 0,
+        mixup: float = 0.0,
     ) -> None:
         super().__init__()
         check_number("batch_size", batch_size, 1, integer=True)
@@ -69,6 +82,9 @@ class IDXImageDataModule(TensorDataModule):
             check_number("limit_train", limit_train, 1, integer=True)
         if root is None and self.default_root is None:
             raise ValueError(f"root must be the folder with the four IDX files of {self.dataset_name}, got None")
+        self.augmentation = BatchAugmentation(
+            type(self).input_shape, self.num_classes, augment, cutout, mixup, flip=self.augment_flip
+        )
         root = str(root if root is not None else self.default_root)  # the folder used is what hparams record
         self.save_hyperparameters()
         self.root = Path(root).expanduser()
@@ -155,7 +171,8 @@ class MNISTDataModule(IDXImageDataModule):
     """LeCun's MNIST handwritten digits: 60,000 training and 10,000 test 28x28 images, 10 classes.
 
     The default ``root`` (``root=None``) mirrors the Fashion-MNIST package's layout; no
-    Debian package ships MNIST. Arguments as :class:`IDXImageDataModule`.
+    Debian package ships MNIST. Arguments as :class:`IDXImageDataModule`; ``augment`` only
+    shifts the digits, never mirrors them.
     """
 
     dataset_name = "MNIST"
@@ -166,3 +183,4 @@ class MNISTDataModule(IDXImageDataModule):
     )
 
     default_root = "/usr/share/datasets/mnist/"
+    augment_flip = False

@@ -1,0 +1,166 @@
+"""CIFAR-10 from its "python version" pickle batches in a local folder (never downloaded at run time)."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import TensorDataset
+
+from lightning_cyclic.data.augment import AugmentedDataModule, BatchAugmentation
+from lightning_cyclic.shapes._checks import check_number
+
+TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_BATCH = "test_batch"
+META = "batches.meta"
+FILES = (*TRAIN_BATCHES, TEST_BATCH, META)
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+class CIFAR10DataModule(AugmentedDataModule):
+    """Krizhevsky's CIFAR-10: 50,000 training and 10,000 test 32x32 colour images, 10 classes.
+
+    Reads the "CIFAR-10 python version" (``cifar-10-python.tar.gz``, extracted): the folder
+    ``cifar-10-batches-py`` with the training batches ``data_batch_1`` .. ``data_batch_5``,
+    ``test_batch`` and ``batches.meta``. Each batch is a pickled dict whose ``b"data"`` holds
+    ``N x 3072`` uint8 pixels (the red, then green, then blue 32x32 plane, row by row) and
+    ``b"labels"`` the ``N`` classes. ``batches.meta`` only names the classes (``classes``);
+    without it the standard names are used. Pixels are scaled to [0, 1], then standardised
+    per channel with the mean and std of the training samples used. Files are read in
+    ``setup``, not on construction; unpickling runs code, so use files from a trusted source.
+
+    Args:
+        root: the ``cifar-10-batches-py`` folder; ``None`` uses ``default_root``.
+        batch_size: samples per batch.
+        val_fraction: share of the 50,000 training images held out for validation, split with ``split_seed``.
+        split_seed: seed of the train/validation shuffle (fixed, independent of the run's seed).
+        num_workers, pin_memory: passed to the DataLoaders.
+        flatten: give samples as flat 3072-feature vectors instead of ``(3, 32, 32)``.
+        limit_train: train on only the first ``limit_train`` samples of the shuffled training
+            split (the validation split is unchanged); ``None`` uses all of them.
+        augment: the standard CIFAR augmentation of training images: shifts of up to 4 pixels each
+            way (a random crop after reflection padding) and random left-right flips.
+        cutout: zero one random ``cutout x cutout`` square (clipped at the border) per training
+            image; 0 is off (DeVries & Taylor used 16 on CIFAR-10).
+        mixup: mix training batches with mixup of this alpha, which makes the targets class
+            probabilities; 0.0 is off.
+
+    The augmentations change training batches only, on the device, after the transfer
+    (see :class:`~lightning_cyclic.data.augment.AugmentedDataModule`). ``test_dataloader``
+    serves ``test_batch``.
+    """
+
+    num_classes = 10
+    input_shape: tuple[int, ...] = (3, 32, 32)
+    #: the folder used when ``root`` is None
+    default_root = "~/.cache/lightning_cyclic/cifar-10-batches-py"
+    how_to_get = (
+        "No download happens at run time: on a machine with internet access, download the python version, "
+        "cifar-10-python.tar.gz, from the CIFAR-10 page, https://www.cs.toronto.edu/~kriz/cifar.html, extract it "
+        "(tar -xzf cifar-10-python.tar.gz makes the folder cifar-10-batches-py), copy that folder here and set "
+        "data.root=/path/to/cifar-10-batches-py (or put it at the default root, "
+        "~/.cache/lightning_cyclic/cifar-10-batches-py)."
+    )
+
+    def __init__(
+        self,
+        root: str | None = None,
+        batch_size: int = 128,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        flatten: bool = False,
+        limit_train: int | None = None,
+        augment: bool = False,
+        cutout: int = 0,
+        mixup: float = 0.0,
+    ) -> None:
+        super().__init__()
+        check_number("batch_size", batch_size, 1, integer=True)
+        check_number("val_fraction", val_fraction, 0, 1, low_open=True, high_open=True)
+        check_number("num_workers", num_workers, 0, integer=True)
+        if limit_train is not None:
+            check_number("limit_train", limit_train, 1, integer=True)
+        self.augmentation = BatchAugmentation(type(self).input_shape, self.num_classes, augment, cutout, mixup)
+        root = str(root if root is not None else self.default_root)  # the folder used is what hparams record
+        self.save_hyperparameters()
+        self.root = Path(root).expanduser()
+        if flatten:
+            self.input_shape = (int(np.prod(type(self).input_shape)),)
+        self.classes: tuple[str, ...] = CLASSES
+        self._mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+
+    def _file(self, name: str) -> Path:
+        """The path of ``name`` in ``root``; ``FileNotFoundError`` naming the missing files and how to get them."""
+        root = self.root
+        if (root / name).is_file():
+            return root / name
+        missing = [n for n in FILES if not (root / n).is_file()]
+        where = f"folder {root}" if root.is_dir() else f"folder {root}, which does not exist"
+        raise FileNotFoundError(
+            f"CIFAR-10: {name} not found in the {where}; missing: {', '.join(missing)}. {self.how_to_get}"
+        )
+
+    def _read_batch(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(images (N, 3, 32, 32) uint8, labels (N,) int64)`` of the pickled batch ``name``."""
+        path = self._file(name)
+        with path.open("rb") as f:
+            batch = pickle.load(f, encoding="bytes")
+        if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+            found = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
+            raise ValueError(f"{path}: expected a CIFAR-10 batch, a dict with keys b'data' and b'labels', got {found}")
+        data, labels = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])
+        image_shape = type(self).input_shape
+        size = int(np.prod(image_shape))
+        if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != size:
+            raise ValueError(f"{path}: expected uint8 data of shape (N, {size}), got {data.dtype} {data.shape}")
+        if labels.ndim != 1 or len(labels) != len(data) or not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(
+                f"{path}: expected {len(data)} integer labels (one per row of data), got {labels.dtype} {labels.shape}"
+            )
+        if len(labels) and (labels.min() < 0 or labels.max() >= self.num_classes):
+            raise ValueError(f"{path}: labels must be in [0, {self.num_classes}), found {labels.min()}..{labels.max()}")
+        return data.reshape(len(data), *image_shape), labels.astype(np.int64)  # rows are channel-major
+
+    def _read_classes(self) -> None:
+        path = self.root / META
+        if not path.is_file():
+            return
+        with path.open("rb") as f:
+            meta = pickle.load(f, encoding="bytes")
+        names = meta.get(b"label_names") if isinstance(meta, dict) else None
+        if names is None or len(names) != self.num_classes:
+            raise ValueError(f"{path}: expected b'label_names' with {self.num_classes} class names, got {names!r}")
+        self.classes = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+
+    def _tensors(self, images: np.ndarray, labels: np.ndarray, fit: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scaled, per-channel standardised images and int64 labels; ``fit`` takes the statistics from these images."""
+        x = torch.from_numpy(images).float().div_(255)
+        if fit:
+            mean = x.mean(dim=(0, 2, 3))
+            std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
+            self._mean_std = (tuple(mean.tolist()), tuple(std.tolist()))
+        mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in self._mean_std)
+        x = x.sub_(mean).div_(std).reshape(len(x), *self.input_shape)
+        return x, torch.from_numpy(labels)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            self._read_classes()
+            batches = [self._read_batch(name) for name in TRAIN_BATCHES]
+            images = np.concatenate([b[0] for b in batches])
+            labels = np.concatenate([b[1] for b in batches])
+            del batches
+            order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.hparams.split_seed))
+            order = order.numpy()
+            n_val = round(len(images) * self.hparams.val_fraction)
+            val_idx, train_idx = order[:n_val], order[n_val:]
+            if self.hparams.limit_train is not None:
+                train_idx = train_idx[: self.hparams.limit_train]
+            self.train_set = TensorDataset(*self._tensors(images[train_idx], labels[train_idx], fit=True))
+            self.val_set = TensorDataset(*self._tensors(images[val_idx], labels[val_idx]))
+        if stage in (None, "test") and self.test_set is None:
+            self.test_set = TensorDataset(*self._tensors(*self._read_batch(TEST_BATCH)))
