@@ -202,3 +202,25 @@ def test_cli_unknown_option_of_any_group_lists_the_valid_ones(group, wrong):
     assert done.returncode != 0 and f"Could not find '{group}/{wrong}'" in done.stderr
     for name in options(group):
         assert name in done.stderr
+
+
+def test_files_datasets_with_augmentation_and_resnet_under_fast_dev_run(make_cfg, tmp_path):
+    """mnist and cifar10 read real files the test writes; augmentation and the ResNet run in the app."""
+    import numpy as np
+
+    from tests.data.test_cifar10 import write_fake_cifar10
+    from tests.data.test_idx import write_idx
+
+    mnist = tmp_path / "mnist"
+    mnist.mkdir()
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 40), ("t10k", 10)):
+        write_idx(mnist / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(mnist / f"{prefix}-labels-idx1-ubyte", (np.arange(n) % 10).astype(np.uint8))
+    cifar = tmp_path / "cifar"
+    cifar.mkdir()
+    write_fake_cifar10(cifar)
+    for data, root, model in (("mnist", mnist, "resnet"), ("cifar10", cifar, "cnn"), ("cifar10", cifar, "resnet")):
+        augment = ["data.augment=true", "data.cutout=4", "data.mixup=0.2", "data.batch_size=8"]
+        _, objects = train(make_cfg(f"data={data}", f"data.root={root}", f"model={model}", *augment, "debug=fast"))
+        assert objects["trainer"].global_step == 1
