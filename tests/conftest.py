@@ -33,3 +33,16 @@ def make_cfg(tmp_path):
 
 def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Every test starts from the same RNG state: random initialisations make no test flaky."""
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
