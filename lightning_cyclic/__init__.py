@@ -14,6 +14,7 @@ from lightning_cyclic.callbacks import (
     lr_find,
 )
 from lightning_cyclic.finder import RangeTestResult
+from lightning_cyclic.mixins import ScheduleMixin
 from lightning_cyclic.optim import ScheduleLR
 from lightning_cyclic.plot import plot_schedule
 
@@ -29,6 +30,7 @@ __all__ = [
     "RangeTestResult",
     "ScheduleCallback",
     "ScheduleLR",
+    "ScheduleMixin",
     "SnapshotEnsemble",
     "WarmRestarts",
     "WarmupDecay",

@@ -98,7 +98,12 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
                 f"schedule must build a lightning_cyclic schedule callback, got {type(schedule).__name__} "
                 f"from _target_={cfg.schedule.get('_target_')!r}"
             )
-        trainer.callbacks.insert(0, schedule)
+        via = cfg.get("schedule_via", "callback")
+        check_choice("schedule_via", via, ("callback", "scheduler"))
+        if via == "scheduler":  # inside configure_optimizers, as a closed-form LRScheduler (ScheduleMixin)
+            model.schedule = schedule
+        else:
+            trainer.callbacks.insert(0, schedule)
         if schedule.auto and cfg.get("lr_finder"):
             schedule.finder = instantiate(cfg.lr_finder)
             trainer.callbacks.insert(0, schedule.finder)

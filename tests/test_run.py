@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from lightning_cyclic.run import train
+from lightning_cyclic.shapes import OneCycleSchedule
 from tests.conftest import ROOT, options
 
 
@@ -224,3 +225,12 @@ def test_files_datasets_with_augmentation_and_resnet_under_fast_dev_run(make_cfg
         augment = ["data.augment=true", "data.cutout=4", "data.mixup=0.2", "data.batch_size=8"]
         _, objects = train(make_cfg(f"data={data}", f"data.root={root}", f"model={model}", *augment, "debug=fast"))
         assert objects["trainer"].global_step == 1
+
+
+def test_schedule_via_scheduler_in_the_app(make_cfg):
+    _, objects = train(make_cfg("schedule_via=scheduler", "trainer.max_epochs=1", "progress_bar=none"))
+    trainer = objects["trainer"]
+    assert objects["model"].schedule is objects["schedule"]
+    assert objects["schedule"] not in trainer.callbacks and len(trainer.lr_scheduler_configs) == 1
+    expected = OneCycleSchedule(max_lr=0.2, total_steps=23).lr(23)
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(expected)

@@ -11,8 +11,10 @@ import torch.nn.functional as F
 import torchmetrics
 from torch import nn
 
+from lightning_cyclic.mixins import ScheduleMixin
 
-class Classifier(pl.LightningModule):
+
+class Classifier(ScheduleMixin, pl.LightningModule):
     """Trains ``net`` with cross-entropy and logs ``train/loss``, ``val/loss``, ``val/acc``.
 
     Training targets may be class indices or class probabilities (soft targets, as mixup makes).
@@ -26,6 +28,8 @@ class Classifier(pl.LightningModule):
         lr_mult: discriminative learning rates: parameter-name prefixes and their lr
             multipliers, e.g. ``{"net.1": 0.1}`` puts the first linear layer of an MLP at a
             tenth of the lr (the longest matching prefix wins). Schedules keep these ratios.
+        schedule: a schedule run inside ``configure_optimizers`` (see
+            :class:`~lightning_cyclic.ScheduleMixin`); ``None`` when a schedule callback drives the lr.
     """
 
     def __init__(
@@ -35,22 +39,18 @@ class Classifier(pl.LightningModule):
         input_shape: Sequence[int],
         num_classes: int,
         lr_mult: dict[str, float] | None = None,
+        schedule: Any = None,
     ) -> None:
         super().__init__()
         # plain containers (Hydra hands ListConfig/DictConfig), so checkpoints load with weights_only=True
         input_shape = [int(s) for s in input_shape]
         lr_mult = {str(k): float(v) for k, v in lr_mult.items()} if lr_mult else None
-        self.save_hyperparameters(ignore=["net", "optimizer"])
+        self.save_hyperparameters(ignore=["net", "optimizer", "schedule"])
         self.net = net if isinstance(net, nn.Module) else net(input_shape=input_shape, num_classes=num_classes)
         self.optimizer_factory = optimizer
         self.lr_mult = lr_mult or {}
-        names = [n for n, _ in self.named_parameters()]
-        for prefix, mult in self.lr_mult.items():
-            if not mult > 0:
-                raise ValueError(f"lr_mult[{prefix!r}] must be > 0, got {mult!r}")
-            if not any(n == prefix or n.startswith(prefix + ".") for n in names):
-                shown = ", ".join(sorted({n.rsplit(".", 1)[0] for n in names}))
-                raise ValueError(f"lr_mult names {prefix!r}, which matches no parameter; the layers are: {shown}")
+        self.schedule = schedule
+        self.check_lr_mult()
         self.train_acc = torchmetrics.Accuracy(task="multiclass", num_classes=num_classes)
         self.val_acc = torchmetrics.Accuracy(task="multiclass", num_classes=num_classes)
 
@@ -72,19 +72,3 @@ class Classifier(pl.LightningModule):
         self.val_acc(logits, y)
         self.log("val/loss", F.cross_entropy(logits, y), prog_bar=True)
         self.log("val/acc", self.val_acc, prog_bar=True)
-
-    def param_groups(self) -> list[dict[str, Any]] | Any:
-        """The parameters, grouped by ``lr_mult`` (one group per multiplier) when it is given."""
-        if not self.lr_mult:
-            return self.parameters()
-        probe = self.optimizer_factory(params=[torch.nn.Parameter(torch.zeros(1))])
-        base_lr = probe.param_groups[0]["lr"]
-        groups: dict[float, list[torch.nn.Parameter]] = {}
-        for name, param in self.named_parameters():
-            matches = [p for p in self.lr_mult if name == p or name.startswith(p + ".")]
-            mult = self.lr_mult[max(matches, key=len)] if matches else 1.0
-            groups.setdefault(mult, []).append(param)
-        return [{"params": params, "lr": base_lr * mult} for mult, params in sorted(groups.items())]
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer_factory(params=self.param_groups())

@@ -50,3 +50,30 @@ def test_callbacks_instantiate(make_cfg, name):
     built = [instantiate(c) for c in (cfg.callbacks or {}).values()]
     assert all(isinstance(c, pl.Callback) for c in built)
     assert (name == "none") == (not built)
+
+
+@pytest.mark.parametrize("name", options("logger"))
+def test_loggers_instantiate(make_cfg, name):
+    from lightning.pytorch.loggers import Logger
+
+    built = [instantiate(c) for c in (make_cfg(f"logger={name}").logger or {}).values()]
+    assert all(isinstance(lg, Logger) for lg in built) and (name == "none") == (not built)
+
+
+@pytest.mark.parametrize("group", ["debug", "experiment"])
+def test_debug_and_experiment_options_compose_and_change_something(make_cfg, group):
+    from omegaconf import OmegaConf
+
+    plain = OmegaConf.to_container(make_cfg(), resolve=False)
+    for name in options(group):
+        changed = OmegaConf.to_container(make_cfg(f"{group}={name}"), resolve=False)
+        assert changed != plain, f"{group}={name} changes nothing"
+
+
+def test_experiment_files_hold_only_their_changes():
+    from tests.conftest import CONF
+
+    for path in (CONF / "experiment").glob("*.yaml"):
+        text = path.read_text()
+        assert text.splitlines()[0] == "# @package _global_", path.name
+        assert "_target_" not in text, f"{path.name} redefines a whole config instead of changing it"
