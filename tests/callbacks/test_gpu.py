@@ -67,9 +67,9 @@ def test_range_test_on_cuda_with_mixed_precision_restores_everything(tmp_path, p
 def test_onecycle_auto_on_cuda(tmp_path):
     from lightning_cyclic import LRFinder
 
-    finder, schedule = LRFinder(num_steps=60), OneCycle(max_lr="auto")
+    finder, schedule = LRFinder(min_lr=1e-4, num_steps=80), OneCycle(max_lr="auto")
     module = TinyModule()
     trainer = tiny_trainer(tmp_path, [finder, schedule], accelerator="gpu", precision="16-mixed")
-    trainer.fit(module, tiny_loader(n=256, learnable=True))
+    trainer.fit(module, tiny_loader(n=512, learnable=True))
     assert schedule.resolved["max_lr"] == finder.result.suggestion.lr
     assert module.seen[0][1] == pytest.approx(schedule.resolved["max_lr"] / 25)
