@@ -4,6 +4,9 @@ import hydra
 from omegaconf import DictConfig
 
 from lightning_cyclic.run import train
+from lightning_cyclic.sweeps import register_resolvers
+
+register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from lightning_cyclic.callbacks import BestSnapshot, ScheduleCallback, SnapshotEnsemble
 from lightning_cyclic.optim import lr_scale_factor
 from lightning_cyclic.shapes._checks import check_choice, check_number
+from lightning_cyclic.sweeps import job_overrides, write_result
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     if ensemble is not None and ensemble.metrics:
         metrics["ensemble/val_acc"] = ensemble.metrics["val_acc"]
     curves = _curves(trainer, cfg)
+    if trainer.is_global_zero:
+        write_result(cfg.paths.output_dir, cfg.get("optimized_metric", "val/acc"), metrics, job_overrides())
     if trainer.is_global_zero:
         print(_summary(cfg, trainer, metrics, schedule, best, ensemble, curves, factor))
     objects = {"trainer": trainer, "model": model, "datamodule": datamodule, "schedule": schedule}
