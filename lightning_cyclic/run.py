@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar, TQDMProgressBar
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, read_write
 
 from lightning_cyclic.callbacks import BestSnapshot, ScheduleCallback, SnapshotEnsemble
 from lightning_cyclic.optim import lr_scale_factor
@@ -65,6 +69,45 @@ def _scale_lrs(cfg: DictConfig, trainer: pl.Trainer, datamodule: Any) -> float |
     return factor
 
 
+@contextmanager
+def _ddp_children_join_this_job() -> Iterator[None]:
+    """Multirun + DDP without hangs or shared folders.
+
+    Lightning's DDP launcher starts ranks 1.. by re-running the script with ``sys.argv`` and
+    ``hydra.run.dir=<HydraConfig run.dir>``. Inside a multirun that would be the whole sweep
+    again, in another folder. For the duration of ``fit`` both name this one job instead: its
+    own overrides in RUN mode, and its own output folder.
+    """
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hydra_cfg = HydraConfig.get()
+    except (ImportError, ValueError):  # not under @hydra.main
+        yield
+        return
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        yield
+        return
+    saved_argv, saved_dir, saved_env = sys.argv, hydra_cfg.run.dir, dict(os.environ)
+    sys.argv = [sys.argv[0], *hydra_cfg.overrides.task, "hydra.mode=RUN"]
+    with read_write(hydra_cfg):
+        hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
+    try:
+        yield
+    finally:
+        sys.argv = saved_argv
+        with read_write(hydra_cfg):
+            hydra_cfg.run.dir = saved_dir
+        # the next job of this process starts its own process group, on a fresh port
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        os.environ.clear()
+        os.environ.update(saved_env)
+
+
 def _progress_bar(cfg: DictConfig) -> pl.Callback | None:
     kind = cfg.get("progress_bar", "rich")
     check_choice("progress_bar", kind, PROGRESS_BARS)
@@ -112,13 +155,13 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         for lg in trainer.loggers:
             lg.log_hyperparams({"lr_scaling/rule": cfg.lr_scaling.rule, "lr_scaling/factor": factor})
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-
-    metrics = _float_metrics(trainer)
-    best = next((c for c in trainer.callbacks if isinstance(c, BestSnapshot)), None)
-    if best is not None and best.restored:  # measure the weights the model now holds
-        trainer.validate(model, datamodule=datamodule, verbose=False)
-        metrics.update(_float_metrics(trainer))
+    with _ddp_children_join_this_job():
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        metrics = _float_metrics(trainer)
+        best = next((c for c in trainer.callbacks if isinstance(c, BestSnapshot)), None)
+        if best is not None and best.restored:  # measure the weights the model now holds
+            trainer.validate(model, datamodule=datamodule, verbose=False)
+            metrics.update(_float_metrics(trainer))
     ensemble = next((c for c in trainer.callbacks if isinstance(c, SnapshotEnsemble)), None)
     if ensemble is not None and ensemble.metrics:
         metrics["ensemble/val_acc"] = ensemble.metrics["val_acc"]

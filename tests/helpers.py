@@ -153,3 +153,24 @@ class RichModule(pl.LightningModule):
         if not self.use_scheduler:
             return opt
         return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.StepLR(opt, step_size=3, gamma=0.5)}
+
+
+class LrRecorder(pl.Callback):
+    """Writes ``{out}/lrs_rank{r}.json``: the lr and momentum of group 0 at every optimizer step, per rank.
+
+    For command-line tests: ``+callbacks.lrs._target_=tests.helpers.LrRecorder +callbacks.lrs.out=DIR``.
+    """
+
+    def __init__(self, out: str):
+        self.out, self.seen = out, []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        group = optimizer.param_groups[0]
+        self.seen.append([trainer.global_step, float(group["lr"]), group.get("momentum")])
+
+    def on_train_end(self, trainer, pl_module):
+        import json
+        from pathlib import Path
+
+        Path(self.out).mkdir(parents=True, exist_ok=True)
+        (Path(self.out) / f"lrs_rank{trainer.global_rank}.json").write_text(json.dumps(self.seen))

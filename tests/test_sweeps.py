@@ -1,0 +1,121 @@
+"""Sweeps and scale from the command line: leaderboards, Optuna, coarse-then-fine, DDP, submitit."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from lightning_cyclic.sweeps import around, best_of, leaderboard, write_result
+from tests.conftest import ROOT
+
+QUICK = ["trainer.max_epochs=1", "trainer.limit_train_batches=6", "progress_bar=none"]
+
+
+def cli(*args: str, timeout: int = 420) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run(
+        [sys.executable, "train.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-4000:])
+    return done
+
+
+def rows(path):
+    return list(csv.DictReader(open(path)))
+
+
+def test_leaderboard_ranks_jobs_best_first_and_failed_last(tmp_path):
+    for job, value in (("0", 0.5), ("1", 0.9), ("2", None), ("3", 0.7)):
+        write_result(tmp_path / job, "val/acc", {"val/acc": value} if value else {}, [f"seed={job}"])
+    assert [r["job"] for r in leaderboard(tmp_path, "max")] == ["1", "3", "0", "2"]
+    assert [r["job"] for r in leaderboard(tmp_path, "min")] == ["0", "3", "1", "2"]
+
+
+def test_joblib_multirun_writes_its_leaderboard(tmp_path):
+    sweep = tmp_path / "sweep"
+    done = cli(
+        "-m",
+        "schedule=onecycle,constant",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        *QUICK,
+        f"hydra.sweep.dir={sweep}",
+    )
+    board = rows(sweep / "leaderboard.csv")
+    assert sorted(r["job"] for r in board) == ["0", "1"]
+    assert float(board[0]["val/acc"]) >= float(board[1]["val/acc"])
+    assert {r["overrides"].split()[0] for r in board} == {"schedule=onecycle", "schedule=constant"}
+    assert "[lightning_cyclic] leaderboard (val/acc, max first)" in done.stdout
+
+
+def test_optuna_three_trials_return_the_best(tmp_path):
+    sweep = tmp_path / "optuna"
+    cli("-m", "hparams_search=optuna", "hydra.sweeper.n_trials=3", *QUICK, f"hydra.sweep.dir={sweep}")
+    result = yaml.safe_load(open(sweep / "optimization_results.yaml"))
+    board = rows(sweep / "leaderboard.csv")
+    assert len(board) == 3 and result["best_value"] == pytest.approx(float(board[0]["val/acc"]))
+    assert set(result["best_params"]) == {"schedule.max_lr", "schedule.pct_start", "optimizer.weight_decay"}
+
+
+def test_coarse_then_fine_centres_on_the_coarse_best(tmp_path):
+    coarse = tmp_path / "coarse"
+    cli("-m", "hparams_search=coarse", "hydra.sweeper.n_trials=2", *QUICK, f"hydra.sweep.dir={coarse}")
+    best_lr = best_of(coarse / "leaderboard.csv", "schedule.max_lr")
+    assert around(str(coarse / "leaderboard.csv"), "schedule.max_lr", 3) == (
+        f"tag(log, interval({best_lr / 3:.6g}, {best_lr * 3:.6g}))"
+    )
+    fine = tmp_path / "fine"
+    cli(
+        "-m",
+        "hparams_search=fine",
+        f"fine_from={coarse / 'leaderboard.csv'}",
+        "hydra.sweeper.n_trials=2",
+        *QUICK,
+        f"hydra.sweep.dir={fine}",
+    )
+    for row in rows(fine / "leaderboard.csv"):
+        lr = float(next(o for o in row["overrides"].split() if o.startswith("schedule.max_lr=")).split("=")[1])
+        assert best_lr / 3 <= lr <= best_lr * 3
+
+
+def test_ddp_cpu_auto_lr_and_scaling_give_every_rank_the_same_trajectory(tmp_path):
+    out = tmp_path / "run"
+    done = cli(
+        "trainer=ddp_cpu",
+        "schedule.max_lr=auto",
+        "lr_scaling.rule=linear",
+        "lr_scaling.base_batch_size=64",
+        *QUICK,
+        "+callbacks.lrs._target_=tests.helpers.LrRecorder",
+        f"+callbacks.lrs.out={out}",
+        f"hydra.run.dir={out}",
+    )
+    ranks = [json.loads((out / f"lrs_rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0] == ranks[1] and len(ranks[0]) == 6  # limit_train_batches=6 on each rank
+    found = json.loads((out / "lr_find.json").read_text())["suggestion"]["lr"]
+    assert max(lr for _, lr, _ in ranks[0]) <= found * 2 * (1 + 1e-9)  # found once, scaled x2 for 2 devices
+    assert "lr scaling: linear, lrs x 2" in done.stdout
+    assert "effective batch 128 = 64 per device x 1 accumulation x 2 devices" in done.stdout + done.stderr
+
+
+def test_multirun_of_two_ddp_runs_keeps_to_its_own_folders(tmp_path):
+    sweep, stray = tmp_path / "sweep", tmp_path / "stray"
+    done = cli("-m", "trainer=ddp_cpu", "seed=0,1", *QUICK, f"hydra.sweep.dir={sweep}", f"hydra.run.dir={stray}")
+    assert done.stdout.count("[lightning_cyclic] leaderboard") == 1  # the children did not sweep again
+    for job in ("0", "1"):
+        assert (sweep / job / "result.json").exists() and (sweep / job / "train_ddp_process_1.log").exists()
+    assert not stray.exists()
+    assert len(rows(sweep / "leaderboard.csv")) == 2
+
+
+def test_submitit_local_job_finishes(tmp_path):
+    sweep = tmp_path / "submitit"
+    cli("-m", "hydra/launcher=local", "seed=0", *QUICK, f"hydra.sweep.dir={sweep}")
+    assert (sweep / "0" / "result.json").exists() and len(rows(sweep / "leaderboard.csv")) == 1
+    assert any((sweep / ".submitit").iterdir())
