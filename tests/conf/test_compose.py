@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from hydra.utils import instantiate
 
 from lightning_cyclic.callbacks import ScheduleCallback
@@ -38,6 +39,8 @@ def test_other_groups_instantiate(make_cfg, group):
                 cfg.model, optimizer=instantiate(cfg.optimizer), input_shape=dm.input_shape, num_classes=10
             )
             assert model.net is not None
+        elif group == "trainer" and cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
+            assert cfg.trainer.strategy == "ddp"  # composes; a Trainer on GPUs needs GPUs (tests/callbacks/test_gpu.py)
         else:
             assert instantiate(cfg[group]) is not None
 
@@ -77,3 +80,35 @@ def test_experiment_files_hold_only_their_changes():
         text = path.read_text()
         assert text.splitlines()[0] == "# @package _global_", path.name
         assert "_target_" not in text, f"{path.name} redefines a whole config instead of changing it"
+
+
+@pytest.mark.parametrize("name", options("hparams_search"))
+def test_hparams_search_options_compose_into_a_multirun(make_cfg, name):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from lightning_cyclic.sweeps import register_resolvers
+    from tests.conftest import CONF
+
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    extra = ["fine_from=recipes/does-not-matter.csv"] if name == "fine" else []
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=[f"hparams_search={name}", *extra], return_hydra_config=True)
+    assert str(cfg.hydra.mode) == "RunMode.MULTIRUN" and cfg.hydra.sweeper.params
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "local", "slurm"])
+def test_launchers_compose(make_cfg, launcher):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from tests.conftest import CONF
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=[f"hydra/launcher={launcher}", "trainer=ddp"], return_hydra_config=True)
+    if launcher == "slurm":  # the cluster fields, wired to the trainer
+        for key in ("partition", "nodes", "gpus_per_node", "tasks_per_node", "timeout_min"):
+            assert key in cfg.hydra.launcher
+        assert cfg.hydra.launcher.tasks_per_node == cfg.trainer.devices
