@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import pickle
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from lightning_cyclic.data.augment import AugmentedDataModule, BatchAugmentation
-from lightning_cyclic.shapes._checks import check_number
+from lightning_cyclic.data.images import ImageFolderDataModule
 
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
@@ -19,7 +17,7 @@ FILES = (*TRAIN_BATCHES, TEST_BATCH, META)
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
-class CIFAR10DataModule(AugmentedDataModule):
+class CIFAR10DataModule(ImageFolderDataModule):
     """Krizhevsky's CIFAR-10: 50,000 training and 10,000 test 32x32 colour images, 10 classes.
 
     Reads the "CIFAR-10 python version" (``cifar-10-python.tar.gz``, extracted): the folder
@@ -54,6 +52,9 @@ class CIFAR10DataModule(AugmentedDataModule):
 
     num_classes = 10
     input_shape: tuple[int, ...] = (3, 32, 32)
+    dataset_name = "CIFAR-10"
+    files = FILES
+    classes: tuple[str, ...] = CLASSES
     #: the folder used when ``root`` is None
     default_root = "~/.cache/lightning_cyclic/cifar-10-batches-py"
     how_to_get = (
@@ -63,46 +64,6 @@ class CIFAR10DataModule(AugmentedDataModule):
         "data.root=/path/to/cifar-10-batches-py (or put it at the default root, "
         "~/.cache/lightning_cyclic/cifar-10-batches-py)."
     )
-
-    def __init__(
-        self,
-        root: str | None = None,
-        batch_size: int = 128,
-        val_fraction: float = 0.1,
-        split_seed: int = 0,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        flatten: bool = False,
-        limit_train: int | None = None,
-        augment: bool = False,
-        cutout: int = 0,
-        mixup: float = 0.0,
-    ) -> None:
-        super().__init__()
-        check_number("batch_size", batch_size, 1, integer=True)
-        check_number("val_fraction", val_fraction, 0, 1, low_open=True, high_open=True)
-        check_number("num_workers", num_workers, 0, integer=True)
-        if limit_train is not None:
-            check_number("limit_train", limit_train, 1, integer=True)
-        self.augmentation = BatchAugmentation(type(self).input_shape, self.num_classes, augment, cutout, mixup)
-        root = str(root if root is not None else self.default_root)  # the folder used is what hparams record
-        self.save_hyperparameters()
-        self.root = Path(root).expanduser()
-        if flatten:
-            self.input_shape = (int(np.prod(type(self).input_shape)),)
-        self.classes: tuple[str, ...] = CLASSES
-        self._mean_std: tuple[tuple[float, ...], tuple[float, ...]] | None = None
-
-    def _file(self, name: str) -> Path:
-        """The path of ``name`` in ``root``; ``FileNotFoundError`` naming the missing files and how to get them."""
-        root = self.root
-        if (root / name).is_file():
-            return root / name
-        missing = [n for n in FILES if not (root / n).is_file()]
-        where = f"folder {root}" if root.is_dir() else f"folder {root}, which does not exist"
-        raise FileNotFoundError(
-            f"CIFAR-10: {name} not found in the {where}; missing: {', '.join(missing)}. {self.how_to_get}"
-        )
 
     def _read_batch(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """``(images (N, 3, 32, 32) uint8, labels (N,) int64)`` of the pickled batch ``name``."""

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from lightning_cyclic.data.augment import AugmentedDataModule, BatchAugmentation
 from lightning_cyclic.data.idx import read_idx
-from lightning_cyclic.shapes._checks import check_number
+from lightning_cyclic.data.images import ImageFolderDataModule
 
 TRAIN_IMAGES = "train-images-idx3-ubyte"
 TRAIN_LABELS = "train-labels-idx1-ubyte"
@@ -19,7 +16,7 @@ TEST_LABELS = "t10k-labels-idx1-ubyte"
 FILES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
 
 
-class IDXImageDataModule(AugmentedDataModule):
+class IDXImageDataModule(ImageFolderDataModule):
     """28x28 grey images in 10 classes read from the four standard IDX files in ``root``.
 
     The files are ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
@@ -51,59 +48,11 @@ class IDXImageDataModule(AugmentedDataModule):
 
     num_classes = 10
     input_shape: tuple[int, ...] = (1, 28, 28)
-    #: name of the dataset in messages
     dataset_name = "IDX images"
-    #: how to get the files, appended to the message of a missing file
+    files = FILES
+    gzip_ok = True
+    files_description = "the four IDX files"
     how_to_get = "Put the four IDX files into that folder and set data.root=/path/to/folder."
-    #: the folder used when ``root`` is None
-    default_root: str | None = None
-    #: whether ``augment`` flips images left-right (not for digits, which mirroring changes)
-    augment_flip = True
-
-    def __init__(
-        self,
-        root: str | None = None,
-        batch_size: int = 128,
-        val_fraction: float = 0.1,
-        split_seed: int = 0,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        flatten: bool = False,
-        limit_train: int | None = None,
-        augment: bool = False,
-        cutout: int = 0,
-        mixup: float = 0.0,
-    ) -> None:
-        super().__init__()
-        check_number("batch_size", batch_size, 1, integer=True)
-        check_number("val_fraction", val_fraction, 0, 1, low_open=True, high_open=True)
-        check_number("num_workers", num_workers, 0, integer=True)
-        if limit_train is not None:
-            check_number("limit_train", limit_train, 1, integer=True)
-        if root is None and self.default_root is None:
-            raise ValueError(f"root must be the folder with the four IDX files of {self.dataset_name}, got None")
-        self.augmentation = BatchAugmentation(
-            type(self).input_shape, self.num_classes, augment, cutout, mixup, flip=self.augment_flip
-        )
-        root = str(root if root is not None else self.default_root)  # the folder used is what hparams record
-        self.save_hyperparameters()
-        self.root = Path(root).expanduser()
-        if flatten:
-            self.input_shape = (int(np.prod(type(self).input_shape)),)
-        self._mean_std: tuple[float, float] | None = None
-
-    def _file(self, name: str) -> Path:
-        """The path of ``name`` in ``root``, raw or ``.gz``; ``FileNotFoundError`` saying how to get it."""
-        root = self.root
-        for candidate in (root / name, root / f"{name}.gz"):
-            if candidate.is_file():
-                return candidate
-        missing = [n for n in FILES if not (root / n).is_file() and not (root / f"{n}.gz").is_file()]
-        where = f"folder {root}" if root.is_dir() else f"folder {root}, which does not exist"
-        raise FileNotFoundError(
-            f"{self.dataset_name}: {name}(.gz) not found in the {where}; missing: "
-            f"{', '.join(f'{n}(.gz)' for n in missing)}. {self.how_to_get}"
-        )
 
     def _read(self, images_name: str, labels_name: str) -> tuple[np.ndarray, np.ndarray]:
         images_path, labels_path = self._file(images_name), self._file(labels_name)
