@@ -73,6 +73,7 @@ class ScheduleCallback(Callback):
         self._plan: dict[str, float] | None = None  # run length and steps per epoch, saved in checkpoints
         self._ratios: list[list[float]] | None = None  # per optimizer, per param group
         self._writers: list[ParamGroupWriter] = []
+        self._written: tuple[int, float, float | None] | None = None  # the last (step, lr, momentum) written
 
     # the one place where lengths in epochs become optimizer steps -------------
     def build(self, total_steps: float | None, steps_per_epoch: float) -> Schedule:
@@ -190,6 +191,7 @@ class ScheduleCallback(Callback):
         self._writers = [
             ParamGroupWriter(opt, ratios, owner=type(self).__name__) for opt, ratios in zip(optimizers, self._ratios)
         ]
+        self._written = None
         if self.schedule.momentum(0) is not None:
             for writer in self._writers:
                 if all(momentum_key(g) is None for g in writer.optimizer.param_groups):
@@ -199,8 +201,10 @@ class ScheduleCallback(Callback):
 
     def _apply(self, step: int) -> tuple[float, float | None]:
         lr, momentum = self.schedule(step)
-        for writer in self._writers:
-            writer.write(lr, momentum)
+        if self._written != (step, lr, momentum):  # once per optimizer step, however many hooks ask
+            for writer in self._writers:
+                writer.write(lr, momentum)
+            self._written = (step, lr, momentum)
         return lr, momentum
 
     @override
@@ -215,10 +219,12 @@ class ScheduleCallback(Callback):
         if self.schedule is None:
             return
         lr, momentum = self._apply(trainer.global_step)  # manual optimization may step more than once a batch
-        if self.log:
-            pl_module.log("lr", lr, on_step=True, on_epoch=False, batch_size=1)
-            if momentum is not None:
-                pl_module.log("momentum", momentum, on_step=True, on_epoch=False, batch_size=1)
+        if self.log and trainer.loggers and _should_update_logs(trainer):
+            # straight to the loggers, as LearningRateMonitor does: self.log() would cost more than the step
+            metrics = {"lr": lr} if momentum is None else {"lr": lr, "momentum": momentum}
+            step = trainer.fit_loop.epoch_loop._batches_that_stepped
+            for logger in trainer.loggers:
+                logger.log_metrics(metrics, step=step)
 
     # resume -----------------------------------------------------------------
     @override
@@ -432,6 +438,12 @@ class WarmupDecay(ScheduleCallback):
             moms=_as_pair(moms),
         )
         super().__init__(params, interval=interval, total_steps=total_steps, log=log, finder=finder)
+
+
+def _should_update_logs(trainer: pl.Trainer) -> bool:
+    """Whether Lightning writes logs at this step (``log_every_n_steps``), as its own callbacks ask."""
+    connector = getattr(trainer, "_logger_connector", None)
+    return bool(getattr(connector, "should_update_logs", True))
 
 
 def _as_pair(moms: Any) -> Any:
