@@ -53,3 +53,18 @@ def test_sgdr_snapshot_ensemble_quick_run(tmp_path):
     (run,) = json.loads((tmp_path / "results.json").read_text())
     assert len(run["sgdr"]["snapshot_steps"]) == 2 and 0 < run["sgdr"]["ensemble"] <= 1
     assert (tmp_path / "sgdr_snapshots.png").stat().st_size > 10_000
+
+
+def test_overhead_benchmark_quick_run():
+    script = ROOT / "recipes" / "benchmark" / "overhead.py"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, str(script), "--repeats", "1", "--epochs", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("| OneCycle callback")]
+    assert len(lines) == 1 and "us/step" in lines[0]
