@@ -68,3 +68,20 @@ def test_overhead_benchmark_quick_run():
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [line for line in done.stdout.splitlines() if line.startswith("| OneCycle callback")]
     assert len(lines) == 1 and "us/step" in lines[0]
+
+
+def test_cyclical_quick_run(tmp_path):
+    script = ROOT / "recipes" / "cyclical" / "run.py"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, str(script), "--quick", "--jobs", "1", "--out", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for mode in ("triangular", "triangular2", "exp_range", "fixed lr"):
+        assert f"| digits | {mode}" in done.stdout
+    (run,) = json.loads((tmp_path / "results.json").read_text())
+    assert all(0 < c["base_lr"] < c["max_lr"] for c in run["cyclical"].values())
