@@ -85,3 +85,19 @@ def test_cyclical_quick_run(tmp_path):
         assert f"| digits | {mode}" in done.stdout
     (run,) = json.loads((tmp_path / "results.json").read_text())
     assert all(0 < c["base_lr"] < c["max_lr"] for c in run["cyclical"].values())
+
+
+def test_regression_quick_run(tmp_path):
+    script = ROOT / "recipes" / "regression" / "run.py"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, str(script), "--quick", "--jobs", "1", "--out", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| SGD, OneCycle(max_lr='auto') |" in done.stdout
+    (run,) = json.loads((tmp_path / "results.json").read_text())
+    assert run["onecycle"]["lr"] > 0 and len(run["onecycle"]["curve"]) == 2
