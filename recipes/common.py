@@ -97,3 +97,13 @@ def mean_std(values, digits: int = 1) -> str:
         return "n/a"
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{100 * statistics.mean(values):.{digits}f} ± {100 * sd:.{digits}f}"
+
+
+def run_all(one_seed, tasks: list, jobs: int) -> list:
+    """``one_seed`` over ``tasks``: in ``jobs`` spawned processes when there is more than one of each."""
+    if jobs > 1 and len(tasks) > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(min(jobs, len(tasks))) as pool:
+            return pool.map(one_seed, tasks, chunksize=1)
+    return [one_seed(t) for t in tasks]

@@ -10,17 +10,20 @@ import sys
 from tests.conftest import ROOT
 
 
-def test_lr_range_test_benchmark_quick_run(tmp_path):
-    script = ROOT / "recipes" / "lr_range_test" / "benchmark.py"
+def run_recipe(path: str, *args: str) -> subprocess.CompletedProcess:
+    """Run ``recipes/<path>`` as a user would; fail with its stderr if it fails."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
-        [sys.executable, str(script), "--quick", "--datasets", "digits", "--jobs", "1", "--out", str(tmp_path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+        [sys.executable, str(ROOT / "recipes" / path), *args], env=env, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_lr_range_test_benchmark_quick_run(tmp_path):
+    done = run_recipe(
+        "lr_range_test/benchmark.py", "--quick", "--datasets", "digits", "--jobs", "1", "--out", str(tmp_path)
+    )
     for name in ("ours (edge)", "fastai valley", "Lightning Tuner", "best constant lr of the grid"):
         assert f"| digits | {name}" in done.stdout
     runs = json.loads((tmp_path / "results.json").read_text())
@@ -39,16 +42,7 @@ def test_schedule_preview_writes_its_picture(tmp_path):
 
 
 def test_sgdr_snapshot_ensemble_quick_run(tmp_path):
-    script = ROOT / "recipes" / "sgdr_snapshot_ensemble" / "run.py"
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, str(script), "--quick", "--jobs", "1", "--out", str(tmp_path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_recipe("sgdr_snapshot_ensemble/run.py", "--quick", "--jobs", "1", "--out", str(tmp_path))
     assert "| digits | 2 |" in done.stdout
     (run,) = json.loads((tmp_path / "results.json").read_text())
     assert len(run["sgdr"]["snapshot_steps"]) == 2 and 0 < run["sgdr"]["ensemble"] <= 1
@@ -56,31 +50,13 @@ def test_sgdr_snapshot_ensemble_quick_run(tmp_path):
 
 
 def test_overhead_benchmark_quick_run():
-    script = ROOT / "recipes" / "benchmark" / "overhead.py"
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, str(script), "--repeats", "1", "--epochs", "1"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_recipe("benchmark/overhead.py", "--repeats", "1", "--epochs", "1")
     lines = [line for line in done.stdout.splitlines() if line.startswith("| OneCycle callback")]
     assert len(lines) == 1 and "us/step" in lines[0]
 
 
 def test_cyclical_quick_run(tmp_path):
-    script = ROOT / "recipes" / "cyclical" / "run.py"
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, str(script), "--quick", "--jobs", "1", "--out", str(tmp_path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_recipe("cyclical/run.py", "--quick", "--jobs", "1", "--out", str(tmp_path))
     for mode in ("triangular", "triangular2", "exp_range", "fixed lr"):
         assert f"| digits | {mode}" in done.stdout
     (run,) = json.loads((tmp_path / "results.json").read_text())
@@ -88,16 +64,7 @@ def test_cyclical_quick_run(tmp_path):
 
 
 def test_regression_quick_run(tmp_path):
-    script = ROOT / "recipes" / "regression" / "run.py"
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, str(script), "--quick", "--jobs", "1", "--out", str(tmp_path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_recipe("regression/run.py", "--quick", "--jobs", "1", "--out", str(tmp_path))
     assert "| SGD, OneCycle(max_lr='auto') |" in done.stdout
     (run,) = json.loads((tmp_path / "results.json").read_text())
     assert run["onecycle"]["lr"] > 0 and len(run["onecycle"]["curve"]) == 2

@@ -21,7 +21,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from common import GRID, QUICK_GRID, accuracies, build, mean_std, quiet, train, trainer  # noqa: E402
+from common import GRID, QUICK_GRID, accuracies, build, mean_std, quiet, run_all, train, trainer  # noqa: E402
 
 MODES = {"triangular": 1.0, "triangular2": 1.0, "exp_range": 0.995}  # mode: gamma (per optimizer step)
 
@@ -99,13 +99,7 @@ def main() -> None:
     datasets = ["digits"] if args.quick else args.datasets.split(",")
     tasks = [(d, s, args.quick) for d in datasets for s in range(1 if args.quick else args.seeds)]
     start = time.perf_counter()
-    if args.jobs > 1 and len(tasks) > 1:
-        import multiprocessing as mp
-
-        with mp.get_context("spawn").Pool(min(args.jobs, len(tasks))) as pool:
-            runs = pool.map(one_seed, tasks, chunksize=1)
-    else:
-        runs = [one_seed(t) for t in tasks]
+    runs = run_all(one_seed, tasks, args.jobs)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(runs, indent=1))
     plot(args.out / "schedules.png")

@@ -30,7 +30,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from common import DATASETS, GRID, QUICK_GRID, build, mean_std, quiet, train, trainer  # noqa: E402
+from common import DATASETS, GRID, QUICK_GRID, build, mean_std, quiet, run_all, train, trainer  # noqa: E402
 
 
 def one_seed(task):
@@ -149,13 +149,7 @@ def main() -> None:
     seeds = 2 if args.quick else args.seeds
     tasks = [(d, s, args.quick) for d in datasets for s in range(seeds)]
     start = time.perf_counter()
-    if args.jobs > 1:
-        import multiprocessing as mp
-
-        with mp.get_context("spawn").Pool(args.jobs) as pool:
-            runs = pool.map(one_seed, tasks, chunksize=1)
-    else:
-        runs = [one_seed(t) for t in tasks]
+    runs = run_all(one_seed, tasks, args.jobs)
     table = report(runs, datasets)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(runs, indent=1))

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import benchmark as B
-from common import train
+from common import run_all, train
 
 DIVISORS = [1.5, 2, 3, 4, 6, 8]
 
@@ -54,10 +54,7 @@ def main() -> None:
     datasets = args.datasets.split(",")
     tasks = [(d, s) for d in datasets for s in range(args.seeds)]
     start = time.perf_counter()
-    import multiprocessing as mp
-
-    with mp.get_context("spawn").Pool(args.jobs) as pool:
-        runs = pool.map(one_seed, tasks, chunksize=1)
+    runs = run_all(one_seed, tasks, args.jobs)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "calibration.json").write_text(json.dumps(runs, indent=1))
     print("| dataset | edge per seed | " + " | ".join(f"edge/{d}" for d in DIVISORS) + " |")

@@ -26,7 +26,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from common import quiet  # noqa: E402
+from common import quiet, run_all  # noqa: E402
 
 GRID = [0.003, 0.01, 0.03, 0.1]
 
@@ -152,13 +152,7 @@ def main() -> None:
     quiet()
     tasks = [(s, args.quick) for s in range(1 if args.quick else args.seeds)]
     start = time.perf_counter()
-    if args.jobs > 1 and len(tasks) > 1:
-        import multiprocessing as mp
-
-        with mp.get_context("spawn").Pool(min(args.jobs, len(tasks))) as pool:
-            runs = pool.map(one_seed, tasks, chunksize=1)
-    else:
-        runs = [one_seed(t) for t in tasks]
+    runs = run_all(one_seed, tasks, args.jobs)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(runs, indent=1))
     print(report(runs))

@@ -24,7 +24,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from common import build, mean_std, quiet, trainer  # noqa: E402
+from common import build, mean_std, quiet, run_all, trainer  # noqa: E402
 
 CYCLE_EPOCHS = {"digits": 4, "mnist1d": 6, "fashion": 4}  # x 5 cycles
 CYCLES = 5
@@ -152,13 +152,7 @@ def main() -> None:
     datasets = ["digits"] if args.quick else args.datasets.split(",")
     tasks = [(d, s, args.quick) for d in datasets for s in range(1 if args.quick else args.seeds)]
     start = time.perf_counter()
-    if args.jobs > 1 and len(tasks) > 1:
-        import multiprocessing as mp
-
-        with mp.get_context("spawn").Pool(min(args.jobs, len(tasks))) as pool:
-            runs = pool.map(one_seed, tasks, chunksize=1)
-    else:
-        runs = [one_seed(t) for t in tasks]
+    runs = run_all(one_seed, tasks, args.jobs)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(runs, indent=1))
     shown = next((r for r in runs if r["dataset"] == "mnist1d"), runs[0])
