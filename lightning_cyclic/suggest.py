@@ -7,7 +7,8 @@ falls, everything NaN) ``lr`` is ``None`` and ``reason`` says why; no rule raise
 
     edge       (default) the lr where training becomes unstable (the loss turns
                back up towards its start), read robustly from the curve, divided
-               by ``EDGE_DIV``; good range: from where the loss starts to fall up to that.
+               by 1.5 to 3 (more, the further the loss fell before it); good
+               range: from where the loss starts to fall up to that.
     valley     fastai's rule: the longest stretch of falling smoothed loss, taken
                between a third and a half of the way down it.
     steepest   steepest descent of the smoothed loss per unit of log(lr).
@@ -131,28 +132,36 @@ def _crossing(lrs: Sequence[float], values: Sequence[float], i: int, level: floa
     return math.exp(math.log(lrs[i - 1]) + t * (math.log(lrs[i]) - math.log(lrs[i - 1])))
 
 
-EDGE_DIV = 2.0  # from recipes/lr_range_test/calibrate.py: one-cycle peaks best at edge/1.5 to edge/3
 EDGE_LEVELS = (0.25, 0.5, 1.0)  # how far the loss has climbed back from its minimum towards its start
 EDGE_WINDOW = 0.5  # decades of lr in the running median
+# How far below the edge one-cycle should peak (recipes/lr_range_test/calibrate.py): a divisor that
+# moves geometrically from EDGE_DIV[0] to EDGE_DIV[1] as the fall of the log loss before the edge
+# grows from EDGE_DEPTH[0] to EDGE_DEPTH[1] nats.
+EDGE_DIV = (1.5, 3.0)
+EDGE_DEPTH = (0.1, 0.3)
 
 
-def edge(
-    lrs: Sequence[float], raw: Sequence[float], smoothed: Sequence[float], edge_div: float = EDGE_DIV
-) -> Suggestion:
-    """The lr where training becomes unstable, divided by ``edge_div``.
+@dataclass(frozen=True)
+class EdgeReading:
+    """Where a range-test curve becomes unstable, before any division."""
 
-    Past the loss's minimum, the lrs where the loss has climbed back a
-    quarter, half and all of the way to its starting value are read off the
-    curve, each interpolated in log lr between the two points around it; the
-    *edge* is their geometric mean. The curve is first cleaned with a centred
-    running median over half a decade of lr (no lag, spikes removed), on log
-    losses where all losses are positive. The loss turns up steeply there, so
-    the edge moves far less from seed to seed than the minimum or the
-    steepest point of a noisy curve; one-cycle's peak lr belongs close below
-    it. Good range: from where the loss has fallen a tenth of the way to its
-    minimum, up to the suggestion.
-    """
-    values = [math.log(x) for x in raw] if min(raw) > 0 else list(raw)
+    at: float  # the edge: geometric mean of the climb-back crossings
+    depth: float  # how far the loss fell before it, in nats of log loss (``inf`` where losses are not positive)
+    low: float  # where the loss had fallen a tenth of the way to its minimum
+    levels: int  # how many of ``EDGE_LEVELS`` the curve reached
+
+
+def edge_divisor(depth: float) -> float:
+    """``EDGE_DIV[0]`` for a curve whose log loss fell at most ``EDGE_DEPTH[0]`` before the edge,
+    ``EDGE_DIV[1]`` from ``EDGE_DEPTH[1]`` on, geometric in between."""
+    t = min(max((depth - EDGE_DEPTH[0]) / (EDGE_DEPTH[1] - EDGE_DEPTH[0]), 0.0), 1.0)
+    return EDGE_DIV[0] * (EDGE_DIV[1] / EDGE_DIV[0]) ** t
+
+
+def read_edge(lrs: Sequence[float], raw: Sequence[float]) -> EdgeReading | None:
+    """The edge of a curve of finite losses (see :func:`edge`), or ``None`` where the loss never turns back up."""
+    positive = min(raw) > 0
+    values = [math.log(x) for x in raw] if positive else list(raw)
     decades = math.log10(lrs[-1] / lrs[0]) if lrs[-1] > lrs[0] > 0 else 1.0
     window = max(3, round(EDGE_WINDOW * (len(lrs) - 1) / decades) // 2 * 2 + 1)
     f = running_median(values, window)
@@ -167,19 +176,50 @@ def edge(
         if i is not None:
             crossings.append(_crossing(lrs, f, i, level))
     if not crossings:
+        return None
+    at = math.exp(sum(math.log(x) for x in crossings) / len(crossings))
+    fall = start - 0.1 * (start - low_loss)
+    i_low = next((i for i in range(len(f)) if f[i] <= fall), i_min)
+    depth = start - low_loss if positive else math.inf
+    return EdgeReading(at, depth, _crossing(lrs, f, i_low, fall), len(crossings))
+
+
+def edge(
+    lrs: Sequence[float], raw: Sequence[float], smoothed: Sequence[float], edge_div: float | None = None
+) -> Suggestion:
+    """The lr where training becomes unstable, divided by ``edge_div`` (default: :func:`edge_divisor`).
+
+    Past the loss's minimum, the lrs where the loss has climbed back a
+    quarter, half and all of the way to its starting value are read off the
+    curve, each interpolated in log lr between the two points around it; the
+    *edge* is their geometric mean. The curve is first cleaned with a centred
+    running median over half a decade of lr (no lag, spikes removed), on log
+    losses where all losses are positive. The loss turns up steeply there, so
+    the edge moves far less from seed to seed than the minimum or the
+    steepest point of a noisy curve; one-cycle's peak lr belongs close below
+    it. How far below depends on how much the loss fell before the edge: on a
+    curve that fell by less than ``EDGE_DEPTH[0]`` nats (a model that had
+    barely started to learn) the climb-back levels are a fraction of a small
+    fall, crossed by rises that come before the loss runs away, so the edge
+    is read early and is divided by ``EDGE_DIV[0]``; a curve that fell by
+    ``EDGE_DEPTH[1]`` nats or more turns up where training truly runs away,
+    and is divided by ``EDGE_DIV[1]``. Good range: from where the loss has
+    fallen a tenth of the way to its minimum, up to the suggestion.
+    """
+    reading = read_edge(lrs, raw)
+    if reading is None:
         return Suggestion(
             "edge",
             None,
             reason="the loss never turned back up after its minimum: raise max_lr (or num_steps) so the test "
             "reaches the lr where training becomes unstable",
         )
-    at = math.exp(sum(math.log(x) for x in crossings) / len(crossings))
-    lr = at / edge_div
-    fall = start - 0.1 * (start - low_loss)
-    i_low = next((i for i in range(len(f)) if f[i] <= fall), i_min)
-    low = min(_crossing(lrs, f, i_low, fall), lr)
-    levels = "" if len(crossings) == len(EDGE_LEVELS) else f" ({len(crossings)} of {len(EDGE_LEVELS)} levels reached)"
-    return Suggestion("edge", lr, low, lr, None, f"unstable from lr {at:.3g}{levels}, divided by {edge_div:g}")
+    div = edge_divisor(reading.depth) if edge_div is None else edge_div
+    lr = reading.at / div
+    levels = "" if reading.levels == len(EDGE_LEVELS) else f" ({reading.levels} of {len(EDGE_LEVELS)} levels reached)"
+    fell = f", after a fall of {reading.depth:.2f} nats" if math.isfinite(reading.depth) else ""
+    reason = f"unstable from lr {reading.at:.3g}{levels}{fell}, divided by {div:.3g}"
+    return Suggestion("edge", lr, min(reading.low, lr), lr, None, reason)
 
 
 RULES: dict[str, Callable[[Sequence[float], Sequence[float], Sequence[float]], Suggestion]] = {

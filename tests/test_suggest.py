@@ -6,7 +6,17 @@ import math
 
 import pytest
 
-from lightning_cyclic.suggest import EDGE_DIV, RULES, edge, ema, running_median, suggest
+from lightning_cyclic.suggest import (
+    EDGE_DEPTH,
+    EDGE_DIV,
+    RULES,
+    edge,
+    edge_divisor,
+    ema,
+    read_edge,
+    running_median,
+    suggest,
+)
 
 LRS = [1e-6 * 10 ** (k / 20) for k in range(121)]  # 1e-6 .. 1, 20 points a decade
 
@@ -36,10 +46,43 @@ def test_edge_finds_where_the_loss_turns_up_and_divides_it():
     losses = curve(edge_lr=0.1)  # flat at ~0.31 until lr=0.05, then up steeply
     s = suggest(LRS, losses, "edge")
     below, above = [lr for lr in LRS if lr > 0.05][:2]  # 0.0501 (loss +0.1%) and 0.0562 (loss x20)
-    assert below <= s.lr * EDGE_DIV <= above  # inside the grid step where the loss turns up
+    reading = read_edge(LRS, losses)
+    assert below <= reading.at <= above  # inside the grid step where the loss turns up
+    assert reading.depth == pytest.approx(math.log(2.3 / 0.31), abs=0.1)  # a deep fall: the larger divisor
+    assert s.lr == pytest.approx(reading.at / EDGE_DIV[1])
     assert s.low < s.high == s.lr
     # good range from 10% of the way down: in log loss, 2.3 -> ~0.31, at x = ln(1/9)/3 decades from 1e-3 or so
     assert 1e-4 < s.low < 1e-3
+
+
+def test_edge_divisor_grows_with_the_fall_before_the_edge():
+    lo, hi = EDGE_DEPTH
+    assert edge_divisor(0.0) == edge_divisor(lo) == EDGE_DIV[0]
+    assert edge_divisor(hi) == edge_divisor(5.0) == pytest.approx(EDGE_DIV[1])
+    middle = edge_divisor((lo + hi) / 2)
+    assert middle == pytest.approx(math.sqrt(EDGE_DIV[0] * EDGE_DIV[1]))  # geometric in between
+    assert edge_divisor(math.inf) == pytest.approx(EDGE_DIV[1])
+
+
+def test_a_shallow_curve_is_divided_less_than_a_deep_one():
+    shallow = curve(floor=2.1)  # the loss fell under 0.1 nats before it turned up
+    deep, shallow_s = suggest(LRS, curve(), "edge"), suggest(LRS, shallow, "edge")
+    assert read_edge(LRS, shallow).depth < EDGE_DEPTH[0]
+    assert shallow_s.lr == pytest.approx(read_edge(LRS, shallow).at / EDGE_DIV[0])
+    assert shallow_s.lr > deep.lr
+    assert "divided by 1.5" in shallow_s.reason and "fall of" in shallow_s.reason
+
+
+def test_edge_takes_a_fixed_divisor_when_given():
+    losses = curve()
+    assert edge(LRS, losses, ema(losses, 0.9), edge_div=2.0).lr == pytest.approx(read_edge(LRS, losses).at / 2)
+
+
+def test_edge_on_losses_that_are_not_all_positive_uses_the_deep_divisor():
+    losses = [x - 1.0 for x in curve()]  # e.g. a loss with a negative offset: no log, no depth in nats
+    s = suggest(LRS, losses, "edge")
+    assert read_edge(LRS, losses).depth == math.inf
+    assert s.lr == pytest.approx(read_edge(LRS, losses).at / EDGE_DIV[1])
 
 
 def test_edge_is_insensitive_to_noise_where_the_minimum_is_not():
