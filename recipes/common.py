@@ -18,7 +18,22 @@ GRID = [0.01, 0.03, 0.1, 0.3]  # constant lrs of the tuned baseline
 QUICK_GRID = [0.03, 0.3]
 
 
+def fashion_available() -> bool:
+    """Whether the four Fashion-MNIST files are in their default folder; says so when they are not."""
+    from lightning_cyclic.data import FashionMNISTDataModule
+    from lightning_cyclic.data.fashion_mnist import FILES
+
+    root = FashionMNISTDataModule().root
+    missing = [f for f in FILES if not any((root / f"{f}{s}").is_file() for s in ("", ".gz"))]
+    if missing:
+        print(f"Fashion-MNIST skipped: {', '.join(missing)} not found in {root}; apt-get install dataset-fashion-mnist")
+    return not missing
+
+
 def quiet() -> None:
+    """Silence warnings and Lightning's info lines (imported first: importing it resets its loggers)."""
+    import lightning.pytorch  # noqa: F401
+
     warnings.filterwarnings("ignore")
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -35,10 +50,11 @@ def build(dataset: str, quick: bool):
         dm_kwargs["limit_train"] = 2000
     datamodule = getattr(data, dm_name)(**dm_kwargs)
 
-    def model(lr: float = 0.1, momentum: float = 0.9):
+    def model(lr: float = 0.1, momentum: float = 0.9, optimizer=None, cls=models.Classifier):
+        """SGD (weight decay 5e-4) at ``lr``, or ``optimizer`` (a partial taking the parameters)."""
         net = partial(getattr(models, net_name), **net_kwargs)
-        opt = partial(torch.optim.SGD, lr=lr, momentum=momentum, weight_decay=5e-4)
-        return models.Classifier(net, opt, datamodule.input_shape, datamodule.num_classes)
+        opt = optimizer or partial(torch.optim.SGD, lr=lr, momentum=momentum, weight_decay=5e-4)
+        return cls(net, opt, datamodule.input_shape, datamodule.num_classes)
 
     return datamodule, model, (1 if quick else epochs)
 
@@ -61,16 +77,19 @@ def trainer(root: str, callbacks=(), **kwargs):
 
 
 def accuracies():
-    """A callback that records the validation accuracy after every epoch in ``.values``."""
+    """A callback that records the validation accuracy (``.values``) and loss (``.losses``) after every
+    epoch, and when (``.times``, ``time.perf_counter()``)."""
     import lightning.pytorch as pl
 
     class Accuracies(pl.Callback):
         def __init__(self):
-            self.values = []
+            self.values, self.losses, self.times = [], [], []
 
         def on_validation_epoch_end(self, trainer, pl_module):
             if not trainer.sanity_checking:
                 self.values.append(float(trainer.callback_metrics["val/acc"]))
+                self.losses.append(float(trainer.callback_metrics["val/loss"]))
+                self.times.append(time.perf_counter())
 
     return Accuracies()
 
@@ -88,6 +107,27 @@ def train(dataset, seed, quick, root, lr, schedule):
     start = time.perf_counter()
     trainer(root, callbacks, max_epochs=epochs).fit(module, datamodule=datamodule)
     return {"best": max(acc.values), "final": acc.values[-1], "seconds": time.perf_counter() - start}
+
+
+def fastai_valley(root, module, datamodule) -> dict:
+    """fastai's ``lr_find`` read fastai's way: the training loss of each step on a 1e-7..10, 100-step
+    sweep, smoothed with beta=0.98, first 10% and last 5 points skipped, rule ``valley``."""
+    from lightning_cyclic import lr_find
+    from lightning_cyclic.suggest import ema, valley
+
+    found = lr_find(trainer(root), module, datamodule=datamodule, verbose=False, evaluate="train", smooth=0.98)
+    lrs, losses = found.lrs[10:-5], ema(found.losses, 0.98)[10:-5]
+    lr = valley(lrs, losses, losses).lr if len(lrs) > 2 else None
+    return {"lr": lr, "steps": len(found.lrs), "seconds": found.seconds}
+
+
+def lightning_suggestion(fit_trainer, module, datamodule) -> dict:
+    """``Tuner(fit_trainer).lr_find`` with its defaults and its ``suggestion()``."""
+    from lightning.pytorch.tuner import Tuner
+
+    start = time.perf_counter()
+    found = Tuner(fit_trainer).lr_find(module, datamodule=datamodule, update_attr=False)
+    return {"lr": found.suggestion(), "steps": len(found.results["lr"]), "seconds": time.perf_counter() - start}
 
 
 def mean_std(values, digits: int = 1) -> str:

@@ -68,3 +68,26 @@ def test_regression_quick_run(tmp_path):
     assert "| SGD, OneCycle(max_lr='auto') |" in done.stdout
     (run,) = json.loads((tmp_path / "results.json").read_text())
     assert run["onecycle"]["lr"] > 0 and len(run["onecycle"]["curve"]) == 2
+
+
+def test_strategy_benchmark_quick_run(tmp_path):
+    done = run_recipe(
+        "benchmark/benchmark.py",
+        "--quick",
+        "--datasets",
+        "digits",
+        "--seeds",
+        "2",
+        "--jobs",
+        "1",
+        "--out",
+        str(tmp_path),
+    )
+    for strategy in ("A: Adam 1e-3", "B: SGD, best grid lr", "C: Lightning Tuner", "D: fastai valley", "ours:"):
+        assert f"| digits | {strategy}" in done.stdout
+    assert "| digits | met" in done.stdout or "| digits | **missed**" in done.stdout  # the targets table
+    summary = json.loads((tmp_path / "results.json").read_text())["summary"]["digits"]["strategies"]
+    ours = summary["ours: OneCycle(max_lr='auto')"]
+    assert len(ours["lrs"]) == 2 and all(lr > 0 for lr in ours["lrs"]) and len(ours["best"]) == 2
+    assert summary["A: Adam 1e-3"]["epochs_to_A"] == [1, 1]  # A reaches its own best
+    assert (tmp_path / "accuracy.png").stat().st_size > 10_000

@@ -30,7 +30,19 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from common import DATASETS, GRID, QUICK_GRID, build, mean_std, quiet, run_all, train, trainer  # noqa: E402
+from common import (  # noqa: E402
+    DATASETS,
+    GRID,
+    QUICK_GRID,
+    build,
+    fastai_valley,
+    lightning_suggestion,
+    mean_std,
+    quiet,
+    run_all,
+    train,
+    trainer,
+)
 
 
 def one_seed(task):
@@ -40,10 +52,8 @@ def one_seed(task):
 
     torch.set_num_threads(1)
     import lightning.pytorch as pl
-    from lightning.pytorch.tuner import Tuner
 
     from lightning_cyclic import lr_find
-    from lightning_cyclic.suggest import ema, valley
 
     root = tempfile.mkdtemp(prefix="lrbench-")
     out = {"dataset": dataset, "seed": seed, "finders": {}, "onecycle": {}, "constant": {}}
@@ -54,25 +64,14 @@ def one_seed(task):
     s = result.suggestion
     out["curve"] = {"lrs": result.lrs, "losses": result.losses}
     out["finders"]["ours (edge)"] = {"lr": s.lr, "steps": len(result.lrs), "seconds": result.seconds}
-    # fastai reads the training loss of each step, smoothed with beta=0.98, skipping the first 10% and last 5 points
     datamodule, model, _ = build(dataset, quick)
     pl.seed_everything(seed, verbose=False)
-    fast = lr_find(trainer(root), model(), datamodule=datamodule, verbose=False, evaluate="train", smooth=0.98)
-    lrs, losses = fast.lrs[10:-5], ema(fast.losses, 0.98)[10:-5]
-    fastai = valley(lrs, losses, losses).lr if len(lrs) > 2 else None
-    out["finders"]["fastai valley"] = {"lr": fastai, "steps": len(fast.lrs), "seconds": fast.seconds}
+    out["finders"]["fastai valley"] = fastai_valley(root, model(), datamodule)
     out["other_rules"] = {rule: result.suggest(rule).lr for rule in ("valley", "steepest", "minimum")}
 
     datamodule, model, epochs = build(dataset, quick)
     pl.seed_everything(seed, verbose=False)
-    tuned = trainer(root, max_epochs=epochs)  # the Trainer the user would fit with
-    start = time.perf_counter()
-    found = Tuner(tuned).lr_find(model(), datamodule=datamodule, update_attr=False)
-    out["finders"]["Lightning Tuner"] = {
-        "lr": found.suggestion(),
-        "steps": len(found.results["lr"]),
-        "seconds": time.perf_counter() - start,
-    }
+    out["finders"]["Lightning Tuner"] = lightning_suggestion(trainer(root, max_epochs=epochs), model(), datamodule)
 
     for name, info in out["finders"].items():
         lr = info["lr"]
