@@ -21,13 +21,11 @@ QUICK_GRID = [0.03, 0.3]
 def fashion_available() -> bool:
     """Whether the four Fashion-MNIST files are in their default folder; says so when they are not."""
     from lightning_cyclic.data import FashionMNISTDataModule
-    from lightning_cyclic.data.fashion_mnist import FILES
 
-    root = FashionMNISTDataModule().root
-    missing = [f for f in FILES if not any((root / f"{f}{s}").is_file() for s in ("", ".gz"))]
-    if missing:
-        print(f"Fashion-MNIST skipped: {', '.join(missing)} not found in {root}; apt-get install dataset-fashion-mnist")
-    return not missing
+    dm = FashionMNISTDataModule()
+    if dm.missing_files():
+        print(f"Fashion-MNIST skipped: {', '.join(dm.missing_files())} not found in {dm.root}; {dm.how_to_get}")
+    return not dm.missing_files()
 
 
 def quiet() -> None:

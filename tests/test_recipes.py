@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
 import sys
 
+import pytest
+
+from lightning_cyclic.data import FashionMNISTDataModule
 from tests.conftest import ROOT
 
 
@@ -91,3 +95,44 @@ def test_strategy_benchmark_quick_run(tmp_path):
     assert len(ours["lrs"]) == 2 and all(lr > 0 for lr in ours["lrs"]) and len(ours["best"]) == 2
     assert summary["A: Adam 1e-3"]["epochs_to_A"] == [1, 1]  # A reaches its own best
     assert (tmp_path / "accuracy.png").stat().st_size > 10_000
+
+
+def test_onecycle_vs_constant_quick_run(tmp_path):
+    if FashionMNISTDataModule().missing_files():
+        pytest.skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+    done = run_recipe("onecycle_vs_constant/run.py", "--quick", "--jobs", "1", "--out", str(tmp_path))
+    for label in (
+        "constant lr 0.03 (tuned)",
+        "(a) one-cycle, max_lr 0.08",
+        "(b) half the epochs, max_lr 0.8",
+        "(c) as (a), momentum 0.9",
+        "(d) as (a) in half the epochs",
+    ):
+        assert f"| {label} | " in done.stdout
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [row["config"] for row in results["summary"]] == ["constant", "a", "b", "c", "d"]
+    epochs = {run["config"]: len(run["val_acc"]) for run in results["runs"]}
+    assert epochs == {"constant": 2, "a": 2, "b": 1, "c": 2, "d": 1}
+    assert (tmp_path / "curves.png").stat().st_size > 10_000
+
+
+def test_optimizers_quick_run(tmp_path):
+    done = run_recipe("optimizers/run.py", "--quick", "--jobs", "1", "--out", str(tmp_path))
+    for name in ("SGD", "Adam"):
+        assert f"| digits | {name} |" in done.stdout
+    (run,) = json.loads((tmp_path / "results.json").read_text())
+    assert set(run["constant"]) == set(run["onecycle"]) == {"SGD", "Adam"}
+    assert all(r["lr"] > 0 and len(r["curve"]) == 1 for r in run["onecycle"].values())
+    assert (tmp_path / "optimizers.png").stat().st_size > 10_000
+
+
+def test_sweep_quick_run(tmp_path):
+    done = run_recipe("sweep/run.py", "--quick", "--out", str(tmp_path))
+    for name, label in (("grid", "grid 2x1"), ("random-s0", "random (seed 0)"), ("tpe-s0", "TPE (seed 0)")):
+        board = list(csv.DictReader(open(tmp_path / "multirun" / name / "leaderboard.csv")))
+        assert len(board) == 2 and float(board[0]["val/acc"]) >= float(board[1]["val/acc"])
+        assert f"| {label} | 2 | " in done.stdout
+    runs = json.loads((tmp_path / "results.json").read_text())["runs"]
+    assert [len(r["trials"]) for r in runs] == [2, 2, 2]
+    assert all(r["best_so_far"][1] == r["leaderboard"][0]["val_acc"] for r in runs)
+    assert (tmp_path / "sweep.png").stat().st_size > 10_000

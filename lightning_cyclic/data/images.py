@@ -66,6 +66,12 @@ class ImageFolderDataModule(AugmentedDataModule):
         if flatten:
             self.input_shape = (int(np.prod(type(self).input_shape)),)
 
+    def missing_files(self) -> list[str]:
+        """The dataset's files not found in ``root`` (as ``name(.gz)`` where gzip is accepted); ``[]`` if none."""
+        suffixes = ("", ".gz") if self.gzip_ok else ("",)
+        shown = "{}(.gz)" if self.gzip_ok else "{}"
+        return [shown.format(n) for n in self.files if not any((self.root / f"{n}{s}").is_file() for s in suffixes)]
+
     def _file(self, name: str) -> Path:
         """The path of ``name`` in ``root``; ``FileNotFoundError`` naming every missing file and how to get them."""
         root = self.root
@@ -74,7 +80,7 @@ class ImageFolderDataModule(AugmentedDataModule):
             if (root / f"{name}{suffix}").is_file():
                 return root / f"{name}{suffix}"
         shown = "{}(.gz)" if self.gzip_ok else "{}"
-        missing = [shown.format(n) for n in self.files if not any((root / f"{n}{s}").is_file() for s in suffixes)]
+        missing = self.missing_files()
         where = f"folder {root}" if root.is_dir() else f"folder {root}, which does not exist"
         raise FileNotFoundError(
             f"{self.dataset_name}: {shown.format(name)} not found in the {where}; missing: {', '.join(missing)}. "

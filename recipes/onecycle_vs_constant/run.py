@@ -48,10 +48,9 @@ _DATA = {}  # one data module per process, read once
 
 
 def missing_files(root: str | None) -> list[str]:
-    from lightning_cyclic.data.fashion_mnist import FILES, FashionMNISTDataModule
+    from lightning_cyclic.data import FashionMNISTDataModule
 
-    folder = Path(root or FashionMNISTDataModule.default_root)
-    return [f"{folder / n}(.gz)" for n in FILES if not any((folder / f"{n}{s}").is_file() for s in ("", ".gz"))]
+    return FashionMNISTDataModule(root=root).missing_files()
 
 
 def datamodule(quick: bool, root: str | None):

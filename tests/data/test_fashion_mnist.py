@@ -136,6 +136,7 @@ def test_missing_file_names_folder_file_and_how_to_get_it(fake_root):
     root, _ = fake_root
     (root / "t10k-labels-idx1-ubyte").unlink()
     dm = FashionMNISTDataModule(root=str(root))
+    assert dm.missing_files() == ["t10k-labels-idx1-ubyte(.gz)"]
     dm.setup("fit")  # training files are all there
     with pytest.raises(FileNotFoundError) as err:
         dm.setup("test")
@@ -148,6 +149,7 @@ def test_missing_file_names_folder_file_and_how_to_get_it(fake_root):
 
 def test_missing_folder_fails_in_setup_not_on_construction(tmp_path):
     dm = MNISTDataModule(root=str(tmp_path / "absent"))  # constructing reads nothing
+    assert len(dm.missing_files()) == len(FILE_NAMES)
     with pytest.raises(FileNotFoundError, match="which does not exist") as err:
         dm.setup()
     for name in FILE_NAMES:
