@@ -60,8 +60,8 @@ class CIFAR10DataModule(ImageFolderDataModule):
     how_to_get = (
         "No download happens at run time: on a machine with internet access, download the python version, "
         "cifar-10-python.tar.gz, from the CIFAR-10 page, https://www.cs.toronto.edu/~kriz/cifar.html, extract it "
-        "(tar -xzf cifar-10-python.tar.gz makes the folder cifar-10-batches-py), copy that folder here and set "
-        "data.root=/path/to/cifar-10-batches-py (or put it at the default root, "
+        "(tar -xzf cifar-10-python.tar.gz makes the folder cifar-10-batches-py), copy that folder here and pass "
+        "root=/path/to/cifar-10-batches-py (data.root=... in train.py; or put it at the default root, "
         "~/.cache/lightning_cyclic/cifar-10-batches-py)."
     )
 

@@ -52,7 +52,7 @@ class IDXImageDataModule(ImageFolderDataModule):
     files = FILES
     gzip_ok = True
     files_description = "the four IDX files"
-    how_to_get = "Put the four IDX files into that folder and set data.root=/path/to/folder."
+    how_to_get = "Put the four IDX files into that folder and pass root=/path/to/folder (data.root=... in train.py)."
 
     def _read(self, images_name: str, labels_name: str) -> tuple[np.ndarray, np.ndarray]:
         images_path, labels_path = self._file(images_name), self._file(labels_name)
@@ -110,7 +110,7 @@ class FashionMNISTDataModule(IDXImageDataModule):
         "On Debian/Ubuntu: `apt-get install dataset-fashion-mnist` (installs them into /usr/share/datasets/"
         "fashion-mnist/). Otherwise download the four .gz files from the official Fashion-MNIST repository, "
         "https://github.com/zalandoresearch/fashion-mnist (folder data/fashion), into that folder, or into "
-        "another one and set data.root=/path/to/folder."
+        "another one and pass root=/path/to/folder (data.root=... in train.py)."
     )
 
     default_root = "/usr/share/datasets/fashion-mnist/"
@@ -127,8 +127,8 @@ class MNISTDataModule(IDXImageDataModule):
     dataset_name = "MNIST"
     how_to_get = (
         "Download the four .gz files from the MNIST page, https://yann.lecun.com/exdb/mnist/ (or a mirror such as "
-        "https://ossci-datasets.s3.amazonaws.com/mnist/), into that folder, or into another one and set "
-        "data.root=/path/to/folder."
+        "https://ossci-datasets.s3.amazonaws.com/mnist/), into that folder, or into another one and pass "
+        "root=/path/to/folder (data.root=... in train.py)."
     )
 
     default_root = "/usr/share/datasets/mnist/"

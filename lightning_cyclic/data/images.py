@@ -31,7 +31,9 @@ class ImageFolderDataModule(AugmentedDataModule):
     files: ClassVar[tuple[str, ...]] = ()  # every file the folder should hold
     gzip_ok: ClassVar[bool] = False  # each file may also be NAME.gz
     files_description: ClassVar[str] = "the files"
-    how_to_get: ClassVar[str] = "Put the files into that folder and set data.root=/path/to/folder."
+    how_to_get: ClassVar[str] = (
+        "Put the files into that folder and pass root=/path/to/folder (data.root=... in train.py)."
+    )
     default_root: ClassVar[str | None] = None
     augment_flip: ClassVar[bool] = True  # whether ``augment`` flips left-right
 

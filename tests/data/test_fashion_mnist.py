@@ -144,7 +144,7 @@ def test_missing_file_names_folder_file_and_how_to_get_it(fake_root):
     assert str(root) in message and "t10k-labels-idx1-ubyte" in message
     assert "t10k-images" not in message  # only the missing one is listed
     assert "apt-get install dataset-fashion-mnist" in message
-    assert "github.com/zalandoresearch/fashion-mnist" in message and "data.root=" in message
+    assert "github.com/zalandoresearch/fashion-mnist" in message and "pass root=" in message and "data.root=" in message
 
 
 def test_missing_folder_fails_in_setup_not_on_construction(tmp_path):
