@@ -231,7 +231,7 @@ def plot(path: Path, runs: list[dict], rows: list[dict], best_lr: float) -> None
     # zoom on the configs that end within 5 points of the baseline's best; a run that fails goes to the inset
     zoom = [row["config"] for row in rows if 100 * statistics.mean(row["final"]) > target - 5]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
-    _panel(ax_loss, losses, zoom, [0.08, 0.06, 0.4, 0.4], "validation loss")
+    _panel(ax_loss, losses, zoom, [0.55, 0.04, 0.4, 0.3], "validation loss")
     _panel(ax_acc, accs, zoom, [0.55, 0.06, 0.4, 0.4], "validation accuracy %")
     ax_acc.axhline(target, color="grey", linewidth=0.8, linestyle=":", label=f"baseline's best ({target:.1f}%)")
     n_seeds = len({r["seed"] for r in runs})
