@@ -72,6 +72,7 @@ def test_regression_quick_run(tmp_path):
     assert "| SGD, OneCycle(max_lr='auto') |" in done.stdout
     (run,) = json.loads((tmp_path / "results.json").read_text())
     assert run["onecycle"]["lr"] > 0 and len(run["onecycle"]["curve"]) == 2
+    assert (tmp_path / "rmse.png").stat().st_size > 10_000
 
 
 def test_strategy_benchmark_quick_run(tmp_path):

@@ -124,9 +124,44 @@ def ms(values):
     return f"{statistics.mean(values):.1f} ± {sd:.1f}"
 
 
+def best_grid_lr(runs) -> str:
+    grid = {lr: statistics.mean(r["constant"][lr]["best"] for r in runs) for lr in runs[0]["constant"]}
+    return min(grid, key=grid.get)
+
+
+def plot(runs, path: Path) -> None:
+    """Validation RMSE per epoch of the three strategies, mean over the seeds with their range."""
+    from lightning_cyclic.plot import _pyplot
+
+    plt = _pyplot()
+    best_lr = best_grid_lr(runs)
+    series = {
+        "Adam, lr 1e-3": [r["adam"]["curve"] for r in runs],
+        f"SGD, constant lr {best_lr}": [r["constant"][best_lr]["curve"] for r in runs],
+        "SGD, OneCycle(max_lr='auto')": [r["onecycle"]["curve"] for r in runs],
+    }
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for name, curves in series.items():
+        epochs = range(1, len(curves[0]) + 1)
+        mean = [statistics.mean(c[i] for c in curves) for i in range(len(curves[0]))]
+        line = ax.plot(epochs, mean, marker="o", markersize=3, label=name)[0]
+        low = [min(c[i] for c in curves) for i in range(len(curves[0]))]
+        high = [max(c[i] for c in curves) for i in range(len(curves[0]))]
+        ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.15)
+    best = min(min(statistics.mean(c[i] for c in cs) for i in range(len(cs[0]))) for cs in series.values())
+    ax.set_ylim(best - 5, best + 40)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation RMSE")
+    ax.set_title(f"diabetes: mean of {len(runs)} seeds (band: min..max)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
 def report(runs) -> str:
     grid = {lr: statistics.mean(r["constant"][lr]["best"] for r in runs) for lr in runs[0]["constant"]}
-    best_lr = min(grid, key=grid.get)
+    best_lr = best_grid_lr(runs)
     rows = [
         ("Adam, lr 1e-3 (constant)", [r["adam"] for r in runs], "1e-3"),
         (f"SGD, best constant lr of ({', '.join(grid)})", [r["constant"][best_lr] for r in runs], best_lr),
@@ -155,6 +190,7 @@ def main() -> None:
     runs = run_all(one_seed, tasks, args.jobs)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(runs, indent=1))
+    plot(runs, args.out / "rmse.png")
     print(report(runs))
     assert all(math.isfinite(r["onecycle"]["best"]) for r in runs)
     print(f"\n{len(tasks)} seed runs in {time.perf_counter() - start:.0f}s with {args.jobs} processes")
