@@ -128,6 +128,22 @@ def lightning_suggestion(fit_trainer, module, datamodule) -> dict:
     return {"lr": found.suggestion(), "steps": len(found.results["lr"]), "seconds": time.perf_counter() - start}
 
 
+def arguments(doc: str, out, seeds: int, quick: str, datasets: str | None = None):
+    """The options every study shares: ``[--datasets] --seeds --jobs --quick --out``."""
+    import argparse
+    import os
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    if datasets is not None:
+        parser.add_argument("--datasets", default=datasets)
+    parser.add_argument("--seeds", type=int, default=seeds)
+    parser.add_argument("--jobs", type=int, default=max(1, min(os.cpu_count() or 1, 16)))
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--out", type=Path, default=Path(out))
+    return parser
+
+
 def mean_std(values, digits: int = 1) -> str:
     """``"mean ± std"`` of fractions, in percent; ``None`` values are left out."""
     values = [v for v in values if v is not None]

@@ -22,9 +22,7 @@ next to this file (or ``--out``).
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -40,6 +38,7 @@ from common import (  # noqa: E402
     GRID,
     QUICK_GRID,
     accuracies,
+    arguments,
     build,
     fashion_available,
     fastai_valley,
@@ -272,12 +271,7 @@ def plot(runs, table, path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--datasets", default=",".join(DATASETS))
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--jobs", type=int, default=max(1, min(os.cpu_count() or 1, 16)))
-    parser.add_argument("--quick", action="store_true", help="1 epoch, 2 grid lrs: a smoke run")
-    parser.add_argument("--out", type=Path, default=HERE)
+    parser = arguments(__doc__, HERE, seeds=3, quick="1 epoch, 2 grid lrs: a smoke run", datasets=",".join(DATASETS))
     args = parser.parse_args()
     quiet()
     datasets = args.datasets.split(",")

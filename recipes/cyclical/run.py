@@ -10,7 +10,6 @@ max_lr="auto")``: where the loss starts to fall, and the suggestion) and a half 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -21,7 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from common import GRID, QUICK_GRID, accuracies, build, mean_std, quiet, run_all, train, trainer  # noqa: E402
+from common import GRID, QUICK_GRID, accuracies, arguments, build, mean_std, quiet, run_all, train, trainer  # noqa: E402
 
 MODES = {"triangular": 1.0, "triangular2": 1.0, "exp_range": 0.995}  # mode: gamma (per optimizer step)
 
@@ -88,12 +87,7 @@ def plot(path: Path, steps_per_epoch: int = 23, epochs: int = 10) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--datasets", default="digits,mnist1d,fashion")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--jobs", type=int, default=max(1, min(os.cpu_count() or 1, 16)))
-    parser.add_argument("--quick", action="store_true", help="digits, 1 seed, 1 epoch")
-    parser.add_argument("--out", type=Path, default=HERE)
+    parser = arguments(__doc__, HERE, seeds=3, quick="digits, 1 seed, 1 epoch", datasets="digits,mnist1d,fashion")
     args = parser.parse_args()
     quiet()
     datasets = ["digits"] if args.quick else args.datasets.split(",")

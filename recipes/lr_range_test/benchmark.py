@@ -17,7 +17,6 @@ and ``curves.png`` next to this file (or ``--out``).
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -34,6 +33,7 @@ from common import (  # noqa: E402
     DATASETS,
     GRID,
     QUICK_GRID,
+    arguments,
     build,
     fastai_valley,
     lightning_suggestion,
@@ -136,12 +136,9 @@ def plot_curves(runs, datasets, path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--datasets", default=",".join(DATASETS))
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--jobs", type=int, default=max(1, min(os.cpu_count() or 1, 16)))
-    parser.add_argument("--quick", action="store_true", help="2 seeds, 1 epoch, 2 grid lrs: a smoke run")
-    parser.add_argument("--out", type=Path, default=HERE)
+    parser = arguments(
+        __doc__, HERE, seeds=5, quick="2 seeds, 1 epoch, 2 grid lrs: a smoke run", datasets=",".join(DATASETS)
+    )
     args = parser.parse_args()
     quiet()
     datasets = args.datasets.split(",")

@@ -20,7 +20,6 @@ reaches the best accuracy the baseline reached with the same seed. Writes ``resu
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -33,7 +32,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from common import GRID, mean_std, quiet, run_all, trainer  # noqa: E402
+from common import GRID, arguments, mean_std, quiet, run_all, trainer  # noqa: E402
 
 EPOCHS = 10
 QUICK = {"epochs": 2, "limit_train": 2000, "grid": [0.03]}
@@ -245,11 +244,7 @@ def plot(path: Path, runs: list[dict], rows: list[dict], best_lr: float) -> None
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--jobs", type=int, default=max(1, min(os.cpu_count() or 1, 16)))
-    parser.add_argument("--quick", action="store_true", help="2,000 training images, 1 seed, 2 epochs, one lr")
-    parser.add_argument("--out", type=Path, default=HERE)
+    parser = arguments(__doc__, HERE, seeds=3, quick="2,000 training images, 1 seed, 2 epochs, one lr")
     parser.add_argument("--data-root", default=None, help="folder with the four Fashion-MNIST IDX files")
     args = parser.parse_args()
     missing = missing_files(args.data_root)

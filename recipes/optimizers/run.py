@@ -14,7 +14,6 @@ the initial weights and the batch order; the datasets and budgets are those of
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -26,7 +25,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from common import DATASETS, accuracies, build, fashion_available, mean_std, quiet, run_all, trainer  # noqa: E402
+from common import DATASETS, accuracies, arguments, build, fashion_available, mean_std, quiet, run_all, trainer  # noqa: E402
 
 # name: (torch.optim class, constant-arm arguments); weight_decay 0 for all
 OPTIMIZERS = {
@@ -172,12 +171,7 @@ def plot(runs, datasets, names, path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--datasets", default="digits,fashion")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--jobs", type=int, default=max(1, min(os.cpu_count() or 1, 16)))
-    parser.add_argument("--quick", action="store_true", help="digits, 1 seed, 1 epoch, SGD and Adam")
-    parser.add_argument("--out", type=Path, default=HERE)
+    parser = arguments(__doc__, HERE, seeds=3, quick="digits, 1 seed, 1 epoch, SGD and Adam", datasets="digits,fashion")
     args = parser.parse_args()
     quiet()
     datasets = ["digits"] if args.quick else args.datasets.split(",")

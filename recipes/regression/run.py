@@ -13,10 +13,8 @@ no other tuning). All share the seed's initial weights and batch order.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import os
 import statistics
 import sys
 import time
@@ -26,7 +24,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from common import quiet, run_all  # noqa: E402
+from common import arguments, quiet, run_all  # noqa: E402
 
 GRID = [0.003, 0.01, 0.03, 0.1]
 
@@ -178,11 +176,7 @@ def report(runs) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--jobs", type=int, default=max(1, min(os.cpu_count() or 1, 16)))
-    parser.add_argument("--quick", action="store_true", help="1 seed, 2 epochs, 2 grid lrs")
-    parser.add_argument("--out", type=Path, default=HERE)
+    parser = arguments(__doc__, HERE, seeds=5, quick="1 seed, 2 epochs, 2 grid lrs")
     args = parser.parse_args()
     quiet()
     tasks = [(s, args.quick) for s in range(1 if args.quick else args.seeds)]

@@ -14,7 +14,6 @@ with the snapshot points marked.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -24,7 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from common import build, mean_std, quiet, run_all, trainer  # noqa: E402
+from common import arguments, build, mean_std, quiet, run_all, trainer  # noqa: E402
 
 CYCLE_EPOCHS = {"digits": 4, "mnist1d": 6, "fashion": 4}  # x 5 cycles
 CYCLES = 5
@@ -141,12 +140,9 @@ def plot(run, path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--datasets", default="digits,mnist1d,fashion")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--jobs", type=int, default=max(1, min(os.cpu_count() or 1, 16)))
-    parser.add_argument("--quick", action="store_true", help="digits, 1 seed, 2 cycles of 1 epoch")
-    parser.add_argument("--out", type=Path, default=HERE)
+    parser = arguments(
+        __doc__, HERE, seeds=3, quick="digits, 1 seed, 2 cycles of 1 epoch", datasets="digits,mnist1d,fashion"
+    )
     args = parser.parse_args()
     quiet()
     datasets = ["digits"] if args.quick else args.datasets.split(",")
