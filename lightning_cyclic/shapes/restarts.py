@@ -50,19 +50,20 @@ class WarmRestartsSchedule(Schedule):
     def cycle_position(self, step: float) -> tuple[int, float, float]:
         """``(cycle index, steps into the cycle, cycle length)`` at ``step`` after warmup."""
         length, mult = self.cycle_len, self.cycle_mult
+        tol = 1e-9 * max(1.0, step)  # a step within rounding error of a cycle end is the next cycle's start
         if mult == 1:
-            i, into = divmod(step, length)
-            return int(i), into, length
+            i = math.floor((step + tol) / length)
+            return i, max(step - i * length, 0.0), length
         # closed form, then nudge by one where floating point lands on the wrong side of a boundary
         i = max(math.floor(math.log(1 + step * (mult - 1) / length, mult)), 0)
         start = length * (mult**i - 1) / (mult - 1)
-        while i > 0 and start > step:
+        while i > 0 and start > step + tol:
             i -= 1
             start = length * (mult**i - 1) / (mult - 1)
-        while start + length * mult**i <= step:
+        while start + length * mult**i <= step + tol:
             start += length * mult**i
             i += 1
-        return i, step - start, length * mult**i
+        return i, max(step - start, 0.0), length * mult**i
 
     def cycle_end(self, i: int) -> float:
         """The step at which cycle ``i`` (0-based) ends, warmup included: where the lr is lowest."""

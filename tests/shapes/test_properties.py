@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from lightning_cyclic.shapes import CyclicalSchedule, OneCycleSchedule, WarmRestartsSchedule, WarmupDecaySchedule
@@ -55,6 +55,7 @@ def test_cyclical_stays_between_bounds(base, span, up, down, mode, step):
     warmup=st.integers(0, 50),
     step=steps,
 )
+@example(max_lr=1.0, cycle_len=0.9, mult=1.0, decay=1.0, warmup=0, step=27)  # 30 x 0.9 rounds to 27.0 exactly
 def test_warm_restarts_restart_at_cycle_ends(max_lr, cycle_len, mult, decay, warmup, step):
     s = WarmRestartsSchedule(
         max_lr=max_lr, cycle_len=cycle_len, cycle_mult=mult, cycle_decay=decay, warmup=warmup, moms=(0.95, 0.85)
