@@ -106,7 +106,12 @@ def test_ddp_cpu_auto_lr_and_scaling_give_every_rank_the_same_trajectory(tmp_pat
 
 def test_multirun_of_two_ddp_runs_keeps_to_its_own_folders(tmp_path):
     sweep, stray = tmp_path / "sweep", tmp_path / "stray"
-    done = cli("-m", "trainer=ddp_cpu", "seed=0,1", *QUICK, f"hydra.sweep.dir={sweep}", f"hydra.run.dir={stray}")
+    args = ("-m", "trainer=ddp_cpu", "seed=0,1", *QUICK, f"hydra.sweep.dir={sweep}", f"hydra.run.dir={stray}")
+    try:
+        done = cli(*args, timeout=180)  # about 30 s; a rare hang was seen once in a full run, so say where it stopped
+    except subprocess.TimeoutExpired as err:
+        logs = {str(p.relative_to(tmp_path)): p.read_text()[-1500:] for p in tmp_path.rglob("*.log")}
+        raise AssertionError(f"timed out; stderr: {(err.stderr or b'')[-3000:]!r}; logs: {logs}") from err
     assert done.stdout.count("[lightning_cyclic] leaderboard") == 1  # the children did not sweep again
     for job in ("0", "1"):
         assert (sweep / job / "result.json").exists() and (sweep / job / "train_ddp_process_1.log").exists()
