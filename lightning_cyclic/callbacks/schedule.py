@@ -22,6 +22,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
 from lightning_cyclic.callbacks.lr_finder import LRFinder
+from lightning_cyclic.finder import RangeTestResult
 from lightning_cyclic.optim import ParamGroupWriter, lr_ratios, momentum_key, momentum_warning
 from lightning_cyclic.shapes import (
     CyclicalSchedule,
@@ -31,6 +32,7 @@ from lightning_cyclic.shapes import (
     WarmupDecaySchedule,
 )
 from lightning_cyclic.shapes._checks import check_choice, check_number
+from lightning_cyclic.suggest import EDGE_DIV, finite_prefix, read_edge
 
 INTERVALS = ("step", "epoch")
 AUTO = "auto"
@@ -105,7 +107,7 @@ class ScheduleCallback(Callback):
             finder = self.finder = LRFinder()
         result = finder.run(trainer, pl_module)
         s = result.suggestion
-        resolved = {name: getattr(s, part) for name, part in self.auto.items()}
+        resolved = self._auto_values(result)
         missing = [name for name, value in resolved.items() if value is None]
         if missing:
             args = ", ".join(f"{name}='auto'" for name in missing)
@@ -117,6 +119,10 @@ class ScheduleCallback(Callback):
             resolved["base_lr"] = resolved["max_lr"] / 4  # a degenerate range: Smith's rule of thumb
         self.resolved = resolved
         self.build(total_steps=None, steps_per_epoch=1)  # the found values pass the same checks
+
+    def _auto_values(self, result: RangeTestResult) -> dict[str, float | None]:
+        """The values of the "auto" arguments read off a range test (``None`` where it has none)."""
+        return {name: getattr(result.suggestion, part) for name, part in self.auto.items()}
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -340,7 +346,9 @@ class WarmRestarts(ScheduleCallback):
     stepped per optimizer step when ``interval="step"``, ``warmup=0`` and ``cycle_decay=1``.
 
     Args:
-        max_lr: peak lr of the first cycle, or ``"auto"`` (the LR range test's suggestion).
+        max_lr: peak lr of the first cycle, or ``"auto"``: the LR range test's suggestion, and with
+            the default rule ``edge`` never more than the edge / ``EDGE_DIV[1]`` (a third): a restart
+            jumps to ``max_lr`` in one step on trained weights, where one-cycle warms up to it.
         cycle_len: length of the first cycle, in ``interval`` units.
         cycle_mult: each cycle is this many times longer than the last (float >= 1).
         min_lr: the lr at the end of every cycle.
@@ -382,6 +390,15 @@ class WarmRestarts(ScheduleCallback):
             moms=_as_pair(moms),
         )
         super().__init__(params, interval=interval, log=log, finder=finder)
+
+    @override
+    def _auto_values(self, result: RangeTestResult) -> dict[str, float | None]:
+        values = super()._auto_values(result)
+        if values.get("max_lr") is not None and result.suggestion.rule == "edge":
+            reading = read_edge(*finite_prefix(result.lrs, result.losses))
+            if reading is not None:
+                values["max_lr"] = min(values["max_lr"], reading.at / EDGE_DIV[1])
+        return values
 
 
 class WarmupDecay(ScheduleCallback):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import random
 
 import numpy as np
@@ -11,9 +12,9 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
-from lightning_cyclic import Cyclical, LRFinder, OneCycle, RangeTestResult, lr_find
+from lightning_cyclic import Cyclical, LRFinder, OneCycle, RangeTestResult, WarmRestarts, lr_find
 from lightning_cyclic.finder import RangeTestConfig, run_range_test
-from lightning_cyclic.shapes import CyclicalSchedule, OneCycleSchedule, RangeTestSweep
+from lightning_cyclic.shapes import CyclicalSchedule, OneCycleSchedule, RangeTestSweep, WarmRestartsSchedule
 from tests.helpers import RichModule, TinyModule, tiny_loader, tiny_trainer
 
 
@@ -197,6 +198,35 @@ def test_auto_runs_a_default_finder_when_none_is_given(tmp_path):
     schedule = OneCycle(max_lr="auto")
     tiny_trainer(tmp_path, [schedule], max_epochs=1).fit(TinyModule(), tiny_loader())
     assert schedule.finder is not None and schedule.resolved["max_lr"] == schedule.finder.result.suggestion.lr
+
+
+def test_warm_restarts_auto_takes_its_value_in_the_same_fit(tmp_path):
+    finder = LRFinder(num_steps=80)
+    schedule = WarmRestarts(max_lr="auto", cycle_len=4, interval="step")
+    module = TinyModule(lr=0.01)
+    tiny_trainer(tmp_path, [finder, schedule], max_epochs=2).fit(module, tiny_loader())
+    found = schedule.resolved["max_lr"]
+    assert found is not None and 0 < found <= finder.result.suggestion.lr
+    expected = WarmRestartsSchedule(max_lr=found, cycle_len=4)
+    assert [lr for _, lr, _, _ in module.seen] == [pytest.approx(expected.lr(k)) for k in range(16)]
+
+
+@pytest.mark.parametrize("floor", [2.1, 0.3])  # a shallow curve (divided by 1.5) and a deep one (by 3)
+def test_warm_restarts_auto_never_peaks_above_a_third_of_the_edge(floor):
+    from lightning_cyclic.suggest import EDGE_DIV, read_edge, suggest
+
+    lrs = [1e-6 * 10 ** (k / 20) for k in range(121)]
+    losses = []
+    for lr in lrs:  # flat, a fall two decades below 0.1, then an explosion past 0.05
+        loss = floor + (2.3 - floor) / (1 + math.exp(3 * math.log10(lr / 1e-3)))
+        losses.append(loss + (max(lr / 0.05 - 1, 0) * 46))
+    result = RangeTestResult(lrs, losses, RangeTestConfig(), suggest(lrs, losses))
+    edge = read_edge(lrs, losses).at
+    restarts, onecycle = WarmRestarts(max_lr="auto", cycle_len=1), OneCycle(max_lr="auto")
+    assert onecycle._auto_values(result) == {"max_lr": result.suggestion.lr}
+    assert restarts._auto_values(result)["max_lr"] == pytest.approx(edge / EDGE_DIV[1])
+    if floor > 2:  # one-cycle warms up to its peak: it may go higher on a shallow curve
+        assert result.suggestion.lr == pytest.approx(edge / EDGE_DIV[0])
 
 
 def test_cyclical_auto_takes_the_good_range(tmp_path):
