@@ -63,12 +63,29 @@ def leaderboard(sweep_dir: str | Path, mode: str = "max") -> list[dict[str, Any]
     return sorted(rows, key=key)
 
 
+def _short(override: str) -> str:
+    """``key=value`` with a float value at 4 significant digits (``0.123456789`` -> ``0.1235``)."""
+    key, sep, value = override.partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        return override
+    if not sep or value.lstrip("+-").isdigit() or not math.isfinite(number):
+        return override
+    return f"{key}={number:.4g}"
+
+
 def format_table(rows: list[dict[str, Any]], metric: str) -> str:
-    lines = [f"| rank | job | {metric} | overrides |", "|---|---|---|---|"]
+    """The leaderboard as a markdown table: the overrides that differ between jobs, floats shortened;
+    the ones every job shares on a line above it."""
+    everyone = set.intersection(*(set(r["overrides"]) for r in rows)) if len(rows) > 1 else set()
+    lines = [f"shared by every job: {' '.join(sorted(everyone))}"] if everyone else []
+    lines += [f"| rank | job | {metric} | overrides |", "|---|---|---|---|"]
     for i, row in enumerate(rows, 1):
         value = row.get("value")
         shown = f"{value:.4f}" if isinstance(value, (int, float)) else "failed"
-        lines.append(f"| {i} | {row['job']} | {shown} | {' '.join(row['overrides']) or '(defaults)'} |")
+        own = " ".join(_short(o) for o in row["overrides"] if o not in everyone)
+        lines.append(f"| {i} | {row['job']} | {shown} | {own or '(defaults)'} |")
     return "\n".join(lines)
 
 

@@ -11,7 +11,7 @@ import sys
 import pytest
 import yaml
 
-from lightning_cyclic.sweeps import around, best_of, leaderboard, write_result
+from lightning_cyclic.sweeps import around, best_of, leaderboard, write_leaderboard, write_result
 from tests.conftest import ROOT
 
 QUICK = ["trainer.max_epochs=1", "trainer.limit_train_batches=6", "progress_bar=none"]
@@ -35,6 +35,20 @@ def test_leaderboard_ranks_jobs_best_first_and_failed_last(tmp_path):
         write_result(tmp_path / job, "val/acc", {"val/acc": value} if value else {}, [f"seed={job}"])
     assert [r["job"] for r in leaderboard(tmp_path, "max")] == ["1", "3", "0", "2"]
     assert [r["job"] for r in leaderboard(tmp_path, "min")] == ["0", "3", "1", "2"]
+
+
+def test_printed_leaderboard_shows_what_differs_with_short_numbers(tmp_path):
+    shared = ["trainer.max_epochs=1", "logger=none"]
+    for job, (lr, value) in enumerate([(0.0123456789, 0.9), (0.3, 0.8)]):
+        overrides = [*shared, f"schedule.max_lr={lr}", "seed=7"]
+        write_result(tmp_path / str(job), "val/acc", {"val/acc": value}, overrides)
+    path, table = write_leaderboard(tmp_path, "val/acc")
+    lines = table.splitlines()
+    assert lines[0] == "shared by every job: logger=none seed=7 trainer.max_epochs=1"
+    assert lines[3] == "| 1 | 0 | 0.9000 | schedule.max_lr=0.01235 |"
+    assert lines[4] == "| 2 | 1 | 0.8000 | schedule.max_lr=0.3 |"
+    first = rows(path)[0]  # the CSV keeps every override, exactly
+    assert first["overrides"] == "trainer.max_epochs=1 logger=none schedule.max_lr=0.0123456789 seed=7"
 
 
 def test_joblib_multirun_writes_its_leaderboard(tmp_path):
