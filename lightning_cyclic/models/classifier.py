@@ -15,7 +15,8 @@ from lightning_cyclic.mixins import ScheduleMixin
 
 
 class Classifier(ScheduleMixin, pl.LightningModule):
-    """Trains ``net`` with cross-entropy and logs ``train/loss``, ``val/loss``, ``val/acc``.
+    """Trains ``net`` with cross-entropy and logs ``train/loss``, ``val/loss``, ``val/acc`` (and
+    ``test/loss``, ``test/acc`` under ``trainer.test``).
 
     Training targets may be class indices or class probabilities (soft targets, as mixup makes).
 
@@ -53,6 +54,7 @@ class Classifier(ScheduleMixin, pl.LightningModule):
         self.check_lr_mult()
         self.train_acc = torchmetrics.Accuracy(task="multiclass", num_classes=num_classes)
         self.val_acc = torchmetrics.Accuracy(task="multiclass", num_classes=num_classes)
+        self.test_acc = torchmetrics.Accuracy(task="multiclass", num_classes=num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -72,3 +74,10 @@ class Classifier(ScheduleMixin, pl.LightningModule):
         self.val_acc(logits, y)
         self.log("val/loss", F.cross_entropy(logits, y), prog_bar=True)
         self.log("val/acc", self.val_acc, prog_bar=True)
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        x, y = batch
+        logits = self(x)
+        self.test_acc(logits, y)
+        self.log("test/loss", F.cross_entropy(logits, y))
+        self.log("test/acc", self.test_acc)

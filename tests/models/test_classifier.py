@@ -50,3 +50,18 @@ def test_soft_targets_train_and_count_accuracy_on_their_argmax(tmp_path):
     trainer = tiny_trainer(tmp_path, max_epochs=30)
     trainer.fit(module, DataLoader(TensorDataset(x, soft), batch_size=16))
     assert trainer.callback_metrics["train/acc"] > 0.8  # learnt y from soft targets
+
+
+def test_trainer_test_reports_loss_and_accuracy_on_the_test_batches(tmp_path):
+    module = make()
+    trainer = tiny_trainer(tmp_path, max_epochs=30)
+    trainer.fit(module, tiny_loader(n=64, batch_size=16, learnable=True))
+    test = tiny_loader(n=48, batch_size=16, learnable=True)
+    (metrics,) = trainer.test(module, test, verbose=False)
+    module.eval()
+    with torch.no_grad():
+        pairs = [(module(x), y) for x, y in test]
+    correct = sum(int((logits.argmax(-1) == y).sum()) for logits, y in pairs)
+    loss = sum(float(torch.nn.functional.cross_entropy(logits, y)) for logits, y in pairs) / len(pairs)
+    assert metrics["test/acc"] == pytest.approx(correct / 48) and metrics["test/acc"] > 0.8
+    assert metrics["test/loss"] == pytest.approx(loss, rel=1e-5)
