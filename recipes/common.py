@@ -23,9 +23,10 @@ def fashion_available() -> bool:
     from lightning_cyclic.data import FashionMNISTDataModule
 
     dm = FashionMNISTDataModule()
-    if dm.missing_files():
-        print(f"Fashion-MNIST skipped: {', '.join(dm.missing_files())} not found in {dm.root}; {dm.how_to_get}")
-    return not dm.missing_files()
+    missing = dm.missing_files()
+    if missing:
+        print(f"Fashion-MNIST skipped: {', '.join(missing)} not found in {dm.root}; {dm.how_to_get}")
+    return not missing
 
 
 def quiet() -> None:

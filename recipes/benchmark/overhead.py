@@ -23,6 +23,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from common import quiet  # noqa: E402
+from common import trainer as quiet_trainer  # noqa: E402
 
 
 def fit_seconds(variant: str, epochs: int, profile: bool = False) -> float | tuple[float, float]:
@@ -52,17 +53,9 @@ def fit_seconds(variant: str, epochs: int, profile: bool = False) -> float | tup
         # the callback's whole machinery, writing lr 0.2 and momentum 0.9 every step: the numbers of "no schedule"
         FLAT: [OneCycle(max_lr=0.2, div_factor=1, final_div_factor=1, moms=(0.9, 0.9))],
     }.get(variant, [])
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_epochs=epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        callbacks=callbacks,
-        profiler=SimpleProfiler(dirpath=tempfile.mkdtemp(), filename="profile") if profile else None,
-    )
+    root = tempfile.mkdtemp()
+    profiler = SimpleProfiler(dirpath=root, filename="profile") if profile else None
+    trainer = quiet_trainer(root, callbacks, max_epochs=epochs, profiler=profiler)
     start = time.perf_counter()
     trainer.fit(model, datamodule=dm)
     seconds = time.perf_counter() - start

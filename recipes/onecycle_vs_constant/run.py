@@ -46,12 +46,6 @@ ONE_CYCLE = {  # name: (label, OneCycle arguments, share of the baseline's epoch
 _DATA = {}  # one data module per process, read once
 
 
-def missing_files(root: str | None) -> list[str]:
-    from lightning_cyclic.data import FashionMNISTDataModule
-
-    return FashionMNISTDataModule(root=root).missing_files()
-
-
 def datamodule(quick: bool, root: str | None):
     from lightning_cyclic.data import FashionMNISTDataModule
 
@@ -247,7 +241,9 @@ def main() -> None:
     parser = arguments(__doc__, HERE, seeds=3, quick="2,000 training images, 1 seed, 2 epochs, one lr")
     parser.add_argument("--data-root", default=None, help="folder with the four Fashion-MNIST IDX files")
     args = parser.parse_args()
-    missing = missing_files(args.data_root)
+    from lightning_cyclic.data import FashionMNISTDataModule
+
+    missing = FashionMNISTDataModule(root=args.data_root).missing_files()
     if missing:
         sys.exit(
             f"Fashion-MNIST is not installed; missing: {', '.join(missing)}. On Debian/Ubuntu: "

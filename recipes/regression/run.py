@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -25,6 +26,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from common import arguments, quiet, run_all  # noqa: E402
+from common import trainer as quiet_trainer  # noqa: E402
 
 GRID = [0.003, 0.01, 0.03, 0.1]
 
@@ -91,16 +93,7 @@ def run(strategy: str, lr: float | None, seed: int, quick: bool) -> dict:
         opt = partial(torch.optim.SGD, lr=lr or 0.01, momentum=0.9)
     if strategy == "onecycle":
         callbacks += [LRFinder(verbose=False), OneCycle(max_lr="auto", log=False)]
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_epochs=epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        callbacks=callbacks,
-    )
+    trainer = quiet_trainer(f"/tmp/regression-{os.getpid()}", callbacks, max_epochs=epochs)
     trainer.fit(Regressor(opt), train, valid)
     found = callbacks[-1].resolved["max_lr"] if strategy == "onecycle" else lr
     return {"best": min(rmse), "final": rmse[-1], "lr": found, "curve": rmse}
