@@ -115,13 +115,6 @@ class CIFAR10DataModule(ImageFolderDataModule):
             images = np.concatenate([b[0] for b in batches])
             labels = np.concatenate([b[1] for b in batches])
             del batches
-            order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.hparams.split_seed))
-            order = order.numpy()
-            n_val = round(len(images) * self.hparams.val_fraction)
-            val_idx, train_idx = order[:n_val], order[n_val:]
-            if self.hparams.limit_train is not None:
-                train_idx = train_idx[: self.hparams.limit_train]
-            self.train_set = TensorDataset(*self._tensors(images[train_idx], labels[train_idx], fit=True))
-            self.val_set = TensorDataset(*self._tensors(images[val_idx], labels[val_idx]))
+            self._set_train_val(images, labels)
         if stage in (None, "test") and self.test_set is None:
             self.test_set = TensorDataset(*self._tensors(*self._read_batch(TEST_BATCH)))

@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+import torch
+from torch.utils.data import TensorDataset
 
 from lightning_cyclic.data.augment import AugmentedDataModule, BatchAugmentation
 from lightning_cyclic.shapes._checks import check_number
@@ -67,6 +69,22 @@ class ImageFolderDataModule(AugmentedDataModule):
         self.root = Path(root).expanduser()
         if flatten:
             self.input_shape = (int(np.prod(type(self).input_shape)),)
+
+    def _tensors(self, images: np.ndarray, labels: np.ndarray, fit: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Standardised image and label tensors; ``fit`` takes the statistics from these images."""
+        raise NotImplementedError
+
+    def _set_train_val(self, images: np.ndarray, labels: np.ndarray) -> None:
+        """``train_set`` and ``val_set`` from the training files: a ``split_seed`` shuffle, ``val_fraction``
+        held out, ``limit_train`` applied to the rest, standardised with the training split's statistics."""
+        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.hparams.split_seed))
+        order = order.numpy()
+        n_val = round(len(images) * self.hparams.val_fraction)
+        val_idx, train_idx = order[:n_val], order[n_val:]
+        if self.hparams.limit_train is not None:
+            train_idx = train_idx[: self.hparams.limit_train]
+        self.train_set = TensorDataset(*self._tensors(images[train_idx], labels[train_idx], fit=True))
+        self.val_set = TensorDataset(*self._tensors(images[val_idx], labels[val_idx]))
 
     def missing_files(self) -> list[str]:
         """The dataset's files not found in ``root`` (as ``name(.gz)`` where gzip is accepted); ``[]`` if none."""
