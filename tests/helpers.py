@@ -174,3 +174,16 @@ class LrRecorder(pl.Callback):
 
         Path(self.out).mkdir(parents=True, exist_ok=True)
         (Path(self.out) / f"lrs_rank{trainer.global_rank}.json").write_text(json.dumps(self.seen))
+
+
+def assert_one_sgd_step_reduces_the_loss(net: torch.nn.Module, lr: float) -> None:
+    """One SGD step on a fixed batch of 32 random inputs (10 classes) lowers that batch's cross-entropy."""
+    x = torch.randn(32, *net[1].unflattened_size)
+    y = torch.arange(32) % 10
+    opt = torch.optim.SGD(net.parameters(), lr=lr)
+    loss = torch.nn.functional.cross_entropy(net(x), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    with torch.no_grad():
+        assert float(torch.nn.functional.cross_entropy(net(x), y)) < float(loss)

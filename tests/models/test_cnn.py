@@ -6,9 +6,9 @@ from functools import partial
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from lightning_cyclic.models import CNN1D, CNN2D, Classifier
+from tests.helpers import assert_one_sgd_step_reduces_the_loss
 
 
 @pytest.mark.parametrize(
@@ -65,15 +65,7 @@ def test_cnn2d_accepts_both_input_layouts():
 def test_one_optimizer_step_reduces_the_loss(make):
     torch.manual_seed(0)
     net = make(num_classes=10)
-    x = torch.randn(32, *net[1].unflattened_size)
-    y = torch.arange(32) % 10
-    opt = torch.optim.SGD(net.parameters(), lr=1e-3)
-    loss = F.cross_entropy(net(x), y)
-    opt.zero_grad()
-    loss.backward()
-    opt.step()
-    with torch.no_grad():
-        assert float(F.cross_entropy(net(x), y)) < float(loss)
+    assert_one_sgd_step_reduces_the_loss(net, lr=1e-3)
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from torch import nn
 
 from lightning_cyclic.models import Classifier, ResNet
 from lightning_cyclic.models.resnet import BasicBlock
+from tests.helpers import assert_one_sgd_step_reduces_the_loss
 
 
 @pytest.mark.parametrize(
@@ -82,15 +83,7 @@ def test_residual_shortcuts_project_only_where_the_shape_changes():
 def test_one_sgd_step_reduces_the_loss_on_a_fixed_batch(make):
     torch.manual_seed(0)
     net = make(num_classes=10).eval()  # fixed batch-norm statistics and no dropout: the same function twice
-    x = torch.randn(32, *net[1].unflattened_size)
-    y = torch.arange(32) % 10
-    opt = torch.optim.SGD(net.parameters(), lr=1e-2)
-    loss = F.cross_entropy(net(x), y)
-    opt.zero_grad()
-    loss.backward()
-    opt.step()
-    with torch.no_grad():
-        assert float(F.cross_entropy(net(x), y)) < float(loss)
+    assert_one_sgd_step_reduces_the_loss(net, lr=1e-2)
 
 
 def test_trains_in_train_mode_with_batch_statistics():
