@@ -19,7 +19,6 @@ converted with the Trainer's run, like the callback would), a
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -68,11 +67,7 @@ class ScheduleMixin:
                     f"{type(schedule).__name__}(... 'auto') needs the LR range test, which runs after "
                     f"configure_optimizers: pass the schedule to the Trainer's callbacks instead"
                 )
-            trainer = self.trainer
-            total = schedule.total_steps or trainer.estimated_stepping_batches
-            batches = trainer.num_training_batches
-            per_epoch = math.ceil(batches / trainer.accumulate_grad_batches) if math.isfinite(batches) else 1
-            schedule = schedule.build(total_steps=total if math.isfinite(total) else None, steps_per_epoch=per_epoch)
+            schedule = schedule.build(**schedule._plan_run(self.trainer))  # the callback's own rule, one place
         if not isinstance(schedule, Schedule):
             raise TypeError(
                 f"schedule must be a schedule callback, a lightning_cyclic.shapes.Schedule or None, "

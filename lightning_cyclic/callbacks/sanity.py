@@ -14,10 +14,10 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
+from lightning_cyclic._compat import Callback
 from lightning_cyclic.shapes._checks import check_number
 
 

@@ -8,7 +8,25 @@ give the planned trajectory, and nothing ever raises "tried to step N times":
 past the planned end the schedule holds its final value.
 
 Lengths are given in ``interval`` units ("step" or "epoch"); :meth:`ScheduleCallback.build`
-is the one place where epochs become optimizer steps.
+is the one place where epochs become optimizer steps, from :func:`plan`.
+
+When the lr is written: at ``on_train_start`` for the first step, then right after every
+training batch (``on_train_batch_end``) for the next one, so it is in the optimizer before any
+callback's ``on_train_batch_start`` reads it, whatever the callback order (``LearningRateMonitor``
+before or after ours logs the same values); ``on_train_batch_start`` and
+``on_before_optimizer_step`` write it again where something else changed it in between.
+
+The step: under automatic optimization, ``trainer.global_step``. Under manual optimization
+Lightning's ``global_step`` counts every ``optimizer.step()`` of every optimizer (a GAN steps two
+per batch), so the schedule counts training *batches* instead, and its length is
+``trainer.estimated_stepping_batches`` batches. ``optimizer=`` picks which optimizers one
+callback drives (an index or a list of indices into ``trainer.optimizers``); two callbacks with
+different ``optimizer=`` give each optimizer its own schedule.
+
+Param groups that appear mid-fit (``BackboneFinetuning`` unfreezing a backbone with
+``optimizer.add_param_group``) are scheduled from the next write on. A new group keeps the ratio
+its lr had, when it appeared, to the group the schedule drives (the group with the largest lr at
+the start); from then on it moves with the schedule like every other group.
 """
 
 from __future__ import annotations
@@ -17,10 +35,11 @@ import math
 from typing import Any, ClassVar
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
+from lightning_cyclic import _compat
+from lightning_cyclic._compat import Callback
 from lightning_cyclic.callbacks.lr_finder import LRFinder
 from lightning_cyclic.finder import RangeTestResult
 from lightning_cyclic.optim import ParamGroupWriter, lr_ratios, momentum_key, momentum_warning
@@ -38,6 +57,43 @@ INTERVALS = ("step", "epoch")
 AUTO = "auto"
 
 
+def plan(trainer: pl.Trainer, interval: str = "step", total_steps: int | None = None) -> dict[str, float | None]:
+    """The run in optimizer steps: ``{"total_steps": ..., "steps_per_epoch": ...}``.
+
+    ``total_steps`` is the given one, else ``trainer.estimated_stepping_batches`` (``None`` when
+    the run is unbounded); ``steps_per_epoch`` is ``ceil(batches / accumulate_grad_batches)``, or
+    1 for a loader without a length, where ``interval="epoch"`` is refused. The schedule callbacks
+    and :class:`~lightning_cyclic.ScheduleMixin` both use this one rule.
+    """
+    estimated = trainer.estimated_stepping_batches  # sets up the train dataloader if it is not yet
+    batches = trainer.num_training_batches
+    steps_per_epoch = math.ceil(batches / trainer.accumulate_grad_batches) if math.isfinite(batches) else None
+    if interval == "epoch" and not steps_per_epoch:
+        raise ValueError(
+            "interval='epoch' needs the number of batches per epoch, but the train dataloader has no length "
+            "(an iterable dataset?); give lengths in steps with interval='step'"
+        )
+    total = total_steps if total_steps is not None else estimated
+    if total is not None and (not math.isfinite(total) or total <= 0):
+        total = None
+    return {"total_steps": total, "steps_per_epoch": steps_per_epoch or 1}
+
+
+def _check_optimizer(optimizer: Any) -> tuple[int, ...] | None:
+    """``optimizer=`` as a tuple of indices, or ``None`` for every optimizer."""
+    if optimizer is None:
+        return None
+    values = (
+        [optimizer] if isinstance(optimizer, int) else list(optimizer) if isinstance(optimizer, (list, tuple)) else None
+    )
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+        raise ValueError(
+            f"optimizer must be None (every optimizer), an index into trainer.optimizers or a list of them, "
+            f"got {optimizer!r}"
+        )
+    return tuple(values)
+
+
 class ScheduleCallback(Callback):
     """Base class: a schedule class, its arguments, and which of them are lengths.
 
@@ -45,6 +101,12 @@ class ScheduleCallback(Callback):
     ``__init__``; this class validates them at once (by building the schedule
     without a run length), builds the real schedule at ``on_train_start`` and
     applies it at every optimizer step.
+
+    Logging: ``lr`` and ``momentum`` (the schedule's values, i.e. those of the group with the
+    largest lr) go straight to ``trainer.loggers`` at Lightning's ``log_every_n_steps``, at the same
+    step numbers ``LearningRateMonitor`` uses; a callback given ``optimizer=i`` logs
+    ``lr-optimizer{i}`` / ``momentum-optimizer{i}`` instead, so two of them do not collide.
+    ``log=False`` logs nothing.
     """
 
     schedule_cls: ClassVar[type[Schedule]]
@@ -59,6 +121,7 @@ class ScheduleCallback(Callback):
         total_steps: int | None = None,
         log: bool = True,
         finder: LRFinder | None = None,
+        optimizer: int | list[int] | None = None,
     ) -> None:
         check_choice("interval", interval, INTERVALS)
         if total_steps is not None:
@@ -67,6 +130,7 @@ class ScheduleCallback(Callback):
         self.interval = interval
         self.total_steps = total_steps
         self.log = log
+        self.optimizer = _check_optimizer(optimizer)
         self.auto = {name: part for name, part in self.auto_fields.items() if self.params.get(name) == AUTO}
         self.finder = finder
         self.resolved: dict[str, float] | None = None  # values found for the "auto" arguments
@@ -75,7 +139,10 @@ class ScheduleCallback(Callback):
         self._plan: dict[str, float] | None = None  # run length and steps per epoch, saved in checkpoints
         self._ratios: list[list[float]] | None = None  # per optimizer, per param group
         self._writers: list[ParamGroupWriter] = []
-        self._written: tuple[int, float, float | None] | None = None  # the last (step, lr, momentum) written
+        self._written: tuple[Any, ...] | None = None  # the last (step, lr, momentum, group counts) written
+        self._logged: int | None = None  # the last step logged
+        self._manual = False
+        self._skip = False  # stepped aside (fast_dev_run)
 
     # the one place where lengths in epochs become optimizer steps -------------
     def build(self, total_steps: float | None, steps_per_epoch: float) -> Schedule:
@@ -126,42 +193,64 @@ class ScheduleCallback(Callback):
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._skip = False
         if self.auto and self.resolved is None:
+            if trainer.fast_dev_run:
+                # no range test under fast_dev_run (as Lightning's Tuner): the optimizer's own lr is used
+                rank_zero_warn(
+                    f"{type(self).__name__} is not applied under fast_dev_run: its "
+                    f"{', '.join(sorted(self.auto))}='auto' needs the LR range test, which fast_dev_run skips"
+                )
+                self._skip = True
+                return
             self._resolve_auto(trainer, pl_module)
 
     @property
     def state_key(self) -> str:
         # callables (a custom scale_fn) by name: their repr holds a memory address that changes between runs
         params = {k: getattr(v, "__qualname__", v) if callable(v) else v for k, v in self.params.items()}
+        if self.optimizer is not None:  # two callbacks driving two optimizers keep two states
+            params["optimizer"] = self.optimizer
         return self._generate_state_key(interval=self.interval, **params)
 
     # ------------------------------------------------------------------------
-    def _plan_run(self, trainer: pl.Trainer) -> dict[str, float]:
+    def _plan_run(self, trainer: pl.Trainer) -> dict[str, float | None]:
         name = type(self).__name__
-        batches = trainer.num_training_batches
-        estimated = trainer.estimated_stepping_batches
-        steps_per_epoch = math.ceil(batches / trainer.accumulate_grad_batches) if math.isfinite(batches) else None
-        if self.interval == "epoch" and not steps_per_epoch:
+        try:
+            run = plan(trainer, self.interval, self.total_steps)
+        except ValueError as err:
+            raise ValueError(f"{name}(interval={self.interval!r}): {err}") from None
+        if run["total_steps"] is None and self.build(None, run["steps_per_epoch"]).needs_total:
             raise ValueError(
-                f"{name}(interval='epoch') needs the number of batches per epoch, but the train dataloader "
-                f"has no length (an iterable dataset?); give lengths in steps with interval='step'"
+                f"{name} needs the run's length, but the Trainer's is unbounded (max_epochs={trainer.max_epochs}, "
+                f"max_steps={trainer.max_steps}); set max_epochs or max_steps, or pass total_steps=..."
             )
-        total = self.total_steps
-        if total is None:
-            total = estimated
-            unknown = not math.isfinite(total) or total <= 0
-            probe = self.build(total_steps=None, steps_per_epoch=steps_per_epoch or 1)
-            if unknown and probe.needs_total:
-                raise ValueError(
-                    f"{name} needs the run's length, but the Trainer's is unbounded (max_epochs={trainer.max_epochs}, "
-                    f"max_steps={trainer.max_steps}); set max_epochs or max_steps, or pass total_steps=..."
-                )
-            if unknown:
-                total = None
-        return {"total_steps": total, "steps_per_epoch": steps_per_epoch or 1}
+        return run
+
+    def _optimizers(self, trainer: pl.Trainer) -> list[Any]:
+        optimizers = trainer.optimizers
+        if self.optimizer is None:
+            return list(optimizers)
+        bad = [i for i in self.optimizer if i >= len(optimizers)]
+        if bad:
+            raise ValueError(
+                f"{type(self).__name__}(optimizer={self.optimizer if len(self.optimizer) > 1 else self.optimizer[0]}) "
+                f"names an optimizer that configure_optimizers did not return: it returned {len(optimizers)} "
+                f"(indices 0..{len(optimizers) - 1})"
+            )
+        return [optimizers[i] for i in self.optimizer]
+
+    def _step(self, trainer: pl.Trainer, after_batch: bool = False) -> int:
+        """The schedule's step: the optimizer step, or under manual optimization the training batch."""
+        if self._manual:
+            return _compat.batches_stepped(trainer) + (1 if after_batch else 0)
+        return trainer.global_step
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._skip:
+            self.schedule = None
+            return
         plan = self._plan_run(trainer)
         if self._plan is not None and self._plan != plan:
             rank_zero_warn(
@@ -191,7 +280,8 @@ class ScheduleCallback(Callback):
                 f"{type(self).__name__} sets the lr at every step, and configure_optimizers also returned an lr "
                 f"scheduler; the callback's value is the one each step uses. Return only the optimizer to silence this."
             )
-        optimizers = trainer.optimizers
+        self._manual = not pl_module.automatic_optimization
+        optimizers = self._optimizers(trainer)
         if self._ratios is None or len(self._ratios) != len(optimizers):
             self._ratios = [lr_ratios([g["lr"] for g in opt.param_groups]) for opt in optimizers]
         self._writers = [
@@ -203,14 +293,29 @@ class ScheduleCallback(Callback):
                 if all(momentum_key(g) is None for g in writer.optimizer.param_groups):
                     rank_zero_warn(momentum_warning(writer.optimizer, type(self).__name__))
                     writer._warned = True
-        self._apply(trainer.global_step)
+        self._logged = None
+        self._apply(self._step(trainer))
+
+    def _adopt_new_groups(self) -> None:
+        """Param groups added since the last write join the schedule at their current ratio to the lead group."""
+        for index, writer in enumerate(self._writers):
+            groups = writer.optimizer.param_groups
+            if len(groups) == len(writer.ratios):
+                continue
+            lead = max(range(len(writer.ratios)), key=writer.ratios.__getitem__)
+            lead_lr = float(groups[lead]["lr"]) / writer.ratios[lead] if writer.ratios[lead] > 0 else 0.0
+            for group in groups[len(writer.ratios) :]:
+                writer.ratios.append(float(group["lr"]) / lead_lr if lead_lr > 0 else 1.0)
+            self._ratios[index] = list(writer.ratios)
 
     def _apply(self, step: int) -> tuple[float, float | None]:
         lr, momentum = self.schedule(step)
-        if self._written != (step, lr, momentum):  # once per optimizer step, however many hooks ask
+        key = (step, lr, momentum, *(len(w.optimizer.param_groups) for w in self._writers))
+        if self._written != key:  # once per step, however many hooks ask
+            self._adopt_new_groups()
             for writer in self._writers:
                 writer.write(lr, momentum)
-            self._written = (step, lr, momentum)
+            self._written = key
         return lr, momentum
 
     @override
@@ -218,19 +323,28 @@ class ScheduleCallback(Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         if self.schedule is not None:
-            self._apply(trainer.global_step)
+            self._apply(self._step(trainer))
+
+    @override
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if self.schedule is not None:  # the next step's values, before any callback's on_train_batch_start
+            self._apply(self._step(trainer, after_batch=True))
 
     @override
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
         if self.schedule is None:
             return
-        lr, momentum = self._apply(trainer.global_step)  # manual optimization may step more than once a batch
-        if self.log and trainer.loggers and _should_update_logs(trainer):
+        step = self._step(trainer)
+        lr, momentum = self._apply(step)
+        if self.log and self._logged != step and trainer.loggers and _compat.should_update_logs(trainer):
             # straight to the loggers, as LearningRateMonitor does: self.log() would cost more than the step
-            metrics = {"lr": lr} if momentum is None else {"lr": lr, "momentum": momentum}
-            step = trainer.fit_loop.epoch_loop._batches_that_stepped
+            self._logged = step
+            suffix = "" if self.optimizer is None else "-optimizer" + "-".join(map(str, self.optimizer))
+            metrics = {f"lr{suffix}": lr} if momentum is None else {f"lr{suffix}": lr, f"momentum{suffix}": momentum}
             for logger in trainer.loggers:
-                logger.log_metrics(metrics, step=step)
+                logger.log_metrics(metrics, step=_compat.batches_stepped(trainer))
 
     # resume -----------------------------------------------------------------
     @override
@@ -261,7 +375,9 @@ class OneCycle(ScheduleCallback):
         three_phase: rise, fall back to the start, then annihilate (fastai's older form).
         moms: ``(high, low)`` momentum, low where lr peaks; ``None`` leaves momentum alone.
         total_steps: run length in optimizer steps; default ``trainer.estimated_stepping_batches``.
-        log: log ``lr`` and ``momentum`` every optimizer step.
+        log: log ``lr`` and ``momentum`` to the Trainer's loggers (see :class:`ScheduleCallback`).
+        finder: the :class:`LRFinder` whose result ``"auto"`` takes (default: the Trainer's, or a new one).
+        optimizer: which of ``trainer.optimizers`` to drive: an index, a list of them, or ``None`` (all).
     """
 
     schedule_cls = OneCycleSchedule
@@ -278,6 +394,7 @@ class OneCycle(ScheduleCallback):
         total_steps: int | None = None,
         log: bool = True,
         finder: LRFinder | None = None,
+        optimizer: int | list[int] | None = None,
     ) -> None:
         params = dict(
             max_lr=max_lr,
@@ -288,7 +405,7 @@ class OneCycle(ScheduleCallback):
             three_phase=three_phase,
             moms=_as_pair(moms),
         )
-        super().__init__(params, interval="step", total_steps=total_steps, log=log, finder=finder)
+        super().__init__(params, interval="step", total_steps=total_steps, log=log, finder=finder, optimizer=optimizer)
 
 
 class Cyclical(ScheduleCallback):
@@ -306,6 +423,7 @@ class Cyclical(ScheduleCallback):
             or of the optimizer step (``"iterations"``); overrides ``mode``.
         moms: ``(high, low)`` momentum, cycled inversely; ``None`` leaves it alone.
         interval: ``"step"`` or ``"epoch"``, the unit of the step sizes.
+        log, finder, optimizer: as for :class:`OneCycle`.
     """
 
     schedule_cls = CyclicalSchedule
@@ -326,6 +444,7 @@ class Cyclical(ScheduleCallback):
         interval: str = "step",
         log: bool = True,
         finder: LRFinder | None = None,
+        optimizer: int | list[int] | None = None,
     ) -> None:
         params = dict(
             base_lr=base_lr,
@@ -338,7 +457,7 @@ class Cyclical(ScheduleCallback):
             scale_mode=scale_mode,
             moms=_as_pair(moms),
         )
-        super().__init__(params, interval=interval, log=log, finder=finder)
+        super().__init__(params, interval=interval, log=log, finder=finder, optimizer=optimizer)
 
 
 class WarmRestarts(ScheduleCallback):
@@ -358,6 +477,7 @@ class WarmRestarts(ScheduleCallback):
         warmup_lr_init: lr at the start of warmup (default ``min_lr``).
         moms: ``(high, low)`` momentum, moving inversely to lr; ``None`` (default) leaves it alone.
         interval: ``"step"`` or ``"epoch"``.
+        log, finder, optimizer: as for :class:`OneCycle`.
     """
 
     schedule_cls = WarmRestartsSchedule
@@ -377,6 +497,7 @@ class WarmRestarts(ScheduleCallback):
         interval: str = "epoch",
         log: bool = True,
         finder: LRFinder | None = None,
+        optimizer: int | list[int] | None = None,
     ) -> None:
         params = dict(
             max_lr=max_lr,
@@ -389,7 +510,7 @@ class WarmRestarts(ScheduleCallback):
             warmup_lr_init=warmup_lr_init,
             moms=_as_pair(moms),
         )
-        super().__init__(params, interval=interval, log=log, finder=finder)
+        super().__init__(params, interval=interval, log=log, finder=finder, optimizer=optimizer)
 
     @override
     def _auto_values(self, result: RangeTestResult) -> dict[str, float | None]:
@@ -418,6 +539,7 @@ class WarmupDecay(ScheduleCallback):
         interval: ``"step"`` or ``"epoch"``, the unit of ``warmup``, ``step_size``,
             ``milestones`` and ``timescale``.
         total_steps: run length in optimizer steps; default ``trainer.estimated_stepping_batches``.
+        log, finder, optimizer: as for :class:`OneCycle`.
     """
 
     schedule_cls = WarmupDecaySchedule
@@ -440,6 +562,7 @@ class WarmupDecay(ScheduleCallback):
         total_steps: int | None = None,
         log: bool = True,
         finder: LRFinder | None = None,
+        optimizer: int | list[int] | None = None,
     ) -> None:
         params = dict(
             max_lr=max_lr,
@@ -454,13 +577,9 @@ class WarmupDecay(ScheduleCallback):
             timescale=timescale,
             moms=_as_pair(moms),
         )
-        super().__init__(params, interval=interval, total_steps=total_steps, log=log, finder=finder)
-
-
-def _should_update_logs(trainer: pl.Trainer) -> bool:
-    """Whether Lightning writes logs at this step (``log_every_n_steps``), as its own callbacks ask."""
-    connector = getattr(trainer, "_logger_connector", None)
-    return bool(getattr(connector, "should_update_logs", True))
+        super().__init__(
+            params, interval=interval, total_steps=total_steps, log=log, finder=finder, optimizer=optimizer
+        )
 
 
 def _as_pair(moms: Any) -> Any:

@@ -1,0 +1,108 @@
+"""The one module that knows Lightning's namespaces and the few internals the package reads.
+
+Two namespaces: Lightning ships the same classes as ``lightning.pytorch`` and as
+``pytorch_lightning``; a Trainer, a LightningCLI or a LightningModule from one
+does not accept the other's callbacks. Our callbacks derive from
+:class:`Callback` below, which is a subclass of *both* namespaces' ``Callback``
+when ``pytorch_lightning`` is installed, so ``isinstance`` checks of either
+(the Trainer's, jsonargparse's in ``LightningCLI``) pass, with one class.
+
+Internals: each function below reads one private attribute, with the reason
+and the public alternative we checked. CI runs the integration tests on the
+oldest and the newest Lightning that ``pyproject.toml`` allows (``make
+test-lightning-oldest``), so a rename upstream fails there, not in a user's run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+import lightning.pytorch as _lightning
+
+
+def _optional_pytorch_lightning() -> Any:
+    if importlib.util.find_spec("pytorch_lightning") is None:
+        return None
+    import pytorch_lightning
+
+    return pytorch_lightning
+
+
+pytorch_lightning = _optional_pytorch_lightning()
+
+_CALLBACK_BASES: tuple[type, ...] = (_lightning.Callback,)
+_MODULE_TYPES: tuple[type, ...] = (_lightning.LightningModule,)
+if pytorch_lightning is not None:
+    _CALLBACK_BASES += (pytorch_lightning.Callback,)
+    _MODULE_TYPES += (pytorch_lightning.LightningModule,)
+
+
+class Callback(*_CALLBACK_BASES):  # type: ignore[misc]
+    """Base of every callback here: a ``Callback`` of ``lightning.pytorch`` and of ``pytorch_lightning``."""
+
+
+def is_lightning_module(obj: Any) -> bool:
+    """Whether ``obj`` is a LightningModule of either namespace."""
+    return isinstance(obj, _MODULE_TYPES)
+
+
+# --- private reads, one per function -------------------------------------------------------------
+
+
+def should_update_logs(trainer: Any) -> bool:
+    """Whether Lightning writes logs at this step (``log_every_n_steps``).
+
+    Private: ``trainer._logger_connector.should_update_logs``. It is what Lightning's own
+    ``LearningRateMonitor`` asks; there is no public equivalent (``trainer.log_every_n_steps``
+    alone misses the loop's step arithmetic and ``log_every_n_steps=0``).
+    """
+    return bool(trainer._logger_connector.should_update_logs)
+
+
+def batches_stepped(trainer: Any) -> int:
+    """Training batches completed in this run (resumes included), counted once per batch.
+
+    Private: ``trainer.fit_loop.epoch_loop._batches_that_stepped``. It is the step Lightning's
+    loggers and ``LearningRateMonitor`` use; under manual optimization it counts batches where
+    ``trainer.global_step`` counts every ``optimizer.step()`` of every optimizer. It is restored
+    from checkpoints, including mid-epoch ones, which a counter of our own would get wrong by one
+    depending on callback order.
+    """
+    return int(trainer.fit_loop.epoch_loop._batches_that_stepped)
+
+
+def has_val_source(trainer: Any) -> bool:
+    """Whether this fit was given validation data at all (a ``val_dataloader`` or loaders).
+
+    Private: ``val_loop._data_source.is_defined()``. ``trainer.val_dataloaders`` is ``None``
+    until the validation loop sets up its data; asking the source first avoids calling a
+    ``val_dataloader`` hook that raises or was never meant to run.
+    """
+    return bool(trainer.fit_loop.epoch_loop.val_loop._data_source.is_defined())
+
+
+def setup_val_data(trainer: Any) -> None:
+    """Set up the validation dataloaders now, as ``fit`` would on its first validation.
+
+    ``val_loop.setup_data()`` is a public method of a public loop object; it is idempotent.
+    """
+    trainer.fit_loop.epoch_loop.val_loop.setup_data()
+
+
+def setup_train_data(trainer: Any) -> None:
+    """Set up the training dataloaders now, as ``fit`` would (idempotent)."""
+    trainer.fit_loop.setup_data()
+
+
+def attached_trainer(model: Any) -> Any:
+    """The Trainer a LightningModule is attached to, or ``None``.
+
+    Private: ``model._trainer``. The public ``model.trainer`` raises when none is attached.
+    """
+    return model._trainer
+
+
+def attach_trainer(model: Any, trainer: Any) -> None:
+    """Re-attach ``trainer`` (possibly ``None``) to ``model``: the public setter refuses ``None``."""
+    model._trainer = trainer
