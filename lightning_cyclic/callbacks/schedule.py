@@ -323,6 +323,7 @@ class ScheduleCallback(Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         if self.schedule is not None:
+            self._written = None  # write again: another callback's on_train_epoch_start may have set an lr
             self._apply(self._step(trainer))
 
     @override
