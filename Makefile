@@ -3,7 +3,7 @@
 PYTHON ?= python
 TORCH ?= torch==2.13.0
 
-.PHONY: install data train test test-all lint preview
+.PHONY: install data train test test-all test-lightning-oldest lint preview
 
 install:
 	$(PYTHON) -m pip install -q "$(TORCH)"
@@ -25,6 +25,18 @@ lint:
 
 test: install data lint
 	$(PYTHON) -m pytest -m "not slow" -q -p no:cacheprovider
+	$(MAKE) --no-print-directory test-lightning-oldest
+
+# The oldest Lightning pyproject.toml allows: the callbacks and their integration tests run on it too
+# (a venv on top of the installed packages, with only lightning and pytorch-lightning pinned down).
+LIGHTNING_OLDEST := $(shell sed -n 's/.*"lightning>=\([0-9.]*\)".*/\1/p' pyproject.toml)
+OLDEST_VENV := .venv-lightning-oldest
+test-lightning-oldest:
+	@echo "Lightning $(LIGHTNING_OLDEST) (the oldest allowed): callbacks and integration tests"
+	@test -x $(OLDEST_VENV)/bin/python || $(PYTHON) -m venv --system-site-packages $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/python -m pip install -q --no-deps "lightning==$(LIGHTNING_OLDEST)" "pytorch-lightning==$(LIGHTNING_OLDEST)"
+	$(OLDEST_VENV)/bin/python -m pytest -m "not slow" -q -p no:cacheprovider tests/integration tests/callbacks \
+		tests/test_mixins.py tests/test_optim.py
 
 test-all: install data lint
 	$(PYTHON) -m pytest -q

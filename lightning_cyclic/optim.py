@@ -6,8 +6,8 @@ RMSprop, ``betas[0]`` for the Adam family (Adam, AdamW, NAdam, RAdam, Adamax,
 a backbone group built at 0.1x the head's lr stays at 0.1x through a schedule.
 
 ``ScheduleLR`` runs any schedule from :mod:`lightning_cyclic.shapes` as a
-``torch.optim.lr_scheduler.LRScheduler``, for plain PyTorch loops or a
-LightningModule's ``configure_optimizers`` (``"interval": "step"``).
+``torch.optim.lr_scheduler.LRScheduler``, for plain PyTorch loops, a
+LightningModule's ``configure_optimizers`` or ``LightningCLI``'s ``--lr_scheduler``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
+from torch.utils.hooks import RemovableHandle
 
 from lightning_cyclic.shapes import Schedule
 
@@ -133,21 +134,79 @@ class ScheduleLR(LRScheduler):
     cycles it. It keeps only ``last_epoch``, never raises past the planned end,
     and resumes exactly from its ``state_dict``.
 
+    Who advances it. A schedule's unit is the optimizer step, so by default
+    (``step_with_optimizer=True``) the scheduler advances by itself after every
+    ``optimizer.step()``, through the optimizer's public
+    ``register_step_post_hook``, and its own ``step()`` does nothing. A loop that
+    calls ``opt.step(); sched.step()`` gets the same trajectory as without the
+    hook, and so does a loop that steps the scheduler at another interval: this
+    is what makes ``LightningCLI``'s ``--lr_scheduler`` right, whose
+    ``configure_optimizers`` returns the scheduler with Lightning's default
+    ``interval="epoch"``. An optimizer step that does not happen (a
+    ``GradScaler`` skipping a step on inf/NaN gradients) does not advance the
+    schedule. ``step_with_optimizer=False`` gives the plain torch contract:
+    every ``step()`` call advances, whenever it comes (a schedule written in
+    epochs and stepped once per epoch). :meth:`detach` removes the hook and
+    switches to that contract.
+
+    Resume. ``load_state_dict`` writes the loaded step's lr (and momentum, where
+    the schedule cycles it) into the optimizer, so building the optimizer and
+    the scheduler afresh and then loading both states (the order Lightning uses:
+    optimizer, then scheduler) continues exactly where the saved run was. If the
+    scheduler's state is loaded first and the optimizer's after it, the
+    optimizer's saved param groups (which hold the lr and momentum) overwrite
+    what the scheduler wrote; that is the same step's values when both states
+    were saved together, as with torch's own schedulers, whose lr also lives in
+    the optimizer's state.
+
     Example::
 
         opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
         sched = ScheduleLR(opt, OneCycleSchedule(max_lr=0.1, total_steps=1000))
         for batch in loader:
-            ...; opt.step(); sched.step()
+            ...; opt.step()  # sched follows; a sched.step() here is harmless
+
+    From the command line (``LightningCLI``)::
+
+        --optimizer torch.optim.SGD --optimizer.lr 0.1 --optimizer.momentum 0.9
+        --lr_scheduler lightning_cyclic.ScheduleLR
+        --lr_scheduler.schedule lightning_cyclic.shapes.OneCycleSchedule
+        --lr_scheduler.schedule.max_lr 0.1 --lr_scheduler.schedule.total_steps 1000
     """
 
-    def __init__(self, optimizer: Optimizer, schedule: Schedule, last_epoch: int = -1):
+    def __init__(
+        self, optimizer: Optimizer, schedule: Schedule, last_epoch: int = -1, step_with_optimizer: bool = True
+    ):
         if not isinstance(schedule, Schedule):
             raise TypeError(f"schedule must be a lightning_cyclic.shapes.Schedule, got {type(schedule).__name__}")
+        if not isinstance(step_with_optimizer, bool):
+            raise ValueError(f"step_with_optimizer must be True or False, got {step_with_optimizer!r}")
         self.schedule = schedule
         initial = [g.get("initial_lr", g["lr"]) for g in optimizer.param_groups]
         self._writer = ParamGroupWriter(optimizer, lr_ratios(initial), owner=type(self).__name__)
+        self._hook: RemovableHandle | None = None  # unset while torch's initial step() runs
         super().__init__(optimizer, last_epoch)
+        if step_with_optimizer:
+            self._hook = optimizer.register_step_post_hook(self._after_optimizer_step)
+
+    @property
+    def step_with_optimizer(self) -> bool:
+        """Whether the scheduler follows the optimizer's steps (and ignores ``step()`` calls)."""
+        return self._hook is not None
+
+    def _after_optimizer_step(self, optimizer: Optimizer, args: Any, kwargs: Any) -> None:
+        LRScheduler.step(self)
+
+    def step(self, epoch: int | None = None) -> None:
+        """Advance one step, unless the scheduler follows the optimizer's steps: then do nothing."""
+        if self._hook is None:
+            super().step(epoch)
+
+    def detach(self) -> None:
+        """Stop following the optimizer's steps: from now on only ``step()`` calls advance the schedule."""
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
 
     def get_lr(self) -> list[float]:
         lr, momentum = self.schedule(self.last_epoch)
@@ -158,12 +217,14 @@ class ScheduleLR(LRScheduler):
     def _get_closed_form_lr(self) -> list[float]:
         return self.get_lr()
 
-    # The schedule is configuration, rebuilt by whoever builds this scheduler; the state is
-    # plain numbers only, so checkpoints load with torch.load(weights_only=True).
-    _not_state = ("_writer", "schedule")
+    # The schedule and the hook are configuration, rebuilt by whoever builds this scheduler; the
+    # state is plain numbers only, so checkpoints load with torch.load(weights_only=True).
+    _not_state = ("_writer", "schedule", "_hook")
 
     def state_dict(self) -> dict[str, Any]:
         return {k: v for k, v in super().state_dict().items() if k not in self._not_state}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load the state and put the loaded step's lr (and momentum) into the optimizer."""
         super().load_state_dict({k: v for k, v in state_dict.items() if k not in self._not_state})
+        self._writer.write(*self.schedule(self.last_epoch))

@@ -127,9 +127,123 @@ def test_schedule_lr_state_dict_round_trip_resumes_exactly():
         assert opt2.param_groups[0]["momentum"] == opt.param_groups[0]["momentum"]
 
 
+def _run(opt, sched, steps, lrs=None):
+    """``steps`` optimizer steps followed by ``sched.step()``; records (lr, momentum) before each step."""
+    for _ in range(steps):
+        group = opt.param_groups[0]
+        if lrs is not None:
+            lrs.append((group["lr"], group["momentum"]))
+        opt.step()
+        sched.step()
+
+
+@pytest.mark.parametrize("order", ["optimizer_first", "scheduler_first", "scheduler_only"])
+def test_schedule_lr_resume_puts_the_loaded_steps_lr_and_momentum_into_the_optimizer(order):
+    schedule = OneCycleSchedule(max_lr=0.4, total_steps=50)
+    opt = make_optimizer()
+    sched = ScheduleLR(opt, schedule)
+    _run(opt, sched, 25)
+    state, opt_state = sched.state_dict(), opt.state_dict()
+    expected_now = (opt.param_groups[0]["lr"], opt.param_groups[0]["momentum"])
+    expected_next: list = []
+    _run(opt, sched, 10, expected_next)
+
+    opt2 = make_optimizer()
+    sched2 = ScheduleLR(opt2, schedule)
+    assert opt2.param_groups[0]["lr"] != pytest.approx(expected_now[0])  # a fresh scheduler starts at lr(0)
+    if order == "optimizer_first":
+        opt2.load_state_dict(opt_state)
+        sched2.load_state_dict(state)
+    elif order == "scheduler_first":
+        sched2.load_state_dict(state)
+        opt2.load_state_dict(opt_state)  # the optimizer's param groups hold the same step's lr and momentum
+    else:
+        sched2.load_state_dict(state)
+    assert (opt2.param_groups[0]["lr"], opt2.param_groups[0]["momentum"]) == pytest.approx(expected_now, rel=1e-12)
+    resumed: list = []
+    _run(opt2, sched2, 10, resumed)
+    assert resumed == pytest.approx(expected_next, rel=1e-12)
+
+
+def test_schedule_lr_resume_keeps_group_ratios():
+    schedule = OneCycleSchedule(max_lr=1.0, total_steps=30)
+    opt = make_optimizer("adam", groups=2)
+    sched = ScheduleLR(opt, schedule)
+    for _ in range(12):
+        opt.step()
+        sched.step()
+    opt2 = make_optimizer("adam", groups=2)
+    ScheduleLR(opt2, schedule).load_state_dict(sched.state_dict())
+    for group, ref in zip(opt2.param_groups, opt.param_groups):
+        assert group["lr"] == pytest.approx(ref["lr"], rel=1e-12)
+        assert group["betas"] == pytest.approx(ref["betas"], rel=1e-12)
+    assert opt2.param_groups[1]["lr"] == pytest.approx(0.1 * opt2.param_groups[0]["lr"])
+
+
+def test_schedule_lr_follows_the_optimizer_whatever_calls_its_step():
+    """Stepped once per 'epoch' of 6 optimizer steps, as Lightning's default interval does: still per step."""
+    total = 48
+    ref = torch_trajectory(lambda opt: L.OneCycleLR(opt, max_lr=0.4, total_steps=total), total)
+    opt = make_optimizer()
+    sched = ScheduleLR(opt, OneCycleSchedule(max_lr=0.4, total_steps=total))
+    assert sched.step_with_optimizer
+    lrs, moms = [], []
+    for k in range(total):
+        lrs.append(opt.param_groups[0]["lr"])
+        moms.append(opt.param_groups[0]["momentum"])
+        opt.step()
+        if k % 6 == 5:
+            sched.step()  # ignored: the optimizer's steps drive it
+    assert_close(lrs, ref[0])
+    assert_close(moms, ref[1])
+    assert sched.last_epoch == total
+
+
+def test_schedule_lr_without_the_hook_is_a_plain_torch_scheduler():
+    opt = make_optimizer()
+    sched = ScheduleLR(opt, OneCycleSchedule(max_lr=0.4, total_steps=10), step_with_optimizer=False)
+    assert not sched.step_with_optimizer
+    start = opt.param_groups[0]["lr"]
+    for _ in range(3):
+        opt.step()
+    assert opt.param_groups[0]["lr"] == start and sched.last_epoch == 0  # optimizer steps alone do not move it
+    sched.step()
+    assert sched.last_epoch == 1 and opt.param_groups[0]["lr"] > start
+
+
+def test_schedule_lr_detach_removes_the_hook():
+    opt = make_optimizer()
+    sched = ScheduleLR(opt, OneCycleSchedule(max_lr=0.4, total_steps=10))
+    opt.step()
+    assert sched.last_epoch == 1
+    sched.detach()
+    assert not sched.step_with_optimizer
+    opt.step()
+    assert sched.last_epoch == 1  # no longer follows the optimizer
+    sched.step()
+    assert sched.last_epoch == 2  # and step() advances it, as torch's schedulers do
+    sched.detach()  # a second detach is harmless
+
+
+def test_schedule_lr_state_is_plain_data_without_the_hook(tmp_path):
+    opt = make_optimizer()
+    sched = ScheduleLR(opt, OneCycleSchedule(max_lr=0.4, total_steps=20))
+    for _ in range(7):
+        opt.step()
+    state = sched.state_dict()
+    assert not {"_hook", "_writer", "schedule"} & set(state)
+    torch.save(state, tmp_path / "s.pt")
+    loaded = torch.load(tmp_path / "s.pt", weights_only=True)
+    plain = ScheduleLR(make_optimizer(), OneCycleSchedule(max_lr=0.4, total_steps=20), step_with_optimizer=False)
+    plain.load_state_dict(loaded)
+    assert plain.last_epoch == 7 and not plain.step_with_optimizer  # the state carries no mode
+
+
 def test_schedule_lr_rejects_what_is_not_a_schedule():
     with pytest.raises(TypeError, match=r"schedule must be a lightning_cyclic\.shapes\.Schedule, got function"):
         ScheduleLR(make_optimizer(), lambda k: 0.1)
+    with pytest.raises(ValueError, match="step_with_optimizer must be True or False, got 'yes'"):
+        ScheduleLR(make_optimizer(), OneCycleSchedule(max_lr=0.1, total_steps=5), step_with_optimizer="yes")
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ in the Lightning callbacks.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -47,19 +48,24 @@ def inverse_momentum(moms: tuple[float, float], lr: float, lr_low: float, lr_hig
 
 
 @dataclass(frozen=True)
-class Schedule:
-    """Base class: subclasses define ``lr(step)`` and, where they cycle it, ``momentum(step)``.
+class Schedule(ABC):
+    """Abstract base: subclasses define ``lr(step)`` and, where they cycle it, ``momentum(step)``.
 
     ``total_steps`` is the planned length of the run in optimizer steps. Schedules
     that need it (``needs_total = True``) hold their final value past it; the
     others ignore it. ``None`` means "not known yet": such a schedule can be
     validated and described, but not evaluated.
+
+    Being abstract (not a plain dataclass) is what lets a ``Schedule``-typed
+    argument take any subclass by ``class_path`` in jsonargparse and
+    ``LightningCLI``; the subclasses stay frozen dataclasses.
     """
 
     needs_total: ClassVar[bool] = False
 
+    @abstractmethod
     def lr(self, step: float) -> float:
-        raise NotImplementedError
+        """The lr at optimizer step ``step`` (0 for the first step)."""
 
     def momentum(self, step: float) -> float | None:
         return None

@@ -107,9 +107,11 @@ def test_resume_after_a_crash_mid_epoch_continues_the_trajectory(tmp_path):
         tmp_path / "resumed", [OneCycle(max_lr=0.4)], max_epochs=3, ckpt_path=str(tmp_path / "ckpt" / "step=5.ckpt")
     )
     expected = by_step(full)
-    assert resumed.seen and resumed.seen[0][0] == 5 and resumed.seen[-1][0] == 23
+    # Lightning >= 2.5 ends at step 23 as planned; older versions replay the rest of the interrupted epoch
+    # and take a few steps more, where the schedule holds its final value instead of raising
+    assert resumed.seen and resumed.seen[0][0] == 5 and resumed.seen[-1][0] >= 23
     for step, lr, mom, _ in resumed.seen:
-        assert (lr, mom) == (expected[step][0], expected[step][1]), f"step {step}"
+        assert (lr, mom) == (expected[min(step, 23)][0], expected[min(step, 23)][1]), f"step {step}"
 
 
 def test_resume_with_a_longer_run_follows_the_new_plan_and_says_so(tmp_path):
