@@ -106,3 +106,27 @@ def attached_trainer(model: Any) -> Any:
 def attach_trainer(model: Any, trainer: Any) -> None:
     """Re-attach ``trainer`` (possibly ``None``) to ``model``: the public setter refuses ``None``."""
     model._trainer = trainer
+
+
+def swap_worker_iterator(loader: Any, iterator: Any) -> Any:
+    """Put ``iterator`` (or ``None``) in the place where a ``DataLoader`` with ``persistent_workers=True``
+    keeps its iterator between epochs; return the one that was there.
+
+    Private (torch, not Lightning): ``DataLoader._iterator``. ``iter(loader)`` on such a loader does not
+    make a new iterator but resets the kept one, which Lightning's fit loop already holds for its next
+    epoch (``FitLoop.setup_data`` calls ``iter()``). The LR range test sets it aside, iterates with workers
+    of its own, and puts it back; there is no public way to iterate such a loader apart.
+    """
+    previous = getattr(loader, "_iterator", None)
+    loader._iterator = iterator
+    return previous
+
+
+def shutdown_workers(iterator: Any) -> None:
+    """End a DataLoader iterator's worker processes now, not whenever it is garbage-collected.
+
+    Private (torch): ``_MultiProcessingDataLoaderIter._shutdown_workers()``, what its ``__del__`` calls.
+    """
+    shutdown = getattr(iterator, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()

@@ -1,32 +1,41 @@
 """The LR range test engine: a short side-effect-free training run with a growing lr.
 
-:func:`run_range_test` drives the LightningModule's own ``training_step``
-inside a running ``fit`` (from a callback's ``on_fit_start``), without the
-Trainer's loops: no other callback sees its steps, no counter moves, nothing
-is logged, and everything it changes is put back from an in-memory
-:class:`~lightning_cyclic.snapshot.Snapshot`. It steps the optimizer once per
-``accumulate_grad_batches`` micro-batches (the loss is their mean), keeps the
-param groups' lr ratios, runs under the Trainer's precision, and under DDP
-all-reduces gradients and losses so every rank sees one curve and one suggestion.
+:func:`run_range_test` runs inside a ``fit`` (from a callback's ``on_fit_start``) and
+trains as ``fit`` does, step by step through the same objects: the strategy's
+``training_step`` and ``backward`` (DDP, FSDP and the precision context), the
+module's ``optimizer_zero_grad``, ``optimizer_step`` and backward hooks, and the
+precision plugin's optimizer step (its GradScaler, ``configure_gradient_clipping``,
+``on_before_optimizer_step``). It steps the optimizer once per
+``accumulate_grad_batches`` micro-batches (their mean loss is the point of the
+curve), keeps the param groups' lr ratios, and reduces losses over ranks so every
+rank sees one curve and one suggestion. A step the GradScaler skipped (overflowed
+fp16 gradients) is not a point of the curve: that lr is tried again.
+
+Nothing of this shows outside: no other callback sees its steps, no counter moves,
+nothing is logged, and everything it changes (weights, optimizer, schedulers, RNGs,
+the GradScaler, DataLoader generators) is put back from an in-memory
+:class:`~lightning_cyclic.snapshot.Snapshot`. Under ``fast_dev_run`` it does not run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import lightning.pytorch as pl
 import torch
 
+from lightning_cyclic import _compat
 from lightning_cyclic.optim import ParamGroupWriter, lr_ratios
 from lightning_cyclic.shapes import RangeTestSweep
 from lightning_cyclic.shapes._checks import check_choice, check_number
-from lightning_cyclic.snapshot import Snapshot
+from lightning_cyclic.snapshot import Snapshot, dataloaders, loader_generators, rng_states, set_rng_states
 from lightning_cyclic.suggest import RULES, Suggestion, ema, suggest
 
 EVALUATE = ("auto", "train", "val")
@@ -158,6 +167,23 @@ class RangeTestResult:
 
 
 # ---------------------------------------------------------------------------
+FAST_DEV_RUN = "fast_dev_run skips the LR range test"
+SKIPPED_IN_A_ROW = 25  # a fresh fp16 GradScaler (scale 2**16) is down to 2**-9 after 25 overflows: stop there
+
+
+def skipped_result(config: RangeTestConfig, reason: str) -> RangeTestResult:
+    """The result of a range test that did not run: no curve, no suggestion, and why."""
+    return RangeTestResult(
+        lrs=[],
+        losses=[],
+        config=config,
+        suggestion=Suggestion(rule=config.suggestion, lr=None, reason=reason),
+        stop_reason=reason,
+        optimizer_steps=0,
+        extra={"skipped": reason},
+    )
+
+
 def _loss_of(output: Any) -> torch.Tensor | None:
     if output is None:
         return None
@@ -181,23 +207,6 @@ def _batches(loader: Any) -> Iterator[Any]:
             raise ValueError("the train dataloader yielded no batches for the LR range test")
 
 
-def _distributed(trainer: pl.Trainer) -> bool:
-    return trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
-def _all_reduce_mean_(tensors: list[torch.Tensor], world_size: int) -> None:
-    """Average tensors across ranks in one collective."""
-    if not tensors:
-        return
-    flat = torch.cat([t.reshape(-1) for t in tensors])
-    torch.distributed.all_reduce(flat)
-    flat /= world_size
-    offset = 0
-    for t in tensors:
-        t.copy_(flat[offset : offset + t.numel()].view_as(t))
-        offset += t.numel()
-
-
 class _Silenced:
     """``self.log`` / ``self.log_dict`` are no-ops inside: the test's steps log nothing."""
 
@@ -213,8 +222,51 @@ class _Silenced:
         del self.module.log_dict
 
 
+class StepWatch:
+    """Tells whether an optimizer step really changed the weights.
+
+    A GradScaler that finds inf/NaN gradients skips ``optimizer.step()`` (or, for an optimizer that
+    unscales itself, such as fused Adam, passes it ``found_inf`` and the step does nothing) and halves
+    its scale. So a step happened when the optimizer's step post-hook fired and the scale did not drop.
+    Use as a context manager (the hook is registered inside only), :meth:`begin` before each step.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, scaler: Any = None):
+        self.optimizer = optimizer
+        self.scaler = scaler if scaler is not None and scaler.is_enabled() else None
+        self.calls = 0
+        self._scale: float | None = None
+        self._handle: Any = None
+
+    def __enter__(self) -> StepWatch:
+        register = getattr(self.optimizer, "register_step_post_hook", None)  # not on optimizers outside torch.optim
+        self._handle = register(self._stepped) if register is not None else None
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+
+    def _stepped(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        self.calls += 1
+
+    def begin(self) -> None:
+        self.calls = 0
+        self._scale = float(self.scaler.get_scale()) if self.scaler is not None else None
+
+    def stepped(self) -> bool:
+        if self._handle is not None and self.calls == 0:
+            return False
+        return self._scale is None or float(self.scaler.get_scale()) >= self._scale
+
+
 def run_range_test(trainer: pl.Trainer, pl_module: pl.LightningModule, config: RangeTestConfig) -> RangeTestResult:
-    """Run the range test inside a ``fit`` whose strategy is set up (``on_fit_start`` or later)."""
+    """Run the range test inside a ``fit`` whose strategy is set up (``on_fit_start`` or later).
+
+    Under ``fast_dev_run`` nothing runs: the result has no curve and its suggestion says why.
+    """
+    if trainer.fast_dev_run:
+        return skipped_result(config, FAST_DEV_RUN)
     if not pl_module.automatic_optimization:
         raise ValueError(
             "LRFinder needs automatic optimization (the LR range test steps the optimizer itself); "
@@ -225,118 +277,180 @@ def run_range_test(trainer: pl.Trainer, pl_module: pl.LightningModule, config: R
         raise ValueError(f"LRFinder works with one optimizer, got {len(optimizers)} from configure_optimizers")
     optimizer = optimizers[0]
     schedulers = [cfg.scheduler for cfg in trainer.lr_scheduler_configs]
-    # Set up the dataloaders first, as fit would anyway (this draws from the RNGs): only the test is undone.
-    trainer.fit_loop.setup_data()
-    if config.evaluate != "train":
-        val_loop = trainer.fit_loop.epoch_loop.val_loop
-        if val_loop._data_source.is_defined():  # as fit would, when it has validation data at all
-            val_loop.setup_data()
-        if config.evaluate == "auto":
-            config = replace(config, evaluate="val" if _has_val(trainer) else "train")
-    snapshot = Snapshot(pl_module, [optimizer], schedulers)
+    # Set up the dataloaders first, as fit would anyway; only the test is undone. Fit's order: validation
+    # first, in the sanity check, whose RNG draws are undone (isolate_rng); then training, whose draws stay.
+    if config.evaluate != "train" and _compat.has_val_source(trainer):
+        states = rng_states()
+        _compat.setup_val_data(trainer)
+        set_rng_states(states)
+    _compat.setup_train_data(trainer)
+    if config.evaluate == "auto":
+        config = replace(config, evaluate="val" if _has_val(trainer) else "train")
+    loaders = dataloaders(trainer.train_dataloader, trainer.val_dataloaders)
+    persistent = [loader for loader in loaders if getattr(loader, "persistent_workers", False)]
+    snapshot = Snapshot(
+        pl_module,
+        [optimizer],
+        schedulers,
+        generators=loader_generators(loaders),
+        stateful=[trainer.precision_plugin],  # the GradScaler's scale and growth tracker
+    )
+    callbacks = trainer.callbacks
+    trainer.callbacks = []  # no schedule, logger or monitor sees the test's steps (the precision plugin calls them)
+    # fit's own persistent-worker iterators (set up for its next epoch) are set aside: the test starts its own
+    kept = [(loader, _compat.swap_worker_iterator(loader, None)) for loader in persistent]
     start = time.perf_counter()
     try:
         with _Silenced(pl_module):
-            lrs, losses, stop_reason = _sweep(trainer, pl_module, optimizer, config)
+            curve = _sweep(trainer, pl_module, optimizer, config)
     finally:
+        trainer.callbacks = callbacks
+        for loader, iterator in kept:
+            _compat.shutdown_workers(_compat.swap_worker_iterator(loader, iterator))
         snapshot.restore()
     seconds = time.perf_counter() - start
     result = RangeTestResult(
-        lrs=lrs,
-        losses=losses,
+        lrs=curve.lrs,
+        losses=curve.losses,
         config=config,
-        suggestion=suggest(lrs, losses, config.suggestion, config.smooth),
-        stop_reason=stop_reason,
+        suggestion=suggest(curve.lrs, curve.losses, config.suggestion, config.smooth),
+        stop_reason=curve.stop_reason,
         seconds=seconds,
-        optimizer_steps=len(lrs),
-        extra={"world_size": trainer.world_size, "accumulate_grad_batches": trainer.accumulate_grad_batches},
+        optimizer_steps=len(curve.lrs),
+        extra={
+            "world_size": trainer.world_size,
+            "accumulate_grad_batches": trainer.accumulate_grad_batches,
+            "skipped_steps": curve.skipped,
+        },
     )
     if trainer.world_size > 1:  # identical on every rank already; rank 0's copy makes it certain
         result = RangeTestResult.from_dict(trainer.strategy.broadcast(result.to_dict(), src=0))
     return result
 
 
+class _Curve(NamedTuple):
+    lrs: list[float]
+    losses: list[float]
+    stop_reason: str
+    skipped: int  # optimizer steps the GradScaler skipped, tried again at the same lr
+
+
+def _no_sync(strategy: Any) -> Any:
+    """No gradient all-reduce in this backward (DDP's ``no_sync``), as fit does before a window's last micro-batch."""
+    block = getattr(strategy, "block_backward_sync", None)
+    return block() if block is not None else contextlib.nullcontext()
+
+
 def _sweep(
     trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer, config: RangeTestConfig
-) -> tuple[list[float], list[float], str]:
+) -> _Curve:
     strategy = trainer.strategy
-    precision = trainer.precision_plugin
     accumulate = trainer.accumulate_grad_batches
-    distributed = _distributed(trainer)
+    epoch = trainer.current_epoch
     device = strategy.root_device
-    scaler = torch.amp.GradScaler(device.type) if getattr(precision, "scaler", None) is not None else None
-    params = [p for group in optimizer.param_groups for p in group["params"]]
+    stepping = pl_module.optimizers()  # the LightningOptimizer fit hands to optimizer_step
     writer = ParamGroupWriter(optimizer, lr_ratios([g["lr"] for g in optimizer.param_groups]), owner="LRFinder")
+    watch = StepWatch(optimizer, getattr(trainer.precision_plugin, "scaler", None))
     sweep = config.sweep
+    window: dict[int, torch.Tensor] = {}  # batch_idx -> loss of this window's micro-batches
+    ran: set[int] = set()  # batch_idx of every closure that ran
+
+    def training_loss(batch: Any, batch_idx: int) -> torch.Tensor | None:
+        loss = _loss_of(strategy.training_step(strategy.batch_to_device(batch), batch_idx))
+        if loss is None and trainer.world_size > 1:
+            raise RuntimeError(
+                f"training_step returned None for batch {batch_idx} of the LR range test under "
+                f"{trainer.world_size} processes; each rank must return a loss (the gradient all-reduce waits for all)"
+            )
+        return loss
+
+    def closure_for(batch: Any, batch_idx: int) -> Any:
+        """Lightning's automatic-optimization closure: training step, zero_grad at a window's start, backward."""
+
+        @torch.enable_grad()
+        def closure() -> torch.Tensor | None:
+            ran.add(batch_idx)
+            loss = training_loss(batch, batch_idx)
+            if batch_idx % accumulate == 0:
+                pl_module.on_before_zero_grad(optimizer)
+                pl_module.optimizer_zero_grad(epoch, batch_idx, optimizer)
+            if loss is None:
+                return None
+            window[batch_idx] = loss.detach().float()
+            normalized = loss / accumulate
+            result = normalized.detach().clone()  # the precision plugin scales the loss it is given
+            strategy.backward(normalized, optimizer)
+            return result
+
+        return closure
 
     batches = _batches(trainer.train_dataloader)
     val_batches = _val_batches(trainer, config) if config.evaluate == "val" else None
-
-    def step_loss(batch: Any, batch_idx: int) -> torch.Tensor | None:
-        batch = strategy.batch_to_device(batch)
-        with precision.train_step_context():
-            return _loss_of(pl_module.training_step(batch, batch_idx))
-
     lrs: list[float] = []
     losses: list[float] = []
     best = first = math.inf
     avg = 0.0
-    batch_idx = 0
+    batch_idx = skipped = in_a_row = 0
+    k = 0
     pl_module.train()
-    for k in range(config.num_steps):
-        lr = sweep.lr(k)
-        writer.write(lr, None)
-        optimizer.zero_grad(set_to_none=True)
-        total = torch.zeros((), device=device)
-        counted = torch.zeros((), device=device)
-        for _ in range(accumulate):
-            loss = step_loss(next(batches), batch_idx)
-            batch_idx += 1
-            if loss is None:
-                continue
-            scaled = loss / accumulate
-            (scaler.scale(scaled) if scaler is not None else scaled).backward()
-            total += loss.detach().float()
-            counted += 1
-        grads = [p.grad for p in params if p.grad is not None]
-        if distributed:
-            _all_reduce_mean_([*grads, total.view(1), counted.view(1)], trainer.world_size)
-        if float(counted) == 0:
-            raise ValueError("training_step returned None for every batch of the LR range test")
-        if scaler is not None:
-            scaler.unscale_(optimizer)
-        _clip(trainer, params)
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        if val_batches is not None:
-            value = _evaluate(pl_module, val_batches, step_loss, distributed, trainer.world_size, device)
-        else:
-            value = float(total / counted)
-        lrs.append(lr)
-        losses.append(value)
-        if not math.isfinite(value):
-            return lrs, losses, f"the loss became {value} at lr {lr:.3g} (step {k})"
-        avg = config.smooth * avg + (1 - config.smooth) * value
-        smoothed = avg / (1 - config.smooth ** (k + 1))
-        best = min(best, smoothed)
-        first = smoothed if k == 0 else first
-        if smoothed > config.diverge * best and smoothed > first:
-            why = f"the smoothed loss passed {config.diverge:g}x its best and its start"
-            return lrs, losses, f"diverged at lr {lr:.3g} (step {k}): {why}"
-    return lrs, losses, f"reached max_lr after {config.num_steps} steps"
-
-
-def _clip(trainer: pl.Trainer, params: list[torch.nn.Parameter]) -> None:
-    clip = trainer.gradient_clip_val
-    if not clip:
-        return
-    if trainer.gradient_clip_algorithm == "value":
-        torch.nn.utils.clip_grad_value_(params, clip)
-    else:
-        torch.nn.utils.clip_grad_norm_(params, clip)
+    try:
+        with watch:
+            while k < config.num_steps:
+                lr = sweep.lr(k)
+                writer.write(lr, None)
+                window.clear()
+                ran.clear()
+                watch.begin()
+                for i in range(accumulate):
+                    closure = closure_for(next(batches), batch_idx)
+                    if i == accumulate - 1 or strategy.handles_gradient_accumulation:
+                        pl_module.optimizer_step(epoch, batch_idx, stepping, closure)
+                        if batch_idx not in ran:
+                            raise ValueError(
+                                f"{type(pl_module).__name__}.optimizer_step did not call optimizer_closure() in the "
+                                "LR range test; it must, as in fit: optimizer.step(closure=optimizer_closure)"
+                            )
+                    else:
+                        with _no_sync(strategy):
+                            closure()
+                    batch_idx += 1
+                stepped = 1.0 if watch.stepped() else 0.0
+                total = torch.stack(list(window.values())).sum() if window else torch.zeros((), device=device)
+                local = torch.tensor([float(total), len(window), stepped], device=device)
+                total, counted, stepped = strategy.reduce(local, reduce_op="mean").tolist()
+                if counted == 0:
+                    raise ValueError(
+                        f"training_step returned None for all {accumulate} micro-batches of LR range test step {k}; "
+                        "the test needs a loss to read"
+                    )
+                value = total / counted
+                if stepped < 1 - 1e-6 and math.isfinite(value):  # the GradScaler skipped it: not a point
+                    skipped += 1
+                    in_a_row += 1
+                    if in_a_row >= SKIPPED_IN_A_ROW:
+                        why = (
+                            f"{in_a_row} optimizer steps in a row did not step the optimizer at lr {lr:.3g} (step {k})"
+                        )
+                        return _Curve(lrs, losses, f"{why}; a GradScaler skips steps whose gradients overflow", skipped)
+                    continue
+                in_a_row = 0
+                if val_batches is not None and math.isfinite(value):
+                    value = _evaluate(pl_module, val_batches, training_loss, strategy, device)
+                lrs.append(lr)
+                losses.append(value)
+                if not math.isfinite(value):
+                    return _Curve(lrs, losses, f"the loss became {value} at lr {lr:.3g} (step {k})", skipped)
+                avg = config.smooth * avg + (1 - config.smooth) * value
+                smoothed = avg / (1 - config.smooth ** (k + 1))
+                best = min(best, smoothed)
+                first = smoothed if k == 0 else first
+                if smoothed > config.diverge * best and smoothed > first:
+                    why = f"the smoothed loss passed {config.diverge:g}x its best and its start"
+                    return _Curve(lrs, losses, f"diverged at lr {lr:.3g} (step {k}): {why}", skipped)
+                k += 1
+    finally:
+        batches.close()
+    return _Curve(lrs, losses, f"reached max_lr after {config.num_steps} steps", skipped)
 
 
 def _has_val(trainer: pl.Trainer) -> bool:
@@ -360,15 +474,14 @@ def _val_batches(trainer: pl.Trainer, config: RangeTestConfig) -> list[Any]:
 
 
 @torch.no_grad()
-def _evaluate(pl_module, batches, step_loss, distributed, world_size, device) -> float:
+def _evaluate(pl_module: pl.LightningModule, batches: list[Any], training_loss: Any, strategy: Any, device) -> float:
+    """The mean loss of the fixed validation batches, through ``training_step`` in eval mode, over all ranks."""
     pl_module.eval()
     total = torch.zeros((), device=device)
     for i, batch in enumerate(batches):
-        loss = step_loss(batch, i)
+        loss = training_loss(batch, i)
         if loss is not None:
             total += loss.float()
     pl_module.train()
     total /= max(len(batches), 1)
-    if distributed:
-        _all_reduce_mean_([total.view(1)], world_size)
-    return float(total)
+    return float(strategy.reduce(total, reduce_op="mean"))

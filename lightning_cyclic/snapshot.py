@@ -2,8 +2,10 @@
 
 Used by the LR range test: model parameters and buffers (non-persistent ones
 too), torchmetrics states, gradients, train/eval modes, every optimizer's
-state and param groups, lr schedulers, and the RNGs (python, numpy, torch,
-CUDA). Copies live on the CPU, never in a file.
+state and param groups, lr schedulers, other objects with a ``state_dict``
+(the precision plugin's GradScaler), the RNGs (python, numpy, torch, CUDA) and
+the ``torch.Generator`` of each DataLoader and sampler given (see
+:func:`loader_generators`). Copies live on the CPU, never in a file.
 """
 
 from __future__ import annotations
@@ -58,10 +60,65 @@ def _metric_states(model: nn.Module) -> dict[str, dict[str, Any]]:
     return out
 
 
-class Snapshot:
-    """``Snapshot(model, optimizers, schedulers)`` remembers; ``.restore()`` puts it all back."""
+def dataloaders(*collections: Any) -> list[Any]:
+    """The loaders in ``collections`` (a loader, ``None``, or lists, tuples and dicts of them), each once."""
+    out: dict[int, Any] = {}
 
-    def __init__(self, model: nn.Module, optimizers: list[torch.optim.Optimizer] = (), schedulers: list[Any] = ()):
+    def visit(obj: Any) -> None:
+        if obj is None:
+            return
+        if isinstance(obj, dict):
+            obj = list(obj.values())
+        if isinstance(obj, (list, tuple)):
+            for item in obj:
+                visit(item)
+        else:
+            out.setdefault(id(obj), obj)
+
+    for collection in collections:
+        visit(collection)
+    return list(out.values())
+
+
+_RANDOM_PARTS = ("generator", "sampler", "batch_sampler")
+
+
+def loader_generators(loaders: list[Any]) -> list[torch.Generator]:
+    """Every ``torch.Generator`` the loaders draw from, each once: ``loader.generator`` (worker seeds, and the
+    default sampler's shuffle), ``loader.sampler.generator``, ``loader.batch_sampler.sampler.generator`` and
+    so on down samplers that wrap samplers."""
+    found: dict[int, torch.Generator] = {}
+    seen: set[int] = set()
+
+    def visit(obj: Any, depth: int) -> None:
+        if obj is None or id(obj) in seen or depth > 4:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, torch.Generator):
+            found.setdefault(id(obj), obj)
+            return
+        for name in _RANDOM_PARTS:
+            visit(getattr(obj, name, None), depth + 1)
+
+    for loader in loaders:
+        visit(loader, 0)
+    return list(found.values())
+
+
+class Snapshot:
+    """``Snapshot(model, optimizers, schedulers, generators, stateful)`` remembers; ``.restore()`` puts it all back.
+
+    ``stateful`` are other objects with ``state_dict`` / ``load_state_dict`` (a precision plugin).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizers: list[torch.optim.Optimizer] = (),
+        schedulers: list[Any] = (),
+        generators: list[torch.Generator] = (),
+        stateful: list[Any] = (),
+    ):
         self.model = model
         self.optimizers = list(optimizers)
         self.schedulers = list(schedulers)
@@ -78,6 +135,8 @@ class Snapshot:
             for opt in self.optimizers
         ]
         self.scheduler_states = [_to_cpu(s.state_dict()) for s in self.schedulers]
+        self.stateful = [(obj, _to_cpu(obj.state_dict())) for obj in stateful]
+        self.generators = [(g, g.get_state()) for g in {id(g): g for g in generators}.values()]
         self.rng = rng_states()
 
     @torch.no_grad()
@@ -119,6 +178,10 @@ class Snapshot:
                     group[key] = original
         for sched, state in zip(self.schedulers, self.scheduler_states):
             sched.load_state_dict(copy.deepcopy(state))
+        for obj, state in self.stateful:
+            obj.load_state_dict(copy.deepcopy(state))
+        for generator, state in self.generators:
+            generator.set_state(state)
         set_rng_states(self.rng)
 
 

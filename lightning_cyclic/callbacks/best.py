@@ -7,6 +7,11 @@ asked), optionally stops after ``patience`` evaluations without improvement,
 stops cleanly when the loss or the metric turns NaN/inf, and whatever ended
 ``fit`` -- ``max_epochs``, ``max_steps``, an early stop, a NaN, an exception
 or Ctrl-C -- puts the best weights back into the model.
+
+The weights kept are the ones that were *evaluated*: a callback that swaps other
+weights in for validation (Lightning's ``WeightAveraging`` / ``EMAWeightAveraging``
+put the average in at ``on_validation_epoch_start``) gets its evaluated weights
+kept, whatever the order of the callbacks.
 """
 
 from __future__ import annotations
@@ -17,10 +22,10 @@ from typing import Any, ClassVar
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
+from lightning_cyclic._compat import Callback
 from lightning_cyclic.shapes._checks import check_choice, check_number
 
 
@@ -49,6 +54,20 @@ class BestSnapshot(Callback):
     ``stop_reason``. The snapshot and counters go into checkpoints, so a resumed run keeps
     its best. Under DDP the decisions are made on all ranks together and every rank keeps
     and restores the same weights.
+
+    Which weights, and when they go back:
+
+    - The weights are copied when the first validation batch starts, after every callback's
+      ``on_validation_epoch_start``: they are the weights the metric was computed with, also
+      when a callback such as ``EMAWeightAveraging`` swaps its average in for validation.
+      The copy becomes the snapshot only if the metric improved, and is dropped otherwise.
+    - Memory: besides the snapshot, each validation holds one more copy of the
+      ``state_dict`` on the CPU until its metric is known, so the peak is two copies of the
+      model in CPU memory (none on the accelerator); each validation pays one copy to the CPU.
+    - The best weights go back at ``on_fit_end``, after every callback's and the module's
+      ``on_train_end`` (a weight-averaging callback writes its average into the model there)
+      and after the strategy's teardown has moved the model to the CPU; on an exception, at
+      ``on_exception``. Code that runs in ``on_train_end`` still sees the last weights.
     """
 
     mode_dict: ClassVar[dict[str, Any]] = {"min": torch.lt, "max": torch.gt}
@@ -88,6 +107,7 @@ class BestSnapshot(Callback):
         self.stop_reason = ""
         self.restored = False
         self.snapshot: dict[str, torch.Tensor] | None = None
+        self._candidate: dict[str, torch.Tensor] | None = None  # the weights being evaluated now
         self._warned_missing = False
         self._diverged = False
 
@@ -124,12 +144,28 @@ class BestSnapshot(Callback):
         if self.verbose:
             rank_zero_info(f"BestSnapshot: stopping at epoch {trainer.current_epoch}: {reason}")
 
+    # the evaluated weights ------------------------------------------------------
+    def _tracking(self, trainer: pl.Trainer) -> bool:
+        return not trainer.sanity_checking and trainer.state.fn == "fit" and not self._diverged
+
+    @override
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._candidate = None
+
+    @override
+    def on_validation_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        # the first batch of this validation, whichever loader it comes from: every callback's
+        # on_validation_epoch_start has run, so these are the weights the metric will be computed with
+        if self._candidate is None and self._tracking(trainer):
+            self._candidate = cpu_state(pl_module)
+
     @override
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or trainer.state.fn != "fit":
-            return
-        if self._diverged:
-            return  # weights touched by a NaN/inf loss are never a snapshot, whatever their metric says
+        candidate, self._candidate = self._candidate, None  # dropped unless it becomes the snapshot
+        if not self._tracking(trainer):
+            return  # after a NaN/inf loss the weights are never a snapshot, whatever their metric says
         current = self._metric(trainer)
         if current is None:
             return
@@ -140,7 +176,8 @@ class BestSnapshot(Callback):
             return
         if self._better(current, self.best_score):
             self.best_score, self.best_epoch, self.best_step = current, trainer.current_epoch, trainer.global_step
-            self.snapshot = cpu_state(pl_module)
+            # no validation batch ran (a monitor logged elsewhere): the weights in the model now
+            self.snapshot = candidate if candidate is not None else cpu_state(pl_module)
             self.wait_count = 0
             if self.verbose:
                 rank_zero_info(f"BestSnapshot: {self.monitor} improved to {current:.5g} at epoch {self.best_epoch}")
@@ -187,16 +224,23 @@ class BestSnapshot(Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.restored = False
         self._diverged = False
+        self._candidate = None
 
     @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._restore(pl_module, self.stop_reason or "training ended")
+        # the snapshot is final here (no validation follows); the weights go back later, at on_fit_end
         if self.save_path is not None and self.snapshot is not None and trainer.is_global_zero:
             self.save_path.parent.mkdir(parents=True, exist_ok=True)
             torch.save(self.snapshot, self.save_path)
 
     @override
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # after every callback's on_train_end, which may write other weights into the model
+        self._restore(pl_module, self.stop_reason or "training ended")
+
+    @override
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._candidate = None
         self._restore(pl_module, f"fit was interrupted ({type(exception).__name__})")
 
     # checkpoints ------------------------------------------------------------

@@ -6,22 +6,26 @@ in a minimum -- up to ``max_snapshots`` (the most recent ones). With any other
 schedule it keeps them every ``every_n_epochs`` epochs. At the end of ``fit``
 it evaluates every member and the ensemble (the mean of the members' softmax
 outputs) on the validation data, and :meth:`SnapshotEnsemble.ensemble` gives
-an ``nn.Module`` for prediction that can be saved and loaded.
+an ``nn.Module`` for prediction that can be saved and loaded. An evaluation it
+cannot do (no validation data, batches of another shape, a model that does not
+return class logits) is skipped with a warning; the snapshots are kept.
 """
 
 from __future__ import annotations
 
 import copy
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from typing_extensions import override
 
+from lightning_cyclic._compat import Callback, has_val_source, setup_val_data
 from lightning_cyclic.callbacks.best import cpu_state
 from lightning_cyclic.callbacks.schedule import WarmRestarts
 from lightning_cyclic.shapes._checks import check_number
@@ -59,6 +63,19 @@ class Ensemble(nn.Module):
         return cls(members)
 
 
+Predict = Callable[[pl.LightningModule, Any], tuple[torch.Tensor, torch.Tensor]]
+"""``predict(pl_module, batch) -> (logits, targets)``: class logits ``(N, C)`` and integer class targets ``(N,)``."""
+
+
+_NO_VAL_DATA = "this fit has no validation data"
+_NO_VAL_BATCHES = "there are no validation batches (no validation_step, or limit_val_batches=0)"
+_NO_SAMPLES = "the validation data has no samples"
+
+
+class CannotEvaluate(Exception):
+    """Raised by :meth:`SnapshotEnsemble.logits_and_targets` for a batch it cannot read; the message says why."""
+
+
 class SnapshotEnsemble(Callback):
     """Keep a snapshot at each warm-restart cycle end (or every N epochs) and evaluate their ensemble.
 
@@ -70,8 +87,15 @@ class SnapshotEnsemble(Callback):
             accuracy and negative log-likelihood (logged as ``ensemble/val_acc`` etc.), and the
             accuracy of the ensemble of the last k snapshots for every k (``metrics["last_k_acc"]``).
         save_path: write the ensemble there at the end of ``fit`` (see :meth:`Ensemble.load`).
+        predict: ``predict(pl_module, batch) -> (logits, targets)`` for one validation batch (already
+            on the module's device): class logits of shape ``(N, C)`` and integer targets of shape
+            ``(N,)``. ``None`` reads batches as ``(inputs, targets, ...)`` tuples or lists and calls
+            ``pl_module(inputs)``; dict batches need ``predict`` (or an override of
+            :meth:`logits_and_targets`), since which keys go into ``forward`` is the module's choice.
 
-    Batches are taken to be ``(inputs, targets, ...)`` and the model's ``forward`` to return logits.
+    The evaluation never ends a finished ``fit``: without validation data, with batches it cannot
+    read, or when ``predict`` or ``forward`` raises, it warns with the reason and is skipped
+    (``metrics`` stays empty); the snapshots, ``save_path`` and :meth:`ensemble` are unaffected.
     """
 
     def __init__(
@@ -80,14 +104,21 @@ class SnapshotEnsemble(Callback):
         every_n_epochs: int | None = None,
         evaluate: bool = True,
         save_path: str | Path | None = None,
+        predict: Predict | None = None,
     ) -> None:
         check_number("max_snapshots", max_snapshots, 1, integer=True)
         if every_n_epochs is not None:
             check_number("every_n_epochs", every_n_epochs, 1, integer=True)
+        if predict is not None and not callable(predict):
+            raise TypeError(
+                f"predict must be a callable (pl_module, batch) -> (logits, targets), or None, got {predict!r}"
+            )
         self.max_snapshots, self.every_n_epochs = max_snapshots, every_n_epochs
         self.evaluate, self.save_path = evaluate, Path(save_path) if save_path is not None else None
+        self.predict = predict
         self.snapshots: list[dict[str, Any]] = []  # {"epoch", "step", "state"}
         self.metrics: dict[str, Any] = {}
+        self.skipped_reason = ""  # why the last evaluation was skipped, "" when it ran
         self._restarts: WarmRestarts | None = None
 
     @property
@@ -155,46 +186,152 @@ class SnapshotEnsemble(Callback):
             return
         if self.save_path is not None and trainer.is_global_zero:
             self.ensemble(pl_module).save(self.save_path)
-        if self.evaluate:
-            self.metrics = self._evaluate(trainer, pl_module)
-            for logger in trainer.loggers:
-                logger.log_metrics(
-                    {f"ensemble/{k}": v for k, v in self.metrics.items() if isinstance(v, float)}, trainer.global_step
-                )
-            members = ", ".join(f"{a:.4f}" for a in self.metrics["member_acc"])
-            rank_zero_info(
-                f"SnapshotEnsemble: {len(self.snapshots)} snapshots (epochs "
-                f"{', '.join(str(s['epoch']) for s in self.snapshots)}): members' val acc {members}; "
-                f"ensemble {self.metrics['val_acc']:.4f}"
+        if not self.evaluate:
+            return
+        self.metrics, self.skipped_reason = {}, ""
+        metrics, reason, warn_here = self._evaluate(trainer, pl_module)
+        if reason:
+            self.skipped_reason = reason
+            no_data = any(known in reason for known in (_NO_VAL_DATA, _NO_VAL_BATCHES, _NO_SAMPLES))
+            todo = (
+                "give fit() validation data with a validation_step"
+                if no_data
+                else "give SnapshotEnsemble(predict=...) a function (pl_module, batch) -> (logits (N, C), targets (N,))"
             )
+            if warn_here:
+                warnings.warn(
+                    f"SnapshotEnsemble skipped the evaluation of its {len(self.snapshots)} snapshots: {reason}. "
+                    f"To evaluate them, {todo}; evaluate=False skips it silently. The snapshots are kept and "
+                    "ensemble() and save_path work.",
+                    UserWarning,
+                    stacklevel=1,
+                )
+            return
+        self.metrics = metrics
+        for logger in trainer.loggers:
+            logger.log_metrics(
+                {f"ensemble/{k}": v for k, v in self.metrics.items() if isinstance(v, float)}, trainer.global_step
+            )
+        members = ", ".join(f"{a:.4f}" for a in self.metrics["member_acc"])
+        rank_zero_info(
+            f"SnapshotEnsemble: {len(self.snapshots)} snapshots (epochs "
+            f"{', '.join(str(s['epoch']) for s in self.snapshots)}): members' val acc {members}; "
+            f"ensemble {self.metrics['val_acc']:.4f}"
+        )
+
+    def logits_and_targets(self, pl_module: pl.LightningModule, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class logits ``(N, C)`` and integer targets ``(N,)`` of one validation batch.
+
+        Calls ``predict`` when given; else reads ``(inputs, targets, ...)`` and calls ``pl_module(inputs)``.
+        Override it for other batches; raise :class:`CannotEvaluate` with a reason to skip the evaluation.
+        """
+        if self.predict is not None:
+            return self.predict(pl_module, batch)
+        if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+            shape = f"a {type(batch).__name__}" + (
+                f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else ""
+            )
+            raise CannotEvaluate(f"the validation batches are {shape}, not (inputs, targets, ...)")
+        return pl_module(batch[0]), batch[1]
+
+    def _checked(self, out: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """``out`` as (float logits (N, C), long targets (N,)), or :class:`CannotEvaluate` saying what is wrong."""
+        if not isinstance(out, (tuple, list)) or len(out) != 2:
+            raise CannotEvaluate(f"predict must return (logits, targets), got {type(out).__name__}")
+        logits, y = out
+        if not isinstance(logits, torch.Tensor) or not logits.is_floating_point() or logits.ndim != 2:
+            what = f"shape {tuple(logits.shape)}, {logits.dtype}" if isinstance(logits, torch.Tensor) else "no tensor"
+            raise CannotEvaluate(f"the model's outputs are not class logits of shape (N, C): {what}")
+        if logits.shape[1] < 2:
+            raise CannotEvaluate(f"the model's outputs have {logits.shape[1]} class, need at least 2")
+        if (
+            not isinstance(y, torch.Tensor)
+            or y.dtype == torch.bool
+            or y.is_floating_point()
+            or y.is_complex()
+            or y.shape != logits.shape[:1]
+        ):
+            what = f"shape {tuple(y.shape)}, {y.dtype}" if isinstance(y, torch.Tensor) else type(y).__name__
+            raise CannotEvaluate(
+                f"the targets are not integer classes of shape ({logits.shape[0]},) to match the logits: {what}"
+            )
+        if len(y) and (int(y.min()) < 0 or int(y.max()) >= logits.shape[1]):
+            raise CannotEvaluate(
+                f"the targets are not classes in [0, {logits.shape[1]}): they span {int(y.min())}..{int(y.max())}"
+            )
+        return logits.float().to(device), y.long().to(device)
+
+    def _evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[dict[str, Any], str, bool]:
+        """(metrics, "", False) or ({}, why it could not evaluate, whether this rank warns); all ranks together."""
+        if not has_val_source(trainer):
+            local, reason = None, _NO_VAL_DATA
+        else:
+            local, reason = self._local_sums(trainer, pl_module)
+        # every rank skips if any rank cannot evaluate, so that no rank waits in a reduction alone;
+        # rank 0 warns with its reason, or, when only other ranks failed, each of them warns with its own
+        if trainer.strategy.reduce_boolean_decision(bool(reason), all=False):
+            first = trainer.strategy.broadcast(reason, src=0)
+            if first:
+                return {}, reason or first, trainer.is_global_zero
+            if trainer.is_global_zero:
+                return {}, "another rank could not evaluate (that rank's warning says why)", True
+            return (
+                {},
+                f"on rank {trainer.global_rank}, {reason}" if reason else "another rank could not evaluate",
+                bool(reason),
+            )
+        correct, nll, last_k, count = (trainer.strategy.reduce(t, reduce_op="sum") for t in local)
+        if float(count) == 0:
+            return {}, _NO_SAMPLES, trainer.is_global_zero
+        acc, loss = (correct / count).tolist(), (nll / count).tolist()
+        metrics = {
+            "val_acc": acc[-1],
+            "val_nll": loss[-1],
+            "member_acc": acc[:-1],
+            "member_nll": loss[:-1],
+            "last_k_acc": (last_k / count).tolist(),
+        }
+        return metrics, "", False
 
     @torch.no_grad()
-    def _evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
-        loaders = trainer.val_dataloaders
-        if loaders is None:
-            trainer.fit_loop.epoch_loop.val_loop.setup_data()
+    def _local_sums(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[Any, str]:
+        """This rank's sums (correct, nll, last_k, count), or (None, why not). Never raises an ``Exception``."""
+        try:
             loaders = trainer.val_dataloaders
+            if loaders is None:
+                setup_val_data(trainer)
+                loaders = trainer.val_dataloaders
+        except Exception as err:
+            return None, f"setting up the validation data raised {type(err).__name__}: {err}"
         if loaders is None:
-            return {}
+            return None, _NO_VAL_BATCHES
         loader = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
         device = pl_module.device
         original = cpu_state(pl_module)
         was_training = pl_module.training
-        pl_module.eval()
         n = len(self.snapshots)
         correct = torch.zeros(n + 1, device=device)
         nll = torch.zeros(n + 1, device=device)
         last_k = torch.zeros(n, device=device)  # accuracy of the ensemble of the last k snapshots, k = 1..n
         count = torch.zeros((), device=device)
         try:
+            pl_module.eval()
             batches = [trainer.strategy.batch_to_device(b) for b in loader]
             member_probs: list[list[torch.Tensor]] = []
-            for snap in self.snapshots:
+            targets: list[torch.Tensor] = []
+            for i, snap in enumerate(self.snapshots):
                 pl_module.load_state_dict(snap["state"])
-                member_probs.append([torch.softmax(pl_module(b[0]).float(), -1) for b in batches])
-            for j, batch in enumerate(batches):
-                y = batch[1]
+                probs = []
+                for batch in batches:
+                    logits, y = self._checked(self.logits_and_targets(pl_module, batch), device)
+                    probs.append(torch.softmax(logits, -1))
+                    if i == 0:
+                        targets.append(y)
+                member_probs.append(probs)
+            for j, y in enumerate(targets):
                 probs = [p[j] for p in member_probs]
+                if any(p.shape != probs[0].shape for p in probs):
+                    raise CannotEvaluate("the snapshots' outputs for the same batch differ in shape")
                 probs.append(torch.stack(probs).mean(0))
                 for i, p in enumerate(probs):
                     correct[i] += (p.argmax(-1) == y).sum()
@@ -202,21 +339,14 @@ class SnapshotEnsemble(Callback):
                 for k in range(1, n + 1):
                     last_k[k - 1] += (torch.stack(probs[n - k : n]).mean(0).argmax(-1) == y).sum()
                 count += len(y)
+        except CannotEvaluate as err:
+            return None, str(err)
+        except Exception as err:
+            return None, f"evaluating a snapshot raised {type(err).__name__}: {err}"
         finally:
             pl_module.load_state_dict(original)
             pl_module.train(was_training)
-        correct = trainer.strategy.reduce(correct, reduce_op="sum")
-        nll = trainer.strategy.reduce(nll, reduce_op="sum")
-        last_k = trainer.strategy.reduce(last_k, reduce_op="sum")
-        count = trainer.strategy.reduce(count, reduce_op="sum")
-        acc, loss = (correct / count).tolist(), (nll / count).tolist()
-        return {
-            "val_acc": acc[-1],
-            "val_nll": loss[-1],
-            "member_acc": acc[:-1],
-            "member_nll": loss[:-1],
-            "last_k_acc": (last_k / count).tolist(),
-        }
+        return (correct, nll, last_k, count), ""
 
     @override
     def state_dict(self) -> dict[str, Any]:

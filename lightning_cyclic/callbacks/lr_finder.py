@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from typing_extensions import override
 
-from lightning_cyclic.finder import RangeTestConfig, RangeTestResult, run_range_test
+from lightning_cyclic import _compat
+from lightning_cyclic._compat import Callback
+from lightning_cyclic.finder import FAST_DEV_RUN, RangeTestConfig, RangeTestResult, run_range_test, skipped_result
+from lightning_cyclic.snapshot import dataloaders, loader_generators
 
 
 class LRFinder(Callback):
@@ -38,7 +40,9 @@ class LRFinder(Callback):
             ``None`` writes no files.
         verbose: print the suggestion.
 
-    After the test ``finder.result`` holds the curve and ``finder.result.suggestion``.
+    After the test ``finder.result`` holds the curve and ``finder.result.suggestion``. Under
+    ``fast_dev_run`` the test does not run (as Lightning's Tuner): ``run`` returns a result with
+    no curve whose ``suggestion.lr`` is ``None`` and whose ``suggestion.reason`` says so.
     """
 
     def __init__(
@@ -69,17 +73,30 @@ class LRFinder(Callback):
         self.save_dir = Path(save_dir) if save_dir is not None else None
         self.verbose = verbose
         self.result: RangeTestResult | None = None
+        self._skipped: RangeTestResult | None = None  # this fit's fast_dev_run stand-in, never saved
 
     @property
     def state_key(self) -> str:
         return self._generate_state_key(**self.config.__dict__)
 
     def run(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> RangeTestResult:
-        """Run the test unless this finder already has a result (from this fit or a checkpoint)."""
+        """Run the test unless this finder already has a result (from this fit or a checkpoint).
+
+        Under ``fast_dev_run``: no test; one line says so, and the result has no suggestion.
+        """
+        if self.result is None and trainer.fast_dev_run:
+            if self._skipped is None:
+                self._skipped = skipped_result(self.config, FAST_DEV_RUN)
+                rank_zero_warn(f"LRFinder: the LR range test does not run: {FAST_DEV_RUN}")
+            return self._skipped
         if self.result is None:
             self.result = run_range_test(trainer, pl_module, self.config)
             self._report(trainer)
         return self.result
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._skipped = None
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -137,15 +154,21 @@ def lr_find(
 ) -> RangeTestResult:
     """Run the LR range test alone, before ``trainer.fit``; returns the :class:`RangeTestResult`.
 
-    It runs on a throw-away single-device Trainer with ``trainer``'s accelerator,
-    precision, gradient accumulation and clipping, so ``trainer`` itself is not
-    touched and can ``fit`` afterwards. ``finder_kwargs`` are :class:`LRFinder`'s.
-    For DDP, add ``LRFinder()`` to the callbacks instead.
+    It runs on a throw-away single-device Trainer of ``trainer``'s class (``lightning.pytorch``
+    or ``pytorch_lightning``) with its accelerator, precision, gradient accumulation and
+    clipping, so ``trainer`` itself is not touched and can ``fit`` afterwards; the given
+    dataloaders' generators are left as they were. ``finder_kwargs`` are :class:`LRFinder`'s.
+    For DDP, add ``LRFinder()`` to the callbacks instead. Under ``trainer.fast_dev_run`` it does
+    not run and returns a result without a suggestion.
     """
     finder = LRFinder(**finder_kwargs)
+    if trainer.fast_dev_run:
+        rank_zero_warn(f"lr_find: the LR range test does not run: {FAST_DEV_RUN}")
+        return skipped_result(finder.config, FAST_DEV_RUN)
     device = trainer.strategy.root_device
-    previous = model._trainer
-    helper = pl.Trainer(
+    previous = _compat.attached_trainer(model)
+    generators = [(g, g.get_state()) for g in loader_generators(dataloaders(train_dataloaders, val_dataloaders))]
+    helper = type(trainer)(
         accelerator="gpu" if device.type == "cuda" else device.type,
         devices=[device.index or 0] if device.type == "cuda" else 1,
         precision=trainer.precision,
@@ -163,5 +186,7 @@ def lr_find(
     try:
         helper.fit(model, train_dataloaders=train_dataloaders, val_dataloaders=val_dataloaders, datamodule=datamodule)
     finally:
-        model._trainer = previous
+        _compat.attach_trainer(model, previous)
+        for generator, state in generators:
+            generator.set_state(state)
     return finder.result

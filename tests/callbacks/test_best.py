@@ -76,6 +76,7 @@ def test_scripted_metrics_stop_and_restore_the_best_epoch_bit_for_bit(
     assert best.best_step == 4 * (best_epoch + 1)  # 4 optimizer steps per epoch
     assert_weights(module, weights.by_epoch[best_epoch])  # the model holds exactly the best epoch's weights
     assert all(t.device.type == "cpu" for t in best.snapshot.values())
+    assert best._candidate is None  # the copy of each validation's weights is not kept past its decision
 
 
 def test_stopping_and_divergence_thresholds(tmp_path):

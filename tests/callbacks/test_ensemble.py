@@ -109,3 +109,7 @@ def test_without_restarts_or_rhythm_it_says_what_to_add(tmp_path):
         SnapshotEnsemble(max_snapshots=0)
     with pytest.raises(ValueError, match="an ensemble needs at least one member"):
         Ensemble([])
+    with pytest.raises(
+        TypeError, match=r"predict must be a callable \(pl_module, batch\) -> \(logits, targets\), or None, got 'x'"
+    ):
+        SnapshotEnsemble(predict="x")
