@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pytest
@@ -111,7 +112,9 @@ class Interrupt(Callback):
 def test_interrupted_fit_restores_the_best(tmp_path, exception, raised):
     best, weights = BestSnapshot("score", "min"), Weights()
     module = Scripted([3, 1, 2, 2, 2])
-    with pytest.raises(raised):
+    # Ctrl-C: Lightning 2.2+ exits with SystemExit once its callbacks have run, 2.1 returns from fit
+    ctx = contextlib.suppress(SystemExit) if raised is SystemExit else pytest.raises(raised)
+    with ctx:
         fit(tmp_path, module, [best, weights, Interrupt(3, exception)])
     assert best.restored and best.best_epoch == 1
     assert_weights(module, weights.by_epoch[1])

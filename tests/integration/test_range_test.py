@@ -401,11 +401,16 @@ class ScalerState(Callback):
         self.after = dict(trainer.precision_plugin.state_dict())
 
 
+def fp16_cpu() -> MixedPrecision:
+    # the scaler given explicitly: Lightning before 2.2 makes a CUDA one by default, disabled on a CPU
+    return MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu"))
+
+
 def test_fp16_steps_the_grad_scaler_skips_are_not_points_and_its_state_comes_back(tmp_path):
     """fp16 autocast and a real GradScaler on the CPU, through Lightning's own MixedPrecision plugin."""
     module, probe = Overflows(at=[3, 7]), ScalerState()  # the range test's 4th and 8th micro-batches
     finder = LRFinder(min_lr=1e-4, max_lr=1e-1, num_steps=12, diverge=1e9, verbose=False)
-    trainer = fit(tmp_path, module, tiny_loader(), [probe, finder], plugins=[MixedPrecision("16-mixed", "cpu")])
+    trainer = fit(tmp_path, module, tiny_loader(), [probe, finder], plugins=[fp16_cpu()])
     assert trainer.precision_plugin.scaler is not None
     result, sweep = finder.result, RangeTestSweep(min_lr=1e-4, max_lr=1e-1, num_steps=12)
     assert result.lrs == [pytest.approx(sweep.lr(k)) for k in range(12)]  # every lr once, none lost
