@@ -12,6 +12,11 @@ from lightning_cyclic.shapes._checks import check_number
 class DigitsDataModule(TensorDataModule):
     """Digits as flat 64-feature vectors, standardised with the training split's statistics.
 
+    One mean and one std over all pixels (as for the other image data), not one per pixel: a
+    pixel that is constant in the training split would get a std near zero and turn a validation
+    image that differs there into values in the hundreds (one such image made up 0.45 of a
+    validation loss of 0.665).
+
     Args:
         batch_size: samples per batch.
         val_fraction: share of the data held out for validation, split with ``split_seed``.
@@ -47,8 +52,7 @@ class DigitsDataModule(TensorDataModule):
         order = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.hparams.split_seed))
         n_val = round(len(x) * self.hparams.val_fraction)
         val_idx, train_idx = order[:n_val], order[n_val:]
-        mean = x[train_idx].mean(0)
-        std = x[train_idx].std(0).clamp_min(1e-3)
+        mean, std = x[train_idx].mean(), x[train_idx].std()
         x = (x - mean) / std
         self.train_set = TensorDataset(x[train_idx], y[train_idx])
         self.val_set = TensorDataset(x[val_idx], y[val_idx])
