@@ -114,12 +114,31 @@ def _progress_bar(cfg: DictConfig) -> pl.Callback | None:
     return {"rich": RichProgressBar, "tqdm": TQDMProgressBar}.get(kind, lambda: None)()
 
 
+def _checkpoint_path(value: Any) -> str | None:
+    """``ckpt_path`` as a local file that exists; a remote address is refused (loading it could run code)."""
+    if value is None:
+        return None
+    text = str(value)
+    scheme = text.split("://", 1)[0] if "://" in text else ""
+    if scheme and scheme != "file":
+        raise ValueError(
+            f"ckpt_path={text!r} is a remote address; the app resumes only from local checkpoint files, which it "
+            f"loads weights-only (a checkpoint from elsewhere can run code when loaded). Download it and pass its path."
+        )
+    path = Path(text[len("file://") :] if scheme == "file" else text).expanduser()
+    if not path.is_file():
+        hint = " (give the path of a run's checkpoints/last.ckpt)" if text in ("last", "best", "hpc") else ""
+        raise ValueError(f"ckpt_path={text!r}: no such checkpoint file{hint}")
+    return str(path)
+
+
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Build data, model, optimizer, schedule, callbacks, logger and trainer from ``cfg``; fit; report."""
     cfg = cfg.copy()  # the lr scaling rule writes into it
     OmegaConf.set_struct(cfg, False)
     pl.seed_everything(cfg.seed, workers=True)
     _check_optimizer(cfg)
+    ckpt_path = _checkpoint_path(cfg.get("ckpt_path"))
     datamodule = instantiate(cfg.data)
     callbacks: list[pl.Callback] = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     bar = _progress_bar(cfg)
@@ -156,7 +175,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             lg.log_hyperparams({"lr_scaling/rule": cfg.lr_scaling.rule, "lr_scaling/factor": factor})
 
     with _ddp_children_join_this_job():
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         metrics = _float_metrics(trainer)
         best = next((c for c in trainer.callbacks if isinstance(c, BestSnapshot)), None)
         if best is not None and best.restored:  # measure the weights the model now holds

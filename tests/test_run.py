@@ -234,3 +234,34 @@ def test_schedule_via_scheduler_in_the_app(make_cfg):
     assert objects["schedule"] not in trainer.callbacks and len(trainer.lr_scheduler_configs) == 1
     expected = OneCycleSchedule(max_lr=0.2, total_steps=23).lr(23)
     assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(expected)
+
+
+class _WritesAMarker:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/model.ckpt", "s3://bucket/last.ckpt"])
+def test_a_remote_ckpt_path_is_refused_before_anything_runs(make_cfg, url):
+    with pytest.raises(ValueError, match=r"ckpt_path='.*' is a remote address; .* loads weights-only"):
+        train(make_cfg(f"ckpt_path={url}", "progress_bar=none"))
+
+
+def test_a_missing_or_special_ckpt_path_names_what_to_give(make_cfg, tmp_path):
+    with pytest.raises(ValueError, match=r"ckpt_path='.*nothing.ckpt': no such checkpoint file"):
+        train(make_cfg(f"ckpt_path={tmp_path}/nothing.ckpt", "progress_bar=none"))
+    with pytest.raises(ValueError, match=r"ckpt_path='last': no such checkpoint file \(give the path of a run's"):
+        train(make_cfg("ckpt_path=last", "progress_bar=none"))
+
+
+def test_a_crafted_checkpoint_runs_no_code(make_cfg, tmp_path):
+    import torch
+
+    marker, ckpt = tmp_path / "pwned", tmp_path / "crafted.ckpt"
+    torch.save({"state_dict": {}, "payload": _WritesAMarker(marker)}, ckpt)
+    with pytest.raises(Exception, match="(?i)weights.only|unpickl"):
+        train(make_cfg(f"ckpt_path={ckpt}", "progress_bar=none", "trainer.max_epochs=1"))
+    assert not marker.exists()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,6 +17,38 @@ TEST_BATCH = "test_batch"
 META = "batches.meta"
 FILES = (*TRAIN_BATCHES, TEST_BATCH, META)
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+# What the CIFAR-10 python batches hold: dicts, lists, bytes, numbers and numpy arrays. An
+# unpickler that admits only the globals needed to rebuild numpy arrays cannot run code from a
+# crafted file (pickle.load would call whatever callable the file names).
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("_codecs", "encode"),  # Python 2 pickles of numpy arrays encode their raw bytes through it
+}
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(
+            f"refused to load {module}.{name}: a CIFAR-10 batch holds only dicts, lists, bytes and numpy arrays"
+        )
+
+
+def load_batch_file(path: Path) -> Any:
+    """Unpickle a CIFAR-10 batch file with an unpickler that executes nothing; errors name the file."""
+    try:
+        with path.open("rb") as f:
+            return _BatchUnpickler(f, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as err:
+        raise ValueError(f"{path}: not a readable CIFAR-10 batch file ({type(err).__name__}: {err})") from None
 
 
 class CIFAR10DataModule(ImageFolderDataModule):
@@ -68,8 +102,7 @@ class CIFAR10DataModule(ImageFolderDataModule):
     def _read_batch(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """``(images (N, 3, 32, 32) uint8, labels (N,) int64)`` of the pickled batch ``name``."""
         path = self._file(name)
-        with path.open("rb") as f:
-            batch = pickle.load(f, encoding="bytes")
+        batch = load_batch_file(path)
         if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
             found = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
             raise ValueError(f"{path}: expected a CIFAR-10 batch, a dict with keys b'data' and b'labels', got {found}")
@@ -90,8 +123,7 @@ class CIFAR10DataModule(ImageFolderDataModule):
         path = self.root / META
         if not path.is_file():
             return
-        with path.open("rb") as f:
-            meta = pickle.load(f, encoding="bytes")
+        meta = load_batch_file(path)
         names = meta.get(b"label_names") if isinstance(meta, dict) else None
         if names is None or len(names) != self.num_classes:
             raise ValueError(f"{path}: expected b'label_names' with {self.num_classes} class names, got {names!r}")

@@ -212,3 +212,35 @@ def test_malformed_batches_name_the_file(fake_root):
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         CIFAR10DataModule(**kwargs)
+
+
+class _WritesAMarker:
+    """Pickles to "call open(marker, 'w')": what a crafted batch file would do to run code on load."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("name", ["data_batch_1", "batches.meta"])
+def test_a_crafted_batch_file_runs_no_code(fake_root, tmp_path, name):
+    root, _ = fake_root
+    marker = tmp_path / "pwned"
+    with (root / name).open("wb") as f:
+        pickle.dump({b"data": _WritesAMarker(marker), b"labels": [0]}, f, protocol=2)
+    with pytest.raises(ValueError, match=rf"{name}: not a readable CIFAR-10 batch file .*refused to load io.open"):
+        CIFAR10DataModule(root=str(root)).setup()
+    assert not marker.exists()  # pickle.load would have created it
+
+
+def test_truncated_and_empty_batch_files_name_the_file(fake_root):
+    root, _ = fake_root
+    path = root / "data_batch_3"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match="data_batch_3: not a readable CIFAR-10 batch file"):
+        CIFAR10DataModule(root=str(root)).setup()
+    path.write_bytes(b"")
+    with pytest.raises(ValueError, match="data_batch_3: not a readable CIFAR-10 batch file"):
+        CIFAR10DataModule(root=str(root)).setup()
