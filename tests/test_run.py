@@ -262,6 +262,6 @@ def test_a_crafted_checkpoint_runs_no_code(make_cfg, tmp_path):
 
     marker, ckpt = tmp_path / "pwned", tmp_path / "crafted.ckpt"
     torch.save({"state_dict": {}, "payload": _WritesAMarker(marker)}, ckpt)
-    with pytest.raises(Exception, match="(?i)weights.only|unpickl"):
+    with pytest.raises(Exception, match=r"(?i)weights.only|unpickl"):
         train(make_cfg(f"ckpt_path={ckpt}", "progress_bar=none", "trainer.max_epochs=1"))
     assert not marker.exists()
