@@ -16,17 +16,19 @@ from typing import Any
 
 import lightning.pytorch as pl
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar, TQDMProgressBar
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from lightning_cyclic.callbacks import BestSnapshot, ScheduleCallback, SnapshotEnsemble
 from lightning_cyclic.optim import lr_scale_factor
 from lightning_cyclic.shapes._checks import check_choice, check_number
-from lightning_cyclic.sweeps import job_overrides, write_result
+from lightning_cyclic.sweeps import job_overrides, write_leaderboard_of_this_multirun, write_result
 
 log = logging.getLogger(__name__)
 
 PROGRESS_BARS = ("rich", "tqdm", "none")
+TERMINATED = 143  # 128 + SIGTERM: the exit status cluster schedulers (SLURM) expect of a preempted job
 SCALED = ("max_lr", "base_lr", "min_lr", "warmup_lr_init")  # schedule arguments that are lrs
 
 
@@ -132,6 +134,33 @@ def _checkpoint_path(value: Any) -> str | None:
     return str(path)
 
 
+def last_checkpoint(trainer: pl.Trainer) -> ModelCheckpoint | None:
+    """The ModelCheckpoint that keeps ``last.ckpt`` (the latest state), if the run has one."""
+    for cb in trainer.callbacks:
+        if isinstance(cb, ModelCheckpoint) and (cb.filename == cb.CHECKPOINT_NAME_LAST or cb.save_last):
+            return cb
+    return None
+
+
+class SaveOnInterrupt(Callback):
+    """On SIGTERM (a preempted cluster job) or Ctrl-C, write ``last.ckpt`` before anything else reacts.
+
+    It comes first in the callbacks, so its ``on_exception`` runs before ``BestSnapshot`` puts the best
+    weights back: the checkpoint holds the latest state, and a resume from it continues where the run was.
+    """
+
+    def __init__(self) -> None:
+        self.saved: str | None = None
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        keeper = last_checkpoint(trainer)
+        if keeper is None or keeper.dirpath is None or not isinstance(exception, (SIGTERMException, KeyboardInterrupt)):
+            return
+        path = Path(keeper.dirpath) / f"{keeper.CHECKPOINT_NAME_LAST}{keeper.FILE_EXTENSION}"
+        trainer.save_checkpoint(path)
+        self.saved = str(path)
+
+
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Build data, model, optimizer, schedule, callbacks, logger and trainer from ``cfg``; fit; report."""
     cfg = cfg.copy()  # the lr scaling rule writes into it
@@ -143,6 +172,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     callbacks: list[pl.Callback] = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     bar = _progress_bar(cfg)
     callbacks += [bar] if bar is not None else []
+    saver = SaveOnInterrupt()
+    callbacks.insert(0, saver)
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     trainer: pl.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, enable_progress_bar=bar is not None
@@ -174,21 +205,34 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         for lg in trainer.loggers:
             lg.log_hyperparams({"lr_scaling/rule": cfg.lr_scaling.rule, "lr_scaling/factor": factor})
 
+    terminated = ""
     with _ddp_children_join_this_job():
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        try:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        except SIGTERMException:  # Lightning stops at the next batch; its exception is a SystemExit with code 0
+            terminated = f"SIGTERM received at step {trainer.global_step} (epoch {trainer.current_epoch})"
+            if saver.saved:
+                terminated += f"; the latest state is in {saver.saved}: resume with ckpt_path={saver.saved}"
         metrics = _float_metrics(trainer)
         best = next((c for c in trainer.callbacks if isinstance(c, BestSnapshot)), None)
-        if best is not None and best.restored:  # measure the weights the model now holds
+        if best is not None and best.restored and not terminated:  # measure the weights the model now holds
             trainer.validate(model, datamodule=datamodule, verbose=False)
             metrics.update(_float_metrics(trainer))
     ensemble = next((c for c in trainer.callbacks if isinstance(c, SnapshotEnsemble)), None)
     if ensemble is not None and ensemble.metrics:
         metrics["ensemble/val_acc"] = ensemble.metrics["val_acc"]
     curves = _curves(trainer, cfg)
+    metric = cfg.get("optimized_metric", "val/acc")
     if trainer.is_global_zero:
-        write_result(cfg.paths.output_dir, cfg.get("optimized_metric", "val/acc"), metrics, job_overrides())
+        status = "terminated" if terminated else "finished"
+        write_result(cfg.paths.output_dir, metric, metrics, job_overrides(), status=status, reason=terminated)
     if trainer.is_global_zero:
-        print(_summary(cfg, trainer, metrics, schedule, best, ensemble, curves, factor))
+        print(_summary(cfg, trainer, metrics, schedule, best, ensemble, curves, factor, terminated))
+    if terminated:
+        # a sweep stops here too (documented): record what ran so far, then exit as schedulers expect
+        if trainer.is_global_zero:
+            write_leaderboard_of_this_multirun(metric, cfg.get("optimized_mode", "max"))
+        raise SystemExit(TERMINATED)
     objects = {"trainer": trainer, "model": model, "datamodule": datamodule, "schedule": schedule}
     return metrics, {**objects, "best": best, "ensemble": ensemble, "curves": curves}
 
@@ -211,12 +255,14 @@ def _curves(trainer: pl.Trainer, cfg: DictConfig) -> Path | None:
     return path
 
 
-def _summary(cfg, trainer, metrics, schedule, best, ensemble, curves, factor) -> str:
+def _summary(cfg, trainer, metrics, schedule, best, ensemble, curves, factor, terminated="") -> str:
     """One screen: what was reached, with what lr, and where everything is."""
     acc, train_acc = metrics.get("val/acc"), metrics.get("train/acc")
     head = f"val/acc = {acc:.4f}" if acc is not None else "no validation metric"
     head += f", train/acc = {train_acc:.4f}" if train_acc is not None else ""
-    lines = ["", "[lightning_cyclic] " + head]
+    lines = ["", "[lightning_cyclic] " + ("TERMINATED: " if terminated else "") + head]
+    if terminated:
+        lines.append(f"  terminated: {terminated}")
     if best is not None and best.restored:
         lines.append(f"  best weights restored: epoch {best.best_epoch}, {best.monitor} = {best.best_score:.4f}")
     if best is not None and best.stop_reason:
@@ -231,7 +277,7 @@ def _summary(cfg, trainer, metrics, schedule, best, ensemble, curves, factor) ->
     if factor is not None:
         lines.append(f"  lr scaling: {cfg.lr_scaling.rule}, lrs x {factor:.4g}")
     lines.append(f"  {trainer.global_step} optimizer steps, {trainer.current_epoch} epochs")
-    ckpt = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+    ckpt = last_checkpoint(trainer) or next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
     saved = ckpt and (ckpt.last_model_path or ckpt.best_model_path)
     if saved and Path(saved).exists():
         lines.append(f"  checkpoint: {saved} (resume with ckpt_path=...)")

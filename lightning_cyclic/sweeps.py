@@ -11,8 +11,10 @@ the optimized metric and the other final metrics) into its own folder;
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -35,28 +37,77 @@ def job_overrides() -> list[str]:
         return []
 
 
-def write_result(folder: str | Path, metric: str, metrics: dict[str, float], overrides: list[str]) -> Path:
-    """Record a finished job for the leaderboard."""
+STATUSES = ("finished", "terminated", "failed")
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to a temp file beside ``path``, flush it to disk, then rename it over ``path``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_result(
+    folder: str | Path,
+    metric: str,
+    metrics: dict[str, float],
+    overrides: list[str],
+    status: str = "finished",
+    reason: str = "",
+) -> Path:
+    """Record a job for the leaderboard: ``status`` is ``finished``, ``terminated`` or ``failed`` (with ``reason``)."""
+    check_choice("status", status, STATUSES)
     path = Path(folder) / RESULT
     path.parent.mkdir(parents=True, exist_ok=True)
-    value = metrics.get(metric)
-    record = {"overrides": overrides, "metric": metric, "value": value, "metrics": metrics}
-    path.write_text(json.dumps(record, indent=1))
+    value = metrics.get(metric) if status != "failed" else None
+    record = {
+        "overrides": overrides,
+        "metric": metric,
+        "value": value,
+        "metrics": metrics,
+        "status": status,
+        "reason": reason,
+    }
+    _write_atomically(path, json.dumps(record, indent=1))
     return path
 
 
+def _read_result(path: Path) -> dict[str, Any]:
+    """A job's record; a damaged file is a row that says so, never an error that loses the others."""
+    try:
+        record = json.loads(path.read_text())
+        if not isinstance(record, dict) or not isinstance(record.get("overrides", []), list):
+            raise ValueError(f"expected a JSON object with a list of overrides, got {type(record).__name__}")
+    except (OSError, ValueError) as err:
+        return {"overrides": [], "value": None, "status": "damaged", "reason": f"{path.name}: {err}"}
+    record.setdefault("status", "finished")
+    record.setdefault("reason", "")
+    return record
+
+
+def failure_reason(error: BaseException) -> str:
+    """One line for a leaderboard: the innermost cause (Hydra wraps a target's error in its own)."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]
+
+
 def leaderboard(sweep_dir: str | Path, mode: str = "max") -> list[dict[str, Any]]:
-    """Every job's record under ``sweep_dir``, best first; failed jobs (no value) last."""
+    """Every job's record under ``sweep_dir``, best first; jobs without a value (failed, damaged) last."""
     check_choice("mode", mode, ("min", "max"))
     rows = []
-    for path in sorted(Path(sweep_dir).glob(f"*/{RESULT}")):
-        record = json.loads(path.read_text())
+    for path in sorted(Path(sweep_dir).glob(f"*/{RESULT}"), key=lambda p: (len(p.parent.name), p.parent.name)):
+        record = _read_result(path)
         record["job"] = path.parent.name
         rows.append(record)
 
     def key(row: dict[str, Any]) -> tuple[int, float]:
         value = row.get("value")
-        if value is None or not math.isfinite(value):
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or row.get("status") == "damaged":
             return (1, 0.0)
         return (0, -value if mode == "max" else value)
 
@@ -82,21 +133,25 @@ def format_table(rows: list[dict[str, Any]], metric: str) -> str:
     lines = [f"shared by every job: {' '.join(sorted(everyone))}"] if everyone else []
     lines += [f"| rank | job | {metric} | overrides |", "|---|---|---|---|"]
     for i, row in enumerate(rows, 1):
-        value = row.get("value")
-        shown = f"{value:.4f}" if isinstance(value, (int, float)) else "failed"
+        value, status = row.get("value"), row.get("status", "finished")
+        shown = f"{value:.4f}" if isinstance(value, (int, float)) else status if status != "finished" else "failed"
+        if status not in ("finished",) and isinstance(value, (int, float)):
+            shown += f" ({status})"
         own = " ".join(_short(o) for o in row["overrides"] if o not in everyone)
-        lines.append(f"| {i} | {row['job']} | {shown} | {own or '(defaults)'} |")
+        why = f" — {row['reason']}" if row.get("reason") else ""
+        lines.append(f"| {i} | {row['job']} | {shown} | {own or '(defaults)'}{why} |")
     return "\n".join(lines)
 
 
 def write_leaderboard(sweep_dir: str | Path, metric: str, mode: str = "max") -> tuple[Path, str]:
     rows = leaderboard(sweep_dir, mode)
     path = Path(sweep_dir) / LEADERBOARD
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["rank", "job", metric, "overrides"])
-        for i, row in enumerate(rows, 1):
-            writer.writerow([i, row["job"], row.get("value"), " ".join(row["overrides"])])
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["rank", "job", metric, "overrides", "status", "reason"])
+    for i, row in enumerate(rows, 1):
+        writer.writerow([i, row["job"], row.get("value"), " ".join(row["overrides"]), row["status"], row["reason"]])
+    _write_atomically(path, out.getvalue())
     return path, format_table(rows, metric)
 
 
@@ -106,8 +161,9 @@ def best_of(path: str | Path, key: str) -> float:
         rows = list(csv.DictReader(f))
     if not rows:
         raise ValueError(f"the leaderboard {path} has no rows")
-    for row in rows:  # best first; skip failed jobs
-        if row[next(iter(k for k in row if k not in ("rank", "job", "overrides")))] in ("", "None"):
+    columns = ("rank", "job", "overrides", "status", "reason")
+    for row in rows:  # best first; skip jobs without a value (failed, damaged)
+        if row[next(iter(k for k in row if k not in columns))] in ("", "None"):
             continue
         for override in row["overrides"].split():
             name, _, value = override.partition("=")
@@ -117,12 +173,46 @@ def best_of(path: str | Path, key: str) -> float:
     raise ValueError(f"every job of {path} failed")
 
 
+def write_leaderboard_of_this_multirun(metric: str, mode: str) -> Path | None:
+    """In a multirun, rewrite its leaderboard now (a job that ends the sweep early calls this); else nothing."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hydra_cfg = HydraConfig.get()
+    except (ImportError, ValueError):  # not under @hydra.main
+        return None
+    if hydra_cfg.mode != RunMode.MULTIRUN or not Path(hydra_cfg.sweep.dir).exists():
+        return None
+    return write_leaderboard(hydra_cfg.sweep.dir, metric, mode)[0]
+
+
 class Leaderboard(HydraCallback):
     """Hydra callback: at the end of a multirun, ``leaderboard.csv`` in the sweep folder and a printed table."""
 
     def __init__(self, metric: str = "val/acc", mode: str = "max") -> None:
         check_choice("mode", mode, ("min", "max"))
         self.metric, self.mode = metric, mode
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        """A job that raised is recorded as failed, with its reason; the leaderboard is rewritten after every job,
+        so it exists even when a failure ends the multirun before ``on_multirun_end``."""
+        from hydra.core.utils import JobStatus
+
+        folder = Path(config.hydra.runtime.output_dir)
+        if job_return.status == JobStatus.FAILED and not (folder / RESULT).exists():
+            error = job_return._return_value  # the exception Hydra caught (job_return.return_value re-raises it)
+            write_result(
+                folder,
+                self.metric,
+                {},
+                list(config.hydra.overrides.task),
+                status="failed",
+                reason=failure_reason(error),
+            )
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if sweep_dir.exists():
+            write_leaderboard(sweep_dir, self.metric, self.mode)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)

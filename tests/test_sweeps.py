@@ -138,3 +138,38 @@ def test_submitit_local_job_finishes(tmp_path):
     cli("-m", "hydra/launcher=local", "seed=0", *QUICK, f"hydra.sweep.dir={sweep}")
     assert (sweep / "0" / "result.json").exists() and len(rows(sweep / "leaderboard.csv")) == 1
     assert any((sweep / ".submitit").iterdir())
+
+
+def test_damaged_and_failed_results_are_rows_with_their_reason_not_errors(tmp_path):
+    write_result(tmp_path / "0", "val/acc", {"val/acc": 0.8}, ["seed=0"])
+    write_result(tmp_path / "1", "val/acc", {}, ["seed=1"], status="failed", reason="ValueError: max_lr must be > 0")
+    write_result(tmp_path / "2", "val/acc", {"val/acc": 0.6}, ["seed=2"], status="terminated", reason="SIGTERM")
+    (tmp_path / "3").mkdir()
+    (tmp_path / "3" / "result.json").write_text('{"overrides": ["seed=3"], "val')  # a job killed mid-write
+    path, table = write_leaderboard(tmp_path, "val/acc")
+    got = {r["job"]: r for r in rows(path)}
+    assert [r["job"] for r in rows(path)] == ["0", "2", "1", "3"]
+    assert got["1"]["status"] == "failed" and "max_lr must be > 0" in got["1"]["reason"]
+    assert got["2"]["status"] == "terminated" and got["2"]["val/acc"] == "0.6"
+    assert got["3"]["status"] == "damaged" and "result.json" in got["3"]["reason"]
+    assert "| 2 | 2 | 0.6000 (terminated) | seed=2 — SIGTERM |" in table
+    assert best_of(path, "seed") == 0.0  # hparams_search=fine reads past the bad rows
+
+
+def test_a_failing_job_is_recorded_and_the_leaderboard_still_written(tmp_path):
+    sweep = tmp_path / "sweep"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run(
+        [sys.executable, "train.py", "-m", "schedule.max_lr=0.1,-1,0.2", f"hydra.sweep.dir={sweep}", "logger=none"]
+        + QUICK,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode != 0  # the multirun reports that a job failed
+    board = {r["job"]: r for r in rows(sweep / "leaderboard.csv")}
+    assert set(board) == {"0", "1", "2"}
+    assert board["1"]["status"] == "failed" and "max_lr" in board["1"]["reason"]
+    assert board["0"]["status"] == board["2"]["status"] == "finished" and board["0"]["val/acc"]

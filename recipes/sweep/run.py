@@ -38,6 +38,7 @@ FIXED = [
     "logger=none",
     "progress_bar=none",
     "callbacks.model_checkpoint=null",
+    "callbacks.last_checkpoint=null",
     "+trainer.enable_checkpointing=false",
 ]
 

@@ -1,0 +1,93 @@
+"""Faults, on real ``python train.py`` processes: a SIGTERM from a cluster scheduler, a resume from
+``last.ckpt`` (always the latest state), a sweep with a failing job (in ``test_sweeps.py``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from tests.conftest import ROOT
+
+FAST = ["logger=none", "progress_bar=none", "callbacks.initial_loss_check=null"]
+
+
+def start(out, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, "train.py", f"hydra.run.dir={out}", *FAST, *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(path, proc, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def test_sigterm_saves_the_latest_state_reports_and_exits_143_then_resumes(tmp_path):
+    out = tmp_path / "run"
+    last = out / "checkpoints" / "last.ckpt"
+    proc = start(out, "trainer.max_epochs=300")
+    wait_for(last, proc)  # at least one epoch done
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, (stdout[-2000:], stderr[-2000:])
+    assert "[lightning_cyclic] TERMINATED" in stdout and "SIGTERM received at step" in stdout
+    result = json.loads((out / "result.json").read_text())
+    assert result["status"] == "terminated" and "resume with ckpt_path=" in result["reason"]
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    stopped_at = int(result["reason"].split("step ")[1].split()[0])
+    assert state["global_step"] == stopped_at  # the state at the signal, not an epoch-end or best one
+
+    resumed = subprocess.run(
+        [sys.executable, "train.py", f"hydra.run.dir={tmp_path / 'resumed'}", *FAST, "trainer.max_epochs=300",
+         f"ckpt_path={last}", "trainer.max_steps=" + str(stopped_at + 5)],
+        cwd=ROOT, env={**os.environ, "PYTHONWARNINGS": "ignore"}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"{stopped_at + 5} optimizer steps" in resumed.stdout  # continued from the signal's step
+
+
+def test_last_ckpt_is_the_latest_epoch_even_when_the_metric_stopped_improving(tmp_path):
+    # lr ~0 after the first epoch's peak: val/acc cannot improve past epoch 0, so the best stays there
+    out = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "train.py", f"hydra.run.dir={out}", *FAST, "trainer.max_epochs=4",
+         "schedule=warmup_decay", "schedule.warmup=0", "schedule.decay=step", "schedule.step_size=1",
+         "schedule.gamma=1e-9", "schedule.interval=epoch"],
+        cwd=ROOT, env={**os.environ, "PYTHONWARNINGS": "ignore"}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    best = [p for p in (out / "checkpoints").glob("epoch*.ckpt")]
+    assert len(best) == 1 and best[0].name == "epoch000.ckpt"  # the best is from the first epoch
+    assert last["epoch"] == 3 and last["global_step"] == 4 * 23  # last.ckpt: the end of the run
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 1)])
+def test_ctrl_c_also_writes_the_latest_state(tmp_path, signum, code):
+    out = tmp_path / "run"
+    last = out / "checkpoints" / "last.ckpt"
+    proc = start(out, "trainer.max_epochs=300")
+    wait_for(last, proc)
+    before = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
+    time.sleep(0.5)
+    proc.send_signal(signum)
+    proc.communicate(timeout=120)
+    assert proc.returncode == code
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] > before
