@@ -15,6 +15,12 @@ Nothing of this shows outside: no other callback sees its steps, no counter move
 nothing is logged, and everything it changes (weights, optimizer, schedulers, RNGs,
 the GradScaler, DataLoader generators) is put back from an in-memory
 :class:`~lightning_cyclic.snapshot.Snapshot`. Under ``fast_dev_run`` it does not run.
+
+A curve that reaches ``max_lr`` before the loss turns back up (the ``edge`` rule has nothing
+to read) is extended: the sweep goes on from where it is, with the same spacing, up to
+``extend`` times ``max_lr``. A curve that still has no reading gets a stated fallback for
+``"auto"`` arguments (:func:`fallback`); ``RangeTestResult.outcome`` says which happened, and
+:meth:`RangeTestResult.warning` is the one line that says so.
 """
 
 from __future__ import annotations
@@ -36,9 +42,22 @@ from lightning_cyclic.optim import ParamGroupWriter, lr_ratios
 from lightning_cyclic.shapes import RangeTestSweep
 from lightning_cyclic.shapes._checks import check_choice, check_number
 from lightning_cyclic.snapshot import Snapshot, dataloaders, loader_generators, rng_states, set_rng_states
-from lightning_cyclic.suggest import RULES, Suggestion, ema, suggest
+from lightning_cyclic.suggest import (
+    EDGE_LEVELS,
+    RULES,
+    Suggestion,
+    ema,
+    finite_prefix,
+    minimum,
+    read_edge,
+    suggest,
+    unreadable,
+)
 
 EVALUATE = ("auto", "train", "val")
+# found: the rule read the configured sweep; extended: it read the sweep extended past max_lr; fallback: it
+# read nothing and ``fallback`` holds what "auto" takes; skipped: no test ran; none: no reading, no fallback
+OUTCOMES = ("found", "extended", "fallback", "skipped", "none")
 
 
 @dataclass(frozen=True)
@@ -54,6 +73,7 @@ class RangeTestConfig:
     suggestion: str = "edge"
     evaluate: str = "auto"
     val_batches: int = 4
+    extend: float = 100.0
 
     def __post_init__(self) -> None:
         RangeTestSweep(min_lr=self.min_lr, max_lr=self.max_lr, num_steps=self.num_steps, mode=self.mode)
@@ -62,15 +82,42 @@ class RangeTestConfig:
         check_choice("suggestion", self.suggestion, tuple(RULES))
         check_choice("evaluate", self.evaluate, EVALUATE)
         check_number("val_batches", self.val_batches, 1, integer=True)
+        check_number("extend", self.extend, 1)
 
     @property
     def sweep(self) -> RangeTestSweep:
         return RangeTestSweep(min_lr=self.min_lr, max_lr=self.max_lr, num_steps=self.num_steps, mode=self.mode)
 
+    def lr(self, k: int) -> float:
+        """The lr of sweep step ``k``; past ``num_steps - 1`` the sweep goes on with the same spacing."""
+        if k < self.num_steps:
+            return self.sweep.lr(k)
+        pct = k / (self.num_steps - 1)
+        if self.mode == "exponential":
+            return self.min_lr * (self.max_lr / self.min_lr) ** pct
+        return self.min_lr + (self.max_lr - self.min_lr) * pct
+
+    @property
+    def extra_steps(self) -> int:
+        """How many steps an extension may add: up to ``extend * max_lr``, and never more than ``num_steps``."""
+        if self.extend <= 1:
+            return 0
+        if self.mode == "exponential":
+            steps = math.log(self.extend) / math.log(self.max_lr / self.min_lr) * (self.num_steps - 1)
+        else:
+            steps = (self.extend - 1) * self.max_lr / (self.max_lr - self.min_lr) * (self.num_steps - 1)
+        return min(math.floor(steps + 1e-9), self.num_steps)
+
 
 @dataclass
 class RangeTestResult:
-    """The curve of a range test and its reading. ``suggestion.lr`` is the suggested lr (or ``None``)."""
+    """The curve of a range test and its reading. ``suggestion.lr`` is the suggested lr (or ``None``).
+
+    ``suggestion.confidence`` says how far to trust it. Where the rule found nothing, ``fallback``
+    holds what ``"auto"`` arguments take instead (see :func:`fallback`); :attr:`chosen` is whichever
+    of the two they take, ``outcome`` one of ``OUTCOMES``, and ``extra["extended_to"]`` the highest
+    lr of a sweep that went on past ``max_lr``.
+    """
 
     lrs: list[float]
     losses: list[float]
@@ -80,6 +127,46 @@ class RangeTestResult:
     seconds: float = 0.0
     optimizer_steps: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    outcome: str = ""  # one of OUTCOMES; "" works it out from the rest
+    fallback: Suggestion | None = None
+
+    def __post_init__(self) -> None:
+        if not self.outcome:
+            if self.extra.get("skipped"):
+                self.outcome = "skipped"
+            elif self.suggestion:
+                self.outcome = "extended" if "extended_to" in self.extra else "found"
+            else:
+                self.outcome = "fallback" if self.fallback else "none"
+        check_choice("outcome", self.outcome, OUTCOMES)
+
+    @property
+    def chosen(self) -> Suggestion:
+        """What ``"auto"`` arguments take: the suggestion, or where it has no lr, the fallback (if any)."""
+        return self.fallback if not self.suggestion and self.fallback else self.suggestion
+
+    def warning(self) -> str:
+        """The one line to warn with: how the fallback came about, or why the suggestion is not to be
+        trusted and what steadies the curve; ``""`` when neither applies."""
+        s, c = self.suggestion, self.suggestion.confidence
+        if self.outcome == "fallback" and self.fallback is not None:
+            went = self.extra.get("extended_to")
+            past = f" (the sweep went on past max_lr={self.config.max_lr:g} up to lr {went:.3g})" if went else ""
+            return (
+                f"LRFinder: the LR range test found no sound suggestion: {s.reason}{past}. 'auto' arguments take the "
+                f"fallback lr={self.fallback.lr:.3g} instead ({self.fallback.rule}: {self.fallback.reason}); "
+                f"to choose yourself, give them a number."
+            )
+        if s and c is not None and c.level == "low":
+            remedies = [f"more num_steps (now {self.config.num_steps})"]
+            if self.config.evaluate == "train" and self.extra.get("val_data"):
+                remedies.append("evaluate='val' (the loss of fixed validation batches, not each step's training loss)")
+            remedies.append("a larger batch size")
+            return (
+                f"LRFinder: low confidence in the suggested lr={s.lr:.3g} ({s.rule}): {c.describe()}. "
+                f"To steady the curve, try {', '.join(remedies[:-1])} or {remedies[-1]}."
+            )
+        return ""
 
     @property
     def smoothed(self) -> list[float]:
@@ -105,19 +192,25 @@ class RangeTestResult:
             "seconds": self.seconds,
             "optimizer_steps": self.optimizer_steps,
             "extra": dict(self.extra),
+            "outcome": self.outcome,
+            "fallback": self.fallback.to_dict() if self.fallback is not None else None,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RangeTestResult:
+        """The inverse of :meth:`to_dict`; keys added since a dict was saved take their defaults."""
+        fallback = data.get("fallback")
         return cls(
             lrs=list(data["lrs"]),
             losses=[math.nan if x is None else float(x) for x in data["losses"]],
             config=RangeTestConfig(**data["config"]),
-            suggestion=Suggestion(**data["suggestion"]),
+            suggestion=Suggestion.from_dict(data["suggestion"]),
             stop_reason=data.get("stop_reason", ""),
             seconds=data.get("seconds", 0.0),
             optimizer_steps=data.get("optimizer_steps", len(data["lrs"])),
             extra=dict(data.get("extra", {})),
+            outcome=data.get("outcome", ""),
+            fallback=Suggestion.from_dict(fallback) if fallback else None,
         )
 
     def save_json(self, path: str | Path) -> Path:
@@ -142,11 +235,12 @@ class RangeTestResult:
         n = len(self.lrs)
         ax.plot(self.lrs, self.losses[:n], color="0.75", linewidth=0.8, label="loss")
         ax.plot(self.lrs, self.smoothed[:n], color="tab:blue", label=f"smoothed (beta={self.config.smooth})")
-        s = self.suggestion
+        s = self.chosen
+        which = "" if s is self.suggestion else " (fallback)"
         if s.low is not None and s.high is not None:
             ax.axvspan(s.low, s.high, color="tab:green", alpha=0.12, label="good range")
         if s.lr is not None:
-            ax.axvline(s.lr, color="tab:red", linestyle="--", label=f"{s.rule}: {s.lr:.3g}")
+            ax.axvline(s.lr, color="tab:red", linestyle="--", label=f"{s.rule}{which}: {s.lr:.3g}")
         ax.set_xscale("log")
         ax.set_xlabel("learning rate")
         ax.set_ylabel("loss")
@@ -156,7 +250,8 @@ class RangeTestResult:
             top = min(max(finite), finite[0] * 1.5) if finite[0] > 0 else max(finite)
             top = max(top, finite[0])
             ax.set_ylim(lowest - 0.05 * abs(top - lowest), top + 0.05 * abs(top - lowest))
-        ax.set_title(title or ("LR range test" + ("" if s.lr is not None else f": no suggestion ({s.reason})")))
+        found = self.suggestion
+        ax.set_title(title or ("LR range test" + ("" if found else f": no suggestion ({found.reason})")))
         ax.legend(loc="best", fontsize=8)
         ax.grid(alpha=0.3, which="both")
         if path is not None:
@@ -181,7 +276,30 @@ def skipped_result(config: RangeTestConfig, reason: str) -> RangeTestResult:
         stop_reason=reason,
         optimizer_steps=0,
         extra={"skipped": reason},
+        outcome="skipped",
     )
+
+
+def fallback(lrs: list[float], losses: list[float], smooth: float, optimizer_lr: float | None) -> Suggestion | None:
+    """What ``"auto"`` takes where the rule read nothing, the first of these that exists:
+
+    1. fastai's ``valley`` reading, on a curve of at least ``MIN_POINTS`` finite losses that fell;
+    2. a tenth of the lr of the lowest smoothed loss, on a shorter curve whose loss fell;
+    3. the optimizer's own lr (the largest of its param groups'), where it is positive.
+    """
+    if not unreadable(lrs, losses, smooth):
+        s = suggest(lrs, losses, "valley", smooth)
+        return replace(s, reason=f"fastai's valley rule, {s.reason}")
+    lrs, losses = finite_prefix(lrs, losses)
+    smoothed = ema(losses, smooth)
+    if len(lrs) >= 2 and min(smoothed[1:]) < smoothed[0]:
+        return replace(
+            minimum(lrs, losses, smoothed),
+            reason=f"a tenth of the lr of the lowest smoothed loss, on {len(lrs)} finite points",
+        )
+    if optimizer_lr is not None and optimizer_lr > 0:
+        return Suggestion("optimizer", optimizer_lr, optimizer_lr / 4, optimizer_lr, None, "the optimizer's own lr")
+    return None
 
 
 def _loss_of(output: Any) -> torch.Tensor | None:
@@ -276,6 +394,7 @@ def run_range_test(trainer: pl.Trainer, pl_module: pl.LightningModule, config: R
     if len(optimizers) != 1:
         raise ValueError(f"LRFinder works with one optimizer, got {len(optimizers)} from configure_optimizers")
     optimizer = optimizers[0]
+    optimizer_lr = max(float(g["lr"]) for g in optimizer.param_groups)
     schedulers = [cfg.scheduler for cfg in trainer.lr_scheduler_configs]
     # Set up the dataloaders first, as fit would anyway; only the test is undone. Fit's order: validation
     # first, in the sanity check, whose RNG draws are undone (isolate_rng); then training, whose draws stay.
@@ -284,6 +403,7 @@ def run_range_test(trainer: pl.Trainer, pl_module: pl.LightningModule, config: R
         _compat.setup_val_data(trainer)
         set_rng_states(states)
     _compat.setup_train_data(trainer)
+    val_data = _has_val(trainer) if config.evaluate != "train" else _compat.has_val_source(trainer)
     if config.evaluate == "auto":
         config = replace(config, evaluate="val" if _has_val(trainer) else "train")
     loaders = dataloaders(trainer.train_dataloader, trainer.val_dataloaders)
@@ -309,19 +429,26 @@ def run_range_test(trainer: pl.Trainer, pl_module: pl.LightningModule, config: R
             _compat.shutdown_workers(_compat.swap_worker_iterator(loader, iterator))
         snapshot.restore()
     seconds = time.perf_counter() - start
+    suggestion = suggest(curve.lrs, curve.losses, config.suggestion, config.smooth)
+    extra = {
+        "world_size": trainer.world_size,
+        "accumulate_grad_batches": trainer.accumulate_grad_batches,
+        "skipped_steps": curve.skipped,
+        "optimizer_lr": optimizer_lr,
+        "val_data": val_data,
+    }
+    if curve.extended:
+        extra["extended_to"] = curve.lrs[-1]
     result = RangeTestResult(
         lrs=curve.lrs,
         losses=curve.losses,
         config=config,
-        suggestion=suggest(curve.lrs, curve.losses, config.suggestion, config.smooth),
+        suggestion=suggestion,
         stop_reason=curve.stop_reason,
         seconds=seconds,
         optimizer_steps=len(curve.lrs),
-        extra={
-            "world_size": trainer.world_size,
-            "accumulate_grad_batches": trainer.accumulate_grad_batches,
-            "skipped_steps": curve.skipped,
-        },
+        extra=extra,
+        fallback=None if suggestion else fallback(curve.lrs, curve.losses, config.smooth, optimizer_lr),
     )
     if trainer.world_size > 1:  # identical on every rank already; rank 0's copy makes it certain
         result = RangeTestResult.from_dict(trainer.strategy.broadcast(result.to_dict(), src=0))
@@ -333,6 +460,18 @@ class _Curve(NamedTuple):
     losses: list[float]
     stop_reason: str
     skipped: int  # optimizer steps the GradScaler skipped, tried again at the same lr
+    extended: bool = False  # the sweep went on past max_lr
+
+
+def _needs_edge(lrs: list[float], losses: list[float], config: RangeTestConfig) -> bool:
+    """The ``edge`` rule reads nothing off this curve only because the loss has not turned back up yet."""
+    return config.suggestion == "edge" and not unreadable(lrs, losses, config.smooth) and read_edge(lrs, losses) is None
+
+
+def _edge_complete(lrs: list[float], losses: list[float]) -> bool:
+    """The loss has climbed back all of the way to its start: every level the ``edge`` rule reads is there."""
+    reading = read_edge(lrs, losses)
+    return reading is not None and reading.levels == len(EDGE_LEVELS)
 
 
 def _no_sync(strategy: Any) -> Any:
@@ -351,7 +490,6 @@ def _sweep(
     stepping = pl_module.optimizers()  # the LightningOptimizer fit hands to optimizer_step
     writer = ParamGroupWriter(optimizer, lr_ratios([g["lr"] for g in optimizer.param_groups]), owner="LRFinder")
     watch = StepWatch(optimizer, getattr(trainer.precision_plugin, "scaler", None))
-    sweep = config.sweep
     window: dict[int, torch.Tensor] = {}  # batch_idx -> loss of this window's micro-batches
     ran: set[int] = set()  # batch_idx of every closure that ran
 
@@ -392,11 +530,12 @@ def _sweep(
     avg = 0.0
     batch_idx = skipped = in_a_row = 0
     k = 0
+    limit, extended = config.num_steps, False
     pl_module.train()
     try:
         with watch:
-            while k < config.num_steps:
-                lr = sweep.lr(k)
+            while k < limit:
+                lr = config.lr(k)
                 writer.write(lr, None)
                 window.clear()
                 ran.clear()
@@ -431,7 +570,8 @@ def _sweep(
                         why = (
                             f"{in_a_row} optimizer steps in a row did not step the optimizer at lr {lr:.3g} (step {k})"
                         )
-                        return _Curve(lrs, losses, f"{why}; a GradScaler skips steps whose gradients overflow", skipped)
+                        why += "; a GradScaler skips steps whose gradients overflow"
+                        return _Curve(lrs, losses, why, skipped, extended)
                     continue
                 in_a_row = 0
                 if val_batches is not None and math.isfinite(value):
@@ -439,17 +579,29 @@ def _sweep(
                 lrs.append(lr)
                 losses.append(value)
                 if not math.isfinite(value):
-                    return _Curve(lrs, losses, f"the loss became {value} at lr {lr:.3g} (step {k})", skipped)
+                    return _Curve(lrs, losses, f"the loss became {value} at lr {lr:.3g} (step {k})", skipped, extended)
                 avg = config.smooth * avg + (1 - config.smooth) * value
                 smoothed = avg / (1 - config.smooth ** (k + 1))
                 best = min(best, smoothed)
                 first = smoothed if k == 0 else first
                 if smoothed > config.diverge * best and smoothed > first:
                     why = f"the smoothed loss passed {config.diverge:g}x its best and its start"
-                    return _Curve(lrs, losses, f"diverged at lr {lr:.3g} (step {k}): {why}", skipped)
+                    past = ", past max_lr" if extended else ""
+                    return _Curve(lrs, losses, f"diverged at lr {lr:.3g} (step {k}{past}): {why}", skipped, extended)
                 k += 1
+                if extended and _edge_complete(lrs, losses):
+                    why = f"the loss climbed back to its start at lr {lr:.3g} (step {k - 1}, past max_lr)"
+                    return _Curve(lrs, losses, why, skipped, extended)
+                if k == config.num_steps and config.extra_steps and _needs_edge(lrs, losses, config):
+                    limit, extended = limit + config.extra_steps, True  # the edge rule needs more: go on
     finally:
         batches.close()
+    if extended:
+        why = (
+            f"reached max_lr after {config.num_steps} steps before the loss turned back up, went on to lr "
+            f"{lrs[-1]:.3g} ({k - config.num_steps} more steps, extend={config.extend:g})"
+        )
+        return _Curve(lrs, losses, why, skipped, extended)
     return _Curve(lrs, losses, f"reached max_lr after {config.num_steps} steps", skipped)
 
 

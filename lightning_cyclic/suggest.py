@@ -13,17 +13,43 @@ falls, everything NaN) ``lr`` is ``None`` and ``reason`` says why; no rule raise
                between a third and a half of the way down it.
     steepest   steepest descent of the smoothed loss per unit of log(lr).
     minimum    the lr at the smoothed loss's minimum, divided by 10 (Geron).
+
+Each suggestion with an lr also says how far to trust it (:class:`Confidence`, from
+:func:`confidence`): how noisy the curve is next to how far it fell, how deep the fall
+was, and, for ``edge``, how well its climb-back levels agree on where the edge is.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, NamedTuple
 
 from lightning_cyclic.shapes._checks import check_choice, check_number
 
 MIN_POINTS = 10
+
+
+@dataclass(frozen=True)
+class Confidence:
+    """How far to trust a suggestion, from the curve it was read off (see :func:`confidence`)."""
+
+    level: str  # "high", "medium" or "low"
+    score: float  # in [0, 1]: the lowest of the scores of the parts below that were measured
+    noise: float  # scatter of the (log) loss around its running median, as a fraction of the fall
+    depth: float | None  # the fall in nats of log loss (None where the losses are not all positive)
+    spread: float | None  # decades of lr between the climb-back crossings (None: not measured)
+    weakest: str  # the part that set the score: "noise", "depth" or "spread"
+
+    def describe(self) -> str:
+        """``"low (0.12: noise 41% of the fall, fall 0.03 nats, climb-back levels within 1.2 decades)"``."""
+        parts = [f"noise {self.noise:.0%} of the fall" if math.isfinite(self.noise) else "no fall to measure noise by"]
+        if self.depth is not None:
+            parts.append(f"fall {self.depth:.2f} nats")
+        if self.spread is not None:
+            parts.append(f"climb-back levels within {self.spread:.2f} decades")
+        return f"{self.level} ({self.score:.2f}: {', '.join(parts)})"
 
 
 @dataclass(frozen=True)
@@ -36,12 +62,22 @@ class Suggestion:
     high: float | None = None
     index: int | None = None  # position of ``lr`` on the curve, where it is a point of it
     reason: str = ""
+    confidence: Confidence | None = None  # where ``lr`` was read off the curve
 
     def __bool__(self) -> bool:
         return self.lr is not None
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Suggestion:
+        """The inverse of :meth:`to_dict`; a dict saved before a field existed gets that field's default."""
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        if kwargs.get("confidence") is not None:
+            kwargs["confidence"] = Confidence(**kwargs["confidence"])
+        return cls(**kwargs)
 
 
 def ema(losses: Sequence[float], beta: float) -> list[float]:
@@ -149,6 +185,7 @@ class EdgeReading:
     depth: float  # how far the loss fell before it, in nats of log loss (``inf`` where losses are not positive)
     low: float  # where the loss had fallen a tenth of the way to its minimum
     levels: int  # how many of ``EDGE_LEVELS`` the curve reached
+    crossings: tuple[float, ...] = ()  # the lr of each level reached, in the order of ``EDGE_LEVELS``
 
 
 def edge_divisor(depth: float) -> float:
@@ -158,8 +195,18 @@ def edge_divisor(depth: float) -> float:
     return EDGE_DIV[0] * (EDGE_DIV[1] / EDGE_DIV[0]) ** t
 
 
-def read_edge(lrs: Sequence[float], raw: Sequence[float]) -> EdgeReading | None:
-    """The edge of a curve of finite losses (see :func:`edge`), or ``None`` where the loss never turns back up."""
+class _Cleaned(NamedTuple):
+    """A curve of finite losses as :func:`read_edge` sees it."""
+
+    positive: bool  # all losses > 0: ``values`` are log losses
+    values: list[float]
+    f: list[float]  # ``values`` through the running median
+    i_min: int  # where ``f`` is lowest
+    start: float  # mean of ``f`` over the first tenth of the curve (at least 3 points)
+    crossings: list[tuple[int, float]]  # (index, lr) where ``f`` climbed back to each level reached
+
+
+def _clean(lrs: Sequence[float], raw: Sequence[float]) -> _Cleaned:
     positive = min(raw) > 0
     values = [math.log(x) for x in raw] if positive else list(raw)
     decades = math.log10(lrs[-1] / lrs[0]) if lrs[-1] > lrs[0] > 0 else 1.0
@@ -174,14 +221,77 @@ def read_edge(lrs: Sequence[float], raw: Sequence[float]) -> EdgeReading | None:
         level = low_loss + q * (start - low_loss)
         i = next((i for i in range(i_min + 1, len(f)) if f[i] >= level), None)
         if i is not None:
-            crossings.append(_crossing(lrs, f, i, level))
-    if not crossings:
+            crossings.append((i, _crossing(lrs, f, i, level)))
+    return _Cleaned(positive, values, f, i_min, start, crossings)
+
+
+def read_edge(lrs: Sequence[float], raw: Sequence[float]) -> EdgeReading | None:
+    """The edge of a curve of finite losses (see :func:`edge`), or ``None`` where the loss never turns back up."""
+    c = _clean(lrs, raw)
+    if not c.crossings:
         return None
+    crossings = tuple(lr for _, lr in c.crossings)
     at = math.exp(sum(math.log(x) for x in crossings) / len(crossings))
-    fall = start - 0.1 * (start - low_loss)
-    i_low = next((i for i in range(len(f)) if f[i] <= fall), i_min)
-    depth = start - low_loss if positive else math.inf
-    return EdgeReading(at, depth, _crossing(lrs, f, i_low, fall), len(crossings))
+    low_loss = c.f[c.i_min]
+    fall = c.start - 0.1 * (c.start - low_loss)
+    i_low = next((i for i in range(len(c.f)) if c.f[i] <= fall), c.i_min)
+    depth = c.start - low_loss if c.positive else math.inf
+    return EdgeReading(at, depth, _crossing(lrs, c.f, i_low, fall), len(crossings), crossings)
+
+
+# The parts of a confidence (see :func:`confidence`): each scores 1 at its first value and 0 at its second,
+# linearly in between; the score is the lowest part's: "high" from CONFIDENCE_LEVELS[1] on, "low" under [0].
+CONFIDENCE_NOISE = (0.05, 0.25)  # scatter of the log loss around its running median, per unit of the fall
+CONFIDENCE_DEPTH = (0.1, 0.04)  # the fall, in nats (EDGE_DEPTH[0] and under: a model that barely learned)
+CONFIDENCE_SPREAD = (0.4, 1.2)  # decades between the first and the last climb-back crossing
+CONFIDENCE_ONE_LEVEL = 0.5  # the spread's score where only one level was reached: nothing to compare
+CONFIDENCE_LEVELS = (1 / 3, 2 / 3)
+
+
+def _part(value: float, good: float, bad: float) -> float:
+    return min(max((value - bad) / (good - bad), 0.0), 1.0)
+
+
+def confidence(lrs: Sequence[float], raw: Sequence[float], rule: str = "edge") -> Confidence:
+    """How far to trust a reading of a curve of finite losses, from three parts, each scored in [0, 1]:
+
+    noise
+        the scatter of the loss around its running median (as :func:`read_edge` cleans it, in log
+        loss where all losses are positive: 1.4826 times the median absolute residual), up to where
+        the loss starts to climb back, as a fraction of the fall from the start to the minimum;
+    depth
+        the fall itself, in nats of log loss (not scored where a loss is <= 0): a curve that fell
+        a few hundredths of a nat says little about where the model learns best;
+    spread
+        for ``rule="edge"`` only: the decades of lr between the first and the last of the
+        climb-back crossings the edge is the mean of; levels that agree give a sharp edge, a noisy
+        or gradual climb gives a wide one.
+
+    The score is the lowest part's, so the ``weakest`` part says what to fix.
+    """
+    c = _clean(lrs, raw)
+    fall = c.start - c.f[c.i_min]
+    end = c.crossings[0][0] if c.crossings else len(c.values)
+    residuals = sorted(abs(v - m) for v, m in zip(c.values[:end], c.f[:end]))
+    k = len(residuals)
+    scatter = 1.4826 * (residuals[k // 2] if k % 2 else (residuals[k // 2 - 1] + residuals[k // 2]) / 2) if k else 0.0
+    noise = scatter / fall if fall > 0 else math.inf
+    scores = {"noise": _part(noise, *CONFIDENCE_NOISE) if math.isfinite(noise) else 0.0}
+    depth = fall if c.positive else None
+    if depth is not None:
+        scores["depth"] = _part(depth, *CONFIDENCE_DEPTH)
+    spread = None
+    if rule == "edge" and c.crossings:
+        at = [lr for _, lr in c.crossings]
+        if len(at) > 1:
+            spread = math.log10(max(at) / min(at))
+            scores["spread"] = _part(spread, *CONFIDENCE_SPREAD)
+        else:
+            scores["spread"] = CONFIDENCE_ONE_LEVEL
+    weakest = min(scores, key=scores.__getitem__)
+    score = scores[weakest]
+    level = "high" if score >= CONFIDENCE_LEVELS[1] else "medium" if score >= CONFIDENCE_LEVELS[0] else "low"
+    return Confidence(level, score, noise, depth, spread, weakest)
 
 
 def edge(
@@ -242,10 +352,20 @@ def suggest(
     if len(lrs) != len(losses):
         raise ValueError(f"lrs and losses must have the same length, got {len(lrs)} and {len(losses)}")
     lrs, losses = finite_prefix(lrs, losses)
+    why = unreadable(lrs, losses, smooth)
+    if why:
+        return Suggestion(rule, None, reason=why)
+    s = RULES[rule](lrs, losses, ema(losses, smooth))
+    return replace(s, confidence=confidence(lrs, losses, rule)) if s else s
+
+
+def unreadable(lrs: Sequence[float], losses: Sequence[float], smooth: float = 0.9) -> str:
+    """Why no rule can read this curve (too few finite points, the loss never fell), or ``""``."""
+    lrs, losses = finite_prefix(lrs, losses)
     if len(lrs) < MIN_POINTS:
         why = "every loss was NaN/inf" if not lrs else f"only {len(lrs)} finite points before the loss diverged"
-        return Suggestion(rule, None, reason=f"{why}; need {MIN_POINTS}: lower min_lr or raise num_steps")
+        return f"{why}; need {MIN_POINTS}: lower min_lr or raise num_steps"
     smoothed = ema(losses, smooth)
     if min(smoothed[1:]) >= smoothed[0]:
-        return Suggestion(rule, None, reason="the loss never fell below its starting value: lower min_lr")
-    return RULES[rule](lrs, losses, smoothed)
+        return "the loss never fell below its starting value: lower min_lr"
+    return ""

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import math
+import random
 
 import pytest
 
+from lightning_cyclic.finder import RangeTestConfig, RangeTestResult, fallback
 from lightning_cyclic.suggest import (
+    CONFIDENCE_LEVELS,
+    CONFIDENCE_SPREAD,
     EDGE_DEPTH,
     EDGE_DIV,
     RULES,
+    Confidence,
+    Suggestion,
+    confidence,
     edge,
     edge_divisor,
     ema,
@@ -86,8 +94,6 @@ def test_edge_on_losses_that_are_not_all_positive_uses_the_deep_divisor():
 
 
 def test_edge_is_insensitive_to_noise_where_the_minimum_is_not():
-    import random
-
     rng = random.Random(0)
     edges, minima = [], []
     for _ in range(5):
@@ -145,3 +151,147 @@ def test_bad_arguments_are_named():
         suggest(LRS, curve(), "edge", smooth=1)
     with pytest.raises(ValueError, match="lrs and losses must have the same length, got 121 and 3"):
         suggest(LRS, [1.0, 2.0, 3.0])
+
+
+# --- how far to trust a suggestion -------------------------------------------------------------------
+
+
+def u_curve(floor: float = 0.3, start: float = 2.3) -> list[float]:
+    """Smooth and U-shaped in log lr: a sigmoid fall centred at 3e-4, then a climb of exp(4) per decade."""
+    out = []
+    for lr in LRS:
+        x = math.log10(lr)
+        out.append(floor + (start - floor) / (1 + math.exp(3 * (x + 3.5))) + math.exp(4 * (x + 1)))
+    return out
+
+
+def noisy(losses: list[float], sigma: float, seed: int = 0) -> list[float]:
+    """Each loss times exp(N(0, sigma)): multiplicative noise."""
+    rng = random.Random(seed)
+    return [x * math.exp(rng.gauss(0, sigma)) for x in losses]
+
+
+def test_a_clean_u_shaped_curve_gives_high_confidence():
+    s = suggest(LRS, u_curve())
+    c = s.confidence
+    assert c.level == "high" and c.score >= CONFIDENCE_LEVELS[1]
+    assert c.noise == pytest.approx(0.0, abs=1e-3)  # a smooth curve: nothing scatters about its running median
+    assert c.depth == pytest.approx(read_edge(LRS, u_curve()).depth)  # the fall read_edge reads, in nats
+    crossings = read_edge(LRS, u_curve()).crossings
+    assert len(crossings) == 3 and c.spread == pytest.approx(math.log10(max(crossings) / min(crossings)))
+    assert c.spread < CONFIDENCE_SPREAD[1]
+    assert s.lr == pytest.approx(edge(LRS, u_curve(), ema(u_curve(), 0.9)).lr)  # the reading itself is untouched
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_same_curve_with_strong_multiplicative_noise_gives_low_confidence_and_a_warning(seed):
+    losses = noisy(u_curve(), sigma=0.6, seed=seed)
+    s = suggest(LRS, losses)
+    assert s.lr is not None and s.confidence.level == "low", s.confidence
+    assert s.confidence.noise > suggest(LRS, noisy(u_curve(), sigma=0.1, seed=seed)).confidence.noise
+    result = RangeTestResult(LRS, losses, RangeTestConfig(evaluate="train"), s, extra={"val_data": True})
+    text = result.warning()
+    assert text.startswith("LRFinder: low confidence in the suggested lr=") and "noise" in text
+    assert "more num_steps (now 100)" in text and "evaluate='val'" in text and "a larger batch size" in text
+    # without validation data evaluate='val' is no remedy; reading the validation loss already, neither
+    for config, extra in [
+        (RangeTestConfig(evaluate="train"), {}),
+        (RangeTestConfig(evaluate="val"), {"val_data": True}),
+    ]:
+        text = RangeTestResult(LRS, losses, config, s, extra=extra).warning()
+        assert "more num_steps" in text and "evaluate='val'" not in text
+
+
+def test_a_shallow_curve_gives_low_confidence_from_its_depth():
+    losses = u_curve(floor=2.2)  # the loss falls ln(2.3 / 2.2) = 0.044 nats before it climbs
+    s = suggest(LRS, losses)
+    assert s.lr is not None and s.confidence.depth < 0.05
+    assert s.confidence.level == "low" and s.confidence.weakest == "depth"
+    assert "fall 0.04 nats" in s.confidence.describe()
+
+
+def test_a_clean_curve_gets_no_warning():
+    s = suggest(LRS, u_curve())
+    assert RangeTestResult(LRS, u_curve(), RangeTestConfig(), s).warning() == ""
+
+
+def test_confidence_where_losses_are_not_all_positive_has_no_depth():
+    losses = [x - 1.0 for x in u_curve()]
+    c = suggest(LRS, losses).confidence
+    assert c.depth is None and "nats" not in c.describe() and c.level == "high"
+
+
+def test_one_level_reached_cannot_be_checked_for_agreement():
+    losses = [x for lr, x in zip(LRS, u_curve()) if lr < 0.08]  # stops between the first and second crossing
+    c = confidence(LRS[: len(losses)], losses)
+    assert read_edge(LRS[: len(losses)], losses).levels == 1
+    assert c.spread is None and c.level == "medium" and c.weakest == "spread"
+
+
+def test_other_rules_are_scored_without_the_edge_agreement():
+    c = suggest(LRS, u_curve(), "valley").confidence
+    assert c.spread is None and c.level == "high"
+
+
+def test_confidence_and_the_result_survive_to_dict_from_dict_and_old_dicts_still_load():
+    s = suggest(LRS, noisy(u_curve(), 0.3))
+    assert isinstance(s.confidence, Confidence) and Suggestion.from_dict(s.to_dict()) == s
+    result = RangeTestResult(LRS, u_curve(), RangeTestConfig(extend=10), s, extra={"extended_to": 1.0})
+    again = RangeTestResult.from_dict(json.loads(json.dumps(result.to_dict())))
+    assert again == result and again.outcome == "extended" and again.config.extend == 10
+    # a dict saved before confidence, outcome, fallback and extend existed
+    old = result.to_dict()
+    del old["outcome"], old["fallback"], old["suggestion"]["confidence"], old["config"]["extend"]
+    old["extra"] = {}
+    loaded = RangeTestResult.from_dict(old)
+    assert loaded.suggestion.confidence is None and loaded.suggestion.lr == s.lr
+    assert loaded.outcome == "found" and loaded.fallback is None and loaded.config.extend == 100.0
+    old["suggestion"] = {"rule": "edge", "lr": None, "reason": "every loss was NaN/inf"}
+    loaded = RangeTestResult.from_dict(old)
+    assert loaded.outcome == "none" and loaded.chosen.lr is None and loaded.warning() == ""
+
+
+# --- the fallback, where the rule reads nothing --------------------------------------------------------
+
+
+def test_fallback_is_valley_on_a_curve_that_fell_but_never_turned_up():
+    falling = [2.3 - 2 * k / 120 for k in range(121)]
+    assert suggest(LRS, falling).lr is None
+    s = fallback(LRS, falling, 0.9, optimizer_lr=0.1)
+    assert s.rule == "valley" and s.lr == suggest(LRS, falling, "valley").lr and "fastai's valley" in s.reason
+
+
+def test_fallback_on_a_short_curve_is_a_tenth_of_its_lowest_point_else_the_optimizers_lr():
+    short = [2.0, 1.5, 1.0, 0.8, math.nan]  # four finite points, falling
+    s = fallback(LRS[:5], short, 0.0, optimizer_lr=0.1)
+    assert s.rule == "minimum" and s.lr == pytest.approx(LRS[3] / 10)
+    nan = fallback(LRS[:1], [math.nan], 0.9, optimizer_lr=0.1)
+    assert nan.rule == "optimizer" and nan.lr == 0.1 and nan.high == 0.1 and nan.low == pytest.approx(0.025)
+    assert fallback(LRS[:1], [math.nan], 0.9, optimizer_lr=0.0) is None
+
+
+def test_a_fallback_result_warns_what_happened_and_what_it_takes():
+    falling = [2.3 - 2 * k / 120 for k in range(121)]
+    s, fb = suggest(LRS, falling), fallback(LRS, falling, 0.9, 0.1)
+    result = RangeTestResult(LRS, falling, RangeTestConfig(max_lr=1.0), s, extra={"extended_to": 1.0}, fallback=fb)
+    assert result.outcome == "fallback" and result.chosen == fb
+    text = result.warning()
+    assert "found no sound suggestion: the loss never turned back up" in text
+    assert "went on past max_lr=1 up to lr 1" in text and f"fallback lr={fb.lr:.3g}" in text and "valley" in text
+    assert "give them a number" in text and "\n" not in text
+
+
+def test_the_sweep_goes_on_past_max_lr_with_the_same_spacing():
+    config = RangeTestConfig(min_lr=1e-7, max_lr=10.0, num_steps=100)
+    ratio = config.lr(1) / config.lr(0)
+    assert config.lr(99) == pytest.approx(10.0)
+    assert [config.lr(k + 1) / config.lr(k) for k in range(98, 130)] == pytest.approx([ratio] * 32)
+    assert config.extra_steps == 24  # two more decades at 99 steps per 8 decades: lr 10 -> 870 (not 1000)
+    assert config.lr(99 + config.extra_steps) <= 1000 < config.lr(100 + config.extra_steps)
+    linear = RangeTestConfig(min_lr=0.1, max_lr=1.0, num_steps=10, mode="linear", extend=5.0)
+    assert linear.lr(10) == pytest.approx(1.1)  # steps of 0.1 on
+    assert linear.extra_steps == 10  # 40 steps to reach 5, but never more than num_steps more
+    assert RangeTestConfig(min_lr=0.1, max_lr=1.0, num_steps=10, mode="linear", extend=1.5).extra_steps == 5
+    assert RangeTestConfig(extend=1).extra_steps == 0
+    with pytest.raises(ValueError, match=r"extend must be >= 1, got 0.5"):
+        RangeTestConfig(extend=0.5)

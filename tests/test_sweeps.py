@@ -160,8 +160,7 @@ def test_a_failing_job_is_recorded_and_the_leaderboard_still_written(tmp_path):
     sweep = tmp_path / "sweep"
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     done = subprocess.run(
-        [sys.executable, "train.py", "-m", "schedule.max_lr=0.1,-1,0.2", f"hydra.sweep.dir={sweep}", "logger=none"]
-        + QUICK,
+        [sys.executable, "train.py", "-m", "schedule.max_lr=0.1,-1,0.2", f"hydra.sweep.dir={sweep}", *QUICK],
         cwd=ROOT,
         env=env,
         capture_output=True,

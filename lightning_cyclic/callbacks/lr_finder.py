@@ -36,11 +36,20 @@ class LRFinder(Callback):
             batches (through ``training_step`` in eval mode): a far steadier curve for about
             twice the cost; ``"train"``: the training loss of each step; ``"auto"`` (default):
             ``"val"`` when the fit has validation data, else ``"train"``.
+        val_batches: how many validation batches ``evaluate="val"`` reads at each step.
+        extend: where the sweep reaches ``max_lr`` before the loss turns back up (the ``edge``
+            rule has no edge to read), it goes on, from the weights where they are and with the
+            same spacing, up to ``extend * max_lr`` (at most ``num_steps`` more steps), until the
+            loss has climbed back to its start or diverges; ``1`` never goes past ``max_lr``.
         save_dir: write ``lr_find.json`` (curve and suggestion) and ``lr_find.png`` there;
             ``None`` writes no files.
-        verbose: print the suggestion.
+        verbose: print the suggestion and its confidence.
 
-    After the test ``finder.result`` holds the curve and ``finder.result.suggestion``. Under
+    After the test ``finder.result`` holds the curve and ``finder.result.suggestion``, with its
+    ``confidence``. Where the rule read nothing (the loss never fell, was NaN from the start, or
+    never turned back up even past ``max_lr``), ``result.fallback`` holds what ``"auto"``
+    arguments take instead and ``result.outcome`` is ``"fallback"``; one warning says so. A
+    suggestion of low confidence gets one warning too, with what steadies the curve. Under
     ``fast_dev_run`` the test does not run (as Lightning's Tuner): ``run`` returns a result with
     no curve whose ``suggestion.lr`` is ``None`` and whose ``suggestion.reason`` says so.
     """
@@ -58,6 +67,7 @@ class LRFinder(Callback):
         val_batches: int = 4,
         save_dir: str | Path | None = None,
         verbose: bool = True,
+        extend: float = 100.0,
     ) -> None:
         self.config = RangeTestConfig(
             min_lr=min_lr,
@@ -69,6 +79,7 @@ class LRFinder(Callback):
             suggestion=suggestion,
             evaluate=evaluate,
             val_batches=val_batches,
+            extend=extend,
         )
         self.save_dir = Path(save_dir) if save_dir is not None else None
         self.verbose = verbose
@@ -77,7 +88,10 @@ class LRFinder(Callback):
 
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(**self.config.__dict__)
+        # arguments added later are left out at their defaults, so checkpoints saved before they existed still match
+        later = {"extend": RangeTestConfig.extend}
+        kwargs = {k: v for k, v in self.config.__dict__.items() if k not in later or v != later[k]}
+        return self._generate_state_key(**kwargs)
 
     def run(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> RangeTestResult:
         """Run the test unless this finder already has a result (from this fit or a checkpoint).
@@ -104,17 +118,23 @@ class LRFinder(Callback):
 
     def _report(self, trainer: pl.Trainer) -> None:
         result = self.result
-        s = result.suggestion
-        if s.lr is not None:
+        s, chosen = result.suggestion, result.chosen
+        if chosen.lr is not None:
             for logger in trainer.loggers:
-                logger.log_metrics({"lr_find/suggestion": s.lr}, step=trainer.global_step)
+                logger.log_metrics({"lr_find/suggestion": chosen.lr}, step=trainer.global_step)
         if self.verbose:
-            found = (
-                f"suggests lr={s.lr:.3g} (good range {s.low:.3g}..{s.high:.3g})" if s else f"no suggestion: {s.reason}"
-            )
+            if s:
+                found = f"suggests lr={s.lr:.3g} (good range {s.low:.3g}..{s.high:.3g})"
+                found += f", confidence {s.confidence.describe()}" if s.confidence is not None else ""
+            else:
+                found = f"no suggestion: {s.reason}"
+                found += f"; fallback lr={chosen.lr:.3g} ({chosen.rule})" if chosen.lr is not None else ""
             rank_zero_info(
                 f"LRFinder: {len(result.lrs)} steps in {result.seconds:.1f}s, {result.stop_reason}; {s.rule} {found}"
             )
+        warning = result.warning()
+        if warning:
+            rank_zero_warn(warning)
         if self.save_dir is not None:
             self._save()
 

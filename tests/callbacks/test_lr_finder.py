@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import math
 import random
+import warnings
 
+import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_cyclic import Cyclical, LRFinder, OneCycle, RangeTestResult, WarmRestarts, lr_find
 from lightning_cyclic.finder import RangeTestConfig, run_range_test
@@ -140,7 +145,7 @@ class Counter(Callback):
 
 def test_accumulation_steps_once_per_window_with_the_mean_loss_and_other_callbacks_see_nothing(tmp_path):
     module = RichModule(scheduler=False)
-    finder = LRFinder(min_lr=1e-4, max_lr=1e-1, num_steps=12, diverge=1e9)
+    finder = LRFinder(min_lr=1e-4, max_lr=1e-1, num_steps=12, diverge=1e9, extend=1)
     counter = Counter()
     trainer = tiny_trainer(tmp_path, [finder, counter], max_epochs=1, accumulate_grad_batches=3)
     trainer.fit(module, tiny_loader(n=64, batch_size=8))  # 8 batches: 3 optimizer steps in the real epoch
@@ -186,12 +191,129 @@ def test_a_model_that_diverges_at_once_gets_no_suggestion_and_no_crash(tmp_path)
     assert result.suggestion.lr is None and "every loss was NaN/inf" in result.suggestion.reason
     assert "the loss became nan" in result.stop_reason and len(result.lrs) == 1
     assert probe.finite  # the NaN step was undone before training started
+    assert result.outcome == "fallback" and result.fallback.rule == "optimizer"  # what "auto" would take
 
 
-def test_auto_without_a_suggestion_fails_before_training_with_the_reason(tmp_path):
+def finder_warnings(run) -> list[str]:
+    """The LRFinder warnings issued while ``run()`` runs."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run()
+    return [str(w.message) for w in caught if str(w.message).startswith("LRFinder:")]
+
+
+def test_auto_on_a_loss_nan_from_the_first_step_falls_back_to_the_optimizers_lr_and_trains(tmp_path):
+    finder, schedule = LRFinder(num_steps=30), OneCycle(max_lr="auto")
+    trainer = tiny_trainer(tmp_path, [finder, schedule], max_epochs=1)
+    module = RichModule(nan=True)  # SGD at lr 0.05 (the head) and 0.005 (the body)
+    said = finder_warnings(lambda: trainer.fit(module, tiny_loader()))
+    assert len(said) == 1 and "found no sound suggestion: every loss was NaN/inf" in said[0]
+    assert "fallback lr=0.05 instead (optimizer: the optimizer's own lr)" in said[0]
+    assert finder.result.outcome == "fallback" and finder.result.chosen.lr == 0.05
+    assert schedule.resolved == {"max_lr": 0.05}
+    assert trainer.global_step == 8 and len(module.calls) == 1 + 8  # one range-test step, then the whole epoch
+    assert module.calls[1][0] == [pytest.approx(0.05 / 25 / 10), pytest.approx(0.05 / 25)]  # one-cycle's start
+
+
+def test_auto_without_a_suggestion_or_a_fallback_fails_before_training_with_the_reason(tmp_path):
     trainer = tiny_trainer(tmp_path, [OneCycle(max_lr="auto")], max_epochs=1)
     with pytest.raises(ValueError, match=r"OneCycle\(max_lr='auto'\): the LR range test found no sound suggestion"):
-        trainer.fit(RichModule(nan=True), tiny_loader())
+        trainer.fit(RichModule(lr=0.0, nan=True), tiny_loader())  # no curve, and no lr of its own to fall back to
+
+
+class LinearRegression(pl.LightningModule):
+    """``nn.Linear(8, 1)`` on a regression target around 300, mean absolute error, SGD with momentum.
+
+    Its loss keeps falling well past lr 10: the gradient of the absolute error is bounded, and the
+    weights have a long way to go; it turns up only at lrs of tens to hundreds.
+    """
+
+    def __init__(self, lr: float = 0.01):
+        super().__init__()
+        self.net = nn.Linear(8, 1)
+        self.lr = lr
+        self.losses: list[float] = []  # every training_step's, the range test's first
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = nn.functional.l1_loss(self.net(x).squeeze(-1), y)
+        self.losses.append(float(loss))
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.lr, momentum=0.9)
+
+
+def regression_loader(n: int = 256, batch_size: int = 32, seed: int = 0) -> DataLoader:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 8, generator=g)
+    y = 300 * (1 + 0.3 * (x @ torch.randn(8, generator=g)) + 0.1 * torch.randn(n, generator=g))
+    return DataLoader(TensorDataset(x, y), batch_size=batch_size)
+
+
+def test_a_curve_that_has_not_turned_up_by_max_lr_is_extended_and_auto_trains(tmp_path):
+    torch.manual_seed(0)
+    finder, schedule = LRFinder(), OneCycle(max_lr="auto")
+    module = LinearRegression()
+    trainer = tiny_trainer(tmp_path, [finder, schedule], max_epochs=4)
+    trainer.fit(module, regression_loader())
+    result = finder.result
+    n = result.optimizer_steps
+    assert result.outcome == "extended" and 100 < n <= 124  # the 100 steps asked for, then at most 24 more
+    assert result.lrs[:100] == [pytest.approx(RangeTestSweep(1e-7, 10.0, 100).lr(k)) for k in range(100)]
+    assert result.lrs[100:] == [pytest.approx(result.config.lr(k)) for k in range(100, n)]  # same spacing on
+    assert result.extra["extended_to"] == result.lrs[-1] > 10 and "past max_lr" in result.stop_reason
+    assert result.suggestion.rule == "edge" and result.suggestion.lr > 1  # read where the loss turned up
+    assert schedule.resolved == {"max_lr": result.suggestion.lr}
+    assert trainer.global_step == 32
+    start, last_epoch = module.losses[0], np.mean(module.losses[-8:])
+    assert last_epoch < start / 5  # it trained: from about 300 to a small fraction of it
+
+
+def test_extend_1_does_not_go_past_max_lr_and_auto_takes_the_stated_fallback(tmp_path):
+    torch.manual_seed(0)
+    finder, schedule = LRFinder(extend=1, save_dir=tmp_path / "run"), OneCycle(max_lr="auto")
+    module = LinearRegression()
+    trainer = tiny_trainer(tmp_path, [finder, schedule], max_epochs=1)
+    said = finder_warnings(lambda: trainer.fit(module, regression_loader()))
+    result = finder.result
+    assert len(result.lrs) == 100 and result.stop_reason == "reached max_lr after 100 steps"
+    assert result.suggestion.lr is None and "never turned back up" in result.suggestion.reason
+    assert result.outcome == "fallback" and "extended_to" not in result.extra
+    valley = result.suggest("valley")
+    assert (result.fallback.rule, result.fallback.lr, result.fallback.low) == ("valley", valley.lr, valley.low)
+    assert len(said) == 1 and "the loss never turned back up" in said[0]
+    assert f"fallback lr={result.fallback.lr:.3g} instead (valley: fastai's valley rule" in said[0]
+    assert schedule.resolved == {"max_lr": result.fallback.lr} and trainer.global_step == 8
+    # and it all comes back from a checkpoint's state and from the saved JSON
+    restored = LRFinder(extend=1)
+    restored.load_state_dict(copy.deepcopy(finder.state_dict()))
+    assert restored.result == result and restored.result.chosen == result.fallback
+    saved = RangeTestResult.load_json(tmp_path / "run" / "lr_find.json")
+    assert saved.outcome == "fallback" and saved.fallback == result.fallback
+
+
+def test_a_noisy_training_loss_gets_one_low_confidence_warning_with_the_remedies(tmp_path, caplog):
+    torch.manual_seed(0)
+    finder = LRFinder(evaluate="train")  # the training loss of each step, batches of two, random labels
+    trainer = tiny_trainer(tmp_path, [finder], max_epochs=1)
+    with caplog.at_level(logging.INFO):
+        said = finder_warnings(lambda: trainer.fit(TinyModule(), tiny_loader(batch_size=2), tiny_loader(n=16, seed=1)))
+    s = finder.result.suggestion
+    assert s.lr is not None and s.confidence.level == "low" and finder.result.outcome == "found"
+    assert len(said) == 1 and said[0].startswith(f"LRFinder: low confidence in the suggested lr={s.lr:.3g} (edge)")
+    assert "more num_steps (now 100)" in said[0] and "a larger batch size" in said[0]
+    assert "evaluate='val'" in said[0]  # there was validation data to read instead
+    report = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("LRFinder: "))
+    assert f"confidence {s.confidence.describe()}" in report and "confidence low (" in report
+
+
+def test_extend_is_an_argument_that_keeps_the_state_key_of_older_checkpoints():
+    assert LRFinder().state_key == LRFinder(extend=100.0).state_key
+    assert "extend" not in LRFinder().state_key and "extend" in LRFinder(extend=1).state_key
+    assert LRFinder(extend=3).config.extend == 3
+    with pytest.raises(ValueError, match=r"extend must be >= 1, got 0"):
+        LRFinder(extend=0)
 
 
 def test_onecycle_auto_takes_the_suggestion_in_the_same_fit(tmp_path):

@@ -56,7 +56,7 @@ class OwnClipping(TinyModule):
 
 def test_configure_gradient_clipping_override_runs_once_per_range_test_step(tmp_path):
     module = OwnClipping()
-    finder = LRFinder(num_steps=15, diverge=1e9, verbose=False)
+    finder = LRFinder(num_steps=15, diverge=1e9, extend=1, verbose=False)
     probe = AtTrainStart(lambda trainer, m: list(m.clips))
     fit(tmp_path, module, tiny_loader(), [finder, probe], accumulate_grad_batches=2, gradient_clip_val=0.5)
     during = probe.value
@@ -90,7 +90,7 @@ class Hooked(TinyModule):
 
 def test_optimizer_step_zero_grad_and_backward_hooks_of_the_module_run_in_the_range_test(tmp_path):
     module = Hooked()
-    finder = LRFinder(num_steps=10, diverge=1e9, verbose=False)
+    finder = LRFinder(num_steps=10, diverge=1e9, extend=1, verbose=False)
     probe = AtTrainStart(lambda trainer, m: list(m.events))
     fit(tmp_path, module, tiny_loader(), [finder, probe], accumulate_grad_batches=2)
     events = probe.value
@@ -144,7 +144,7 @@ class SeesCallbacks(TinyModule):
 
 def test_no_other_callback_sees_the_range_test_and_the_callbacks_list_comes_back(tmp_path):
     module, watcher = SeesCallbacks(), Watcher()
-    finder = LRFinder(num_steps=12, diverge=1e9, verbose=False)
+    finder = LRFinder(num_steps=12, diverge=1e9, extend=1, verbose=False)
     trainer = fit(tmp_path, module, tiny_loader(), [watcher, finder])
     assert len(finder.result.lrs) == 12
     assert watcher.counts == {  # the fit's own 8 steps only
@@ -157,6 +157,33 @@ def test_no_other_callback_sees_the_range_test_and_the_callbacks_list_comes_back
     assert trainer.callbacks is watcher.callbacks  # the very same list object
     assert [len(cbs) for cbs in module.seen_callbacks[:12]] == [0] * 12  # empty during the test
     assert all(watcher in cbs and finder in cbs for cbs in module.seen_callbacks[12:])
+
+
+# --- a sweep extended past max_lr ---------------------------------------------------------------------
+
+
+def regression_fit(tmp_path, callbacks, **kwargs):
+    from tests.callbacks.test_lr_finder import LinearRegression, regression_loader
+
+    torch.manual_seed(0)
+    module = LinearRegression()
+    trainer = tiny_trainer(tmp_path, [OneCycle(max_lr=1.0), *callbacks], max_epochs=2, **kwargs)
+    trainer.fit(module, regression_loader())
+    return module, trainer
+
+
+def test_an_extended_sweep_steps_once_per_window_and_leaves_the_fit_bit_identical(tmp_path):
+    plain, _ = regression_fit(tmp_path, [], accumulate_grad_batches=2)
+    finder = LRFinder(verbose=False)
+    found, trainer = regression_fit(tmp_path, [finder], accumulate_grad_batches=2)
+    result = finder.result
+    assert result.outcome == "extended" and result.optimizer_steps > 100  # it went on past max_lr
+    assert len(found.losses) == 2 * result.optimizer_steps + len(plain.losses)  # two micro-batches per point
+    assert result.losses[-1] == pytest.approx(sum(found.losses[2 * result.optimizer_steps - 2 :][:2]) / 2)
+    assert found.losses[2 * result.optimizer_steps :] == plain.losses  # then the same fit, step for step
+    for (name, a), (_, b) in zip(plain.state_dict().items(), found.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert trainer.global_step == 8  # two epochs of 8 batches, two to a step
 
 
 # --- DataLoader generators and workers -----------------------------------------------------------
@@ -319,7 +346,7 @@ def test_lightning_demo_transformer_gives_a_finite_curve(tmp_path):
     module = OfflineTransformer(vocab_size=32)
     loader = DataLoader(Tokens(), batch_size=8)
     result = lr_find(tiny_trainer(tmp_path), module, train_dataloaders=loader, min_lr=1e-4, max_lr=1.0, num_steps=12,
-                     diverge=1e9, verbose=False)  # fmt: skip
+                     diverge=1e9, extend=1, verbose=False)  # fmt: skip
     assert len(result.lrs) == 12 and all(math.isfinite(x) for x in result.losses)
     assert result.losses[0] > 2.0  # about log(32) at the start: it really ran the model
 
@@ -409,7 +436,7 @@ def fp16_cpu() -> MixedPrecision:
 def test_fp16_steps_the_grad_scaler_skips_are_not_points_and_its_state_comes_back(tmp_path):
     """fp16 autocast and a real GradScaler on the CPU, through Lightning's own MixedPrecision plugin."""
     module, probe = Overflows(at=[3, 7]), ScalerState()  # the range test's 4th and 8th micro-batches
-    finder = LRFinder(min_lr=1e-4, max_lr=1e-1, num_steps=12, diverge=1e9, verbose=False)
+    finder = LRFinder(min_lr=1e-4, max_lr=1e-1, num_steps=12, diverge=1e9, extend=1, verbose=False)
     trainer = fit(tmp_path, module, tiny_loader(), [probe, finder], plugins=[fp16_cpu()])
     assert trainer.precision_plugin.scaler is not None
     result, sweep = finder.result, RangeTestSweep(min_lr=1e-4, max_lr=1e-1, num_steps=12)
