@@ -21,6 +21,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from lightning_cyclic.callbacks import BestSnapshot, ScheduleCallback, SnapshotEnsemble
+from lightning_cyclic.checkpoint import SafeCheckpointIO
 from lightning_cyclic.optim import lr_scale_factor
 from lightning_cyclic.shapes._checks import check_choice, check_number
 from lightning_cyclic.sweeps import job_overrides, write_leaderboard_of_this_multirun, write_result
@@ -176,7 +177,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     callbacks.insert(0, saver)
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     trainer: pl.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, enable_progress_bar=bar is not None
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers or False,
+        enable_progress_bar=bar is not None,
+        plugins=[SafeCheckpointIO()],  # atomic, checksummed checkpoint files
     )
     factor = _scale_lrs(cfg, trainer, datamodule)
     model = instantiate(

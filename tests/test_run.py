@@ -265,3 +265,18 @@ def test_a_crafted_checkpoint_runs_no_code(make_cfg, tmp_path):
     with pytest.raises(Exception, match=r"(?i)weights.only|unpickl"):
         train(make_cfg(f"ckpt_path={ckpt}", "progress_bar=none", "trainer.max_epochs=1"))
     assert not marker.exists()
+
+
+def test_a_truncated_checkpoint_fails_with_its_path_and_the_app_writes_checksums(make_cfg, tmp_path):
+    train(make_cfg("trainer.max_epochs=1", "progress_bar=none"))
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    assert (tmp_path / "checkpoints" / "last.ckpt.sha256").exists()
+    broken = tmp_path / "broken.ckpt"
+    broken.write_bytes(last.read_bytes()[:1000])
+    with pytest.raises(ValueError, match=rf"checkpoint {broken} \(1000 bytes\) cannot be read"):
+        train(make_cfg(f"ckpt_path={broken}", "progress_bar=none"))
+    data = bytearray(last.read_bytes())
+    data[-300] ^= 0xFF  # one flipped byte in a file the app saved
+    last.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="has changed since it was saved"):
+        train(make_cfg(f"ckpt_path={last}", "progress_bar=none"))

@@ -1,0 +1,70 @@
+"""SafeCheckpointIO: whole or absent, checksummed, every error naming the file; on a real Trainer too."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from lightning_cyclic import OneCycle
+from lightning_cyclic.checkpoint import SafeCheckpointIO, sha256_of
+from tests.helpers import TinyModule, tiny_loader, tiny_trainer
+
+
+def leftovers(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_save_then_load_round_trips_with_a_digest_and_no_temp_file(tmp_path):
+    io, path = SafeCheckpointIO(), tmp_path / "a.ckpt"
+    io.save_checkpoint({"w": torch.arange(5.0), "epoch": 3}, path)
+    assert (tmp_path / "a.ckpt.sha256").read_text().split()[0] == sha256_of(path)
+    assert leftovers(tmp_path) == []
+    loaded = io.load_checkpoint(path, weights_only=True)
+    assert loaded["epoch"] == 3 and torch.equal(loaded["w"], torch.arange(5.0))
+    io.remove_checkpoint(path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_save_that_fails_leaves_the_old_checkpoint_and_no_temp_file(tmp_path):
+    io, path = SafeCheckpointIO(), tmp_path / "last.ckpt"
+    io.save_checkpoint({"epoch": 1}, path)
+    before = path.read_bytes()
+    with pytest.raises(Exception, match=r"(?i)pickle|lambda"):
+        io.save_checkpoint({"epoch": 2, "oops": lambda: None}, path)  # torch.save fails half-way
+    assert path.read_bytes() == before and io.load_checkpoint(path)["epoch"] == 1
+    assert leftovers(tmp_path) == []
+
+
+def test_flipped_bytes_are_refused_with_the_file_and_the_remedy(tmp_path):
+    io, path = SafeCheckpointIO(), tmp_path / "a.ckpt"
+    io.save_checkpoint({"w": torch.zeros(1000)}, path)
+    data = bytearray(path.read_bytes())
+    for i in range(len(data) - 200, len(data) - 136):  # 64 bytes inside the tensor's storage
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=rf"checkpoint {path} has changed since it was saved.*Delete .*a.ckpt.sha256"):
+        io.load_checkpoint(path)
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00garbage" * 10, None], ids=["empty", "random", "truncated"])
+def test_unreadable_files_name_the_file(tmp_path, content):
+    io, path = SafeCheckpointIO(), tmp_path / "a.ckpt"
+    torch.save({"w": torch.zeros(100)}, path)  # no digest: written by someone else
+    path.write_bytes(path.read_bytes()[:50] if content is None else content)
+    with pytest.raises(ValueError, match=rf"checkpoint {path} \(\d+ bytes\) cannot be read"):
+        io.load_checkpoint(path)
+
+
+def test_on_a_real_trainer_checkpoints_resume_exactly(tmp_path):
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_epochs=1)
+    first = TinyModule()
+    trainer = tiny_trainer(tmp_path, [OneCycle(max_lr=0.4), ckpt], enable_checkpointing=True, max_epochs=2)
+    trainer.strategy.checkpoint_io = SafeCheckpointIO()
+    trainer.fit(first, tiny_loader())
+    assert (tmp_path / "ckpt" / "last.ckpt.sha256").exists() and leftovers(tmp_path / "ckpt") == []
+    resumed = TinyModule()
+    trainer = tiny_trainer(tmp_path, [OneCycle(max_lr=0.4)], max_epochs=2, plugins=[SafeCheckpointIO()])
+    trainer.fit(resumed, tiny_loader(), ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
+    for a, b in zip(first.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)  # nothing left to train: the checkpoint's weights, exactly
