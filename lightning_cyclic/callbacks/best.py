@@ -105,6 +105,7 @@ class BestSnapshot(Callback):
         self.wait_count = 0
         self.stopped_epoch: int | None = None
         self.stop_reason = ""
+        self.previous_stop_reason = ""  # the stop reason of the run a checkpoint came from
         self.restored = False
         self.snapshot: dict[str, torch.Tensor] | None = None
         self._candidate: dict[str, torch.Tensor] | None = None  # the weights being evaluated now
@@ -200,13 +201,22 @@ class BestSnapshot(Callback):
         if not self.check_finite:
             return
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        bad = isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss.detach()).all())
+        local_bad = isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss.detach()).all())
+        bad = local_bad
         if trainer.world_size > 1:
-            bad = trainer.strategy.reduce_boolean_decision(bad, all=False)
-        if bad:
-            self._diverged = True
-            value = float(loss.detach().float().mean()) if isinstance(loss, torch.Tensor) else math.nan
-            self._stop(trainer, f"the training loss is {value} after {trainer.global_step} optimizer steps")
+            bad = trainer.strategy.reduce_boolean_decision(local_bad, all=False)
+        if not bad:
+            return
+        self._diverged = True
+        value = float(loss.detach().float().mean()) if isinstance(loss, torch.Tensor) else math.nan
+        where = ""
+        if trainer.world_size > 1:  # every rank is here: say which one's loss it was, with its value
+            device = loss.device if isinstance(loss, torch.Tensor) else pl_module.device
+            mine = torch.tensor([float(local_bad), value], device=device, dtype=torch.float64)
+            gathered = trainer.strategy.all_gather(mine).reshape(-1, 2).cpu()
+            rank = next(r for r in range(len(gathered)) if gathered[r, 0] > 0)
+            value, where = float(gathered[rank, 1]), f" on rank {rank}"
+        self._stop(trainer, f"the training loss is {value}{where} after {trainer.global_step} optimizer steps")
 
     # restore ----------------------------------------------------------------
     def _restore(self, pl_module: pl.LightningModule, why: str) -> None:
@@ -262,6 +272,7 @@ class BestSnapshot(Callback):
         self.best_epoch = state_dict.get("best_epoch")
         self.best_step = state_dict.get("best_step")
         self.wait_count = state_dict.get("wait_count", 0)
-        self.stopped_epoch = state_dict.get("stopped_epoch")
-        self.stop_reason = state_dict.get("stop_reason", "")
+        # how the saved run ended is history, not this run's stop: kept apart, never reported as this run's
+        self.previous_stop_reason = state_dict.get("stop_reason", "")
+        self.stopped_epoch, self.stop_reason = None, ""
         self.snapshot = state_dict.get("snapshot")

@@ -49,6 +49,16 @@ if __name__ == "__main__":
 
         module, weights = Scored(), Weights()
         callbacks = [BestSnapshot("score", "min", patience=2, verbose=False), weights]
+    nan_mode = len(sys.argv) > 2 and sys.argv[2] == "nan_rank1"
+    if nan_mode:  # rank 1's training loss turns NaN at its 3rd batch; rank 0's stays finite
+
+        class NanOnRank1(TinyModule):
+            def training_step(self, batch, batch_idx):
+                loss = super().training_step(batch, batch_idx)
+                return loss * float("nan") if self.global_rank == 1 and batch_idx == 2 else loss
+
+        module = NanOnRank1()
+        callbacks = [BestSnapshot("val_loss", "min", verbose=False)]
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=2,
@@ -63,12 +73,19 @@ if __name__ == "__main__":
         default_root_dir=out,
         callbacks=callbacks,
     )
-    trainer.fit(module, tiny_loader(n=64, batch_size=8), tiny_loader(n=16, seed=1) if best_mode else None)
+    if nan_mode:
+        module.validation_step = lambda batch, batch_idx: module.log(
+            "val_loss", torch.nn.functional.cross_entropy(module(batch[0]), batch[1]), sync_dist=True
+        )
+    with_val = best_mode or nan_mode
+    trainer.fit(module, tiny_loader(n=64, batch_size=8), tiny_loader(n=16, seed=1) if with_val else None)
     # the module's own on_before_optimizer_step also sees the range test's steps (as in fit): keep the fit's
     record = {
         "estimated": trainer.estimated_stepping_batches,
         "seen": [s[:3] for s in module.seen[len(module.seen) - trainer.global_step :]],
     }
+    if nan_mode:
+        record["stop_reason"] = callbacks[0].stop_reason
     if best_mode:
         best = callbacks[0]
         final = cpu_state(module)

@@ -189,3 +189,15 @@ def test_a_real_divergence_from_a_growing_lr(tmp_path):
     assert best.best_epoch < best.stopped_epoch
     assert_weights(module, weights.by_epoch[best.best_epoch])
     assert all(torch.isfinite(p).all() for p in module.parameters())
+
+
+def test_a_resumed_run_does_not_report_the_previous_runs_stop_as_its_own(tmp_path):
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    first = BestSnapshot("score", "min", patience=1, verbose=False)
+    fit(tmp_path, Scripted([3, 2, 5, 5, 5]), [first, ckpt], enable_checkpointing=True)
+    assert first.stop_reason and first.stopped_epoch == 2  # the first run stopped early
+    again = BestSnapshot("score", "min", verbose=False)  # the same monitor and mode: it takes the saved state
+    fit(tmp_path, Scripted([3, 2, 5, 5, 5, 5]), [again], ckpt_path=ckpt.last_model_path, max_epochs=5)
+    assert again.best_epoch == 1 and again.best_score == 2  # the saved best carries over
+    assert again.stop_reason == "" and again.stopped_epoch is None  # this run ended by max_epochs
+    assert again.previous_stop_reason == first.stop_reason

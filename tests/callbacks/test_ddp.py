@@ -53,3 +53,9 @@ def test_ddp_best_snapshot_decides_once_and_every_rank_restores_the_same_weights
         assert (rank["best_epoch"], rank["stopped_epoch"]) == (2, 4)
         assert rank["restored_best"]
     assert ranks[0]["final"] == ranks[1]["final"]
+
+
+def test_ddp_nan_on_one_rank_stops_every_rank_and_names_that_rank(tmp_path):
+    ranks = run_ddp(tmp_path, "nan_rank1")
+    for rank in ranks:  # both ranks stop, and both report rank 1's NaN, not rank 0's finite loss
+        assert "the training loss is nan on rank 1" in rank["stop_reason"], rank["stop_reason"]
