@@ -66,3 +66,17 @@ def test_auto_needs_the_callback_path(tmp_path):
 def test_anything_else_is_refused(tmp_path):
     with pytest.raises(TypeError, match=r"schedule must be a schedule callback, a lightning_cyclic\.shapes\.Schedule"):
         run(tmp_path, schedule="onecycle", max_epochs=1)
+
+
+def test_epoch_lengths_with_total_steps_are_converted_as_the_callback_does(tmp_path):
+    """A one-epoch warmup given with total_steps: 8 steps per epoch on both paths, never 1."""
+    from lightning_cyclic import WarmupDecay
+
+    def make():
+        return WarmupDecay(max_lr=0.4, warmup=1, decay="linear", interval="epoch", total_steps=24)
+
+    via_callback = run(tmp_path / "a", callback=make(), max_epochs=3)
+    via_scheduler = run(tmp_path / "b", schedule=make(), max_epochs=3)
+    head = [s[1][0] for s in via_scheduler]
+    assert head[:9] == [pytest.approx(0.4 * k / 8) for k in range(8)] + [pytest.approx(0.4)]  # warmup over 8 steps
+    assert head == [pytest.approx(s[1][0]) for s in via_callback]
