@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from lightning_cyclic.run import train
+from lightning_cyclic.run import main as run
 from lightning_cyclic.sweeps import register_resolvers
 
 register_resolvers()
@@ -11,8 +11,7 @@ register_resolvers()
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    metrics, _ = train(cfg)
-    return metrics.get(cfg.get("optimized_metric"))
+    return run(cfg)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,108 @@ def _check_optimizer(cfg: DictConfig) -> None:
         check_number("optimizer.weight_decay", opt.weight_decay, 0)
     if "momentum" in opt:
         check_number("optimizer.momentum", opt.momentum, 0, 1, high_open=True)
+    # whatever else torch refuses (betas, alpha, eps, ...): build it on one parameter now, and say which key
+    import torch
+
+    try:
+        instantiate(opt)(params=[torch.nn.Parameter(torch.zeros(1))])
+    except (ValueError, TypeError) as err:
+        given = ", ".join(f"optimizer.{k}={v}" for k, v in opt.items() if k not in ("_target_", "_partial_"))
+        raise ValueError(f"optimizer {opt.get('_target_')} refuses its arguments ({given}): {err}") from None
+
+
+# Trainer keys: (lowest allowed, what the value means when it is allowed); -1 means "no limit" where allowed
+_TRAINER_INTS = {
+    "max_epochs": (1, "at least 1 epoch, or -1 with max_steps"),
+    "max_steps": (1, "at least 1 step, or -1 (no limit)"),
+    "accumulate_grad_batches": (1, "at least 1 batch per optimizer step"),
+    "log_every_n_steps": (1, "at least 1"),
+    "devices": (1, "at least 1 device"),
+    "num_nodes": (1, "at least 1 node"),
+    "check_val_every_n_epoch": (1, "at least 1"),
+}
+_MINUS_ONE_ALLOWED = ("max_epochs", "max_steps")
+
+
+def _check_trainer(cfg: DictConfig) -> None:
+    """The Trainer keys whose bad values Lightning reports late, wrongly or not at all."""
+    tr = cfg.trainer
+    for key, (low, allowed) in _TRAINER_INTS.items():
+        value = tr.get(key)
+        if value is None or (key == "devices" and value == "auto"):
+            continue
+        if key in _MINUS_ONE_ALLOWED and value == -1:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ValueError(f"trainer.{key} must be an integer, {allowed}; got {value!r}")
+    for key in ("limit_train_batches", "limit_val_batches", "val_check_interval"):
+        value = tr.get(key)
+        if value is None:
+            continue
+        zero_ok = key == "limit_val_batches"
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (value == 0 and not zero_ok):
+            raise ValueError(
+                f"trainer.{key} must be a fraction in (0, 1] or a number of batches >= 1, got {value!r}"
+                + ("" if key != "limit_val_batches" else " (0 turns validation off)")
+            )
+        if isinstance(value, float) and value > 1 and not value.is_integer():
+            raise ValueError(f"trainer.{key} must be a fraction in (0, 1] or a whole number of batches, got {value!r}")
+    if tr.get("max_epochs") == -1 and tr.get("max_steps", -1) == -1:
+        raise ValueError("trainer.max_epochs=-1 needs trainer.max_steps >= 1: the run would never end")
+
+
+# what the app's Classifier logs: callbacks that monitor a metric must name one of these
+LOGGED = ("val/loss", "val/acc", "train/loss", "train/acc", "train/loss_step", "train/loss_epoch")
+
+
+def _check_monitors(cfg: DictConfig) -> None:
+    for name, cb in (cfg.get("callbacks") or {}).items():
+        if not cb or "monitor" not in cb or cb.monitor is None:
+            continue
+        if cb.monitor not in LOGGED:
+            raise ValueError(
+                f"callbacks.{name}.monitor={cb.monitor!r} is not a metric the model logs; choose one of: "
+                f"{', '.join(LOGGED)}"
+            )
+        if "mode" in cb:
+            check_choice(f"callbacks.{name}.mode", cb.mode, ("min", "max"))
+
+
+class ConfigError(ValueError):
+    """A bad value in the config: the message names the key, the value and what is allowed."""
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Every value checked before anything is built: one message naming the key, the value and what is allowed."""
+    try:
+        seed = cfg.get("seed")
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+            raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
+        _check_trainer(cfg)
+        _check_optimizer(cfg)
+        _check_monitors(cfg)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def main(cfg: DictConfig) -> float | None:
+    """What ``train.py`` runs: :func:`train`, and its optimized metric for sweeps.
+
+    A bad config value in a single run prints one line (``error: ...``) and exits with status 2, without
+    a traceback (``HYDRA_FULL_ERROR=1`` shows it); in a multirun it fails that job, which the leaderboard
+    records with the message.
+    """
+    try:
+        metrics, _ = train(cfg)
+    except ConfigError as err:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if os.environ.get("HYDRA_FULL_ERROR") == "1" or HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return metrics.get(cfg.get("optimized_metric"))
 
 
 def _scale_lrs(cfg: DictConfig, trainer: pl.Trainer, datamodule: Any) -> float | None:
@@ -166,8 +268,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Build data, model, optimizer, schedule, callbacks, logger and trainer from ``cfg``; fit; report."""
     cfg = cfg.copy()  # the lr scaling rule writes into it
     OmegaConf.set_struct(cfg, False)
+    check_config(cfg)
     pl.seed_everything(cfg.seed, workers=True)
-    _check_optimizer(cfg)
     ckpt_path = _checkpoint_path(cfg.get("ckpt_path"))
     datamodule = instantiate(cfg.data)
     callbacks: list[pl.Callback] = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]

@@ -280,3 +280,49 @@ def test_a_truncated_checkpoint_fails_with_its_path_and_the_app_writes_checksums
     last.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="has changed since it was saved"):
         train(make_cfg(f"ckpt_path={last}", "progress_bar=none"))
+
+
+BAD_VALUES = [
+    ("trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches must be an integer, at least 1"),
+    ("trainer.accumulate_grad_batches=-2", "trainer.accumulate_grad_batches must be an integer, at least 1"),
+    (
+        "trainer.max_epochs=abc",
+        "trainer.max_epochs must be an integer, at least 1 epoch, or -1 with max_steps; got 'abc'",
+    ),
+    ("trainer.max_epochs=0", "trainer.max_epochs must be an integer"),
+    ("trainer.max_steps=0", "trainer.max_steps must be an integer, at least 1 step, or -1"),
+    ("trainer.limit_train_batches=0", r"trainer.limit_train_batches must be a fraction in \(0, 1\]"),
+    ("trainer.limit_val_batches=-1", r"trainer.limit_val_batches must be a fraction .* \(0 turns validation off\)"),
+    ("trainer.log_every_n_steps=-1", "trainer.log_every_n_steps must be an integer, at least 1; got -1"),
+    ("trainer.devices=0", "trainer.devices must be an integer, at least 1 device; got 0"),
+    ("seed=abc", r"seed must be an integer in \[0, 2\*\*32\), got 'abc'"),
+    ("seed=-1", r"seed must be an integer in \[0, 2\*\*32\), got -1"),
+    ("optimizer=adam optimizer.betas=[1.5,0.999]", r"optimizer torch.optim.Adam refuses .*betas=\[1.5, 0.999\].*beta"),
+    ("optimizer=rmsprop optimizer.alpha=-1", r"optimizer torch.optim.RMSprop refuses .*alpha=-1.*alpha"),
+    ("callbacks.best_snapshot.monitor=val/accc", "callbacks.best_snapshot.monitor='val/accc' is not a metric"),
+    ("callbacks.model_checkpoint.monitor=val_acc", "callbacks.model_checkpoint.monitor='val_acc' is not a metric"),
+    ("callbacks.best_snapshot.mode=maximum", "callbacks.best_snapshot.mode must be one of"),
+]
+
+
+@pytest.mark.parametrize("overrides, message", BAD_VALUES, ids=[b[0] for b in BAD_VALUES])
+def test_bad_values_fail_before_training_naming_the_key(make_cfg, overrides, message):
+    from lightning_cyclic.run import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        train(make_cfg(*overrides.split(), "progress_bar=none"))
+
+
+def test_a_bad_value_on_the_command_line_is_one_line_and_exit_status_2(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    done = subprocess.run(
+        [sys.executable, "train.py", "trainer.max_epochs=abc", f"hydra.run.dir={tmp_path}"],
+        cwd=ROOT, env={**os.environ, "PYTHONWARNINGS": "ignore"}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "error: trainer.max_epochs must be an integer" in done.stderr and "Traceback" not in done.stderr
