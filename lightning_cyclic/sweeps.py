@@ -229,9 +229,23 @@ def around(leaderboard_csv: str, key: str, factor: str | float) -> str:
     return f"tag(log, interval({best / factor:.6g}, {best * factor:.6g}))"
 
 
+def unique_id() -> str:
+    """Six hex digits, new for every run: with the time, the name of a run's or a sweep's folder."""
+    import secrets
+
+    return secrets.token_hex(3)
+
+
 def register_resolvers() -> None:
-    """``${lc.around:<leaderboard.csv>,<key>,<factor>}`` for ``hparams_search=fine``."""
+    """``${lc.around:<leaderboard.csv>,<key>,<factor>}`` for ``hparams_search=fine``, and ``${lc.unique:}``.
+
+    ``lc.unique`` is cached like Hydra's ``now``: one value per run, the same in every job of a sweep
+    (Hydra copies the cache into each job's config) and in DDP ranks (Lightning passes them the run's
+    folder). Two runs or sweeps started in the same second get two folders.
+    """
     from omegaconf import OmegaConf
 
     if not OmegaConf.has_resolver("lc.around"):
         OmegaConf.register_new_resolver("lc.around", around)
+    if not OmegaConf.has_resolver("lc.unique"):
+        OmegaConf.register_new_resolver("lc.unique", unique_id, use_cache=True)

@@ -91,3 +91,28 @@ def test_ctrl_c_also_writes_the_latest_state(tmp_path, signum, code):
     proc.communicate(timeout=120)
     assert proc.returncode == code
     assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] > before
+
+
+def test_runs_and_sweeps_started_together_get_their_own_folders(tmp_path):
+    """Four processes at once, from a folder of their own (the default outputs/ and multirun/ paths)."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    quick = [*FAST, "trainer.max_epochs=1", "trainer.limit_train_batches=3", "callbacks.last_checkpoint=null"]
+    commands = [[], [], ["-m", "seed=0,1"], ["-m", "seed=0,1"]]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(ROOT / "train.py"), *extra, *quick],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for extra in commands
+    ]
+    for proc in procs:
+        _, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, stderr[-3000:]
+    runs = sorted(p.parent for p in (tmp_path / "outputs").rglob("result.json"))
+    sweeps = sorted(p.parent for p in (tmp_path / "multirun").rglob("leaderboard.csv"))
+    assert len(runs) == 2 and len(set(runs)) == 2
+    assert len(sweeps) == 2 and all(len(list(s.glob("*/result.json"))) == 2 for s in sweeps)
