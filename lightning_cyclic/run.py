@@ -125,7 +125,10 @@ def check_config(cfg: DictConfig) -> None:
         _check_trainer(cfg)
         _check_optimizer(cfg)
         _check_monitors(cfg)
-    except ValueError as err:
+        path = _checkpoint_path(cfg.get("ckpt_path"))
+        if path is not None:  # read it now: a damaged or foreign file is a one-line error, not a traceback
+            SafeCheckpointIO().load_checkpoint(path, map_location="cpu", weights_only=True)
+    except (ValueError, FileNotFoundError) as err:
         raise ConfigError(str(err)) from None
 
 
