@@ -125,7 +125,7 @@ def check_config(cfg: DictConfig) -> None:
         _check_trainer(cfg)
         _check_optimizer(cfg)
         _check_monitors(cfg)
-        path = _checkpoint_path(cfg.get("ckpt_path"))
+        path = _checkpoint_path(cfg.get("ckpt_path"), cfg)
         if path is not None:  # read it now: a damaged or foreign file is a one-line error, not a traceback
             SafeCheckpointIO().load_checkpoint(path, map_location="cpu", weights_only=True)
     except (ValueError, FileNotFoundError) as err:
@@ -222,11 +222,49 @@ def _progress_bar(cfg: DictConfig) -> pl.Callback | None:
     return {"rich": RichProgressBar, "tqdm": TQDMProgressBar}.get(kind, lambda: None)()
 
 
-def _checkpoint_path(value: Any) -> str | None:
-    """``ckpt_path`` as a local file that exists; a remote address is refused (loading it could run code)."""
+# overrides that may differ between a run and the one it resumes ("the same config" ignores them)
+_RESUME_MAY_CHANGE = ("ckpt_path", "trainer.max_epochs", "trainer.max_steps", "hydra.")
+
+
+def _same_config(overrides: list[str]) -> frozenset[str]:
+    return frozenset(o for o in overrides if not o.lstrip("+~").startswith(_RESUME_MAY_CHANGE))
+
+
+def _latest_run_of_this_config(cfg: DictConfig) -> str:
+    """``ckpt_path=last``: the newest ``checkpoints/last.ckpt`` of an earlier run with the same overrides."""
+    import yaml
+
+    here = Path(cfg.paths.output_dir).resolve()
+    root = here.parent.parent  # outputs/<date>/<time>-<id> -> outputs
+    mine = _same_config(job_overrides())
+    candidates, looked = [], 0
+    for ckpt in root.glob("*/*/checkpoints/last.ckpt"):
+        run = ckpt.parent.parent
+        if run.resolve() == here:
+            continue
+        looked += 1
+        overrides_file = run / ".hydra" / "overrides.yaml"
+        if not overrides_file.is_file():  # not a run of the app (or its record is gone): its config is unknown
+            continue
+        if _same_config(list(yaml.safe_load(overrides_file.read_text()) or [])) == mine:
+            candidates.append(ckpt)
+    if not candidates:
+        shown = " ".join(sorted(mine)) or "(no overrides)"
+        raise ValueError(
+            f"ckpt_path=last: no earlier run with these overrides ({shown}) has checkpoints/last.ckpt; looked in "
+            f"{root}/*/*/checkpoints/ ({looked} runs with a last.ckpt). Give the checkpoint's path instead."
+        )
+    return str(max(candidates, key=lambda p: p.stat().st_mtime))
+
+
+def _checkpoint_path(value: Any, cfg: DictConfig | None = None) -> str | None:
+    """``ckpt_path`` as a local file that exists; a remote address is refused (loading it could run code);
+    ``last`` is the newest ``last.ckpt`` of an earlier run of the same config."""
     if value is None:
         return None
     text = str(value)
+    if text == "last" and cfg is not None:
+        return _latest_run_of_this_config(cfg)
     scheme = text.split("://", 1)[0] if "://" in text else ""
     if scheme and scheme != "file":
         raise ValueError(
@@ -235,7 +273,7 @@ def _checkpoint_path(value: Any) -> str | None:
         )
     path = Path(text[len("file://") :] if scheme == "file" else text).expanduser()
     if not path.is_file():
-        hint = " (give the path of a run's checkpoints/last.ckpt)" if text in ("last", "best", "hpc") else ""
+        hint = " (give the path of a run's checkpoints/last.ckpt)" if text in ("best", "hpc") else ""
         raise ValueError(f"ckpt_path={text!r}: no such checkpoint file{hint}")
     return str(path)
 
@@ -273,7 +311,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     OmegaConf.set_struct(cfg, False)
     check_config(cfg)
     pl.seed_everything(cfg.seed, workers=True)
-    ckpt_path = _checkpoint_path(cfg.get("ckpt_path"))
+    ckpt_path = _checkpoint_path(cfg.get("ckpt_path"), cfg)
     datamodule = instantiate(cfg.data)
     callbacks: list[pl.Callback] = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     bar = _progress_bar(cfg)

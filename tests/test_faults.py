@@ -116,3 +116,23 @@ def test_runs_and_sweeps_started_together_get_their_own_folders(tmp_path):
     sweeps = sorted(p.parent for p in (tmp_path / "multirun").rglob("leaderboard.csv"))
     assert len(runs) == 2 and len(set(runs)) == 2
     assert len(sweeps) == 2 and all(len(list(s.glob("*/result.json"))) == 2 for s in sweeps)
+
+
+def test_ckpt_path_last_resumes_the_latest_run_of_the_same_config(tmp_path):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+
+    def app(*args):
+        return subprocess.run(
+            [sys.executable, str(ROOT / "train.py"), *FAST, *args],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+
+    first = app("trainer.max_epochs=1")
+    assert first.returncode == 0, first.stderr[-3000:]
+    resumed = app("trainer.max_epochs=2", "ckpt_path=last")  # a longer run of the same config
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "46 optimizer steps, 2 epochs" in resumed.stdout  # 23 of them from the first run's last.ckpt
+    other = app("seed=5", "ckpt_path=last")  # another config: nothing to resume, and it says where it looked
+    assert other.returncode == 2
+    assert "ckpt_path=last: no earlier run with these overrides (" in other.stderr and "seed=5" in other.stderr
+    assert "Traceback" not in other.stderr
