@@ -187,3 +187,18 @@ def assert_one_sgd_step_reduces_the_loss(net: torch.nn.Module, lr: float) -> Non
     opt.step()
     with torch.no_grad():
         assert float(torch.nn.functional.cross_entropy(net(x), y)) < float(loss)
+
+
+class PoisonAt(pl.Callback):
+    """Fills the first parameter with NaN before optimizer step ``step``: a fault at a known place.
+
+    For command-line tests: ``+callbacks.poison._target_=tests.helpers.PoisonAt +callbacks.poison.step=30``.
+    """
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            with torch.no_grad():
+                next(pl_module.parameters()).fill_(float("nan"))

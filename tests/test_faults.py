@@ -136,3 +136,39 @@ def test_ckpt_path_last_resumes_the_latest_run_of_the_same_config(tmp_path):
     assert other.returncode == 2
     assert "ckpt_path=last: no earlier run with these overrides (" in other.stderr and "seed=5" in other.stderr
     assert "Traceback" not in other.stderr
+
+
+def test_sigkill_leaves_a_whole_last_ckpt_that_resumes(tmp_path):
+    from lightning_cyclic.checkpoint import SafeCheckpointIO
+
+    out = tmp_path / "run"
+    last = out / "checkpoints" / "last.ckpt"
+    proc = start(out, "trainer.max_epochs=300")
+    wait_for(last, proc)
+    time.sleep(1.5)  # a few more epoch-end saves: the kill may land in one
+    proc.kill()
+    proc.communicate(timeout=60)
+    state = SafeCheckpointIO().load_checkpoint(last, weights_only=True)  # whole, and its checksum agrees
+    assert state["global_step"] > 0 and state["global_step"] % 23 == 0  # an epoch end: 23 steps an epoch
+    assert not [p for p in last.parent.iterdir() if p.name.endswith(".tmp")]
+    resumed = subprocess.run(
+        [sys.executable, "train.py", f"hydra.run.dir={tmp_path / 'resumed'}", *FAST, "trainer.max_epochs=300",
+         f"ckpt_path={last}", f"trainer.max_steps={state['global_step'] + 5}"],
+        cwd=ROOT, env={**os.environ, "PYTHONWARNINGS": "ignore"}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"{state['global_step'] + 5} optimizer steps" in resumed.stdout
+
+
+def test_a_nan_at_a_fixed_step_stops_cleanly_with_the_best_weights(tmp_path):
+    out = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "train.py", f"hydra.run.dir={out}", *FAST, "trainer.max_epochs=5",
+         "+callbacks.poison._target_=tests.helpers.PoisonAt", "+callbacks.poison.step=50"],
+        cwd=ROOT, env={**os.environ, "PYTHONWARNINGS": "ignore"}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "stopped early: the training loss is nan after 51 optimizer steps" in done.stdout
+    assert "best weights restored: epoch 1" in done.stdout  # the last evaluated epoch before the fault (step 50)
+    result = json.loads((out / "result.json").read_text())
+    assert result["value"] > 0.5  # the restored weights, not the poisoned ones
