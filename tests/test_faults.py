@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -172,3 +173,20 @@ def test_a_nan_at_a_fixed_step_stops_cleanly_with_the_best_weights(tmp_path):
     assert "best weights restored: epoch 1" in done.stdout  # the last evaluated epoch before the fault (step 50)
     result = json.loads((out / "result.json").read_text())
     assert result["value"] > 0.5  # the restored weights, not the poisoned ones
+
+
+def test_sigterm_in_a_sweep_records_the_job_writes_the_leaderboard_and_exits_143(tmp_path):
+    sweep = tmp_path / "sweep"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "train.py", "-m", "seed=0,1,2", f"hydra.sweep.dir={sweep}", *FAST, "trainer.max_epochs=300",
+         "trainer.max_steps=200"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    wait_for(sweep / "1" / "checkpoints" / "last.ckpt", proc)  # job 0 done, job 1 running
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr[-3000:]
+    board = {r["job"]: r for r in csv.DictReader(open(sweep / "leaderboard.csv"))}
+    assert board["0"]["status"] == "finished" and board["1"]["status"] == "terminated"
+    assert "2" not in board  # the sweep stopped there, as documented
