@@ -1,0 +1,904 @@
+"""Range-test benchmark on a corpus of tasks: how much does each LR finder's suggestion cost against the best
+one-cycle ``max_lr`` of a dense grid?
+
+    python recipes/range_test_corpus/run.py                  # the full study (README table)
+    python recipes/range_test_corpus/run.py --quick          # 2 tiny tasks, 3 grid lrs, 1 seed, 1 epoch (CI)
+    python recipes/range_test_corpus/run.py --report-only    # table.md and regret.png again from results.json
+
+For every task of ``tasks.py`` and every seed:
+
+* the **oracle**: one-cycle (``OneCycle(max_lr=lr)``, its defaults otherwise) at every lr of the task's grid
+  (10 ** (k / 3)), and a constant lr at the same lrs; the score of a run is its best-epoch metric on the
+  held-out split, a grid point's score the mean over seeds; the oracle is the best grid point;
+* **every finder** on the same freshly initialised model and data order: ours (``lr_find``, each rule of
+  ``lightning_cyclic.suggest`` on the same curve, with ``evaluate="val"`` and ``"train"``), torch-lr-finder
+  (its ``range_test`` and the suggestion of its ``plot(suggest_lr=True)``), Lightning's ``Tuner.lr_find``
+  and its ``suggestion()``, fastai's ``valley`` (``recipes/common.fastai_valley``); then one-cycle at each
+  suggestion. Regret = oracle - that score (accuracy points; RMSE tasks: % of the oracle's RMSE), so that
+  positive is worse;
+* **leave-one-task-out** check of the ``edge`` rule's constants (``EDGE_DIV``, ``EDGE_DEPTH``): chosen on the
+  other tasks (by interpolating their oracle curves), then trained at the held-out task's suggestion.
+
+It writes ``results.json`` (everything), ``table.md`` (also printed) and ``regret.png`` next to this file (or
+into ``--out``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # progress bars of torch-lr-finder and Lightning's Tuner (read at import)
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+import tasks as corpus  # noqa: E402
+from common import arguments, fastai_valley, lightning_suggestion, quiet, run_all, trainer  # noqa: E402
+
+RULES = ("edge", "valley", "steepest", "minimum")
+MODES = ("val", "train")
+OURS = [f"ours {rule} ({mode})" for mode in MODES for rule in RULES]
+PEERS = ["torch-lr-finder", "Lightning Tuner", "fastai valley"]
+FINDERS = OURS + PEERS
+DEFAULT = "ours edge (val)"  # LRFinder's defaults: rule edge, evaluate="auto" (val where there is validation data)
+SHORT = {name: name.removeprefix("ours ").replace(" (", "/").rstrip(")") for name in OURS}
+SHORT.update({"torch-lr-finder": "torch-lr-finder", "Lightning Tuner": "Lightning", "fastai valley": "fastai"})
+QUICK_TASKS = ("digits-mlp-sgd", "diabetes-mlp-adamw-long")
+LONG = 2000  # optimizer steps from which a task counts as long (the cost target)
+TARGETS = {"median": 0.3, "worst": 1.5, "rmse_median": 2.0, "rmse_worst": 8.0, "spread": 1.5, "cost": 0.10}
+# Candidates of the leave-one-task-out check: (EDGE_DIV[0], EDGE_DIV[1], EDGE_DEPTH[0], EDGE_DEPTH[1]).
+DIVS = [(lo, hi) for lo in (1.0, 1.5, 2.0, 3.0) for hi in (1.5, 2.0, 3.0, 4.0, 6.0) if hi >= lo]
+DEPTHS = [(0.1, 0.3), (0.05, 0.2), (0.2, 0.5), (0.1, 0.6), (0.3, 1.0)]
+CANDIDATES = [(*d, *e) for d in DIVS for e in DEPTHS]
+
+
+# --- the pieces each worker process runs ----------------------------------------------------------
+
+
+def loader(x, y, batch: int, shuffle: bool):
+    """A DataLoader that slices whole batches out of in-memory tensors (one indexing per batch)."""
+    from torch.utils.data import DataLoader, Dataset
+
+    class Tensors(Dataset):
+        def __len__(self):
+            return len(x)
+
+        def __getitem__(self, i):
+            return x[i], y[i]
+
+        def __getitems__(self, idx):
+            return x[idx], y[idx]
+
+    return DataLoader(Tensors(), batch_size=batch, shuffle=shuffle, collate_fn=tuple)
+
+
+def task_module(task: corpus.Task):
+    """A LightningModule training the task's network with its loss and optimizer (lr set by the schedule)."""
+    import lightning.pytorch as pl
+
+    class TaskModule(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = corpus.build_net(task)
+            self.loss = corpus.criterion(task)
+            self.lr = 1e-3  # every schedule, range test and Tuner here sets the lr itself
+
+        def forward(self, x):
+            return self.net(x)
+
+        def training_step(self, batch, batch_idx):
+            return self.loss(self.net(batch[0]), batch[1])
+
+        def validation_step(self, batch, batch_idx):
+            self.log("val/loss", self.loss(self.net(batch[0]), batch[1]))
+
+        def configure_optimizers(self):
+            return corpus.make_optimizer(task, self.parameters(), self.lr)
+
+    return TaskModule()
+
+
+def task_datamodule(task: corpus.Task):
+    """The task's data for Lightning; with a ``val_dataloader`` only where the task has validation."""
+    import lightning.pytorch as pl
+
+    data = corpus.load(task)
+
+    class Train(pl.LightningDataModule):
+        def train_dataloader(self):
+            return loader(data.x_train, data.y_train, task.batch, shuffle=True)
+
+    class WithVal(Train):
+        def val_dataloader(self):
+            return loader(data.x_val, data.y_val, task.batch, shuffle=False)
+
+    return WithVal() if task.val else Train()
+
+
+def score(net, task: corpus.Task) -> float:
+    """The metric on the held-out split: accuracy, or RMSE in the target's units, no worse than the trivial
+    predictor's (a diverged run counts as predicting the training mean)."""
+    import torch
+
+    data = corpus.load(task)
+    was_training = net.training
+    net.eval()
+    with torch.no_grad():
+        out = torch.cat([net(x) for x in data.x_val.split(1024)])
+    net.train(was_training)
+    if task.metric == "acc":
+        return float((out.argmax(1) == data.y_val).float().mean())
+    rmse = float(((out - data.y_val) ** 2).mean().sqrt()) * data.y_scale
+    return min(rmse, data.baseline) if math.isfinite(rmse) else data.baseline
+
+
+def fit(task: corpus.Task, seed: int, lr: float, schedule: str, epochs: int, root: str) -> dict:
+    """One training run; the score after every epoch, the best of them and the wall time."""
+    import lightning.pytorch as pl
+
+    from lightning_cyclic import OneCycle
+
+    data = corpus.load(task)
+    pl.seed_everything(seed, verbose=False)
+    module = task_module(task)
+    module.lr = lr
+    values = []
+
+    class Score(pl.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            values.append(score(pl_module.net, task))
+
+    callbacks = [Score()] + ([OneCycle(max_lr=lr, log=False)] if schedule == "onecycle" else [])
+    start = time.perf_counter()
+    fitted = trainer(root, callbacks, max_epochs=epochs)
+    fitted.fit(module, train_dataloaders=loader(data.x_train, data.y_train, task.batch, shuffle=True))
+    best = max(values) if task.metric == "acc" else min(values)
+    return {"best": best, "curve": values, "seconds": time.perf_counter() - start, "steps": fitted.global_step}
+
+
+def torch_lr_finder_suggestion(history: dict, skip_start: int = 10, skip_end: int = 5) -> float | None:
+    """torch-lr-finder's suggestion, as its ``LRFinder.plot(suggest_lr=True)`` computes it, without plotting:
+    its (already smoothed) loss history without the first ``skip_start`` and last ``skip_end`` points, and the lr
+    where ``numpy.gradient`` of it (per point) is smallest. ``None`` where ``plot`` would raise (too few points)."""
+    import numpy as np
+
+    lrs, losses = history["lr"], history["loss"]
+    if len(lrs) < skip_start + skip_end + 2:
+        return None
+    end = len(lrs) - skip_end
+    lrs, losses = lrs[skip_start:end], losses[skip_start:end]
+    return lrs[int(np.gradient(np.array(losses)).argmin())]
+
+
+def run_torch_lr_finder(task: corpus.Task, module) -> dict:
+    """torch-lr-finder on the module's network: 1e-7 (the optimizer's lr) to 10 in 100 steps, its defaults
+    otherwise; on a task with validation it reads the validation loss (``val_loader``), else the training loss."""
+    from torch_lr_finder import LRFinder as TorchLRFinder
+
+    data = corpus.load(task)
+    optimizer = corpus.make_optimizer(task, module.net.parameters(), 1e-7)
+    finder = TorchLRFinder(module.net, optimizer, corpus.criterion(task), device="cpu")
+    train = loader(data.x_train, data.y_train, task.batch, shuffle=True)
+    val = loader(data.x_val, data.y_val, task.batch, shuffle=False) if task.val else None
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints its progress
+        finder.range_test(train, val_loader=val, end_lr=10, num_iter=100)
+    lr = torch_lr_finder_suggestion(finder.history)
+    reason = "" if lr is not None else f"only {len(finder.history['lr'])} points: its plot() needs 17"
+    return {"lr": lr, "steps": len(finder.history["lr"]), "reason": reason}
+
+
+def range_tests(task: corpus.Task, seed: int, epochs: int, root: str) -> dict:
+    """Every finder on the seed's initial weights and data order; suggestions, cost, and our curves."""
+    import lightning.pytorch as pl
+
+    from lightning_cyclic import lr_find
+
+    finders, curves = {}, {}
+
+    def fresh():
+        pl.seed_everything(seed, verbose=False)
+        return task_module(task)
+
+    for mode in MODES if task.val else ("train",):
+        start = time.perf_counter()
+        result = lr_find(trainer(root), fresh(), datamodule=task_datamodule(task), verbose=False, evaluate=mode)
+        seconds = time.perf_counter() - start
+        curves[mode] = {"lrs": result.lrs, "losses": result.to_dict()["losses"], "stop": result.stop_reason}
+        for rule in RULES:
+            s = result.suggest(rule)
+            finders[f"ours {rule} ({mode})"] = {
+                "lr": s.lr,
+                "steps": result.optimizer_steps,
+                "seconds": seconds,
+                "reason": s.reason,
+            }
+    if not task.val:  # no validation data: evaluate="val" cannot run, LRFinder's default reads the training loss
+        for rule in RULES:
+            finders[f"ours {rule} (val)"] = dict(finders[f"ours {rule} (train)"], note="train: no validation data")
+    start = time.perf_counter()
+    finders["torch-lr-finder"] = run_torch_lr_finder(task, fresh())
+    finders["torch-lr-finder"]["seconds"] = time.perf_counter() - start
+    start = time.perf_counter()
+    found = lightning_suggestion(trainer(root, max_epochs=epochs), fresh(), task_datamodule(task))
+    finders["Lightning Tuner"] = dict(found, seconds=time.perf_counter() - start)
+    start = time.perf_counter()
+    found = fastai_valley(root, fresh(), task_datamodule(task))
+    finders["fastai valley"] = dict(found, seconds=time.perf_counter() - start)
+    for info in finders.values():
+        lr = info["lr"]
+        if lr is not None and not (math.isfinite(lr) and lr > 0):
+            info["reason"], info["lr"] = f"suggested {lr}", None
+        elif lr is None:
+            info.setdefault("reason", "no suggestion")
+    return {"finders": finders, "curves": curves}
+
+
+_ROOT = None
+
+
+def silence() -> None:
+    """``quiet()``, and the same for the ``pytorch_lightning`` namespace (which the package imports for its
+    compatibility checks; Lightning's info lines then go through its loggers)."""
+    import logging
+
+    quiet()
+    import lightning_cyclic  # noqa: F401  (imports pytorch_lightning where it is installed)
+
+    for name in ("pytorch_lightning", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def work(job: dict) -> dict:
+    """One job of the pool: ``range_tests`` of a task and seed, or one training run. Never raises."""
+    global _ROOT
+    silence()
+    import torch
+
+    torch.set_num_threads(1)
+    if _ROOT is None:
+        _ROOT = tempfile.mkdtemp(prefix="range-test-corpus-")
+    task = next(t for t in corpus.TASKS if t.name == job["task"])
+    start = time.perf_counter()
+    try:
+        if job["kind"] == "range_tests":
+            out = range_tests(task, job["seed"], job["epochs"], _ROOT)
+        else:
+            out = fit(task, job["seed"], job["lr"], job["schedule"], job["epochs"], _ROOT)
+    except Exception:
+        out = {"error": traceback.format_exc(limit=8)}
+    return {**job, **out, "wall": time.perf_counter() - start}
+
+
+# --- choosing the edge constants, leave one task out --------------------------------------------
+
+
+def divisor(depth: float, constants) -> float:
+    """``edge_divisor`` of ``lightning_cyclic.suggest`` with other constants."""
+    div0, div1, depth0, depth1 = constants
+    if div0 == div1:
+        return div0
+    t = min(max((depth - depth0) / (depth1 - depth0), 0.0), 1.0)
+    return div0 * (div1 / div0) ** t
+
+
+def edge_reading(curve: dict) -> tuple[float, float] | None:
+    """``(edge, depth)`` of a curve as the ``edge`` rule reads it, before dividing; ``None`` where the rule has no
+    suggestion."""
+    from lightning_cyclic.suggest import finite_prefix, read_edge, suggest
+
+    losses = [math.nan if x is None else x for x in curve["losses"]]
+    if suggest(curve["lrs"], losses, "edge").lr is None:
+        return None
+    reading = read_edge(*finite_prefix(curve["lrs"], losses))
+    return reading.at, reading.depth
+
+
+def edge_lr(curve: dict, constants, reading: tuple[float, float] | None = None) -> float | None:
+    """The ``edge`` rule's suggestion on a curve with other divisor constants (``None`` where it has none)."""
+    reading = edge_reading(curve) if reading is None else reading
+    return None if reading is None else reading[0] / divisor(reading[1], constants)
+
+
+def default_constants():
+    from lightning_cyclic.suggest import EDGE_DEPTH, EDGE_DIV
+
+    return (*EDGE_DIV, *EDGE_DEPTH)
+
+
+def interpolated_regret(oracle: dict, lr: float | None) -> float:
+    """Regret at ``lr`` read off the task's one-cycle grid (mean score per lr), linear in log10(lr) between grid
+    points, the end value beyond them; no suggestion: the worst grid point."""
+    import numpy as np
+
+    if lr is None:
+        return oracle["worst_regret"]
+    xs = [math.log10(x) for x in oracle["lrs"]]
+    return float(np.interp(math.log10(lr), xs, oracle["regrets"]))
+
+
+def choose_constants(curves: dict, oracles: dict, names: list[str]):
+    """The candidate with the lowest mean interpolated regret over ``names`` (ties: the earlier candidate)."""
+    candidates = [default_constants()] + [c for c in CANDIDATES if c != default_constants()]
+    readings = {n: [edge_reading(curve) for curve in curves[n]] for n in names}
+
+    def lr(reading, c):
+        return None if reading is None else reading[0] / divisor(reading[1], c)
+
+    def loss(c):
+        return statistics.mean(
+            statistics.mean(interpolated_regret(oracles[n], lr(r, c)) for r in readings[n]) for n in names
+        )
+
+    scored = [(loss(c), i, c) for i, c in enumerate(candidates)]
+    best = min(scored)
+    return best[2], best[0]
+
+
+def loto(curves: dict, oracles: dict) -> dict:
+    """Constants chosen on all tasks (in-sample) and on all but each task (held out), and their suggestions."""
+    names = list(curves)
+    every, every_loss = choose_constants(curves, oracles, names)
+    out = {"in_sample": {"constants": every, "interpolated_loss": every_loss}, "tasks": {}}
+    for name in names:
+        others = [n for n in names if n != name]
+        held, held_loss = choose_constants(curves, oracles, others) if others else (None, None)
+        out["tasks"][name] = {
+            "held_out_constants": held,  # None: no other task to choose on, the default constants stand
+            "held_out_loss_on_others": held_loss,
+            "lrs": {
+                "default": [edge_lr(c, default_constants()) for c in curves[name]],
+                "in_sample": [edge_lr(c, every) for c in curves[name]],
+                "held_out": [edge_lr(c, held or default_constants()) for c in curves[name]],
+            },
+        }
+    return out
+
+
+# --- the report --------------------------------------------------------------------------------
+
+
+def better(metric: str):
+    return max if metric == "acc" else min
+
+
+def regret_of(metric: str, oracle: float, value: float) -> float:
+    """Positive = worse than the oracle: accuracy points, or % of the oracle's RMSE."""
+    return 100 * (oracle - value) if metric == "acc" else 100 * (value - oracle) / oracle
+
+
+def oracles_of(results: dict) -> dict:
+    """Per task: grid means per schedule, the oracle, the best constant lr, the worst grid point, the noise."""
+    out = {}
+    for info in results["tasks"]:
+        name, metric = info["name"], info["metric"]
+        runs = [r for r in results["grid"] if r["task"] == name and "error" not in r]
+        lrs = sorted({r["lr"] for r in runs})
+        row = {"lrs": lrs, "metric": metric}
+        for schedule in ("onecycle", "constant"):
+            per_lr = [[r["best"] for r in runs if r["lr"] == lr and r["schedule"] == schedule] for lr in lrs]
+            means = [statistics.mean(v) if v else math.nan for v in per_lr]
+            pick = better(metric)(range(len(lrs)), key=lambda i: means[i])
+            row[schedule] = {
+                "means": means,
+                "best": means[pick],
+                "best_lr": lrs[pick],
+                "at_edge": pick in (0, len(lrs) - 1),
+                "sd": statistics.stdev(per_lr[pick]) if len(per_lr[pick]) > 1 else 0.0,
+            }
+        oracle = row["onecycle"]["best"]
+        row["oracle"] = oracle
+        row["regrets"] = [regret_of(metric, oracle, m) for m in row["onecycle"]["means"]]
+        row["worst_regret"] = max(row["regrets"])
+        row["noise"] = abs(regret_of(metric, oracle, oracle + row["onecycle"]["sd"]))  # one seed sd, in regret units
+        out[name] = row
+    return out
+
+
+def finder_rows(results: dict, oracles: dict) -> dict:
+    """Per task and finder: suggestions per seed, spread, regret per seed (trained), cost."""
+    trained = {(r["task"], r["seed"], r["lr"]): r for r in results["trainings"] if "error" not in r}
+    out = {}
+    for info in results["tasks"]:
+        name, metric = info["name"], info["metric"]
+        oracle = oracles[name]
+        tests = sorted((r for r in results["range_tests"] if r["task"] == name), key=lambda r: r["seed"])
+        train_s = statistics.mean(
+            r["seconds"]
+            for r in results["grid"]
+            if r["task"] == name and r["schedule"] == "onecycle" and "error" not in r
+        )
+        rows = {}
+        for finder in FINDERS:
+            lrs, regrets, missing, steps, seconds = [], [], [], [], []
+            for test in tests:
+                found = test.get("finders", {}).get(finder, {"lr": None, "reason": test.get("error", "failed")})
+                lr = found["lr"]
+                run = trained.get((name, test["seed"], lr)) if lr is not None else None
+                lrs.append(lr)
+                if run is None:
+                    missing.append(found.get("reason") or "its training failed")
+                    regrets.append(oracle["worst_regret"])
+                else:
+                    regrets.append(regret_of(metric, oracle["oracle"], run["best"]))
+                steps.append(found.get("steps", 0))
+                seconds.append(found.get("seconds", 0.0))
+            good = [x for x in lrs if x is not None]
+            rows[finder] = {
+                "lrs": lrs,
+                "regrets": regrets,
+                "regret": statistics.mean(regrets),
+                "spread": max(good) / min(good) if good and len(good) == len(lrs) else None,
+                "missing": missing,
+                "steps": statistics.mean(steps),
+                "seconds": statistics.mean(seconds),
+                "step_share": statistics.mean(steps) / info["steps"],
+                "time_share": statistics.mean(seconds) / train_s,
+                "note": next((t["finders"][finder].get("note") for t in tests if finder in t.get("finders", {})), None),
+            }
+        out[name] = rows
+    return out
+
+
+def fmt_lr(x) -> str:
+    return "none" if x is None else f"{x:.3g}"
+
+
+def fmt(x, digits=2) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def pct(x) -> str:
+    return "n/a" if x is None else f"{x:.2f}%"
+
+
+def summarise(results: dict, oracles: dict, rows: dict) -> dict:
+    """Per finder: median and worst regret (accuracy tasks, RMSE tasks), spreads, costs on long tasks."""
+    tasks = results["tasks"]
+    out = {}
+    for finder in FINDERS:
+        acc = [rows[t["name"]][finder]["regret"] for t in tasks if t["metric"] == "acc"]
+        rmse = [rows[t["name"]][finder]["regret"] for t in tasks if t["metric"] == "rmse"]
+        spreads = [rows[t["name"]][finder]["spread"] for t in tasks]
+        long = [rows[t["name"]][finder] for t in tasks if t["steps"] >= LONG]
+        out[finder] = {
+            "median": statistics.median(acc) if acc else None,
+            "worst": max(acc) if acc else None,
+            "rmse_median": statistics.median(rmse) if rmse else None,
+            "rmse_worst": max(rmse) if rmse else None,
+            "spread_ok": sum(1 for s in spreads if s is not None and s <= TARGETS["spread"]),
+            "worst_spread": None if None in spreads else max(spreads),
+            "no_suggestion": sum(len(rows[t["name"]][finder]["missing"]) for t in tasks),
+            "long_step_share": max((r["step_share"] for r in long), default=None),
+            "long_time_share": max((r["time_share"] for r in long), default=None),
+        }
+    return out
+
+
+def targets(summary: dict, n_tasks: int) -> list[tuple[str, str, bool | None]]:
+    """``(target, the numbers, met)`` for the default finder; ``None``: nothing to judge it on."""
+    ours = summary[DEFAULT]
+
+    def at_most(value, limit):
+        return None if value is None else value <= limit
+
+    lines = [
+        (
+            f"median regret <= {TARGETS['median']} points (accuracy tasks)",
+            fmt(ours["median"]),
+            at_most(ours["median"], TARGETS["median"]),
+        ),
+        (
+            f"worst regret <= {TARGETS['worst']} points (accuracy tasks)",
+            fmt(ours["worst"]),
+            at_most(ours["worst"], TARGETS["worst"]),
+        ),
+        (
+            f"median regret <= {TARGETS['rmse_median']:g}% (RMSE tasks)",
+            pct(ours["rmse_median"]),
+            at_most(ours["rmse_median"], TARGETS["rmse_median"]),
+        ),
+        (
+            f"worst regret <= {TARGETS['rmse_worst']:g}% (RMSE tasks)",
+            pct(ours["rmse_worst"]),
+            at_most(ours["rmse_worst"], TARGETS["rmse_worst"]),
+        ),
+        (
+            f"spread <= {TARGETS['spread']}x on every task",
+            f"{ours['spread_ok']} of {n_tasks} tasks, worst {fmt(ours['worst_spread'])}x",
+            ours["spread_ok"] == n_tasks,
+        ),
+    ]
+    for key, label in (("median", "accuracy tasks"), ("rmse_median", "RMSE tasks")):
+        if ours[key] is None:
+            lines.append((f"lower median regret than every peer ({label})", "n/a", None))
+            continue
+        peers = {p: summary[p][key] for p in PEERS}
+        shown = ", ".join(f"{SHORT[p]} {fmt(v)}" for p, v in peers.items())
+        lines.append(
+            (
+                f"lower median regret than every peer ({label})",
+                f"ours {fmt(ours[key])} vs {shown}",
+                all(ours[key] < v for v in peers.values()),
+            )
+        )
+    for key, label in (("long_step_share", "optimizer steps"), ("long_time_share", "wall time")):
+        value = ours[key]
+        lines.append(
+            (
+                f"range-test cost <= {TARGETS['cost']:.0%} of the training on tasks of >= {LONG} steps ({label})",
+                "no such task" if value is None else f"at most {value:.1%}",
+                at_most(value, TARGETS["cost"]),
+            )
+        )
+    return lines
+
+
+def report(results: dict) -> tuple[str, dict]:
+    """The markdown of ``table.md`` and the derived numbers (also stored in results.json)."""
+    oracles = oracles_of(results)
+    rows = finder_rows(results, oracles)
+    summary = summarise(results, oracles, rows)
+    tasks = results["tasks"]
+    meta = results["meta"]
+    lines = [
+        f"Seeds: {meta['seeds']}; {'QUICK smoke run (1 epoch, 3 grid lrs): not a result. ' if meta['quick'] else ''}"
+        f"regret in accuracy points (RMSE tasks: % of the oracle's RMSE), positive = worse than the oracle.",
+        "",
+        "### Tasks and oracles",
+        "",
+        "| task | data | model | optimizer | batch | epochs | steps | val | metric | grid | one-cycle oracle "
+        "(max_lr) | best constant lr (lr) | noise: 1 seed's sd at the oracle, in regret units |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    warnings = []
+    for t in tasks:
+        o = oracles[t["name"]]
+        unit = 100 if t["metric"] == "acc" else 1
+        digits = 1 if t["metric"] == "acc" else 2
+        one, const = o["onecycle"], o["constant"]
+        for label, part in (("one-cycle", one), ("constant-lr", const)):
+            if part["at_edge"]:
+                where = f"the best {label} grid lr {part['best_lr']:.3g}"
+                warnings.append(f"{t['name']}: {where} is at an edge of the grid")
+        edge = " (grid edge!)"
+        lines.append(
+            f"| {t['name']} | {t['data']} | {t['model']} | {t['optimizer']} | {t['batch']} | {t['epochs']} "
+            f"| {t['steps']} | {'yes' if t['val'] else 'no'} | {t['metric']} "
+            f"| {o['lrs'][0]:.3g}..{o['lrs'][-1]:.3g} ({len(o['lrs'])}) "
+            f"| {unit * one['best']:.{digits}f} ({one['best_lr']:.3g}){edge if one['at_edge'] else ''} "
+            f"| {unit * const['best']:.{digits}f} ({const['best_lr']:.3g}){edge if const['at_edge'] else ''} "
+            f"| {fmt(o['noise'])} |"
+        )
+    header = " | ".join(SHORT[f] for f in FINDERS)
+    lines += [
+        "",
+        "### Regret of one-cycle at each finder's suggestion (mean over seeds; * = a seed without a suggestion, "
+        "counted as the task's worst grid point)",
+        "",
+        f"| task | {header} |",
+        "|---|" + "---|" * len(FINDERS),
+    ]
+    for t in tasks:
+        cells = []
+        for f in FINDERS:
+            r = rows[t["name"]][f]
+            cells.append(fmt(r["regret"]) + ("%" if t["metric"] == "rmse" else "") + ("*" if r["missing"] else ""))
+        lines.append(f"| {t['name']} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "On tasks without a validation loader (val: no) the `/val` columns hold LRFinder's default there "
+        "(`evaluate='auto'` reads the training loss): the same curve as `/train`.",
+    ]
+    lines += ["", "### Spread of the suggestions over seeds (max/min)", "", f"| task | {header} |"]
+    lines.append("|---|" + "---|" * len(FINDERS))
+    for t in tasks:
+        cells = [fmt(rows[t["name"]][f]["spread"]) + "x" if rows[t["name"]][f]["spread"] else "n/a" for f in FINDERS]
+        lines.append(f"| {t['name']} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "### Suggested lrs per seed",
+        "",
+        f"| task | {header} |",
+        "|---|" + "---|" * len(FINDERS),
+    ]
+    for t in tasks:
+        cells = [", ".join(fmt_lr(x) for x in rows[t["name"]][f]["lrs"]) for f in FINDERS]
+        lines.append(f"| {t['name']} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "### Range-test cost: optimizer steps, seconds, share of the one-cycle training (steps; time)",
+        "",
+        f"| task | {header} |",
+        "|---|" + "---|" * len(FINDERS),
+    ]
+    for t in tasks:
+        cells = [
+            f"{r['steps']:.0f}, {r['seconds']:.1f}s ({r['step_share']:.0%}; {r['time_share']:.0%})"
+            for r in (rows[t["name"]][f] for f in FINDERS)
+        ]
+        lines.append(f"| {t['name']} | " + " | ".join(cells) + " |")
+    n = len(tasks)
+    lines += [
+        "",
+        "### Summary per finder",
+        "",
+        "| finder | median regret (acc) | worst (acc) | median (RMSE) | worst (RMSE) | spread <= 1.5x "
+        f"| seeds without suggestion | cost on tasks >= {LONG} steps (steps; time, worst task) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for f in FINDERS:
+        s = summary[f]
+        cost = "n/a" if s["long_step_share"] is None else f"{s['long_step_share']:.1%}; {s['long_time_share']:.1%}"
+        lines.append(
+            f"| {f} | {fmt(s['median'])} | {fmt(s['worst'])} | {pct(s['rmse_median'])} | {pct(s['rmse_worst'])} "
+            f"| {s['spread_ok']} of {n} | {s['no_suggestion']} | {cost} |"
+        )
+    lines += ["", f"### Targets ({DEFAULT}: LRFinder's defaults)", "", "| target | measured | |", "|---|---|---|"]
+    for label, measured, met in targets(summary, n):
+        mark = "n/a" if met is None else ("met" if met else "**missed**")
+        lines.append(f"| {label} | {measured} | {mark} |")
+    if results.get("loto"):
+        lines += loto_lines(results, oracles)
+    if warnings:
+        lines += ["", "### Warnings", ""] + [f"- {w}" for w in warnings]
+    missing = [
+        f"- {t['name']}, {f}: " + "; ".join(sorted(set(rows[t["name"]][f]["missing"])))
+        for t in tasks
+        for f in FINDERS
+        if rows[t["name"]][f]["missing"]
+    ]
+    if missing:
+        lines += ["", "### Seeds without a suggestion (counted as the task's worst grid point)", "", *missing]
+    errors = [r for r in results["grid"] + results["trainings"] + results["range_tests"] if "error" in r]
+    if errors:
+        lines += ["", f"### {len(errors)} jobs failed", ""]
+        lines += [f"- {r['kind']} {r['task']} seed {r['seed']}: {r['error'].strip().splitlines()[-1]}" for r in errors]
+    derived = {"oracles": oracles, "finders": rows, "summary": summary}
+    return "\n".join(lines), derived
+
+
+def loto_lines(results: dict, oracles: dict) -> list[str]:
+    trained = {(r["task"], r["seed"], r["lr"]): r["best"] for r in results["trainings"] if "error" not in r}
+    info = results["loto"]
+    tested = [r for r in results["range_tests"] if "error" not in r]
+    seeds = {t["name"]: sorted(r["seed"] for r in tested if r["task"] == t["name"]) for t in results["tasks"]}
+
+    def regret(name, lrs, interpolate):
+        o = oracles[name]
+        values = []
+        for seed, lr in zip(seeds[name], lrs):
+            if interpolate or lr is None or (name, seed, lr) not in trained:
+                values.append(interpolated_regret(o, lr) if interpolate else o["worst_regret"])
+            else:
+                values.append(regret_of(o["metric"], o["oracle"], trained[(name, seed, lr)]))
+        return statistics.mean(values)
+
+    every = info["in_sample"]["constants"]
+    lines = [
+        "",
+        "### Leave-one-task-out check of the edge rule's constants",
+        "",
+        f"Constants (EDGE_DIV, EDGE_DEPTH) chosen among {len(CANDIDATES)} candidates by the mean regret over the "
+        "tasks, computed by interpolating each task's one-cycle grid curve (score vs log lr) at the candidate's "
+        "suggestion (end values beyond the grid); then scored by training one-cycle at the suggestion, per seed. "
+        f"Default: {fmt_constants(default_constants())}; in-sample (chosen on all tasks): {fmt_constants(every)}.",
+        "",
+        "| task | held-out constants (chosen on the others) | default: trained (interpolated) "
+        "| in-sample: trained (interp.) | held-out: trained (interp.) |",
+        "|---|---|---|---|---|",
+    ]
+    columns = {"default": [], "in_sample": [], "held_out": []}
+    for t in results["tasks"]:
+        name = t["name"]
+        row = info["tasks"].get(name)
+        if row is None:
+            continue
+        cells = []
+        for key in columns:
+            real, approx = regret(name, row["lrs"][key], False), regret(name, row["lrs"][key], True)
+            columns[key].append((t["metric"], real))
+            unit = "%" if t["metric"] == "rmse" else ""
+            cells.append(f"{fmt(real)}{unit} ({fmt(approx)}{unit})")
+        lines.append(f"| {name} | {fmt_constants(row['held_out_constants'])} | " + " | ".join(cells) + " |")
+    cells = []
+    for values in columns.values():
+        acc = [v for m, v in values if m == "acc"]
+        rmse = [v for m, v in values if m == "rmse"]
+        part = f"acc: median {fmt(statistics.median(acc)) if acc else 'n/a'}, worst {fmt(max(acc)) if acc else 'n/a'}"
+        if rmse:
+            part += f"; RMSE: median {fmt(statistics.median(rmse))}%, worst {fmt(max(rmse))}%"
+        cells.append(part)
+    lines.append("| **summary** | | " + " | ".join(cells) + " |")
+    return lines
+
+
+def fmt_constants(c) -> str:
+    if c is None:
+        return "default (no other task)"
+    return f"DIV ({c[0]:g}, {c[1]:g}), DEPTH ({c[2]:g}, {c[3]:g})"
+
+
+def plot(results: dict, derived: dict, path: Path) -> None:
+    """Regret per task (rows) for every finder (markers), symlog x axis from 0, targets dashed."""
+    from lightning_cyclic.plot import _pyplot
+
+    plt = _pyplot()
+    tasks = results["tasks"]
+    rows = derived["finders"]
+    fig, ax = plt.subplots(figsize=(13, max(5.0, 1.2 + 0.7 * len(tasks))))
+    colours = plt.get_cmap("tab10").colors
+    styles = {}
+    for i, f in enumerate(RULES):
+        styles[f"ours {f} (val)"] = dict(marker="os^v"[i], color=colours[i], fillstyle="full")
+        styles[f"ours {f} (train)"] = dict(marker="os^v"[i], color=colours[i], fillstyle="none")
+    for i, f in enumerate(PEERS):
+        styles[f] = dict(marker="DXP"[i], color=colours[4 + i], fillstyle="full")
+    offsets = {f: ((len(FINDERS) - 1) / 2 - i) * 0.07 for i, f in enumerate(FINDERS)}  # legend order, top down
+    top = 0.0
+    for f in FINDERS:
+        ys = [len(tasks) - 1 - j + offsets[f] for j in range(len(tasks))]
+        xs = [max(rows[t["name"]][f]["regret"], 0.0) for t in tasks]
+        top = max(top, *xs)
+        ax.plot(xs, ys, linestyle="none", markersize=7, label=f, **styles[f])
+    for j in range(len(tasks) - 1):
+        ax.axhline(j + 0.5, color="0.85", linewidth=0.8)
+    ax.set_yticks(range(len(tasks)))
+    ax.set_yticklabels([t["name"] + (" (RMSE %)" if t["metric"] == "rmse" else "") for t in reversed(tasks)])
+    ax.set_ylim(-0.5, len(tasks) - 0.5)
+    ax.set_xscale("symlog", linthresh=1.0, linscale=0.6)
+    ticks = [t for t in (0, 0.3, 1, 1.5, 3, 10, 30, 100, 300, 1000) if t <= max(top, 10) * 1.5]
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f"{t:g}" for t in ticks])
+    ax.set_xlim(0, max(top, 10) * 1.3)
+    ax.axvline(TARGETS["median"], color="0.3", linestyle="--", linewidth=1, label="target: median 0.3 points")
+    ax.axvline(TARGETS["worst"], color="0.3", linestyle=":", linewidth=1.2, label="target: worst 1.5 points")
+    ax.set_xlabel(
+        "regret of one-cycle at the suggestion (accuracy points; RMSE tasks: % of the oracle's RMSE; "
+        "below 0 shown at 0)"
+    )
+    ax.set_title("Range-test suggestions against the one-cycle oracle (0 = as good as the best grid max_lr)")
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=10, title="finder (hollow: training loss)")
+    ax.tick_params(labelsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+# --- main -------------------------------------------------------------------------------------
+
+
+def estimated_cost(task: corpus.Task, epochs: int) -> float:
+    """A rough relative cost of one training, to start the long jobs first."""
+    per_step = {"mlp": 1.0, "cnn": 3.0, "cnn1d": 3.0, "resnet": 10.0, "transformer": 10.0}[task.model]
+    return corpus.total_steps(task, epochs) * per_step + 300
+
+
+def main() -> None:
+    parser = arguments(__doc__, HERE, seeds=3, quick="2 tiny tasks, 3 grid lrs, 1 seed, 1 epoch: a smoke run")
+    parser.add_argument("--tasks", default=None, help="comma-separated task names (default: all available)")
+    parser.add_argument("--report-only", action="store_true", help="rebuild table.md and regret.png from results.json")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        results = json.loads((args.out / "results.json").read_text())
+        finish(results, args.out)
+        return
+    silence()
+    start = time.perf_counter()
+    names = args.tasks.split(",") if args.tasks else (list(QUICK_TASKS) if args.quick else None)
+    known = {t.name: t for t in corpus.TASKS}
+    unknown = [n for n in names or [] if n not in known]
+    if unknown:
+        parser.error(f"unknown tasks {unknown}; choose from: {', '.join(known)}")
+    chosen = [known[n] for n in names] if names else corpus.TASKS
+    tasks = corpus.available(chosen)
+    for t in chosen:
+        if t not in tasks:
+            print(f"{t.name} skipped: its data ({t.needs}) is not installed")
+    seeds = list(range(1 if args.quick else args.seeds))
+
+    def epochs(t):
+        return 1 if args.quick else t.epochs
+
+    def grid(t):
+        return t.lrs[:: max(1, (len(t.lrs) - 1) // 2)][:3] if args.quick else t.lrs
+
+    jobs = [{"kind": "range_tests", "task": t.name, "seed": s, "epochs": epochs(t)} for t in tasks for s in seeds]
+    jobs += [
+        {"kind": "grid", "task": t.name, "seed": s, "epochs": epochs(t), "lr": lr, "schedule": schedule}
+        for t in tasks
+        for lr in grid(t)
+        for schedule in ("onecycle", "constant")
+        for s in seeds
+    ]
+    cost = {t.name: estimated_cost(t, epochs(t)) for t in tasks}
+    jobs.sort(key=lambda j: -(cost[j["task"]] * (5 if j["kind"] == "range_tests" else 1)))
+    size = f"{len(tasks)} tasks x {len(seeds)} seeds"
+    print(f"{size}: {len(jobs)} range-test and grid jobs in {args.jobs} processes", flush=True)
+    done = run_all(work, jobs, args.jobs)
+    print(f"range tests and grid: {len(done)} jobs in {time.perf_counter() - start:.0f}s", flush=True)
+    results = {
+        "meta": {
+            "quick": args.quick,
+            "seeds": len(seeds),
+            "jobs": args.jobs,
+            "cpus": os.cpu_count(),
+            "candidates": CANDIDATES,
+            "default_constants": default_constants(),
+            "versions": versions(),
+            "first_round_seconds": time.perf_counter() - start,
+        },
+        "tasks": [
+            dict(asdict(t), epochs=epochs(t), metric=t.metric, steps=corpus.total_steps(t, epochs(t))) for t in tasks
+        ],
+        "range_tests": [j for j in done if j["kind"] == "range_tests"],
+        "grid": [j for j in done if j["kind"] == "grid"],
+        "trainings": [],
+    }
+    oracles = oracles_of(results)
+    curves = {
+        t.name: [
+            r["curves"]["val" if t.val else "train"]
+            for r in sorted(results["range_tests"], key=lambda r: r["seed"])
+            if r["task"] == t.name and "error" not in r
+        ]
+        for t in tasks
+    }
+    results["loto"] = loto({k: v for k, v in curves.items() if v}, oracles)
+    wanted = set()
+    for r in results["range_tests"]:
+        for f in r.get("finders", {}).values():
+            if f["lr"] is not None:
+                wanted.add((r["task"], r["seed"], f["lr"]))
+    for name, row in results["loto"]["tasks"].items():
+        tested = sorted(r["seed"] for r in results["range_tests"] if r["task"] == name and "error" not in r)
+        for lrs in row["lrs"].values():
+            wanted.update((name, seed, lr) for seed, lr in zip(tested, lrs) if lr is not None)
+    second = [
+        {"kind": "train", "task": name, "seed": seed, "epochs": epochs(known[name]), "lr": lr, "schedule": "onecycle"}
+        for name, seed, lr in sorted(wanted)
+    ]
+    second.sort(key=lambda j: -cost[j["task"]])
+    print(f"one-cycle at the suggestions: {len(second)} jobs", flush=True)
+    results["trainings"] = run_all(work, second, args.jobs)
+    elapsed = time.perf_counter() - start
+    results["meta"]["seconds"] = elapsed
+    finish(results, args.out)
+    print(
+        f"\n{len(jobs) + len(second)} jobs ({len(tasks)} tasks x {len(seeds)} seeds) in {elapsed:.0f}s "
+        f"with {args.jobs} processes, {os.cpu_count()} cores"
+    )
+
+
+def versions() -> dict:
+    from importlib.metadata import version
+
+    packages = ("torch", "lightning", "torch-lr-finder", "lightning-cyclic")
+    return {"python": sys.version.split()[0], **{p: version(p) for p in packages}}
+
+
+def finish(results: dict, out: Path) -> None:
+    table, derived = report(results)
+    results["derived"] = derived
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    (out / "table.md").write_text(table + "\n")
+    plot(results, derived, out / "regret.png")
+    print(table)
+    for line in table.splitlines():
+        if "at an edge of the grid" in line:
+            print(f"WARNING: {line.lstrip('- ')}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""The range-test corpus benchmark (recipes/range_test_corpus): its corpus, its smoke run, its reading of peers."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+FOLDER = ROOT / "recipes" / "range_test_corpus"
+
+
+def _module(name: str):
+    """``tasks.py`` or ``run.py`` of the recipe, imported under a name no other recipe uses."""
+    sys.path.insert(0, str(FOLDER))
+    try:
+        spec = importlib.util.spec_from_file_location(f"range_test_corpus_{name}", FOLDER / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up while it executes
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(FOLDER))
+    return module
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return _module("tasks")
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return _module("run")
+
+
+def test_corpus_covers_the_required_kinds_of_task(corpus):
+    tasks = [t for t in corpus.TASKS if t.needs is None]  # the ones every machine can run
+    assert len(tasks) >= 12
+    assert len({t.name for t in corpus.TASKS}) == len(corpus.TASKS)
+    assert {"mlp", "cnn", "cnn1d", "resnet", "transformer"} <= {t.model for t in tasks}
+    assert {t.optimizer for t in tasks} == {"sgd", "adamw"}
+    assert min(t.batch for t in tasks) == 32 and max(t.batch for t in tasks) == 512
+    assert {t.val for t in tasks} == {True, False}
+    assert {t.metric for t in tasks} == {"acc", "rmse"}
+    assert {"digits", "mnist1d", "diabetes", "breast_cancer", "wine"} <= {t.data for t in tasks}
+    assert any(t.data in ("clusters", "pointer") for t in tasks)  # generated here
+    assert sum(corpus.total_steps(t) >= 2000 for t in tasks) >= 3
+    for t in tasks:
+        assert len(t.lrs) >= 9, t.name
+        assert all(b / a == pytest.approx(10 ** (1 / 3)) for a, b in zip(t.lrs, t.lrs[1:]))
+        assert t.optimizer in ("sgd", "adamw") and t.data in corpus.LOADERS and t.model in corpus.MODELS
+        assert corpus.total_steps(t) >= 100, t.name  # Lightning's Tuner sweeps at most the run's steps
+
+
+def test_every_task_builds_and_runs_a_batch(corpus):
+    import torch
+
+    torch.manual_seed(0)
+    for t in corpus.available():
+        data = corpus.load(t)
+        net = corpus.build_net(t)
+        out = net(data.x_train[:8])
+        assert out.shape == (8, data.outputs), t.name
+        loss = corpus.criterion(t)(out, data.y_train[:8])
+        assert torch.isfinite(loss), t.name
+        corpus.make_optimizer(t, net.parameters(), 1e-3)
+    resnet = corpus.build_net(next(t for t in corpus.TASKS if t.model == "resnet"))
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in resnet.modules())
+
+
+def test_quick_run_writes_a_complete_report_that_rebuilds(tmp_path, bench):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(ROOT)}
+    script = str(FOLDER / "run.py")
+    done = subprocess.run(
+        [sys.executable, script, "--quick", "--jobs", "1", "--out", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    names = [t["name"] for t in results["tasks"]]
+    assert names == list(bench.QUICK_TASKS)
+    rows = results["derived"]["finders"]
+    for name in names:
+        assert set(rows[name]) == set(bench.FINDERS)
+        for finder, row in rows[name].items():
+            assert len(row["regrets"]) == 1 and math.isfinite(row["regret"]), (name, finder)
+        oracle = results["derived"]["oracles"][name]
+        assert len(oracle["lrs"]) == 3 and oracle["worst_regret"] >= 0
+    assert set(results["loto"]["tasks"]) == set(names)
+    table = (tmp_path / "table.md").read_text()
+    for heading in ("### Tasks and oracles", "### Regret of one-cycle", "### Summary per finder", "### Targets"):
+        assert heading in table
+    section = table.split("### Targets")[1].split("\n\n")[1].splitlines()[2:]  # the rows of the targets table
+    assert len(section) == 9 and all(line.endswith(("| met |", "| **missed** |", "| n/a |")) for line in section)
+    assert "| digits-mlp-sgd | " in done.stdout
+    assert (tmp_path / "regret.png").read_bytes()[:4] == b"\x89PNG"
+    rebuilt = subprocess.run(
+        [sys.executable, script, "--report-only", "--out", str(tmp_path)], env=env, capture_output=True, text=True
+    )
+    assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
+    assert (tmp_path / "table.md").read_text() == table
+
+
+def test_edge_with_the_default_constants_is_the_rule(bench):
+    from lightning_cyclic.suggest import suggest
+
+    lrs = [10 ** (-7 + 8 * i / 99) for i in range(100)]
+    for fall in (0.05, 0.2, 1.0):  # divisors 1.5, between, 3
+        losses = [
+            2.0 - fall * (1 - math.exp(-max(0.0, math.log10(lr) + 4))) + (0.0 if lr < 0.3 else 5 * (lr - 0.3))
+            for lr in lrs
+        ]
+        curve = {"lrs": lrs, "losses": losses}
+        assert bench.edge_lr(curve, bench.default_constants()) == pytest.approx(suggest(lrs, losses, "edge").lr)
+    rising = [2.0 + 0.01 * i for i in range(100)]  # never falls: no suggestion
+    assert bench.edge_lr({"lrs": lrs, "losses": rising}, bench.default_constants()) is None
+
+
+def test_torch_lr_finder_suggestion_is_its_plot_suggestion(bench, corpus):
+    pytest.importorskip("torch_lr_finder")
+    import contextlib
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+    from torch_lr_finder import LRFinder
+
+    task = next(t for t in corpus.TASKS if t.name == "digits-mlp-sgd")
+    data = corpus.load(task)
+    torch.manual_seed(0)
+    net = corpus.build_net(task)
+    finder = LRFinder(net, corpus.make_optimizer(task, net.parameters(), 1e-7), corpus.criterion(task))
+    train = bench.loader(data.x_train, data.y_train, task.batch, shuffle=True)
+    val = bench.loader(data.x_val, data.y_val, task.batch, shuffle=False)
+    for num_iter, val_loader in ((100, val), (100, None), (16, None)):
+        with contextlib.redirect_stdout(io.StringIO()):
+            finder.reset()
+            finder.range_test(train, val_loader=val_loader, end_lr=10, num_iter=num_iter)
+            ours = bench.torch_lr_finder_suggestion(finder.history)
+            fig, ax = plt.subplots()
+            try:
+                theirs = finder.plot(ax=ax, suggest_lr=True)[1]
+            except RuntimeError:  # too few points: it cannot suggest
+                theirs = None
+            plt.close(fig)
+        assert ours == theirs, (num_iter, val_loader is not None)
+        assert (ours is None) == (len(finder.history["lr"]) < 17)
+
+
+def test_the_fashion_task_loads_and_builds_from_idx_files(tmp_path, corpus):
+    import numpy as np
+
+    from tests.data.test_idx import write_idx
+
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 300), ("t10k", 50)):
+        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte", np.arange(n, dtype=np.uint8) % 10)
+    task = next(t for t in corpus.TASKS if t.needs == "fashion")
+    data = corpus.LOADERS[task.data](root=str(tmp_path), limit_train=200)
+    assert data.x_train.shape == (200, 1, 28, 28) and len(data.x_val) == 30 and data.outputs == 10
+    net = corpus.MODELS[task.model](data.input_shape, data.outputs, **task.model_kwargs)
+    assert net(data.x_val).shape == (30, 10)
