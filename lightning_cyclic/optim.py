@@ -54,13 +54,6 @@ def set_momentum(group: dict[str, Any], value: float) -> bool:
     return key is not None
 
 
-def _set_lr(group: dict[str, Any], value: float) -> None:
-    if isinstance(group["lr"], torch.Tensor):  # capturable/fused optimizers keep lr as a tensor
-        group["lr"].fill_(value)
-    else:
-        group["lr"] = value
-
-
 def lr_ratios(lrs: Sequence[float]) -> list[float]:
     """Each group's lr relative to the largest: the schedule's lr goes to the largest group."""
     lrs = [float(lr) for lr in lrs]
@@ -119,9 +112,23 @@ class ParamGroupWriter:
         self._warned = False
 
     def write(self, lr: float, momentum: float | None) -> None:
+        # Runs at every optimizer step, so set_momentum is inlined here, and an Adam-family ``betas``
+        # tuple is rebuilt only when its momentum changes (otherwise the tuple written would be equal).
         for group, ratio in zip(self.optimizer.param_groups, self.ratios):
-            _set_lr(group, lr * ratio)
-            if momentum is not None and not set_momentum(group, momentum) and not self._warned:
+            old = group["lr"]
+            if isinstance(old, torch.Tensor):  # capturable/fused optimizers keep lr as a tensor
+                old.fill_(lr * ratio)
+            else:
+                group["lr"] = lr * ratio
+            if momentum is None:
+                continue
+            if "betas" in group:
+                betas = group["betas"]
+                if type(betas) is not tuple or type(betas[0]) is not float or betas[0] != momentum:
+                    group["betas"] = (momentum, *tuple(betas)[1:])
+            elif "momentum" in group and group["momentum"] > 0:
+                group["momentum"] = momentum
+            elif not self._warned:
                 self._warned = True
                 warnings.warn(momentum_warning(self.optimizer, self.owner), UserWarning, stacklevel=3)
 

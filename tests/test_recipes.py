@@ -55,8 +55,14 @@ def test_sgdr_snapshot_ensemble_quick_run(tmp_path):
 
 def test_overhead_benchmark_quick_run():
     done = run_recipe("benchmark/overhead.py", "--repeats", "1", "--epochs", "1")
-    lines = [line for line in done.stdout.splitlines() if line.startswith("| OneCycle callback")]
-    assert len(lines) == 2 and all("us/step" in line for line in lines)  # the callback, and held flat
+    lines = [line.split(" | ") for line in done.stdout.splitlines() if line.startswith("| ")]
+    rows = {cells[0][2:]: cells[1:] for cells in lines}
+    for variant in ("OneCycle callback", "OneCycle callback, flat", "OneCycle callback, logging every step"):
+        # fit s, vs none; (a) the profiler's and (b) the wall clock's us/step and share of the fit; (b) with state_key
+        cells = next(cells for name, cells in rows.items() if name.startswith(variant))
+        assert len(cells) == 7 and all(float(c.split()[0]) > 0 for c in cells[2:]), (variant, cells)
+    assert all(float(c.split()[0]) > 0 for c in rows["torch OneCycleLR"][2:6])
+    assert "on_before_optimizer_step" in rows and "on_train_batch_end" in rows  # (b) by hook
 
 
 def test_cyclical_quick_run(tmp_path):

@@ -55,6 +55,7 @@ from lightning_cyclic.suggest import EDGE_DIV, finite_prefix, read_edge
 
 INTERVALS = ("step", "epoch")
 AUTO = "auto"
+AHEAD = 256  # schedule values computed at once, for this many steps from the current one (see _apply)
 
 
 def plan(trainer: pl.Trainer, interval: str = "step", total_steps: int | None = None) -> dict[str, float | None]:
@@ -113,6 +114,7 @@ class ScheduleCallback(Callback):
     lengths: ClassVar[tuple[str, ...]] = ()
     # arguments that may be "auto", and which part of the LR range test's suggestion each takes
     auto_fields: ClassVar[dict[str, str]] = {"max_lr": "lr"}
+    _state_key_cache: tuple[Any, Any, Any, str] = (None, None, None, "")  # params, interval, optimizer, key
 
     def __init__(
         self,
@@ -139,8 +141,12 @@ class ScheduleCallback(Callback):
         self._plan: dict[str, float] | None = None  # run length and steps per epoch, saved in checkpoints
         self._ratios: list[list[float]] | None = None  # per optimizer, per param group
         self._writers: list[ParamGroupWriter] = []
-        self._written: tuple[Any, ...] | None = None  # the last (step, lr, momentum, group counts) written
+        self._ahead: list[tuple[float, float | None]] = []  # schedule(step) for steps _ahead_from, _ahead_from + 1...
+        self._ahead_from = 0
+        self._written: int | None = None  # the step whose values are in the optimizers (None: write again)
+        self._step_read: int | None = None  # the step, read at on_train_start and at the end of every batch
         self._logged: int | None = None  # the last step logged
+        self._metric_names: tuple[str, str] = ("lr", "momentum")  # lr-optimizer{i}... with optimizer=i
         self._manual = False
         self._skip = False  # stepped aside (fast_dev_run)
 
@@ -176,11 +182,11 @@ class ScheduleCallback(Callback):
         s = result.suggestion
         resolved = self._auto_values(result)
         missing = [name for name, value in resolved.items() if value is None]
-        if missing:
+        if missing:  # no suggestion and no fallback either (the optimizer's lr is not positive)
             args = ", ".join(f"{name}='auto'" for name in missing)
             raise ValueError(
-                f"{type(self).__name__}({args}): the LR range test found no sound suggestion ({s.reason}). "
-                f"Give {' and '.join(missing)} a number, or change the LRFinder's min_lr/max_lr/num_steps."
+                f"{type(self).__name__}({args}): the LR range test found no sound suggestion ({s.reason}) and has "
+                f"no fallback. Give {' and '.join(missing)} a number, or change the LRFinder's min_lr/max_lr/num_steps."
             )
         if "base_lr" in resolved and "max_lr" in resolved and resolved["base_lr"] >= resolved["max_lr"]:
             resolved["base_lr"] = resolved["max_lr"] / 4  # a degenerate range: Smith's rule of thumb
@@ -188,8 +194,9 @@ class ScheduleCallback(Callback):
         self.build(total_steps=None, steps_per_epoch=1)  # the found values pass the same checks
 
     def _auto_values(self, result: RangeTestResult) -> dict[str, float | None]:
-        """The values of the "auto" arguments read off a range test (``None`` where it has none)."""
-        return {name: getattr(result.suggestion, part) for name, part in self.auto.items()}
+        """The values of the "auto" arguments read off a range test (``None`` where it has none): its
+        suggestion, or where that has no lr, its fallback (``result.chosen``)."""
+        return {name: getattr(result.chosen, part) for name, part in self.auto.items()}
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -207,11 +214,18 @@ class ScheduleCallback(Callback):
 
     @property
     def state_key(self) -> str:
+        # Lightning reads it at every call of every hook (to name the hook for its profiler), where building
+        # it would cost more than the hooks themselves: it is built once for these identity arguments
+        params, interval, optimizer, key = self._state_key_cache
+        if params is self.params and interval is self.interval and optimizer is self.optimizer:
+            return key
         # callables (a custom scale_fn) by name: their repr holds a memory address that changes between runs
         params = {k: getattr(v, "__qualname__", v) if callable(v) else v for k, v in self.params.items()}
         if self.optimizer is not None:  # two callbacks driving two optimizers keep two states
             params["optimizer"] = self.optimizer
-        return self._generate_state_key(interval=self.interval, **params)
+        key = self._generate_state_key(interval=self.interval, **params)
+        self._state_key_cache = (self.params, self.interval, self.optimizer, key)
+        return key
 
     # ------------------------------------------------------------------------
     def _plan_run(self, trainer: pl.Trainer) -> dict[str, float | None]:
@@ -241,7 +255,12 @@ class ScheduleCallback(Callback):
         return [optimizers[i] for i in self.optimizer]
 
     def _step(self, trainer: pl.Trainer, after_batch: bool = False) -> int:
-        """The schedule's step: the optimizer step, or under manual optimization the training batch."""
+        """The schedule's step: the optimizer step, or under manual optimization the training batch.
+
+        Read at ``on_train_start`` and at the end of every batch (``after_batch``: the next one's), and kept in
+        ``_step_read``: nothing steps until the next batch's optimizer step, so the hooks in between (that
+        batch's start, its ``on_before_optimizer_step``) take it from there rather than from the Trainer.
+        """
         if self._manual:
             return _compat.batches_stepped(trainer) + (1 if after_batch else 0)
         return trainer.global_step
@@ -287,14 +306,17 @@ class ScheduleCallback(Callback):
         self._writers = [
             ParamGroupWriter(opt, ratios, owner=type(self).__name__) for opt, ratios in zip(optimizers, self._ratios)
         ]
-        self._written = None
+        self._ahead, self._written = [], None  # a new schedule: compute and write afresh
+        suffix = "" if self.optimizer is None else "-optimizer" + "-".join(map(str, self.optimizer))
+        self._metric_names = (f"lr{suffix}", f"momentum{suffix}")
         if self.schedule.momentum(0) is not None:
             for writer in self._writers:
                 if all(momentum_key(g) is None for g in writer.optimizer.param_groups):
                     rank_zero_warn(momentum_warning(writer.optimizer, type(self).__name__))
                     writer._warned = True
         self._logged = None
-        self._apply(self._step(trainer))
+        self._step_read = self._step(trainer)
+        self._apply(self._step_read)
 
     def _adopt_new_groups(self) -> None:
         """Param groups added since the last write join the schedule at their current ratio to the lead group."""
@@ -309,14 +331,34 @@ class ScheduleCallback(Callback):
             self._ratios[index] = list(writer.ratios)
 
     def _apply(self, step: int) -> tuple[float, float | None]:
-        lr, momentum = self.schedule(step)
-        key = (step, lr, momentum, *(len(w.optimizer.param_groups) for w in self._writers))
-        if self._written != key:  # once per step, however many hooks ask
-            self._adopt_new_groups()
+        """Put the schedule's ``(lr, momentum)`` at ``step`` into the optimizers, unless they are there already
+        (written for this step, and no param group added since); return them.
+
+        It runs in three hooks per step, so it keeps to the minimum. The schedule is fixed from
+        ``on_train_start`` on and a pure function of the step, so its values are computed ``AHEAD`` steps at a
+        time, in one loop, and each step reads one from a list: inside a fit, where every step runs through
+        much of Lightning, a schedule's arithmetic run once per step costs several times what it costs in a
+        loop. The check is one comparison, and one length per optimizer.
+        """
+        i = step - self._ahead_from
+        ahead = self._ahead
+        if not 0 <= i < len(ahead):
+            schedule = self.schedule
+            ahead = self._ahead = [schedule(k) for k in range(step, step + AHEAD)]
+            self._ahead_from, i = step, 0
+        lr, momentum = values = ahead[i]
+        grown = False
+        for writer in self._writers:
+            if len(writer.optimizer.param_groups) != len(writer.ratios):
+                grown = True
+                break
+        if self._written != step or grown:
+            if grown:
+                self._adopt_new_groups()
             for writer in self._writers:
                 writer.write(lr, momentum)
-            self._written = key
-        return lr, momentum
+            self._written = step
+        return values
 
     @override
     def on_train_batch_start(
@@ -324,28 +366,35 @@ class ScheduleCallback(Callback):
     ) -> None:
         if self.schedule is not None:
             self._written = None  # write again: another callback's on_train_epoch_start may have set an lr
-            self._apply(self._step(trainer))
+            self._apply(self._step_read)
 
     @override
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         if self.schedule is not None:  # the next step's values, before any callback's on_train_batch_start
-            self._apply(self._step(trainer, after_batch=True))
+            self._step_read = self._step(trainer, after_batch=True)
+            self._apply(self._step_read)
 
     @override
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
         if self.schedule is None:
             return
-        step = self._step(trainer)
+        step = self._step_read
         lr, momentum = self._apply(step)
-        if self.log and self._logged != step and trainer.loggers and _compat.should_update_logs(trainer):
+        if not self.log or self._logged == step:
+            return
+        loggers = trainer.loggers
+        # Lightning's should_update_logs costs more than the rest of the step here; with log_every_n_steps=1
+        # its answer is always yes, so it is asked only for other values
+        if loggers and (trainer.log_every_n_steps == 1 or _compat.should_update_logs(trainer)):
             # straight to the loggers, as LearningRateMonitor does: self.log() would cost more than the step
             self._logged = step
-            suffix = "" if self.optimizer is None else "-optimizer" + "-".join(map(str, self.optimizer))
-            metrics = {f"lr{suffix}": lr} if momentum is None else {f"lr{suffix}": lr, f"momentum{suffix}": momentum}
-            for logger in trainer.loggers:
-                logger.log_metrics(metrics, step=_compat.batches_stepped(trainer))
+            lr_name, momentum_name = self._metric_names
+            metrics = {lr_name: lr} if momentum is None else {lr_name: lr, momentum_name: momentum}
+            logged_at = _compat.batches_stepped(trainer)
+            for logger in loggers:
+                logger.log_metrics(metrics, step=logged_at)
 
     # resume -----------------------------------------------------------------
     @override

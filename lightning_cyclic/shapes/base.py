@@ -73,6 +73,13 @@ class Schedule(ABC):
     def __call__(self, step: float) -> tuple[float, float | None]:
         return self.lr(step), self.momentum(step)
 
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        # The schedules here fuse lr() and momentum() in their own __call__ (one phase lookup for both);
+        # a subclass that overrides lr() or momentum() alone gets this plain __call__ back, which uses them.
+        if "__call__" not in cls.__dict__ and ("lr" in cls.__dict__ or "momentum" in cls.__dict__):
+            cls.__call__ = Schedule.__call__
+
     # helpers for subclasses -------------------------------------------------
     def _check_total(self) -> None:
         total = getattr(self, "total_steps", None)

@@ -85,3 +85,12 @@ class CyclicalSchedule(Schedule):
         high, low = self.moms
         factor, scale = self._scale(max(step, 0.0))
         return high - (high - low) * factor * scale
+
+    def __call__(self, step: float) -> tuple[float, float | None]:
+        # lr() and momentum() from one _scale: the callbacks ask for both at every step
+        factor, scale = self._scale(max(step, 0.0))
+        lr = self.base_lr + (self.max_lr - self.base_lr) * factor * scale
+        if self.moms is None:
+            return lr, None
+        high, low = self.moms
+        return lr, high - (high - low) * factor * scale

@@ -96,3 +96,9 @@ class OneCycleSchedule(Schedule):
             return None
         (_, _, _, start, end), pct = self._locate(step)
         return ANNEALS[self.anneal](start, end, pct)
+
+    def __call__(self, step: float) -> tuple[float, float | None]:
+        # lr() and momentum() in one _locate: the callbacks ask for both at every step
+        (_, start, end, m_start, m_end), pct = self._locate(step)
+        anneal = ANNEALS[self.anneal]
+        return anneal(start, end, pct), None if self.moms is None else anneal(m_start, m_end, pct)

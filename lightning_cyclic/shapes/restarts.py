@@ -91,3 +91,11 @@ class WarmRestartsSchedule(Schedule):
         lr, peak = self._lr_and_peak(step)
         low = self.min_lr if self.warmup_lr_init is None else min(self.min_lr, self.warmup_lr_init)
         return inverse_momentum(self.moms, lr, low, peak)
+
+    def __call__(self, step: float) -> tuple[float, float | None]:
+        # lr() and momentum() from one _lr_and_peak: the callbacks ask for both at every step
+        lr, peak = self._lr_and_peak(step)
+        if self.moms is None:
+            return lr, None
+        low = self.min_lr if self.warmup_lr_init is None else min(self.min_lr, self.warmup_lr_init)
+        return lr, inverse_momentum(self.moms, lr, low, peak)

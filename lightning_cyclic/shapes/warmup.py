@@ -113,3 +113,10 @@ class WarmupDecaySchedule(Schedule):
             return None
         low = min(self.min_lr, self.warmup_lr_init)
         return inverse_momentum(self.moms, self.lr(step), low, self.max_lr)
+
+    def __call__(self, step: float) -> tuple[float, float | None]:
+        # lr() once for both: the callbacks ask for lr and momentum at every step
+        lr = self.lr(step)
+        if self.moms is None:
+            return lr, None
+        return lr, inverse_momentum(self.moms, lr, min(self.min_lr, self.warmup_lr_init), self.max_lr)
