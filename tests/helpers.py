@@ -96,7 +96,8 @@ def tiny_loader(n: int = 64, batch_size: int = 8, seed: int = 0, learnable: bool
     return DataLoader(TensorDataset(x, y), batch_size=batch_size)
 
 
-def tiny_trainer(tmp_path, callbacks=(), **kwargs) -> pl.Trainer:
+def tiny_trainer(tmp_path, callbacks=(), namespace=None, **kwargs) -> pl.Trainer:
+    """A quiet CPU Trainer; ``namespace=pytorch_lightning`` builds that package's Trainer instead."""
     defaults = dict(
         default_root_dir=tmp_path,
         accelerator="cpu",
@@ -108,7 +109,7 @@ def tiny_trainer(tmp_path, callbacks=(), **kwargs) -> pl.Trainer:
         enable_model_summary=False,
     )
     defaults.update(kwargs)
-    return pl.Trainer(callbacks=list(callbacks), **defaults)
+    return (namespace or pl).Trainer(callbacks=list(callbacks), **defaults)
 
 
 class RichModule(pl.LightningModule):
@@ -202,3 +203,13 @@ class PoisonAt(pl.Callback):
         if trainer.global_step == self.step:
             with torch.no_grad():
                 next(pl_module.parameters()).fill_(float("nan"))
+
+
+class WritesAMarker:
+    """Pickles to "call open(marker, 'w')": what a crafted file would do to run code when it is loaded."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))

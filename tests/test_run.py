@@ -11,6 +11,7 @@ import pytest
 from lightning_cyclic.run import train
 from lightning_cyclic.shapes import OneCycleSchedule
 from tests.conftest import ROOT, options
+from tests.helpers import WritesAMarker
 
 
 @pytest.mark.parametrize("schedule", options("schedule"))
@@ -236,14 +237,6 @@ def test_schedule_via_scheduler_in_the_app(make_cfg):
     assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(expected)
 
 
-class _WritesAMarker:
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
 @pytest.mark.parametrize("url", ["http://127.0.0.1:9/model.ckpt", "s3://bucket/last.ckpt"])
 def test_a_remote_ckpt_path_is_refused_before_anything_runs(make_cfg, url):
     with pytest.raises(ValueError, match=r"ckpt_path='.*' is a remote address; .* loads weights-only"):
@@ -261,7 +254,7 @@ def test_a_crafted_checkpoint_runs_no_code(make_cfg, tmp_path):
     import torch
 
     marker, ckpt = tmp_path / "pwned", tmp_path / "crafted.ckpt"
-    torch.save({"state_dict": {}, "payload": _WritesAMarker(marker)}, ckpt)
+    torch.save({"state_dict": {}, "payload": WritesAMarker(marker)}, ckpt)
     with pytest.raises(Exception, match=r"(?i)weights.only|unpickl"):
         train(make_cfg(f"ckpt_path={ckpt}", "progress_bar=none", "trainer.max_epochs=1"))
     assert not marker.exists()

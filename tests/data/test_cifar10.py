@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from lightning_cyclic.data import CIFAR10DataModule
+from tests.helpers import WritesAMarker
 
 PER_BATCH, N_TEST = 8, 6
 N_TRAIN = 5 * PER_BATCH
@@ -214,22 +215,12 @@ def test_bad_arguments(kwargs, message):
         CIFAR10DataModule(**kwargs)
 
 
-class _WritesAMarker:
-    """Pickles to "call open(marker, 'w')": what a crafted batch file would do to run code on load."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
 @pytest.mark.parametrize("name", ["data_batch_1", "batches.meta"])
 def test_a_crafted_batch_file_runs_no_code(fake_root, tmp_path, name):
     root, _ = fake_root
     marker = tmp_path / "pwned"
     with (root / name).open("wb") as f:
-        pickle.dump({b"data": _WritesAMarker(marker), b"labels": [0]}, f, protocol=2)
+        pickle.dump({b"data": WritesAMarker(marker), b"labels": [0]}, f, protocol=2)
     with pytest.raises(ValueError, match=rf"{name}: not a readable CIFAR-10 batch file .*refused to load io.open"):
         CIFAR10DataModule(root=str(root)).setup()
     assert not marker.exists()  # pickle.load would have created it

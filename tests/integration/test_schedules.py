@@ -18,22 +18,13 @@ from torch.optim import lr_scheduler as S
 from torch.utils.data import DataLoader
 
 from lightning_cyclic import OneCycle, WarmupDecay
+from tests.helpers import tiny_trainer
 
 
 def trainer(tmp_path, callbacks, namespace=L, **kwargs):
-    defaults = dict(
-        default_root_dir=tmp_path,
-        accelerator="cpu",
-        devices=1,
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
+    return tiny_trainer(
+        tmp_path, callbacks, namespace=namespace, **{"max_epochs": 1, "num_sanity_val_steps": 0, **kwargs}
     )
-    defaults.update(kwargs)
-    return namespace.Trainer(callbacks=list(callbacks), **defaults)
 
 
 def onecycle_reference(max_lr: float, total: int) -> tuple[list[float], list[float]]:
