@@ -229,9 +229,23 @@ class ScheduleLR(LRScheduler):
     _not_state = ("_writer", "schedule", "_hook")
 
     def state_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in super().state_dict().items() if k not in self._not_state}
+        state = {k: v for k, v in super().state_dict().items() if k not in self._not_state}
+        state["planned_total_steps"] = self.schedule.total_steps  # to tell a resume with another run length
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load the state and put the loaded step's lr (and momentum) into the optimizer."""
-        super().load_state_dict({k: v for k, v in state_dict.items() if k not in self._not_state})
+        """Load the state and put the loaded step's lr (and momentum) into the optimizer; warn when the
+        checkpoint was planned for another run length (as the schedule callbacks do)."""
+        state = dict(state_dict)
+        planned = state.pop("planned_total_steps", None)
+        super().load_state_dict({k: v for k, v in state.items() if k not in self._not_state})
+        if planned is not None and planned != self.schedule.total_steps:
+            warnings.warn(
+                f"ScheduleLR: the checkpoint was planned for total_steps={planned}, this schedule for "
+                f"total_steps={self.schedule.total_steps}; it follows the new plan from step {self.last_epoch}, "
+                f"so the lr may jump there. Resume with the original max_epochs/max_steps to continue the "
+                f"original trajectory.",
+                UserWarning,
+                stacklevel=2,
+            )
         self._writer.write(*self.schedule(self.last_epoch))

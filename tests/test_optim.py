@@ -263,3 +263,25 @@ def test_lr_scale_factor_names_bad_arguments():
         lr_scale_factor(64, 64, "cubic")
     with pytest.raises(ValueError, match="base_batch_size must be >= 1, got 0"):
         lr_scale_factor(64, 0, "linear")
+
+
+def test_schedule_lr_warns_when_resumed_with_another_run_length():
+    from lightning_cyclic.shapes import OneCycleSchedule
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1, momentum=0.9)
+    sched = ScheduleLR(opt, OneCycleSchedule(max_lr=0.1, total_steps=100))
+    for _ in range(10):
+        opt.step()
+    state = sched.state_dict()
+    assert state["planned_total_steps"] == 100
+    same = ScheduleLR(torch.optim.SGD(opt.param_groups[0]["params"], lr=0.1, momentum=0.9), sched.schedule)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        same.load_state_dict(state)  # the same plan: silent
+    longer = ScheduleLR(
+        torch.optim.SGD(opt.param_groups[0]["params"], lr=0.1, momentum=0.9),
+        OneCycleSchedule(max_lr=0.1, total_steps=200),
+    )
+    with pytest.warns(UserWarning, match=r"planned for total_steps=100, this schedule for total_steps=200"):
+        longer.load_state_dict(state)
+    assert longer.last_epoch == 10
