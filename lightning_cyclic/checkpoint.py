@@ -11,6 +11,10 @@ leaves no temporary file behind. Beside each checkpoint it keeps
 (bit rot, a partial copy, a hand edit) is refused instead of loading silently
 with changed weights. Every error names the file and what is wrong with it.
 
+The two files cannot be renamed together, so a save records the new digest
+*before* the rename, beside the old one, and drops the old one after it: a kill
+at any instant leaves a checkpoint whose digest is listed.
+
     trainer = pl.Trainer(plugins=[SafeCheckpointIO()], ...)
 
 Local paths only (remote ones go through Lightning's own writer).
@@ -19,12 +23,13 @@ Local paths only (remote ones go through Lightning's own writer).
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch.plugins import TorchCheckpointIO
+
+from lightning_cyclic.files import write_atomically
 
 DIGEST_SUFFIX = ".sha256"
 
@@ -41,31 +46,17 @@ def _digest_path(path: Path) -> Path:
     return path.with_name(path.name + DIGEST_SUFFIX)
 
 
-def _replace_durably(tmp: Path, path: Path) -> None:
-    os.replace(tmp, path)
-    try:  # the rename itself reaches the disk with the folder's entry
-        fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:  # pragma: no cover - folders that cannot be opened (some platforms)
-        return
+def _listed_digests(digest_file: Path) -> list[str]:
     try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
+        lines = digest_file.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    return [line.split()[0] for line in lines if line.strip()]
 
 
-def _write_file(path: Path, write: Any) -> None:
-    """Write through ``write(file)`` into a temp file beside ``path``, fsync, rename; no temp file survives."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        _replace_durably(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def _digest_text(digests: list[str], name: str) -> str:
+    unique = list(dict.fromkeys(digests))  # a save killed twice in a row still lists each digest once
+    return "".join(f"{d}  {name}\n" for d in unique)
 
 
 class SafeCheckpointIO(TorchCheckpointIO):
@@ -79,9 +70,15 @@ class SafeCheckpointIO(TorchCheckpointIO):
             )
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_file(path, lambda f: torch.save(checkpoint, f))
-        digest = sha256_of(path)
-        _write_file(_digest_path(path), lambda f: f.write(f"{digest}  {path.name}\n".encode()))
+        digest_file = _digest_path(path)
+        new: list[str] = []
+
+        def record_both(tmp: Path) -> None:  # the old file or the new one: either is listed until the rename
+            new.append(sha256_of(tmp))
+            write_atomically(digest_file, _digest_text([new[0], *_listed_digests(digest_file)], path.name))
+
+        write_atomically(path, lambda f: torch.save(checkpoint, f), before_replace=record_both)
+        write_atomically(digest_file, _digest_text(new, path.name))
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         path = Path(path)
@@ -89,12 +86,13 @@ class SafeCheckpointIO(TorchCheckpointIO):
             raise FileNotFoundError(f"checkpoint {path} does not exist")
         digest_file = _digest_path(path)
         if digest_file.is_file():
-            expected = digest_file.read_text().split()[0] if digest_file.read_text().strip() else ""
+            expected = _listed_digests(digest_file)
             actual = sha256_of(path)
-            if actual != expected:
+            if actual not in expected:
+                said = " or ".join(f"{d[:16]}..." for d in expected) or "nothing (it is empty)"
                 raise ValueError(
                     f"checkpoint {path} has changed since it was saved: its SHA-256 is {actual[:16]}..., "
-                    f"{digest_file.name} says {expected[:16] or '(empty)'}... (a damaged or partial copy?). "
+                    f"{digest_file.name} says {said} (a damaged or partial copy?). "
                     f"Delete {digest_file} to load it anyway."
                 )
         try:

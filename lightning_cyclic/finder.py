@@ -39,7 +39,7 @@ import torch
 
 from lightning_cyclic import _compat
 from lightning_cyclic.optim import ParamGroupWriter, lr_ratios
-from lightning_cyclic.shapes import RangeTestSweep
+from lightning_cyclic.shapes import RangeTestSweep, anneal_exp, anneal_linear
 from lightning_cyclic.shapes._checks import check_choice, check_number
 from lightning_cyclic.snapshot import Snapshot, dataloaders, loader_generators, rng_states, set_rng_states
 from lightning_cyclic.suggest import (
@@ -89,13 +89,10 @@ class RangeTestConfig:
         return RangeTestSweep(min_lr=self.min_lr, max_lr=self.max_lr, num_steps=self.num_steps, mode=self.mode)
 
     def lr(self, k: int) -> float:
-        """The lr of sweep step ``k``; past ``num_steps - 1`` the sweep goes on with the same spacing."""
-        if k < self.num_steps:
-            return self.sweep.lr(k)
-        pct = k / (self.num_steps - 1)
-        if self.mode == "exponential":
-            return self.min_lr * (self.max_lr / self.min_lr) ** pct
-        return self.min_lr + (self.max_lr - self.min_lr) * pct
+        """The lr of sweep step ``k``; past ``num_steps - 1`` the sweep goes on with the same spacing
+        (the sweep's own anneal, not held at ``max_lr`` as the ``RangeTestSweep`` schedule is)."""
+        anneal = anneal_exp if self.mode == "exponential" else anneal_linear
+        return anneal(self.min_lr, self.max_lr, max(k, 0) / (self.num_steps - 1))
 
     @property
     def extra_steps(self) -> int:

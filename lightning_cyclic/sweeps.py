@@ -14,13 +14,13 @@ import csv
 import io
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback as HydraCallback
 from omegaconf import DictConfig
 
+from lightning_cyclic.files import write_atomically
 from lightning_cyclic.shapes._checks import check_choice
 
 RESULT = "result.json"
@@ -38,16 +38,6 @@ def job_overrides() -> list[str]:
 
 
 STATUSES = ("finished", "terminated", "failed")
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to a temp file beside ``path``, flush it to disk, then rename it over ``path``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def write_result(
@@ -71,7 +61,7 @@ def write_result(
         "status": status,
         "reason": reason,
     }
-    _write_atomically(path, json.dumps(record, indent=1))
+    write_atomically(path, json.dumps(record, indent=1))
     return path
 
 
@@ -151,7 +141,7 @@ def write_leaderboard(sweep_dir: str | Path, metric: str, mode: str = "max") -> 
     writer.writerow(["rank", "job", metric, "overrides", "status", "reason"])
     for i, row in enumerate(rows, 1):
         writer.writerow([i, row["job"], row.get("value"), " ".join(row["overrides"]), row["status"], row["reason"]])
-    _write_atomically(path, out.getvalue())
+    write_atomically(path, out.getvalue())
     return path, format_table(rows, metric)
 
 

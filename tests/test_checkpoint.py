@@ -36,6 +36,35 @@ def test_a_save_that_fails_leaves_the_old_checkpoint_and_no_temp_file(tmp_path):
     assert leftovers(tmp_path) == []
 
 
+class Killed(BaseException):
+    """Stands for a SIGKILL at one instant of a save (a BaseException, so nothing catches it)."""
+
+
+@pytest.mark.parametrize("instant", ["before_the_rename", "after_the_rename"])
+def test_a_kill_between_the_checkpoint_and_its_digest_leaves_a_file_that_loads(tmp_path, monkeypatch, instant):
+    import lightning_cyclic.files as files
+
+    io, path = SafeCheckpointIO(), tmp_path / "last.ckpt"
+    io.save_checkpoint({"epoch": 1}, path)
+    real = files._replace_durably
+
+    def killed_there(tmp, target):
+        if target == path and instant == "before_the_rename":
+            raise Killed
+        real(tmp, target)
+        if target == path:
+            raise Killed
+
+    monkeypatch.setattr(files, "_replace_durably", killed_there)
+    with pytest.raises(Killed):
+        io.save_checkpoint({"epoch": 2}, path)
+    monkeypatch.undo()
+    assert io.load_checkpoint(path)["epoch"] == (1 if instant == "before_the_rename" else 2)
+    io.save_checkpoint({"epoch": 3}, path)  # the next whole save lists one digest again
+    assert len((tmp_path / "last.ckpt.sha256").read_text().splitlines()) == 1
+    assert io.load_checkpoint(path)["epoch"] == 3
+
+
 def test_flipped_bytes_are_refused_with_the_file_and_the_remedy(tmp_path):
     io, path = SafeCheckpointIO(), tmp_path / "a.ckpt"
     io.save_checkpoint({"w": torch.zeros(1000)}, path)

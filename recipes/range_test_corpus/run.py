@@ -492,33 +492,20 @@ def targets(summary: dict, n_tasks: int) -> list[tuple[str, str, bool | None]]:
     def at_most(value, limit):
         return None if value is None else value <= limit
 
-    lines = [
-        (
-            f"median regret <= {TARGETS['median']} points (accuracy tasks)",
-            fmt(ours["median"]),
-            at_most(ours["median"], TARGETS["median"]),
-        ),
-        (
-            f"worst regret <= {TARGETS['worst']} points (accuracy tasks)",
-            fmt(ours["worst"]),
-            at_most(ours["worst"], TARGETS["worst"]),
-        ),
-        (
-            f"median regret <= {TARGETS['rmse_median']:g}% (RMSE tasks)",
-            pct(ours["rmse_median"]),
-            at_most(ours["rmse_median"], TARGETS["rmse_median"]),
-        ),
-        (
-            f"worst regret <= {TARGETS['rmse_worst']:g}% (RMSE tasks)",
-            pct(ours["rmse_worst"]),
-            at_most(ours["rmse_worst"], TARGETS["rmse_worst"]),
-        ),
+    regret_limits = (
+        ("median", f"median regret <= {TARGETS['median']} points (accuracy tasks)", fmt),
+        ("worst", f"worst regret <= {TARGETS['worst']} points (accuracy tasks)", fmt),
+        ("rmse_median", f"median regret <= {TARGETS['rmse_median']:g}% (RMSE tasks)", pct),
+        ("rmse_worst", f"worst regret <= {TARGETS['rmse_worst']:g}% (RMSE tasks)", pct),
+    )
+    lines = [(title, show(ours[key]), at_most(ours[key], TARGETS[key])) for key, title, show in regret_limits]
+    lines.append(
         (
             f"spread <= {TARGETS['spread']}x on every task",
             f"{ours['spread_ok']} of {n_tasks} tasks, worst {fmt(ours['worst_spread'])}x",
             ours["spread_ok"] == n_tasks,
-        ),
-    ]
+        )
+    )
     for key, label in (("median", "accuracy tasks"), ("rmse_median", "RMSE tasks")):
         if ours[key] is None:
             lines.append((f"lower median regret than every peer ({label})", "n/a", None))
