@@ -116,6 +116,125 @@ class ConfigError(ValueError):
     """A bad value in the config: the message names the key, the value and what is allowed."""
 
 
+def _leaves(node: Any, prefix: str) -> Iterator[tuple[str, Any]]:
+    if OmegaConf.is_dict(node):
+        for key in node:
+            if key not in ("_target_", "_partial_") and not OmegaConf.is_interpolation(node, key):
+                yield from _leaves(node[key], f"{prefix}.{key}")
+    elif not OmegaConf.is_list(node):
+        yield prefix, node
+
+
+def _named(group: str, node: Any, err: BaseException) -> str:
+    """The constructor's message, led by the config key it is about when one key of the group is named in it."""
+    import re
+
+    message = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    if isinstance(err, TypeError) and "unexpected keyword argument" in message:  # a key the target does not take
+        return f"{group}: {message} (a misspelt key?)"
+    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", message))
+    keys = [key for key, _ in _leaves(node, group) if key.rsplit(".", 1)[-1] in words]
+    if len(keys) == 1 and not message.startswith(keys[0]):
+        value = OmegaConf.select(node, keys[0].split(".", 1)[1]) if "." in keys[0] else node
+        return f"{keys[0]}={value!r}: {message}"
+    return message if message.startswith(group) else f"{group}: {message}"
+
+
+_SIMPLE = {int: "an integer", float: "a number", bool: "true or false", str: "a string", type(None): "null"}
+
+
+def _accepts(hint: Any, value: Any) -> bool | None:
+    """Whether ``value`` fits the annotation ``hint``; None when the hint is not one this check reads."""
+    import typing
+
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Literal:
+        return value in args
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        verdicts = [_accepts(arg, value) for arg in args]
+        return True if any(verdicts) else (None if None in verdicts else False)
+    if hint in _SIMPLE:
+        if hint is float:
+            return isinstance(value, (int, float)) and not isinstance(value, bool)
+        if hint is int:
+            return isinstance(value, int) and not isinstance(value, bool)
+        return isinstance(value, hint)
+    return None  # paths, tensors, callables, containers: their constructors check them
+
+
+def _describe(hint: Any) -> str:
+    import typing
+
+    if typing.get_origin(hint) is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
+    args = typing.get_args(hint)
+    if args:
+        return " or ".join(_describe(a) for a in args)
+    return _SIMPLE.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def _check_types(prefix: str, node: Any) -> None:
+    """Each value of a ``_target_`` node against its constructor's annotations (int, float, bool, str, Literal,
+    Optional and Unions of them): ``save_top_k=abc`` fails here, naming the key, not inside the constructor."""
+    import inspect
+    import typing
+
+    from hydra._internal.utils import _locate
+
+    if not OmegaConf.is_dict(node):
+        return
+    for key in node:  # nested targets first (model.net)
+        if not OmegaConf.is_interpolation(node, key):
+            _check_types(f"{prefix}.{key}", node[key])
+    target = node.get("_target_")
+    if not isinstance(target, str):
+        return
+    try:
+        built = _locate(target)
+        init = built.__init__ if inspect.isclass(built) else built
+        hints = typing.get_type_hints(init)
+    except Exception:  # an unimportable target fails in instantiate with its own message; odd hints: no check
+        return
+    for key in node:
+        if key.startswith("_") or key not in hints or OmegaConf.is_interpolation(node, key):
+            continue
+        value = node[key]
+        if OmegaConf.is_config(value):
+            continue
+        if _accepts(hints[key], value) is False:
+            raise ValueError(
+                f"{prefix}.{key}={value!r}: {target.rsplit('.', 1)[-1]} takes {key} as {_describe(hints[key])}"
+            )
+
+
+@contextmanager
+def _config_errors(group: str, node: Any) -> Iterator[None]:
+    """What a constructor refuses while the app builds ``group`` becomes a :class:`ConfigError` naming the key.
+
+    Every group (data, model, schedule, callbacks, lr finder, loggers, trainer) is built before training, so a
+    bad value anywhere fails in seconds, with one line.
+    """
+    from hydra.errors import InstantiationException
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    refused = (ValueError, TypeError, FileNotFoundError, MisconfigurationException)
+    try:
+        yield
+    except InstantiationException as err:
+        cause = err.__cause__
+        while isinstance(cause, InstantiationException) and cause.__cause__ is not None:
+            cause = cause.__cause__
+        if isinstance(cause, ConfigError):
+            raise cause from None
+        if not isinstance(cause, refused):
+            raise
+        raise ConfigError(_named(group, node, cause)) from err
+    except refused as err:
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(_named(group, node, err)) from err
+
+
 def check_config(cfg: DictConfig) -> None:
     """Every value checked before anything is built: one message naming the key, the value and what is allowed."""
     try:
@@ -125,6 +244,13 @@ def check_config(cfg: DictConfig) -> None:
         _check_trainer(cfg)
         _check_optimizer(cfg)
         _check_monitors(cfg)
+        for group in ("data", "model", "schedule", "optimizer", "lr_finder", "trainer"):
+            _check_types(group, cfg.get(group))
+        for group in ("callbacks", "logger"):
+            for name, node in (cfg.get(group) or {}).items():
+                _check_types(f"{group}.{name}", node)
+        check_choice("schedule_via", cfg.get("schedule_via", "callback"), ("callback", "scheduler"))
+        _progress_bar(cfg)
         path = _checkpoint_path(cfg.get("ckpt_path"), cfg)
         if path is not None:  # read it now: a damaged or foreign file is a one-line error, not a traceback
             SafeCheckpointIO().load_checkpoint(path, map_location="cpu", weights_only=True)
@@ -312,28 +438,44 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     check_config(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     ckpt_path = _checkpoint_path(cfg.get("ckpt_path"), cfg)
-    datamodule = instantiate(cfg.data)
-    callbacks: list[pl.Callback] = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
-    bar = _progress_bar(cfg)
+    with _config_errors("data", cfg.data):
+        datamodule = instantiate(cfg.data)
+    callbacks: list[pl.Callback] = []
+    for name, node in (cfg.get("callbacks") or {}).items():
+        if node:
+            with _config_errors(f"callbacks.{name}", node):
+                callbacks.append(instantiate(node))
+    with _config_errors("progress_bar", cfg.get("progress_bar")):
+        bar = _progress_bar(cfg)
     callbacks += [bar] if bar is not None else []
     saver = SaveOnInterrupt()
     callbacks.insert(0, saver)
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
-    trainer: pl.Trainer = instantiate(
-        cfg.trainer,
-        callbacks=callbacks,
-        logger=loggers or False,
-        enable_progress_bar=bar is not None,
-        plugins=[SafeCheckpointIO()],  # atomic, checksummed checkpoint files
-    )
-    factor = _scale_lrs(cfg, trainer, datamodule)
-    model = instantiate(
-        cfg.model,
-        optimizer=instantiate(cfg.optimizer),
-        input_shape=list(datamodule.input_shape),
-        num_classes=datamodule.num_classes,
-    )
-    schedule = instantiate(cfg.schedule) if cfg.get("schedule") else None
+    loggers = []
+    for name, node in (cfg.get("logger") or {}).items():
+        if node:
+            with _config_errors(f"logger.{name}", node):
+                loggers.append(instantiate(node))
+    with _config_errors("trainer", cfg.trainer):
+        trainer: pl.Trainer = instantiate(
+            cfg.trainer,
+            callbacks=callbacks,
+            logger=loggers or False,
+            enable_progress_bar=bar is not None,
+            plugins=[SafeCheckpointIO()],  # atomic, checksummed checkpoint files
+        )
+    with _config_errors("lr_scaling", cfg.get("lr_scaling")):
+        factor = _scale_lrs(cfg, trainer, datamodule)
+    with _config_errors("model", cfg.model):
+        model = instantiate(
+            cfg.model,
+            optimizer=instantiate(cfg.optimizer),
+            input_shape=list(datamodule.input_shape),
+            num_classes=datamodule.num_classes,
+        )
+    schedule = None
+    if cfg.get("schedule"):
+        with _config_errors("schedule", cfg.schedule):
+            schedule = instantiate(cfg.schedule)
     if schedule is not None:
         if not isinstance(schedule, ScheduleCallback):
             raise TypeError(
@@ -347,7 +489,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         else:
             trainer.callbacks.insert(0, schedule)
         if schedule.auto and cfg.get("lr_finder"):
-            schedule.finder = instantiate(cfg.lr_finder)
+            with _config_errors("lr_finder", cfg.lr_finder):
+                schedule.finder = instantiate(cfg.lr_finder)
             trainer.callbacks.insert(0, schedule.finder)
     if factor is not None:
         for lg in trainer.loggers:

@@ -295,6 +295,11 @@ BAD_VALUES = [
     ("callbacks.best_snapshot.monitor=val/accc", "callbacks.best_snapshot.monitor='val/accc' is not a metric"),
     ("callbacks.model_checkpoint.monitor=val_acc", "callbacks.model_checkpoint.monitor='val_acc' is not a metric"),
     ("callbacks.best_snapshot.mode=maximum", "callbacks.best_snapshot.mode must be one of"),
+    ("trainer.precision=17", "trainer.precision=17: Trainer takes precision as one of 64, 32, 16 or .*'bf16-mixed'"),
+    ("data.batch_size=1.5", "data.batch_size=1.5: DigitsDataModule takes batch_size as an integer"),
+    ("+trainer.detect_anomaly=maybe", "trainer.detect_anomaly='maybe': Trainer takes detect_anomaly as true or false"),
+    ("callbacks.model_checkpoint.save_top_k=abc", "callbacks.model_checkpoint.save_top_k='abc': ModelCheckpoint takes"),
+    ("+model.net.dropuot=0.1", "model: .*unexpected keyword argument 'dropuot' \\(a misspelt key\\?\\)"),
 ]
 
 
@@ -319,3 +324,47 @@ def test_a_bad_value_on_the_command_line_is_one_line_and_exit_status_2(tmp_path)
     )  # fmt: skip
     assert done.returncode == 2
     assert "error: trainer.max_epochs must be an integer" in done.stderr and "Traceback" not in done.stderr
+
+
+def _group_leaves():
+    """Every number and every word-valued choice of every option of every config group, as the app ships them."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from lightning_cyclic.run import _leaves
+    from tests.conftest import CONF
+
+    cases = []
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        for group in ("data", "model", "schedule", "optimizer", "callbacks", "lr_finder"):
+            for option in options(group) if (CONF / group).is_dir() else [None]:
+                chosen = [f"{group}={option}"] if option else ["schedule.max_lr=auto"]
+                cfg = compose("train", overrides=chosen)
+                for key, value in _leaves(cfg.get(group), group):
+                    if isinstance(value, bool):
+                        cases.append((chosen, key, "maybe"))
+                    elif isinstance(value, (int, float)):
+                        cases.append((chosen, key, "abc"))
+                    elif isinstance(value, str) and key.rsplit(".", 1)[-1] in WORD_CHOICES:
+                        cases.append((chosen, key, "bogus"))
+    GlobalHydra.instance().clear()
+    return cases
+
+
+# the keys whose value is one word out of a fixed set (the others are names, paths or format strings)
+WORD_CHOICES = ("mode", "decay", "anneal", "interval", "suggestion", "pool", "evaluate", "monitor")
+GROUP_LEAVES = _group_leaves()
+
+
+@pytest.mark.parametrize("chosen, key, value", GROUP_LEAVES, ids=[f"{c[0]}:{k}={v}" for c, k, v in GROUP_LEAVES])
+def test_every_number_and_choice_of_every_group_refuses_a_wrong_value_naming_the_key(make_cfg, chosen, key, value):
+    """The same classes of mistakes across all config groups: a word for a number or a flag, an unknown choice."""
+    from lightning_cyclic.run import ConfigError
+
+    name = key.rsplit(".", 1)[-1]
+    extra = ["data=digits"] if not chosen[0].startswith("data=") else []  # the file datasets fail on their folder
+    with pytest.raises(ConfigError) as caught:
+        train(make_cfg(*chosen, *extra, f"{key}={value}", "progress_bar=none", "trainer.max_steps=1"))
+    message = str(caught.value)
+    assert name in message and value in message and "\n" not in message, message
