@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressB
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, read_write
 
+from lightning_cyclic import _compat
 from lightning_cyclic.callbacks import BestSnapshot, ScheduleCallback, SnapshotEnsemble
 from lightning_cyclic.checkpoint import SafeCheckpointIO
 from lightning_cyclic.optim import lr_scale_factor
@@ -427,8 +428,52 @@ class SaveOnInterrupt(Callback):
         if keeper is None or keeper.dirpath is None or not isinstance(exception, (SIGTERMException, KeyboardInterrupt)):
             return
         path = Path(keeper.dirpath) / f"{keeper.CHECKPOINT_NAME_LAST}{keeper.FILE_EXTENSION}"
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, weights_only=False)  # the whole state: a resume continues from it
         self.saved = str(path)
+
+
+class SigtermStopsEveryRank(Callback):
+    """SIGTERM ends the run at the same batch on every DDP rank, so none waits for another in a collective.
+
+    Lightning 2.6's own SIGTERM handler broadcasts from inside the signal handler, wherever rank 0 happens to be
+    (mid-``training_step``, say) while rank 1 is in the gradient all-reduce: both wait for ever (seen with two
+    gloo processes; rank 1 also stops one batch apart from rank 0). For the fit this callback's handler only
+    notes the signal; at each training batch end the ranks agree (one small all-reduce under DDP, nothing on
+    one process) and, if any rank was signalled, all of them stop there, through Lightning's own SIGTERM path.
+    A signal during validation takes effect at the next training batch end.
+    """
+
+    def __init__(self) -> None:
+        self.received = False
+        self._previous: Any = None
+
+    def _note(self, signum: int, frame: Any) -> None:  # a signal handler: only set a flag (no logging, no I/O)
+        self.received = True
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        import signal
+        import threading
+
+        # after Lightning registered its handlers (at the start of the fit stage); the main thread only can
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.getsignal(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, self._note)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        stop = self.received
+        if trainer.world_size > 1:
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        if stop:
+            if trainer.is_global_zero:
+                log.info("SIGTERM received: every rank stops at the end of step %d", trainer.global_step)
+            _compat.stop_as_on_sigterm(trainer)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        import signal
+
+        if self._previous is not None and signal.getsignal(signal.SIGTERM) == self._note:
+            signal.signal(signal.SIGTERM, self._previous)
+        self._previous = None
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
@@ -450,6 +495,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     callbacks += [bar] if bar is not None else []
     saver = SaveOnInterrupt()
     callbacks.insert(0, saver)
+    callbacks.append(SigtermStopsEveryRank())
     loggers = []
     for name, node in (cfg.get("logger") or {}).items():
         if node:

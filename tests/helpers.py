@@ -193,14 +193,15 @@ def assert_one_sgd_step_reduces_the_loss(net: torch.nn.Module, lr: float) -> Non
 class PoisonAt(pl.Callback):
     """Fills the first parameter with NaN before optimizer step ``step``: a fault at a known place.
 
-    For command-line tests: ``+callbacks.poison._target_=tests.helpers.PoisonAt +callbacks.poison.step=30``.
+    For command-line tests: ``+callbacks.poison._target_=tests.helpers.PoisonAt +callbacks.poison.step=30``;
+    ``+callbacks.poison.rank=1`` poisons that DDP rank only.
     """
 
-    def __init__(self, step: int):
-        self.step = step
+    def __init__(self, step: int, rank: int | None = None):
+        self.step, self.rank = step, rank
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step == self.step:
+        if trainer.global_step == self.step and self.rank in (None, trainer.global_rank):
             with torch.no_grad():
                 next(pl_module.parameters()).fill_(float("nan"))
 

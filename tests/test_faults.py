@@ -176,6 +176,45 @@ def test_a_nan_at_a_fixed_step_stops_cleanly_with_the_best_weights(tmp_path):
     assert result["value"] > 0.5  # the restored weights, not the poisoned ones
 
 
+def test_a_nan_on_one_ddp_rank_stops_every_rank_naming_that_rank(tmp_path):
+    out = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "train.py", f"hydra.run.dir={out}", *FAST, "trainer=ddp_cpu", "trainer.max_epochs=5",
+         "+callbacks.poison._target_=tests.helpers.PoisonAt", "+callbacks.poison.step=25", "+callbacks.poison.rank=1"],
+        cwd=ROOT, env={**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}, capture_output=True,
+        text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    # rank 0's loss stayed finite: the reason is rank 1's, with its value, as every rank stopped
+    assert "stopped early: the training loss is nan on rank 1 after 26 optimizer steps" in done.stdout, done.stdout
+    assert "best weights restored: epoch 1" in done.stdout  # 12 steps an epoch on each of 2 ranks
+    result = json.loads((out / "result.json").read_text())
+    assert result["value"] > 0.5 and result["status"] == "finished"
+
+
+def test_sigterm_under_ddp_stops_every_rank_together_saves_and_resumes(tmp_path):
+    out = tmp_path / "run"
+    proc = start(out, "trainer=ddp_cpu", "trainer.max_epochs=300")
+    wait_for(out / "checkpoints" / "last.ckpt", proc)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)  # to rank 0 only, as `kill` would; rank 1 learns it at the batch end
+    stdout, stderr = proc.communicate(timeout=120)  # before the fix: both ranks waited for each other for ever
+    assert proc.returncode == 143, stderr[-3000:]
+    assert "TERMINATED" in stdout and "SIGTERM received at step" in stdout
+    assert json.loads((out / "result.json").read_text())["status"] == "terminated"
+    state = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    step = state["global_step"]
+    assert step > 0
+    resumed = subprocess.run(
+        [sys.executable, "train.py", f"hydra.run.dir={tmp_path / 'resumed'}", *FAST, "trainer=ddp_cpu",
+         "trainer.max_epochs=300", f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}", f"trainer.max_steps={step + 3}"],
+        cwd=ROOT, env={**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}, capture_output=True,
+        text=True, timeout=300,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"{step + 3} optimizer steps" in resumed.stdout
+
+
 def test_sigterm_in_a_sweep_records_the_job_writes_the_leaderboard_and_exits_143(tmp_path):
     sweep = tmp_path / "sweep"
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
