@@ -206,6 +206,26 @@ class PoisonAt(pl.Callback):
                 next(pl_module.parameters()).fill_(float("nan"))
 
 
+class _Unpicklable:
+    def __reduce__(self):
+        raise OSError("No space left on device (a fault injected by FailSaveAt)")
+
+
+class FailSaveAt(pl.Callback):
+    """Makes every checkpoint save from epoch ``epoch`` on fail half-way through writing the file.
+
+    ``+callbacks.crash._target_=tests.helpers.FailSaveAt +callbacks.crash.epoch=3``: the pickler raises on an
+    object placed last in the checkpoint, after the weights were written: a crash inside the save.
+    """
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        if trainer.current_epoch >= self.epoch:
+            checkpoint["zz_fault"] = _Unpicklable()
+
+
 class WritesAMarker:
     """Pickles to "call open(marker, 'w')": what a crafted file would do to run code when it is loaded."""
 

@@ -176,6 +176,24 @@ def test_a_nan_at_a_fixed_step_stops_cleanly_with_the_best_weights(tmp_path):
     assert result["value"] > 0.5  # the restored weights, not the poisoned ones
 
 
+def test_a_crash_inside_a_checkpoint_save_keeps_the_previous_one_whole(tmp_path):
+    from lightning_cyclic.checkpoint import SafeCheckpointIO
+
+    out = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "train.py", f"hydra.run.dir={out}", *FAST, "trainer.max_epochs=6",
+         "+callbacks.crash._target_=tests.helpers.FailSaveAt", "+callbacks.crash.epoch=3"],
+        cwd=ROOT, env={**os.environ, "PYTHONWARNINGS": "ignore"}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode != 0 and "No space left on device" in done.stderr, done.stderr[-3000:]
+    last = out / "checkpoints" / "last.ckpt"
+    state = SafeCheckpointIO().load_checkpoint(last, weights_only=True)  # whole, and its digest agrees
+    assert state["epoch"] == 2  # the last save that finished (epochs 0, 1, 2)
+    assert not [p.name for p in last.parent.iterdir() if p.name.endswith(".tmp")]
+    result = json.loads((out / "result.json").read_text())
+    assert result["status"] == "failed" and "No space left on device" in result["reason"]
+
+
 def test_a_nan_on_one_ddp_rank_stops_every_rank_naming_that_rank(tmp_path):
     out = tmp_path / "run"
     done = subprocess.run(
