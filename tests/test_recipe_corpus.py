@@ -97,7 +97,9 @@ def test_quick_run_writes_a_complete_report_that_rebuilds(tmp_path, bench):
         assert len(oracle["lrs"]) == 3 and oracle["worst_regret"] >= 0
     assert set(results["loto"]["tasks"]) == set(names)
     table = (tmp_path / "table.md").read_text()
-    for heading in ("### Tasks and oracles", "### Regret of one-cycle", "### Summary per finder", "### Targets"):
+    headings = ("### Tasks and oracles", "### Regret of one-cycle", "### Summary per finder", "### Targets",
+                "### Confidence against regret")  # fmt: skip
+    for heading in headings:
         assert heading in table
     section = table.split("### Targets")[1].split("\n\n")[1].splitlines()[2:]  # the rows of the targets table
     assert len(section) == 9 and all(line.endswith(("| met |", "| **missed** |", "| n/a |")) for line in section)
@@ -108,6 +110,14 @@ def test_quick_run_writes_a_complete_report_that_rebuilds(tmp_path, bench):
     )
     assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
     assert (tmp_path / "table.md").read_text() == table
+
+
+def test_spearman_agrees_with_scipy_ties_included(bench):
+    from scipy.stats import spearmanr
+
+    xs, ys = [0.9, 0.1, 0.5, 0.5, 0.3, 0.7], [1.0, 3.0, 2.0, 0.5, 2.0, 0.1]
+    assert bench.spearman(xs, ys) == pytest.approx(spearmanr(xs, ys).statistic, abs=1e-12)
+    assert bench.spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
 
 
 def test_edge_with_the_default_constants_is_the_rule(bench):

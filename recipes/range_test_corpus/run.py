@@ -635,6 +635,7 @@ def report(results: dict) -> tuple[str, dict]:
     for label, measured, met in targets(summary, n):
         mark = "n/a" if met is None else ("met" if met else "**missed**")
         lines.append(f"| {label} | {measured} | {mark} |")
+    lines += confidence_lines(results, rows)
     if results.get("loto"):
         lines += loto_lines(results, oracles)
     if warnings:
@@ -653,6 +654,81 @@ def report(results: dict) -> tuple[str, dict]:
         lines += [f"- {r['kind']} {r['task']} seed {r['seed']}: {r['error'].strip().splitlines()[-1]}" for r in errors]
     derived = {"oracles": oracles, "finders": rows, "summary": summary}
     return "\n".join(lines), derived
+
+
+def confidence_rows(results: dict, rows: dict) -> list[tuple[str, int, object, float]]:
+    """(task, seed, Confidence, regret) for the default finder on the accuracy tasks (regret in pp): the
+    confidence read off the curve it read (the validation curve; the training curve where the task has none)."""
+    from lightning_cyclic.suggest import confidence, finite_prefix
+
+    accuracy = {t["name"] for t in results["tasks"] if t["metric"] == "acc"}
+    out = []
+    for test in results["range_tests"]:
+        curves = test.get("curves", {})
+        curve = curves.get("val") or curves.get("train")
+        if not curve or test["task"] not in rows or test["task"] not in accuracy:
+            continue
+        seeds = sorted(r["seed"] for r in results["range_tests"] if r["task"] == test["task"])
+        lrs, losses = finite_prefix(curve["lrs"], curve["losses"])
+        if len(lrs) < 10:
+            continue
+        regret = rows[test["task"]][DEFAULT]["regrets"][seeds.index(test["seed"])]
+        out.append((test["task"], test["seed"], confidence(lrs, losses, "edge"), regret))
+    return out
+
+
+def confidence_lines(results: dict, rows: dict) -> list[str]:
+    """Is low confidence where the regret is? Regret of the default finder, by the confidence it reported."""
+    pairs = confidence_rows(results, rows)
+    if not pairs:
+        return []
+    lines = [
+        "",
+        f"### Confidence against regret ({DEFAULT}, every classification task and seed)",
+        "",
+        "| confidence | range tests | median regret (pp) | worst | regret > 1 pp |",
+        "|---|---|---|---|---|",
+    ]
+    for level in ("high", "medium", "low"):
+        got = [r for _, _, c, r in pairs if c.level == level]
+        if got:
+            big = sum(r > 1 for r in got)
+            lines.append(
+                f"| {level} | {len(got)} | {fmt(statistics.median(got))} | {fmt(max(got))} | {big} of {len(got)} |"
+            )
+        else:
+            lines.append(f"| {level} | 0 | - | - | - |")
+    scores, regrets = [c.score for _, _, c, _ in pairs], [r for *_, r in pairs]
+    rho = spearman(scores, regrets)
+    worst = max(pairs, key=lambda p: p[3])
+    lines += [
+        "",
+        f"Spearman correlation of the confidence score with the regret: {fmt(rho)} over {len(pairs)} range tests "
+        f"(negative: lower confidence, higher regret). The worst regret ({fmt(worst[3])} pp, {worst[0]} seed "
+        f"{worst[1]}) came with {worst[2].describe()}.",
+    ]
+    return lines
+
+
+def spearman(xs: list[float], ys: list[float]) -> float:
+    def ranks(values: list[float]) -> list[float]:
+        order = sorted(range(len(values)), key=values.__getitem__)
+        out = [0.0] * len(values)
+        i = 0
+        while i < len(order):  # ties share the mean of their ranks
+            j = i
+            while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+                j += 1
+            for k in range(i, j + 1):
+                out[order[k]] = (i + j) / 2
+            i = j + 1
+        return out
+
+    rx, ry = ranks(xs), ranks(ys)
+    mx, my = statistics.mean(rx), statistics.mean(ry)
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    var = math.sqrt(sum((a - mx) ** 2 for a in rx) * sum((b - my) ** 2 for b in ry))
+    return cov / var if var else float("nan")
 
 
 def loto_lines(results: dict, oracles: dict) -> list[str]:
