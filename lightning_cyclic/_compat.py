@@ -41,6 +41,20 @@ if pytorch_lightning is not None:
 class Callback(*_CALLBACK_BASES):  # type: ignore[misc]
     """Base of every callback here: a ``Callback`` of ``lightning.pytorch`` and of ``pytorch_lightning``."""
 
+    def _cached_state_key(self, **kwargs: Any) -> str:
+        """``_generate_state_key(**kwargs)``, built once per set of values.
+
+        Lightning reads ``state_key`` at every call of every hook (to name the hook for its profiler), where
+        building the key (a ``repr`` of the arguments) costs more than most hooks.
+        """
+        args = tuple(kwargs.items())
+        cached = self.__dict__.get("_state_key_cached")
+        if cached is not None and cached[0] == args:
+            return cached[1]
+        key = self._generate_state_key(**kwargs)
+        self.__dict__["_state_key_cached"] = (args, key)
+        return key
+
 
 def is_lightning_module(obj: Any) -> bool:
     """Whether ``obj`` is a LightningModule of either namespace."""

@@ -114,7 +114,7 @@ class BestSnapshot(Callback):
 
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(monitor=self.monitor, mode=self.mode)
+        return self._cached_state_key(monitor=self.monitor, mode=self.mode)
 
     # decisions --------------------------------------------------------------
     def _better(self, current: float, best: float) -> bool:

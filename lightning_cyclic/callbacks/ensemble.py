@@ -123,7 +123,7 @@ class SnapshotEnsemble(Callback):
 
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(max_snapshots=self.max_snapshots, every_n_epochs=self.every_n_epochs)
+        return self._cached_state_key(max_snapshots=self.max_snapshots, every_n_epochs=self.every_n_epochs)
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -91,7 +91,7 @@ class LRFinder(Callback):
         # arguments added later are left out at their defaults, so checkpoints saved before they existed still match
         later = {"extend": RangeTestConfig.extend}
         kwargs = {k: v for k, v in self.config.__dict__.items() if k not in later or v != later[k]}
-        return self._generate_state_key(**kwargs)
+        return self._cached_state_key(**kwargs)
 
     def run(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> RangeTestResult:
         """Run the test unless this finder already has a result (from this fit or a checkpoint).

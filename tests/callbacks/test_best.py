@@ -201,3 +201,12 @@ def test_a_resumed_run_does_not_report_the_previous_runs_stop_as_its_own(tmp_pat
     assert again.best_epoch == 1 and again.best_score == 2  # the saved best carries over
     assert again.stop_reason == "" and again.stopped_epoch is None  # this run ended by max_epochs
     assert again.previous_stop_reason == first.stop_reason
+
+
+def test_state_key_is_built_once_and_follows_a_changed_argument():
+    best = BestSnapshot(monitor="val/acc", mode="max")
+    key = best.state_key
+    assert key == Callback._generate_state_key(best, monitor="val/acc", mode="max")
+    assert best.state_key is key  # the cached string, not a rebuilt one
+    best.monitor = "val/loss"  # set after construction: the key follows
+    assert best.state_key != key and "val/loss" in best.state_key
