@@ -102,3 +102,6 @@ if __name__ == "__main__":
             unchanged=probe.unchanged,
         )
     (out / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))
+    # leave no gloo threads for the interpreter's exit to abort on ("terminate called without an active exception")
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
