@@ -31,6 +31,15 @@ def start(out, *args: str) -> subprocess.Popen:
     )
 
 
+def run(out, *args: str) -> subprocess.CompletedProcess:
+    """``train.py`` with ``args`` to the end, in ``out``."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "train.py", f"hydra.run.dir={out}", *FAST, *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
 def wait_for(path, proc, timeout=120):
     deadline = time.monotonic() + timeout
     while not path.exists():
@@ -164,11 +173,8 @@ def test_sigkill_leaves_a_whole_last_ckpt_that_resumes(tmp_path):
 
 def test_a_nan_at_a_fixed_step_stops_cleanly_with_the_best_weights(tmp_path):
     out = tmp_path / "run"
-    done = subprocess.run(
-        [sys.executable, "train.py", f"hydra.run.dir={out}", *FAST, "trainer.max_epochs=5",
-         "+callbacks.poison._target_=tests.helpers.PoisonAt", "+callbacks.poison.step=50"],
-        cwd=ROOT, env={**os.environ, "PYTHONWARNINGS": "ignore"}, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    done = run(out, "trainer.max_epochs=5", "+callbacks.poison._target_=tests.helpers.PoisonAt",
+               "+callbacks.poison.step=50")  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert "stopped early: the training loss is nan after 51 optimizer steps" in done.stdout
     assert "best weights restored: epoch 1" in done.stdout  # the last evaluated epoch before the fault (step 50)
@@ -180,11 +186,8 @@ def test_a_crash_inside_a_checkpoint_save_keeps_the_previous_one_whole(tmp_path)
     from lightning_cyclic.checkpoint import SafeCheckpointIO
 
     out = tmp_path / "run"
-    done = subprocess.run(
-        [sys.executable, "train.py", f"hydra.run.dir={out}", *FAST, "trainer.max_epochs=6",
-         "+callbacks.crash._target_=tests.helpers.FailSaveAt", "+callbacks.crash.epoch=3"],
-        cwd=ROOT, env={**os.environ, "PYTHONWARNINGS": "ignore"}, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    done = run(out, "trainer.max_epochs=6", "+callbacks.crash._target_=tests.helpers.FailSaveAt",
+               "+callbacks.crash.epoch=3")  # fmt: skip
     assert done.returncode != 0 and "No space left on device" in done.stderr, done.stderr[-3000:]
     last = out / "checkpoints" / "last.ckpt"
     state = SafeCheckpointIO().load_checkpoint(last, weights_only=True)  # whole, and its digest agrees
@@ -196,12 +199,8 @@ def test_a_crash_inside_a_checkpoint_save_keeps_the_previous_one_whole(tmp_path)
 
 def test_a_nan_on_one_ddp_rank_stops_every_rank_naming_that_rank(tmp_path):
     out = tmp_path / "run"
-    done = subprocess.run(
-        [sys.executable, "train.py", f"hydra.run.dir={out}", *FAST, "trainer=ddp_cpu", "trainer.max_epochs=5",
-         "+callbacks.poison._target_=tests.helpers.PoisonAt", "+callbacks.poison.step=25", "+callbacks.poison.rank=1"],
-        cwd=ROOT, env={**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}, capture_output=True,
-        text=True, timeout=300,
-    )  # fmt: skip
+    done = run(out, "trainer=ddp_cpu", "trainer.max_epochs=5", "+callbacks.poison._target_=tests.helpers.PoisonAt",
+               "+callbacks.poison.step=25", "+callbacks.poison.rank=1")  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     # rank 0's loss stayed finite: the reason is rank 1's, with its value, as every rank stopped
     assert "stopped early: the training loss is nan on rank 1 after 26 optimizer steps" in done.stdout, done.stdout
@@ -223,12 +222,8 @@ def test_sigterm_under_ddp_stops_every_rank_together_saves_and_resumes(tmp_path)
     state = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
     step = state["global_step"]
     assert step > 0
-    resumed = subprocess.run(
-        [sys.executable, "train.py", f"hydra.run.dir={tmp_path / 'resumed'}", *FAST, "trainer=ddp_cpu",
-         "trainer.max_epochs=300", f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}", f"trainer.max_steps={step + 3}"],
-        cwd=ROOT, env={**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}, capture_output=True,
-        text=True, timeout=300,
-    )  # fmt: skip
+    resumed = run(tmp_path / "resumed", "trainer=ddp_cpu", "trainer.max_epochs=300",
+                  f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}", f"trainer.max_steps={step + 3}")  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"{step + 3} optimizer steps" in resumed.stdout
 
