@@ -146,12 +146,13 @@ _SIMPLE = {int: "an integer", float: "a number", bool: "true or false", str: "a 
 
 def _accepts(hint: Any, value: Any) -> bool | None:
     """Whether ``value`` fits the annotation ``hint``; None when the hint is not one this check reads."""
+    import types
     import typing
 
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is typing.Literal:
         return value in args
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):  # Optional[X], X | None
         verdicts = [_accepts(arg, value) for arg in args]
         return True if any(verdicts) else (None if None in verdicts else False)
     if hint in _SIMPLE:
