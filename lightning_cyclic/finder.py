@@ -490,8 +490,8 @@ def _sweep(
     window: dict[int, torch.Tensor] = {}  # batch_idx -> loss of this window's micro-batches
     ran: set[int] = set()  # batch_idx of every closure that ran
 
-    def training_loss(batch: Any, batch_idx: int) -> torch.Tensor | None:
-        loss = _loss_of(strategy.training_step(strategy.batch_to_device(batch), batch_idx))
+    def training_loss(batch: Any, batch_idx: int, on_device: bool = False) -> torch.Tensor | None:
+        loss = _loss_of(strategy.training_step(batch if on_device else strategy.batch_to_device(batch), batch_idx))
         if loss is None and trainer.world_size > 1:
             raise RuntimeError(
                 f"training_step returned None for batch {batch_idx} of the LR range test under "
@@ -520,7 +520,7 @@ def _sweep(
         return closure
 
     batches = _batches(trainer.train_dataloader)
-    val_batches = _val_batches(trainer, config) if config.evaluate == "val" else None
+    val_batches = _ValBatches(_val_batches(trainer, config), strategy) if config.evaluate == "val" else None
     lrs: list[float] = []
     losses: list[float] = []
     best = first = math.inf
@@ -572,7 +572,7 @@ def _sweep(
                     continue
                 in_a_row = 0
                 if val_batches is not None and math.isfinite(value):
-                    value = _evaluate(pl_module, val_batches, training_loss, strategy, device)
+                    value = val_batches.loss(pl_module, training_loss, device)
                 lrs.append(lr)
                 losses.append(value)
                 if not math.isfinite(value):
@@ -622,15 +622,78 @@ def _val_batches(trainer: pl.Trainer, config: RangeTestConfig) -> list[Any]:
     return out
 
 
-@torch.no_grad()
-def _evaluate(pl_module: pl.LightningModule, batches: list[Any], training_loss: Any, strategy: Any, device) -> float:
-    """The mean loss of the fixed validation batches, through ``training_step`` in eval mode, over all ranks."""
-    pl_module.eval()
-    total = torch.zeros((), device=device)
-    for i, batch in enumerate(batches):
-        loss = training_loss(batch, i)
-        if loss is not None:
-            total += loss.float()
-    pl_module.train()
-    total /= max(len(batches), 1)
-    return float(strategy.reduce(total, reduce_op="mean"))
+class _NotMergeable(Exception):
+    pass
+
+
+def merge_batches(batches: list[Any]) -> Any:
+    """The batches as one, concatenated along the first dimension, where every batch has the same structure
+    (tensors, or plain tuples, lists, named tuples and dicts of them) and the tensors agree in everything but
+    their first dimension; raises ``_NotMergeable`` otherwise."""
+    first = batches[0]
+    if isinstance(first, torch.Tensor):
+        if first.dim() == 0 or not all(
+            isinstance(b, torch.Tensor)
+            and b.shape[1:] == first.shape[1:]
+            and b.dtype == first.dtype
+            and b.device == first.device
+            for b in batches
+        ):
+            raise _NotMergeable
+        return torch.cat(batches)
+    kind = type(first)
+    if kind in (tuple, list) or (issubclass(kind, tuple) and hasattr(kind, "_fields")):
+        if not all(type(b) is kind and len(b) == len(first) for b in batches):
+            raise _NotMergeable
+        parts = [merge_batches([b[i] for b in batches]) for i in range(len(first))]
+        return kind(*parts) if hasattr(kind, "_fields") else kind(parts)
+    if kind is dict:
+        if not all(type(b) is dict and b.keys() == first.keys() for b in batches):
+            raise _NotMergeable
+        return {k: merge_batches([b[k] for b in batches]) for k in first}
+    raise _NotMergeable
+
+
+class _ValBatches:
+    """The fixed validation batches of ``evaluate="val"``, moved to the device once (the module's transfer hooks
+    run once per batch, not once per step), and read as one concatenated batch where they merge (one forward
+    per step instead of ``val_batches``; the mean loss is the same for losses averaged over equal batches).
+    Where the merged batch cannot be built, or its first evaluation raises (a model that expects its batch size,
+    memory), they are read one by one from then on."""
+
+    def __init__(self, batches: list[Any], strategy: Any):
+        self.batches = [strategy.batch_to_device(b) for b in batches]
+        self.merged: Any = None
+        if len(self.batches) > 1:
+            with contextlib.suppress(_NotMergeable):
+                self.merged = merge_batches(self.batches)
+        self.strategy = strategy
+        self.checked = False
+
+    @torch.no_grad()
+    def loss(self, pl_module: pl.LightningModule, training_loss: Any, device: Any) -> float:
+        """The mean loss of the batches, through ``training_step`` in eval mode, over all ranks."""
+        modes = [(m, m.training) for m in pl_module.modules()]
+        pl_module.eval()
+        try:
+            total = None
+            if self.merged is not None:
+                try:
+                    loss = training_loss(self.merged, 0, on_device=True)
+                    total = torch.zeros((), device=device) if loss is None else loss.float()
+                except Exception:
+                    if self.checked:
+                        raise
+                    self.merged = None  # read them one by one from now on
+                self.checked = True
+            if total is None:
+                total = torch.zeros((), device=device)
+                for i, batch in enumerate(self.batches):
+                    loss = training_loss(batch, i, on_device=True)
+                    if loss is not None:
+                        total += loss.float()
+                total /= max(len(self.batches), 1)
+        finally:
+            for module, training in modes:  # as they were: a part frozen in eval mode stays so
+                module.training = training
+        return float(self.strategy.reduce(total, reduce_op="mean"))

@@ -33,10 +33,13 @@ class LRFinder(Callback):
         suggestion: the rule that reads the curve: ``"edge"`` (default), ``"valley"``,
             ``"steepest"`` or ``"minimum"`` (see :mod:`lightning_cyclic.suggest`).
         evaluate: ``"val"``: after each step, the loss on ``val_batches`` fixed validation
-            batches (through ``training_step`` in eval mode): a far steadier curve for about
-            twice the cost; ``"train"``: the training loss of each step; ``"auto"`` (default):
-            ``"val"`` when the fit has validation data, else ``"train"``.
-        val_batches: how many validation batches ``evaluate="val"`` reads at each step.
+            batches (through ``training_step`` in eval mode): a far steadier curve for one
+            forward pass more per step; ``"train"``: the training loss of each step; ``"auto"``
+            (default): ``"val"`` when the fit has validation data, else ``"train"``.
+        val_batches: how many validation batches ``evaluate="val"`` reads at each step. They are
+            moved to the device once and read as one batch, concatenated along the first
+            dimension, where their structure allows (tensors in tuples, lists, named tuples,
+            dicts); a model whose ``training_step`` refuses the merged batch gets them one by one.
         extend: where the sweep reaches ``max_lr`` before the loss turns back up (the ``edge``
             rule has no edge to read), it goes on, from the weights where they are and with the
             same spacing, up to ``extend * max_lr`` (at most ``num_steps`` more steps), until the

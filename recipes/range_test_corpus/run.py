@@ -50,10 +50,14 @@ RULES = ("edge", "valley", "steepest", "minimum")
 MODES = ("val", "train")
 OURS = [f"ours {rule} ({mode})" for mode in MODES for rule in RULES]
 PEERS = ["torch-lr-finder", "Lightning Tuner", "fastai valley"]
-FINDERS = OURS + PEERS
+# LRFinder's default rule on twice as many validation batches (the default reads 4): does a steadier curve cut
+# the spread, and at what cost?
+MORE_VAL = "ours edge (val, 8 batches)"
+FINDERS = [*OURS, MORE_VAL, *PEERS]
 DEFAULT = "ours edge (val)"  # LRFinder's defaults: rule edge, evaluate="auto" (val where there is validation data)
 SHORT = {name: name.removeprefix("ours ").replace(" (", "/").rstrip(")") for name in OURS}
 SHORT.update({"torch-lr-finder": "torch-lr-finder", "Lightning Tuner": "Lightning", "fastai valley": "fastai"})
+SHORT[MORE_VAL] = "edge/val x8"
 QUICK_TASKS = ("digits-mlp-sgd", "diabetes-mlp-adamw-long")
 LONG = 2000  # optimizer steps from which a task counts as long (the cost target)
 TARGETS = {"median": 0.3, "worst": 1.5, "rmse_median": 2.0, "rmse_worst": 8.0, "spread": 1.5, "cost": 0.10}
@@ -223,9 +227,16 @@ def range_tests(task: corpus.Task, seed: int, epochs: int, root: str) -> dict:
                 "seconds": seconds,
                 "reason": s.reason,
             }
-    if not task.val:  # no validation data: evaluate="val" cannot run, LRFinder's default reads the training loss
+    if task.val:
+        start = time.perf_counter()
+        result = lr_find(trainer(root), fresh(), datamodule=task_datamodule(task), verbose=False, val_batches=8)
+        seconds = time.perf_counter() - start
+        s = result.suggest("edge")
+        finders[MORE_VAL] = {"lr": s.lr, "steps": result.optimizer_steps, "seconds": seconds, "reason": s.reason}
+    else:  # no validation data: evaluate="val" cannot run, LRFinder's default reads the training loss
         for rule in RULES:
             finders[f"ours {rule} (val)"] = dict(finders[f"ours {rule} (train)"], note="train: no validation data")
+        finders[MORE_VAL] = dict(finders["ours edge (train)"], note="train: no validation data")
     start = time.perf_counter()
     finders["torch-lr-finder"] = run_torch_lr_finder(task, fresh())
     finders["torch-lr-finder"]["seconds"] = time.perf_counter() - start
@@ -638,6 +649,7 @@ def report(results: dict) -> tuple[str, dict]:
     lines += confidence_lines(results, rows)
     if results.get("loto"):
         lines += loto_lines(results, oracles)
+    lines += divisor_lines(results, oracles)
     if warnings:
         lines += ["", "### Warnings", ""] + [f"- {w}" for w in warnings]
     missing = [
@@ -786,6 +798,83 @@ def loto_lines(results: dict, oracles: dict) -> list[str]:
     return lines
 
 
+def good_window(oracle: dict, tolerance: float) -> tuple[float, float]:
+    """The lrs around the oracle's best whose interpolated regret is within ``tolerance`` of the best (the
+    contiguous stretch of a 200-point log grid that holds the best)."""
+    import numpy as np
+
+    xs = np.log10(oracle["lrs"])
+    fine = np.linspace(xs[0], xs[-1], 200)
+    regrets = np.interp(fine, xs, oracle["regrets"])
+    best = int(regrets.argmin())
+    ok = regrets <= regrets[best] + tolerance
+    lo = hi = best
+    while lo > 0 and ok[lo - 1]:
+        lo -= 1
+    while hi < len(fine) - 1 and ok[hi + 1]:
+        hi += 1
+    return 10 ** fine[lo], 10 ** fine[hi]
+
+
+def divisor_lines(results: dict, oracles: dict) -> list[str]:
+    """Which divisors of the edge would have put each task near its oracle: is there one for every task?"""
+    from lightning_cyclic.suggest import edge_divisor
+
+    lines = [
+        "",
+        "### Which divisor of the edge each task wanted",
+        "",
+        "The edge rule divides where the curve becomes unstable by 1.5 to 3 (more, the further the loss fell). "
+        "Per task: the fall, the divisor the rule used, and the divisors that would have put every seed within "
+        "the task's noise (one seed's sd, at least 0.5 points or 0.5%) of the oracle, read off the interpolated "
+        "one-cycle grid.",
+        "",
+        "| task | fall (nats), per seed | divisor used | divisors within the noise, every seed |",
+        "|---|---|---|---|",
+    ]
+    windows = {}
+    for t in results["tasks"]:
+        name, o = t["name"], oracles[t["name"]]
+        curves = [
+            r["curves"]["val" if t["val"] else "train"]
+            for r in sorted(results["range_tests"], key=lambda r: r["seed"])
+            if r["task"] == name and "error" not in r
+        ]
+        readings = [edge_reading(c) for c in curves]
+        if not readings or any(r is None for r in readings):
+            continue
+        lo, hi = good_window(o, max(0.5, o["noise"]))
+        window = (max(at / hi for at, _ in readings), min(at / lo for at, _ in readings))
+        windows[name] = window
+        depths = ", ".join("inf" if not math.isfinite(d) else f"{d:.2f}" for _, d in readings)
+        used = ", ".join(f"{edge_divisor(d):.2f}" for _, d in readings)
+        cell = f"{window[0]:.2f} to {window[1]:.2f}" if window[0] <= window[1] else "none (the seeds disagree)"
+        lines.append(f"| {name} | {depths} | {used} | {cell} |")
+    if windows:
+        need_at_least = max(windows, key=lambda n: windows[n][0])
+        need_at_most = min(windows, key=lambda n: windows[n][1])
+        low, high = windows[need_at_least][0], windows[need_at_most][1]
+        if low <= high:
+            verdict = f"One divisor suits every task: any in {low:.2f} to {high:.2f}."
+        else:
+            verdict = (
+                f"No one divisor suits every task: {need_at_least} needs at least {low:.2f}, {need_at_most} at "
+                f"most {high:.2f} (falls of {statistics.mean(edge_reading_depths(results, need_at_least)):.2f} "
+                f"and {statistics.mean(edge_reading_depths(results, need_at_most)):.2f} nats)."
+            )
+        lines += ["", verdict]
+    return lines
+
+
+def edge_reading_depths(results: dict, name: str) -> list[float]:
+    task = next(t for t in results["tasks"] if t["name"] == name)
+    return [
+        edge_reading(r["curves"]["val" if task["val"] else "train"])[1]
+        for r in results["range_tests"]
+        if r["task"] == name and "error" not in r
+    ]
+
+
 def fmt_constants(c) -> str:
     if c is None:
         return "default (no other task)"
@@ -805,6 +894,7 @@ def plot(results: dict, derived: dict, path: Path) -> None:
     for i, f in enumerate(RULES):
         styles[f"ours {f} (val)"] = dict(marker="os^v"[i], color=colours[i], fillstyle="full")
         styles[f"ours {f} (train)"] = dict(marker="os^v"[i], color=colours[i], fillstyle="none")
+    styles[MORE_VAL] = dict(marker="*", color=colours[0], fillstyle="full")
     for i, f in enumerate(PEERS):
         styles[f] = dict(marker="DXP"[i], color=colours[4 + i], fillstyle="full")
     offsets = {f: ((len(FINDERS) - 1) / 2 - i) * 0.07 for i, f in enumerate(FINDERS)}  # legend order, top down

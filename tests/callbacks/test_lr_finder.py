@@ -421,13 +421,67 @@ def test_finder_rejects_bad_arguments_and_unsupported_setups(tmp_path):
         tiny_trainer(tmp_path, [LRFinder()], max_epochs=1).fit(Manual(), tiny_loader())
 
 
-def test_evaluate_on_validation_batches(tmp_path):
-    finder = LRFinder(num_steps=40, evaluate="val", val_batches=2)
-    module = RichModule(scheduler=False)
-    tiny_trainer(tmp_path, [finder], max_epochs=1).fit(module, tiny_loader(), tiny_loader(n=32, seed=3))
-    # each step trains on one batch and evaluates two validation batches through training_step
-    assert len(module.calls) == 3 * len(finder.result.lrs) + 8
-    assert finder.result.losses[0] == pytest.approx(np.mean([loss for _, loss in module.calls[1:3]]), rel=1e-6)
+class SizedModule(RichModule):
+    """Records the batch size of every training_step in eval mode; ``fixed``: refuses any batch but its own
+    size there, as a model built for one batch size would."""
+
+    def __init__(self, fixed: int | None = None):
+        super().__init__(scheduler=False)
+        self.fixed, self.eval_sizes = fixed, []
+
+    def training_step(self, batch, batch_idx):
+        if not self.training:
+            self.eval_sizes.append(len(batch[0]))
+            if self.fixed is not None and len(batch[0]) != self.fixed:
+                raise RuntimeError(f"this model takes batches of {self.fixed}, got {len(batch[0])}")
+        return super().training_step(batch, batch_idx)
+
+
+def test_evaluate_on_validation_batches_reads_them_as_one_batch_with_the_same_mean_loss(tmp_path):
+    """Each step trains on one batch and evaluates the two fixed validation batches in one forward, merged;
+    a model that takes only its own batch size gets them one by one, after one refused try, and the same curve."""
+    curves = {}
+    for fixed in (None, 8):
+        pl.seed_everything(0)
+        finder = LRFinder(num_steps=40, evaluate="val", val_batches=2)
+        module = SizedModule(fixed)
+        tiny_trainer(tmp_path, [finder], max_epochs=1).fit(module, tiny_loader(), tiny_loader(n=32, seed=3))
+        steps = len(finder.result.lrs)
+        curves[fixed] = finder.result.losses
+        if fixed is None:
+            assert module.eval_sizes == [16] * steps  # the two batches of 8 as one
+            assert len(module.calls) == 2 * steps + 8  # then fit's own 8 training steps
+        else:
+            assert module.eval_sizes == [16] + [8] * (2 * steps)  # one refused merged try, then one by one
+            assert len(module.calls) == 3 * steps + 8
+    assert curves[None] == pytest.approx(curves[8], rel=1e-5)
+
+
+def test_merge_batches_concatenates_like_structures_and_refuses_the_rest():
+    from collections import namedtuple
+
+    from lightning_cyclic.finder import _NotMergeable, merge_batches
+
+    a, b = torch.ones(2, 3), torch.zeros(1, 3)
+    assert torch.equal(merge_batches([a, b]), torch.cat([a, b]))
+    merged = merge_batches([(a, [a]), (b, [b])])
+    assert type(merged) is tuple and type(merged[1]) is list and merged[0].shape == (3, 3)
+    pair = namedtuple("Pair", "x y")
+    merged = merge_batches([pair(a, a[:, 0]), pair(b, b[:, 0])])
+    assert type(merged) is pair and merged.y.shape == (3,)
+    merged = merge_batches([{"x": a, "y": a}, {"x": b, "y": b}])
+    assert set(merged) == {"x", "y"} and merged["x"].shape == (3, 3)
+    for refused in (
+        [a, torch.ones(2, 4)],  # other trailing shape
+        [a, a.long()],  # other dtype
+        [torch.tensor(1.0), torch.tensor(2.0)],  # no batch dimension
+        [(a, "text"), (b, "text")],  # not a tensor
+        [{"x": a}, {"y": b}],  # other keys
+        [(a, a), (b,)],  # other length
+        [(a,), [b]],  # other container
+    ):
+        with pytest.raises(_NotMergeable):
+            merge_batches(refused)
 
 
 @pytest.mark.parametrize("with_val, expected", [(True, "val"), (False, "train")])
