@@ -237,7 +237,13 @@ class RangeTestResult:
         if s.low is not None and s.high is not None:
             ax.axvspan(s.low, s.high, color="tab:green", alpha=0.12, label="good range")
         if s.lr is not None:
-            ax.axvline(s.lr, color="tab:red", linestyle="--", label=f"{s.rule}{which}: {s.lr:.3g}")
+            reading = read_edge(*finite_prefix(self.lrs, self.losses[:n])) if s.rule == "edge" else None
+            if reading is not None:
+                ax.axvline(reading.at, color="tab:orange", linestyle=":", label=f"unstable from {reading.at:.3g}")
+                label = f"suggestion{which}: {s.lr:.3g} (that / {reading.at / s.lr:.2g})"
+            else:
+                label = f"suggestion ({s.rule}{which}): {s.lr:.3g}"
+            ax.axvline(s.lr, color="tab:red", linestyle="--", label=label)
         ax.set_xscale("log")
         ax.set_xlabel("learning rate")
         ax.set_ylabel("loss")

@@ -52,3 +52,27 @@ def test_training_curves_from_a_real_run(tmp_path):
     assert len(left.lines[0].get_xdata()) == len(metrics["train/loss_step"])
     assert (tmp_path / "curves.png").stat().st_size > 10_000
     assert list(csv.DictReader(open(tmp_path / "metrics.csv")))
+
+
+def test_range_test_plot_labels_every_line_and_says_what_the_suggestion_is(tmp_path):
+    from lightning_cyclic import lr_find
+    from tests.helpers import RichModule, tiny_loader, tiny_trainer
+
+    result = lr_find(
+        tiny_trainer(tmp_path),
+        RichModule(scheduler=False),
+        train_dataloaders=tiny_loader(learnable=True),
+        verbose=False,
+    )
+    assert result.suggestion.rule == "edge" and result.suggestion.lr is not None
+    fig = result.plot(tmp_path / "lr_find.png")
+    (ax,) = fig.axes
+    assert ax.get_xlabel() == "learning rate" and ax.get_ylabel() == "loss" and ax.get_xscale() == "log"
+    drawn = [a.get_label() for a in [*ax.lines, *ax.patches]]
+    shown = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert sorted(drawn) == sorted(shown) and not any(label.startswith("_") for label in drawn)  # a legend entry for every line
+    edge = next(label for label in shown if label.startswith("unstable from"))
+    suggestion = next(label for label in shown if label.startswith("suggestion"))
+    at = float(edge.split()[-1])
+    assert f"{result.suggestion.lr:.3g}" in suggestion and f"/ {at / result.suggestion.lr:.2g})" in suggestion
+    assert (tmp_path / "lr_find.png").stat().st_size > 10_000

@@ -127,10 +127,11 @@ def plot_curves(runs, datasets, path: Path) -> None:
         lrs, losses = r["curve"]["lrs"], [math.nan if x is None else x for x in r["curve"]["losses"]]
         result = RangeTestResult(lrs, losses, RangeTestConfig(), suggest(lrs, losses))
         result.plot(ax=ax, title=f"{dataset}, seed {r['seed']}")
-        for other in rows:
-            lr = other["finders"]["ours (edge)"]["lr"]
-            if lr:
-                ax.axvline(lr, color="tab:red", alpha=0.3, linewidth=0.8)
+        others = [o["finders"]["ours (edge)"]["lr"] for o in rows[1:]]
+        for i, lr in enumerate(x for x in others if x):
+            label = f"suggestion of the other {len(others)} seeds" if i == 0 else None
+            ax.axvline(lr, color="tab:red", alpha=0.35, linewidth=0.8, label=label)
+        ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
@@ -139,9 +140,13 @@ def main() -> None:
     parser = arguments(
         __doc__, HERE, seeds=5, quick="2 seeds, 1 epoch, 2 grid lrs: a smoke run", datasets=",".join(DATASETS)
     )
+    parser.add_argument("--plot-only", action="store_true", help="redraw curves.png from results.json")
     args = parser.parse_args()
     quiet()
     datasets = args.datasets.split(",")
+    if args.plot_only:
+        plot_curves(json.loads((args.out / "results.json").read_text()), datasets, args.out / "curves.png")
+        return
     seeds = 2 if args.quick else args.seeds
     tasks = [(d, s, args.quick) for d in datasets for s in range(seeds)]
     start = time.perf_counter()
