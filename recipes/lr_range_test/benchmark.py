@@ -114,7 +114,7 @@ def report(runs, datasets) -> str:
     return "\n".join(lines)
 
 
-def plot_curves(runs, datasets, path: Path) -> None:
+def plot_curves(runs, datasets, path: Path):
     from lightning_cyclic.finder import RangeTestConfig, RangeTestResult
     from lightning_cyclic.plot import _pyplot
     from lightning_cyclic.suggest import suggest
@@ -134,6 +134,7 @@ def plot_curves(runs, datasets, path: Path) -> None:
         ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+    return fig
 
 
 def main() -> None:

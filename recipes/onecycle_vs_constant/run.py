@@ -207,7 +207,7 @@ def _panel(ax, series: list, zoom: list[str], inset_at: list[float], ylabel: str
         inset.tick_params(labelsize=7)
 
 
-def plot(path: Path, runs: list[dict], rows: list[dict], best_lr: float) -> None:
+def plot(path: Path, runs: list[dict], rows: list[dict], best_lr: float):
     from lightning_cyclic.plot import _pyplot
 
     plt = _pyplot()
@@ -223,7 +223,10 @@ def plot(path: Path, runs: list[dict], rows: list[dict], best_lr: float) -> None
     target = 100 * statistics.mean(rows[0]["best"])
     # zoom on the configs that end within 5 points of the baseline's best; a run that fails goes to the inset
     zoom = [row["config"] for row in rows if 100 * statistics.mean(row["final"]) > target - 5]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for config, _, style in losses:  # the same style dicts serve both panels
+        if config not in zoom:
+            style["label"] += " (off this scale: in the inset)"
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.8))
     _panel(ax_loss, losses, zoom, [0.55, 0.04, 0.4, 0.3], "validation loss")
     _panel(ax_acc, accs, zoom, [0.55, 0.06, 0.4, 0.4], "validation accuracy %")
     ax_acc.axhline(target, color="grey", linewidth=0.8, linestyle=":", label=f"baseline's best ({target:.1f}%)")
@@ -232,15 +235,21 @@ def plot(path: Path, runs: list[dict], rows: list[dict], best_lr: float) -> None
     ax_loss.set_title(f"Fashion-MNIST, MLP: validation loss (mean of {seeds})")
     ax_acc.set_title("validation accuracy")
     handles, labels = ax_acc.get_legend_handles_labels()
-    ax_loss.legend(handles, labels, fontsize=8, loc="upper right")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.legend(handles, labels, fontsize=9, loc="lower center", ncol=3, frameon=False)
     fig.savefig(path, dpi=100)
+    return fig
 
 
 def main() -> None:
     parser = arguments(__doc__, HERE, seeds=3, quick="2,000 training images, 1 seed, 2 epochs, one lr")
     parser.add_argument("--data-root", default=None, help="folder with the four Fashion-MNIST IDX files")
+    parser.add_argument("--plot-only", action="store_true", help="redraw curves.png from results.json")
     args = parser.parse_args()
+    if args.plot_only:
+        saved = json.loads((args.out / "results.json").read_text())
+        plot(args.out / "curves.png", saved["runs"], saved["summary"], saved["settings"]["best_lr"])
+        return
     from lightning_cyclic.data import FashionMNISTDataModule
 
     missing = FashionMNISTDataModule(root=args.data_root).missing_files()

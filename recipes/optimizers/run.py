@@ -115,43 +115,51 @@ def report(runs, datasets, names) -> str:
     return "\n".join(lines)
 
 
-def plot(runs, datasets, names, path: Path) -> None:
-    """Per dataset: best accuracy per optimizer and arm (bars), then each optimizer's curves."""
+def plot(runs, datasets, names, path: Path):
+    """Per dataset: best accuracy per optimizer and arm (mean and sd of the seeds as a point with error bars:
+    the axis does not start at zero, so no bars), then each optimizer's curves."""
     from lightning_cyclic.plot import _pyplot
 
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
     arms = {"constant": ("tab:gray", "--", "constant lr (default)"), "onecycle": ("tab:orange", "-", "one-cycle")}
-    fig = plt.figure(figsize=(7.5 * len(datasets), 9.5))
-    grid = fig.add_gridspec(3, 3 * len(datasets), height_ratios=[1.5, 1, 1], hspace=0.45, wspace=0.3)
-    for col, dataset in enumerate(datasets):
+    fig = plt.figure(figsize=(8.5 * len(datasets), 11), layout="constrained")
+    subfigures = fig.subfigures(1, len(datasets), wspace=0.04, squeeze=False)[0]
+    for sub, dataset in zip(subfigures, datasets):
         rows = [r for r in runs if r["dataset"] == dataset]
-        ax = fig.add_subplot(grid[0, 3 * col : 3 * col + 3])
+        grid = sub.add_gridspec(3, 3, height_ratios=[1.4, 1, 1])
+        ax = sub.add_subplot(grid[0, :])
         tops, finals = [], []
-        for i, name in enumerate(names):
-            for j, (arm, (color, _, label)) in enumerate(arms.items()):
+        for j, (arm, (color, _, label)) in enumerate(arms.items()):
+            for i, name in enumerate(names):
                 best = [100 * r[arm][name]["best"] for r in rows]
                 mean, sd = statistics.mean(best), statistics.stdev(best) if len(best) > 1 else 0.0
                 tops.append(mean + sd)
                 finals.append(100 * statistics.mean(r[arm][name]["final"] for r in rows))
-                x = i + (j - 0.5) * 0.38
-                ax.bar(x, mean, 0.38, yerr=sd, color=color, capsize=3, label=label if i == 0 else None)
+                x = i + (j - 0.5) * 0.3
+                ax.errorbar(
+                    x, mean, yerr=sd, fmt="o", color=color, capsize=4, markersize=7, label=label if i == 0 else None
+                )
                 if arm == "onecycle":
                     lr = statistics.median(r[arm][name]["lr"] for r in rows)
-                    ax.text(x, mean + sd + 0.1, f"{lr:.2g}", ha="center", va="bottom", fontsize=7)
+                    ax.annotate(
+                        f"{lr:.2g}", (x, mean + sd), xytext=(0, 4), textcoords="offset points", ha="center", fontsize=9
+                    )
         low = min(finals) - 3
-        ax.set_ylim(low, max(tops) + 0.08 * (max(tops) - low))  # room for the lr labels
-        ax.set_xticks(range(len(names)), names, fontsize=8, rotation=15)
-        ax.set_ylabel("best val accuracy %")
+        ax.set_ylim(low, max(tops) + 0.1 * (max(tops) - low))  # room for the lr labels
+        ax.set_xticks(range(len(names)), names, fontsize=10)
+        ax.set_xlim(-0.6, len(names) - 0.4)
+        ax.set_ylabel("best val accuracy %", fontsize=10)
         ax.set_title(
             f"{dataset}: best val accuracy (mean ± sd of {len(rows)} seeds)\n"
-            f"number on the orange bar: the max_lr the range test found (median of seeds)",
-            fontsize=9,
+            f"number above one-cycle: the max_lr the range test found (median of seeds)",
+            fontsize=11,
         )
-        ax.legend(fontsize=8, loc="lower right")
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize=9, loc="lower right")
         for i, name in enumerate(names):
-            ax = fig.add_subplot(grid[1 + i // 3, 3 * col + i % 3])
+            ax = sub.add_subplot(grid[1 + i // 3, i % 3])
             for arm, (color, style, label) in arms.items():
                 curves = [[100 * v for v in r[arm][name]["curve"]] for r in rows]
                 epochs = range(1, len(curves[0]) + 1)
@@ -160,24 +168,33 @@ def plot(runs, datasets, names, path: Path) -> None:
                     epochs, [min(v) for v in zip(*curves)], [max(v) for v in zip(*curves)], color=color, alpha=0.2
                 )
             ax.set_ylim(low, min(100.0, max(tops) + 0.5))
-            ax.set_title(f"{dataset}: {name}", fontsize=8)
-            ax.tick_params(labelsize=7)
+            ax.set_title(f"{name}", fontsize=10)
+            ax.tick_params(labelsize=9)
+            ax.grid(alpha=0.3)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             if i // 3 == 1:
-                ax.set_xlabel("epoch", fontsize=8)
+                ax.set_xlabel("epoch", fontsize=10)
             if i % 3 == 0:
-                ax.set_ylabel("val acc %", fontsize=8)
-    fig.savefig(path, dpi=90, bbox_inches="tight")
+                ax.set_ylabel("val acc %", fontsize=10)
+            if i == 0:
+                ax.legend(fontsize=8, loc="lower right")
+    fig.savefig(path, dpi=90)
+    return fig
 
 
 def main() -> None:
     parser = arguments(__doc__, HERE, seeds=3, quick="digits, 1 seed, 1 epoch, SGD and Adam", datasets="digits,fashion")
+    parser.add_argument("--plot-only", action="store_true", help="redraw optimizers.png from results.json")
     args = parser.parse_args()
     quiet()
     datasets = ["digits"] if args.quick else args.datasets.split(",")
     if "fashion" in datasets and not fashion_available():
         datasets.remove("fashion")
     names = QUICK_OPTIMIZERS if args.quick else list(OPTIMIZERS)
+    if args.plot_only:
+        runs = json.loads((args.out / "results.json").read_text())
+        plot(runs, [d for d in datasets if any(r["dataset"] == d for r in runs)], names, args.out / "optimizers.png")
+        return
     tasks = [(d, s, args.quick, names) for d in datasets for s in range(1 if args.quick else args.seeds)]
     start = time.perf_counter()
     runs = run_all(one_seed, tasks, args.jobs)

@@ -881,7 +881,7 @@ def fmt_constants(c) -> str:
     return f"DIV ({c[0]:g}, {c[1]:g}), DEPTH ({c[2]:g}, {c[3]:g})"
 
 
-def plot(results: dict, derived: dict, path: Path) -> None:
+def plot(results: dict, derived: dict, path: Path):
     """Regret per task (rows) for every finder (markers), symlog x axis from 0, targets dashed."""
     from lightning_cyclic.plot import _pyplot
 
@@ -905,10 +905,11 @@ def plot(results: dict, derived: dict, path: Path) -> None:
         top = max(top, *xs)
         ax.plot(xs, ys, linestyle="none", markersize=7, label=f, **styles[f])
     for j in range(len(tasks) - 1):
-        ax.axhline(j + 0.5, color="0.85", linewidth=0.8)
+        ax.axhline(j + 0.5, color="0.85", linewidth=0.8, gid="separator")  # between tasks: not data
     ax.set_yticks(range(len(tasks)))
     ax.set_yticklabels([t["name"] + (" (RMSE %)" if t["metric"] == "rmse" else "") for t in reversed(tasks)])
     ax.set_ylim(-0.5, len(tasks) - 0.5)
+    ax.set_ylabel("task")
     ax.set_xscale("symlog", linthresh=1.0, linscale=0.6)
     ticks = [t for t in (0, 0.3, 1, 1.5, 3, 10, 30, 100, 300, 1000) if t <= max(top, 10) * 1.5]
     ax.set_xticks(ticks)
@@ -926,6 +927,7 @@ def plot(results: dict, derived: dict, path: Path) -> None:
     ax.tick_params(labelsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    return fig
 
 
 # --- main -------------------------------------------------------------------------------------
