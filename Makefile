@@ -3,7 +3,7 @@
 PYTHON ?= python
 TORCH ?= torch==2.13.0
 
-.PHONY: install data train test test-all test-lightning-oldest lint preview
+.PHONY: install data train test test-all test-lightning-oldest test-wheel lint typecheck docs preview
 
 install:
 	$(PYTHON) -m pip install -q "$(TORCH)"
@@ -23,7 +23,16 @@ lint:
 	ruff check .
 	ruff format --check .
 
-test: install data lint
+# the package's types, as pyproject.toml's [tool.mypy] configures them
+typecheck:
+	$(PYTHON) -m mypy
+
+# the docs (the README, the recipes and the API reference from the docstrings) in site/: open site/index.html.
+# --strict: any warning (a broken link, a docstring that does not match its signature) fails the build
+docs:
+	NO_MKDOCS_2_WARNING=1 $(PYTHON) -m mkdocs build --strict
+
+test: install data lint typecheck docs
 	$(PYTHON) -m pytest -m "not slow" -q -p no:cacheprovider
 	$(MAKE) --no-print-directory test-lightning-oldest
 
@@ -40,6 +49,12 @@ test-lightning-oldest:
 
 test-all: install data lint
 	$(PYTHON) -m pytest -q
+
+# The built wheel as pip users get it, used from outside the clone (tests/test_install.py, marked slow: part of
+# test-all): in .venv-wheel with [app,sweeps] and in .venv-core with the core alone. The venvs are built on the
+# first run (about 6 minutes on 2 cores) and reused (about 3 minutes a run); rebuilt when their requirements change.
+test-wheel: install
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/test_install.py
 
 preview: install
 	$(PYTHON) recipes/schedule_preview/preview.py

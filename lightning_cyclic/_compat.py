@@ -61,6 +61,31 @@ def is_lightning_module(obj: Any) -> bool:
     return isinstance(obj, _MODULE_TYPES)
 
 
+# --- public Trainer attributes its class does not declare ----------------------------------------
+# Lightning's connectors set these on the Trainer during its __init__: they are public and documented,
+# but a type checker does not find them on the class. These read them, typed as Lightning documents them.
+
+
+def trainer_callbacks(trainer: _lightning.Trainer) -> list[_lightning.Callback]:
+    """``trainer.callbacks``: the Trainer's own list (changes to it change the Trainer's callbacks)."""
+    return trainer.callbacks  # type: ignore[attr-defined]  # set by its callback connector
+
+
+def set_trainer_callbacks(trainer: _lightning.Trainer, callbacks: list[_lightning.Callback]) -> None:
+    """Make ``callbacks`` the Trainer's list (to put a list set aside with :func:`trainer_callbacks` back)."""
+    trainer.callbacks = callbacks  # type: ignore[attr-defined]  # (as above)
+
+
+def fast_dev_run(trainer: _lightning.Trainer) -> int | bool:
+    """``trainer.fast_dev_run``: ``False``, or the number of batches of a development run."""
+    return trainer.fast_dev_run  # type: ignore[attr-defined]  # set by its setup code
+
+
+def log_every_n_steps(trainer: _lightning.Trainer) -> int:
+    """``trainer.log_every_n_steps``: how often Lightning writes logs (0: never)."""
+    return trainer.log_every_n_steps  # type: ignore[attr-defined]  # set by its logger connector
+
+
 # --- private reads, one per function -------------------------------------------------------------
 
 

@@ -29,7 +29,7 @@ import contextlib
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -317,7 +317,7 @@ def _loss_of(output: Any) -> torch.Tensor | None:
     )
 
 
-def _batches(loader: Any) -> Iterator[Any]:
+def _batches(loader: Any) -> Generator[Any, None, None]:
     """Batches forever, starting the loader over when it runs out."""
     while True:
         empty = True
@@ -335,12 +335,16 @@ class _Silenced:
         self.module = module
 
     def __enter__(self) -> None:
-        self.module.log = lambda *args, **kwargs: None
-        self.module.log_dict = lambda *args, **kwargs: None
+        def silent(*args: Any, **kwargs: Any) -> None:
+            return None
+
+        # instance attributes shadow the methods; deleting them brings the methods back
+        setattr(self.module, "log", silent)  # noqa: B010
+        setattr(self.module, "log_dict", silent)  # noqa: B010
 
     def __exit__(self, *exc: Any) -> None:
-        del self.module.log
-        del self.module.log_dict
+        delattr(self.module, "log")
+        delattr(self.module, "log_dict")
 
 
 class StepWatch:
@@ -378,7 +382,7 @@ class StepWatch:
     def stepped(self) -> bool:
         if self._handle is not None and self.calls == 0:
             return False
-        return self._scale is None or float(self.scaler.get_scale()) >= self._scale
+        return self._scale is None or self.scaler is None or float(self.scaler.get_scale()) >= self._scale
 
 
 def run_range_test(trainer: pl.Trainer, pl_module: pl.LightningModule, config: RangeTestConfig) -> RangeTestResult:
@@ -386,7 +390,7 @@ def run_range_test(trainer: pl.Trainer, pl_module: pl.LightningModule, config: R
 
     Under ``fast_dev_run`` nothing runs: the result has no curve and its suggestion says why.
     """
-    if trainer.fast_dev_run:
+    if _compat.fast_dev_run(trainer):
         return skipped_result(config, FAST_DEV_RUN)
     if not pl_module.automatic_optimization:
         raise ValueError(
@@ -418,8 +422,9 @@ def run_range_test(trainer: pl.Trainer, pl_module: pl.LightningModule, config: R
         generators=loader_generators(loaders),
         stateful=[trainer.precision_plugin],  # the GradScaler's scale and growth tracker
     )
-    callbacks = trainer.callbacks
-    trainer.callbacks = []  # no schedule, logger or monitor sees the test's steps (the precision plugin calls them)
+    callbacks = _compat.trainer_callbacks(trainer)
+    # no schedule, logger or monitor sees the test's steps (the precision plugin calls them)
+    _compat.set_trainer_callbacks(trainer, [])
     # fit's own persistent-worker iterators (set up for its next epoch) are set aside: the test starts its own
     kept = [(loader, _compat.swap_worker_iterator(loader, None)) for loader in persistent]
     start = time.perf_counter()
@@ -427,7 +432,7 @@ def run_range_test(trainer: pl.Trainer, pl_module: pl.LightningModule, config: R
         with _Silenced(pl_module):
             curve = _sweep(trainer, pl_module, optimizer, config)
     finally:
-        trainer.callbacks = callbacks
+        _compat.set_trainer_callbacks(trainer, callbacks)
         for loader, iterator in kept:
             _compat.shutdown_workers(_compat.swap_worker_iterator(loader, iterator))
         snapshot.restore()
@@ -491,6 +496,8 @@ def _sweep(
     epoch = trainer.current_epoch
     device = strategy.root_device
     stepping = pl_module.optimizers()  # the LightningOptimizer fit hands to optimizer_step
+    if isinstance(stepping, list):  # (one optimizer: run_range_test checked)
+        stepping = stepping[0]
     writer = ParamGroupWriter(optimizer, lr_ratios([g["lr"] for g in optimizer.param_groups]), owner="LRFinder")
     watch = StepWatch(optimizer, getattr(trainer.precision_plugin, "scaler", None))
     window: dict[int, torch.Tensor] = {}  # batch_idx -> loss of this window's micro-batches

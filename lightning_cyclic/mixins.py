@@ -19,7 +19,7 @@ converted with the Trainer's run, like the callback would), a
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -27,8 +27,20 @@ from lightning_cyclic.callbacks.schedule import ScheduleCallback
 from lightning_cyclic.optim import ScheduleLR
 from lightning_cyclic.shapes import Schedule
 
+if TYPE_CHECKING:  # its methods use the LightningModule's (parameters, trainer); at run time a plain mixin
+    import lightning.pytorch as pl
 
-class ScheduleMixin:
+    _Module = pl.LightningModule
+else:
+    _Module = object
+
+
+class ScheduleMixin(_Module):
+    """``configure_optimizers`` for a LightningModule with ``optimizer_factory``, ``schedule`` and ``lr_mult``.
+
+    Put it before ``LightningModule`` in the bases: ``class Net(ScheduleMixin, pl.LightningModule)``.
+    """
+
     optimizer_factory: Any
     schedule: ScheduleCallback | Schedule | None = None
     lr_mult: dict[str, float] = {}

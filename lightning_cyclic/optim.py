@@ -215,14 +215,18 @@ class ScheduleLR(LRScheduler):
             self._hook.remove()
             self._hook = None
 
-    def get_lr(self) -> list[float]:
+    def get_lr(self) -> list[float | torch.Tensor]:  # torch's signature: ours are always floats
         lr, momentum = self.schedule(self.last_epoch)
         if momentum is not None:
             self._writer.write(lr, momentum)  # momentum now; torch writes the lrs we return
         return [lr * r for r in self._writer.ratios]
 
-    def _get_closed_form_lr(self) -> list[float]:
+    def _get_closed_form_lr(self) -> list[float | torch.Tensor]:
         return self.get_lr()
+
+    def _total_steps(self) -> float | None:
+        """The schedule's planned length (every schedule here has ``total_steps``; a user's may not)."""
+        return getattr(self.schedule, "total_steps", None)
 
     # The schedule and the hook are configuration, rebuilt by whoever builds this scheduler; the
     # state is plain numbers only, so checkpoints load with torch.load(weights_only=True).
@@ -230,7 +234,7 @@ class ScheduleLR(LRScheduler):
 
     def state_dict(self) -> dict[str, Any]:
         state = {k: v for k, v in super().state_dict().items() if k not in self._not_state}
-        state["planned_total_steps"] = self.schedule.total_steps  # to tell a resume with another run length
+        state["planned_total_steps"] = self._total_steps()  # to tell a resume with another run length
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -239,10 +243,10 @@ class ScheduleLR(LRScheduler):
         state = dict(state_dict)
         planned = state.pop("planned_total_steps", None)
         super().load_state_dict({k: v for k, v in state.items() if k not in self._not_state})
-        if planned is not None and planned != self.schedule.total_steps:
+        if planned is not None and planned != self._total_steps():
             warnings.warn(
                 f"ScheduleLR: the checkpoint was planned for total_steps={planned}, this schedule for "
-                f"total_steps={self.schedule.total_steps}; it follows the new plan from step {self.last_epoch}, "
+                f"total_steps={self._total_steps()}; it follows the new plan from step {self.last_epoch}, "
                 f"so the lr may jump there. Resume with the original max_epochs/max_steps to continue the "
                 f"original trajectory.",
                 UserWarning,

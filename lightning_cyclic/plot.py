@@ -5,17 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from lightning_cyclic._extras import needs
 from lightning_cyclic.shapes import Schedule
 
 
 def _pyplot() -> Any:
-    try:
+    with needs("plot", "plotting"):
         import matplotlib
 
         matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError("plotting needs matplotlib: pip install 'lightning-cyclic[plot]'") from err
     return plt
 
 

@@ -14,11 +14,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from lightning_cyclic._extras import needs
+
+with needs("app", __name__):  # first: without the extra, one line and nothing else imported
+    import hydra  # noqa: F401  (named first: the message names it)
+    import rich  # noqa: F401  (the default progress bar)
+    import yaml
+    from hydra.utils import instantiate
+    from omegaconf import DictConfig, OmegaConf, read_write
+
 import lightning.pytorch as pl
-from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar, TQDMProgressBar
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf, read_write
 
 from lightning_cyclic import _compat
 from lightning_cyclic.callbacks import BestSnapshot, ScheduleCallback, SnapshotEnsemble
@@ -286,7 +293,7 @@ def _scale_lrs(cfg: DictConfig, trainer: pl.Trainer, datamodule: Any) -> float |
     if not rule.get("rule"):
         return None
     batch = datamodule.hparams.batch_size * trainer.accumulate_grad_batches * trainer.world_size
-    factor = lr_scale_factor(batch, rule.base_batch_size, rule.rule)
+    factor = lr_scale_factor(batch, rule["base_batch_size"], rule["rule"])
     cfg.optimizer.lr = cfg.optimizer.lr * factor
     for key in SCALED:
         value = cfg.schedule.get(key) if cfg.get("schedule") else None
@@ -294,15 +301,32 @@ def _scale_lrs(cfg: DictConfig, trainer: pl.Trainer, datamodule: Any) -> float |
             cfg.schedule[key] = value * factor
     log.info(
         "lr scaling (%s): effective batch %d = %d per device x %d accumulation x %d devices, base %d: lrs x %.4g",
-        rule.rule,
+        rule["rule"],
         batch,
         datamodule.hparams.batch_size,
         trainer.accumulate_grad_batches,
         trainer.world_size,
-        rule.base_batch_size,
+        rule["base_batch_size"],
         factor,
     )
     return factor
+
+
+_CONFIG_FLAGS = ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn")
+
+
+def _config_flags(argv: list[str]) -> list[str]:
+    """Hydra's flags in ``argv`` that say where the configs are (``--config-dir my_conf``, ``-cn=exp``), as given."""
+    kept, i = [], 0
+    while i < len(argv):
+        name = argv[i].split("=", 1)[0]
+        if name in _CONFIG_FLAGS:
+            takes_next = "=" not in argv[i] and i + 1 < len(argv)
+            kept += argv[i : i + 2] if takes_next else argv[i : i + 1]
+            i += 2 if takes_next else 1
+        else:
+            i += 1
+    return kept
 
 
 @contextmanager
@@ -312,7 +336,7 @@ def _ddp_children_join_this_job() -> Iterator[None]:
     Lightning's DDP launcher starts ranks 1.. by re-running the script with ``sys.argv`` and
     ``hydra.run.dir=<HydraConfig run.dir>``. Inside a multirun that would be the whole sweep
     again, in another folder. For the duration of ``fit`` both name this one job instead: its
-    own overrides in RUN mode, and its own output folder.
+    own overrides in RUN mode (with the flags that say where the configs are), and its own output folder.
     """
     try:
         from hydra.core.hydra_config import HydraConfig
@@ -326,14 +350,14 @@ def _ddp_children_join_this_job() -> Iterator[None]:
         yield
         return
     saved_argv, saved_dir, saved_env = sys.argv, hydra_cfg.run.dir, dict(os.environ)
-    sys.argv = [sys.argv[0], *hydra_cfg.overrides.task, "hydra.mode=RUN"]
-    with read_write(hydra_cfg):
+    sys.argv = [sys.argv[0], *_config_flags(sys.argv[1:]), *hydra_cfg.overrides.task, "hydra.mode=RUN"]
+    with read_write(hydra_cfg):  # type: ignore[arg-type]  # HydraConfig.get() is a DictConfig, typed as its schema
         hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
     try:
         yield
     finally:
         sys.argv = saved_argv
-        with read_write(hydra_cfg):
+        with read_write(hydra_cfg):  # type: ignore[arg-type]  # (as above)
             hydra_cfg.run.dir = saved_dir
         # the next job of this process starts its own process group, on a fresh port
         import torch.distributed as dist
@@ -360,8 +384,6 @@ def _same_config(overrides: list[str]) -> frozenset[str]:
 
 def _latest_run_of_this_config(cfg: DictConfig) -> str:
     """``ckpt_path=last``: the newest ``checkpoints/last.ckpt`` of an earlier run with the same overrides."""
-    import yaml
-
     here = Path(cfg.paths.output_dir).resolve()
     root = here.parent.parent  # outputs/<date>/<time>-<id> -> outputs
     mine = _same_config(job_overrides())
@@ -408,7 +430,7 @@ def _checkpoint_path(value: Any, cfg: DictConfig | None = None) -> str | None:
 
 def last_checkpoint(trainer: pl.Trainer) -> ModelCheckpoint | None:
     """The ModelCheckpoint that keeps ``last.ckpt`` (the latest state), if the run has one."""
-    for cb in trainer.callbacks:
+    for cb in _compat.trainer_callbacks(trainer):
         if isinstance(cb, ModelCheckpoint) and (cb.filename == cb.CHECKPOINT_NAME_LAST or cb.save_last):
             return cb
     return None
@@ -534,11 +556,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         if via == "scheduler":  # inside configure_optimizers, as a closed-form LRScheduler (ScheduleMixin)
             model.schedule = schedule
         else:
-            trainer.callbacks.insert(0, schedule)
+            _compat.trainer_callbacks(trainer).insert(0, schedule)
         if schedule.auto and cfg.get("lr_finder"):
             with _config_errors("lr_finder", cfg.lr_finder):
                 schedule.finder = instantiate(cfg.lr_finder)
-            trainer.callbacks.insert(0, schedule.finder)
+            _compat.trainer_callbacks(trainer).insert(0, schedule.finder)
     if factor is not None:
         for lg in trainer.loggers:
             lg.log_hyperparams({"lr_scaling/rule": cfg.lr_scaling.rule, "lr_scaling/factor": factor})
@@ -552,11 +574,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             if saver.saved:
                 terminated += f"; the latest state is in {saver.saved}: resume with ckpt_path={saver.saved}"
         metrics = _float_metrics(trainer)
-        best = next((c for c in trainer.callbacks if isinstance(c, BestSnapshot)), None)
+        best = next((c for c in _compat.trainer_callbacks(trainer) if isinstance(c, BestSnapshot)), None)
         if best is not None and best.restored and not terminated:  # measure the weights the model now holds
             trainer.validate(model, datamodule=datamodule, verbose=False)
             metrics.update(_float_metrics(trainer))
-    ensemble = next((c for c in trainer.callbacks if isinstance(c, SnapshotEnsemble)), None)
+    ensemble = next((c for c in _compat.trainer_callbacks(trainer) if isinstance(c, SnapshotEnsemble)), None)
     if ensemble is not None and ensemble.metrics:
         metrics["ensemble/val_acc"] = ensemble.metrics["val_acc"]
     curves = _curves(trainer, cfg)
@@ -578,7 +600,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
 def _curves(trainer: pl.Trainer, cfg: DictConfig) -> Path | None:
     """The training-curves PNG, from the CSV logger's metrics, next to the run."""
     csv = next((lg for lg in trainer.loggers if type(lg).__name__ == "CSVLogger"), None)
-    if csv is None or not trainer.is_global_zero:
+    if csv is None or csv.log_dir is None or not trainer.is_global_zero:
         return None
     metrics = Path(csv.log_dir) / "metrics.csv"
     if not metrics.exists():
@@ -593,7 +615,17 @@ def _curves(trainer: pl.Trainer, cfg: DictConfig) -> Path | None:
     return path
 
 
-def _summary(cfg, trainer, metrics, schedule, best, ensemble, curves, factor, terminated="") -> str:
+def _summary(
+    cfg: DictConfig,
+    trainer: pl.Trainer,
+    metrics: dict[str, float],
+    schedule: ScheduleCallback | None,
+    best: BestSnapshot | None,
+    ensemble: SnapshotEnsemble | None,
+    curves: Path | None,
+    factor: float | None,
+    terminated: str = "",
+) -> str:
     """One screen: what was reached, with what lr, and where everything is."""
     acc, train_acc = metrics.get("val/acc"), metrics.get("train/acc")
     head = f"val/acc = {acc:.4f}" if acc is not None else "no validation metric"
@@ -615,7 +647,8 @@ def _summary(cfg, trainer, metrics, schedule, best, ensemble, curves, factor, te
     if factor is not None:
         lines.append(f"  lr scaling: {cfg.lr_scaling.rule}, lrs x {factor:.4g}")
     lines.append(f"  {trainer.global_step} optimizer steps, {trainer.current_epoch} epochs")
-    ckpt = last_checkpoint(trainer) or next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+    callbacks = _compat.trainer_callbacks(trainer)
+    ckpt = last_checkpoint(trainer) or next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
     saved = ckpt and (ckpt.last_model_path or ckpt.best_model_path)
     if saved and Path(saved).exists():
         lines.append(f"  checkpoint: {saved} (resume with ckpt_path=...)")

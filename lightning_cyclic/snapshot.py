@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import random
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -114,11 +115,11 @@ class Snapshot:
     def __init__(
         self,
         model: nn.Module,
-        optimizers: list[torch.optim.Optimizer] = (),
-        schedulers: list[Any] = (),
-        generators: list[torch.Generator] = (),
-        stateful: list[Any] = (),
-    ):
+        optimizers: Iterable[torch.optim.Optimizer] = (),
+        schedulers: Iterable[Any] = (),
+        generators: Iterable[torch.Generator] = (),
+        stateful: Iterable[Any] = (),
+    ) -> None:
         self.model = model
         self.optimizers = list(optimizers)
         self.schedulers = list(schedulers)
@@ -180,8 +181,8 @@ class Snapshot:
             sched.load_state_dict(copy.deepcopy(state))
         for obj, state in self.stateful:
             obj.load_state_dict(copy.deepcopy(state))
-        for generator, state in self.generators:
-            generator.set_state(state)
+        for generator, generator_state in self.generators:
+            generator.set_state(generator_state)
         set_rng_states(self.rng)
 
 

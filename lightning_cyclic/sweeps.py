@@ -17,8 +17,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-from hydra.experimental.callback import Callback as HydraCallback
-from omegaconf import DictConfig
+from lightning_cyclic._extras import needs
+
+with needs("app", __name__):
+    from hydra.experimental.callback import Callback as HydraCallback
+    from omegaconf import DictConfig
 
 from lightning_cyclic.files import write_atomically
 from lightning_cyclic.shapes._checks import check_choice
@@ -204,12 +207,32 @@ class Leaderboard(HydraCallback):
         if sweep_dir.exists():
             write_leaderboard(sweep_dir, self.metric, self.mode)
 
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        study = stored_study(config)
+        if study is not None:
+            print(
+                f"[lightning_cyclic] Optuna study {study[0]!r} in {study[1]}: the same command with "
+                f"hydra.sweep.dir={config.hydra.sweep.dir} resumes it"
+            )
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.exists():
             return
         path, table = write_leaderboard(sweep_dir, self.metric, self.mode)
         print(f"\n[lightning_cyclic] leaderboard ({self.metric}, {self.mode} first): {path}\n{table}")
+        study = stored_study(config)
+        if study is not None:
+            print(f"  the Optuna study: optuna-dashboard {study[1]}")
+
+
+def stored_study(config: DictConfig) -> tuple[str, str] | None:
+    """``(study name, storage URL)`` of a multirun whose Optuna sweeper stores its study, else None."""
+    sweeper = config.hydra.get("sweeper") or {}
+    storage = sweeper.get("storage")
+    if not isinstance(storage, str) or not storage:
+        return None
+    return str(sweeper.get("study_name")), storage
 
 
 def around(leaderboard_csv: str, key: str, factor: str | float) -> str:

@@ -12,12 +12,12 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
+CONF = ROOT / "lightning_cyclic" / "conf"  # the app's Hydra configs, shipped in the package
 
 
 @pytest.fixture
 def make_cfg(tmp_path):
-    """Compose ``conf/train.yaml`` with overrides, writing into ``tmp_path``."""
+    """Compose the app's ``train.yaml`` with overrides, writing into ``tmp_path``."""
 
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -29,6 +29,20 @@ def make_cfg(tmp_path):
 
     yield make
     GlobalHydra.instance().clear()
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory) -> Path:
+    """The wheel of this tree, built once per pytest run, as a user would (no network, no build isolation)."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("wheel")
+    build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(ROOT), "-w", str(out)]
+    done = subprocess.run(build, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (path,) = out.glob("lightning_cyclic-*.whl")
+    return path
 
 
 def options(group: str) -> list[str]:

@@ -70,7 +70,8 @@ def test_range_test_plot_labels_every_line_and_says_what_the_suggestion_is(tmp_p
     assert ax.get_xlabel() == "learning rate" and ax.get_ylabel() == "loss" and ax.get_xscale() == "log"
     drawn = [a.get_label() for a in [*ax.lines, *ax.patches]]
     shown = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert sorted(drawn) == sorted(shown) and not any(label.startswith("_") for label in drawn)  # a legend entry for every line
+    # a legend entry for every line
+    assert sorted(drawn) == sorted(shown) and not any(label.startswith("_") for label in drawn)
     edge = next(label for label in shown if label.startswith("unstable from"))
     suggestion = next(label for label in shown if label.startswith("suggestion"))
     at = float(edge.split()[-1])

@@ -68,13 +68,41 @@ def test_joblib_multirun_writes_its_leaderboard(tmp_path):
     assert "[lightning_cyclic] leaderboard (val/acc, max first)" in done.stdout
 
 
-def test_optuna_three_trials_return_the_best(tmp_path):
+def test_optuna_study_is_stored_in_the_sweep_folder_and_the_same_command_resumes_it(tmp_path):
+    import optuna
+
     sweep = tmp_path / "optuna"
-    cli("-m", "hparams_search=optuna", "hydra.sweeper.n_trials=3", *QUICK, f"hydra.sweep.dir={sweep}")
+    command = ("-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", *QUICK, f"hydra.sweep.dir={sweep}")
+    first = cli(*command)
+    storage = f"sqlite:///{sweep}/optuna.db"
+    assert f"Optuna study 'onecycle' in {storage}" in first.stdout
+    assert [t.state.name for t in optuna.load_study(study_name="onecycle", storage=storage).trials] == ["COMPLETE"] * 2
+    second = cli(*command)  # the same command again: two more trials in the same study
+    assert f"optuna-dashboard {storage}" in second.stdout
+    trials = optuna.load_study(study_name="onecycle", storage=storage).trials
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 4
+    assert len({t.params["schedule.max_lr"] for t in trials}) == 4  # the seeded sampler did not start over
+    board = rows(sweep / "leaderboard.csv")  # jobs 2 and 3 got folders of their own
+    assert sorted(r["job"] for r in board) == ["0", "1", "2", "3"]
+    assert sorted(float(r["val/acc"]) for r in board) == pytest.approx(sorted(t.value for t in trials))
     result = yaml.safe_load(open(sweep / "optimization_results.yaml"))
-    board = rows(sweep / "leaderboard.csv")
-    assert len(board) == 3 and result["best_value"] == pytest.approx(float(board[0]["val/acc"]))
+    assert result["best_value"] == pytest.approx(max(t.value for t in trials))
     assert set(result["best_params"]) == {"schedule.max_lr", "schedule.pct_start", "optimizer.weight_decay"}
+
+
+def test_a_trial_left_running_by_a_killed_sweep_is_recorded_as_failed_when_resumed(tmp_path):
+    import optuna
+
+    from hydra_plugins.lightning_cyclic_plugins.optuna_sweeper import resume
+
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    study = optuna.create_study(study_name="s", storage=storage, sampler=optuna.samplers.RandomSampler(seed=0))
+    study.tell(study.ask(), 0.5)
+    study.ask()  # its process was killed before it could tell
+    sampler = optuna.samplers.RandomSampler(seed=0)
+    assert resume("s", storage, sampler) == 2
+    assert [t.state.name for t in optuna.load_study(study_name="s", storage=storage).trials] == ["COMPLETE", "FAIL"]
+    assert resume("new", storage, sampler) == 0 and resume("s", None, sampler) == 0
 
 
 def test_coarse_then_fine_centres_on_the_coarse_best(tmp_path):
@@ -172,3 +200,11 @@ def test_a_failing_job_is_recorded_and_the_leaderboard_still_written(tmp_path):
     assert set(board) == {"0", "1", "2"}
     assert board["1"]["status"] == "failed" and "max_lr" in board["1"]["reason"]
     assert board["0"]["status"] == board["2"]["status"] == "finished" and board["0"]["val/acc"]
+
+
+def test_ddp_ranks_of_a_multirun_job_keep_the_flags_that_say_where_the_configs_are():
+    from lightning_cyclic.run import _config_flags
+
+    argv = ["-m", "--config-dir", "my_conf", "model=my_net", "-cn=exp", "hydra/launcher=joblib", "-cp", "conf"]
+    assert _config_flags(argv) == ["--config-dir", "my_conf", "-cn=exp", "-cp", "conf"]
+    assert _config_flags(["seed=0,1", "--config-dir"]) == ["--config-dir"] and _config_flags([]) == []

@@ -25,9 +25,10 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from typing_extensions import override
 
-from lightning_cyclic._compat import Callback, has_val_source, setup_val_data
+from lightning_cyclic._compat import Callback, has_val_source, setup_val_data, trainer_callbacks
 from lightning_cyclic.callbacks.best import cpu_state
 from lightning_cyclic.callbacks.schedule import WarmRestarts
+from lightning_cyclic.shapes import WarmRestartsSchedule
 from lightning_cyclic.shapes._checks import check_number
 
 
@@ -127,7 +128,7 @@ class SnapshotEnsemble(Callback):
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._restarts = next((cb for cb in trainer.callbacks if isinstance(cb, WarmRestarts)), None)
+        self._restarts = next((cb for cb in trainer_callbacks(trainer) if isinstance(cb, WarmRestarts)), None)
         if self.every_n_epochs is None and self._restarts is None:
             raise ValueError(
                 "SnapshotEnsemble takes snapshots at WarmRestarts' cycle ends, and this Trainer has no WarmRestarts "
@@ -144,8 +145,8 @@ class SnapshotEnsemble(Callback):
 
     def _cycles_done(self, step: int) -> int:
         """How many warm-restart cycles have ended by optimizer step ``step``."""
-        schedule = self._restarts.schedule
-        if schedule is None or step < schedule.warmup:
+        schedule = None if self._restarts is None else self._restarts.schedule
+        if not isinstance(schedule, WarmRestartsSchedule) or step < schedule.warmup:
             return 0
         done = schedule.cycle_position(step - schedule.warmup)[0]  # step `step` is in cycle `done`: those before ended
         if schedule.cycle_limit is not None:
@@ -280,6 +281,8 @@ class SnapshotEnsemble(Callback):
                 f"on rank {trainer.global_rank}, {reason}" if reason else "another rank could not evaluate",
                 bool(reason),
             )
+        if local is None:  # not reached: a rank without sums has a reason, and then every rank returned above
+            raise RuntimeError(f"SnapshotEnsemble has no sums to reduce ({reason!r})")
         correct, nll, last_k, count = (trainer.strategy.reduce(t, reduce_op="sum") for t in local)
         if float(count) == 0:
             return {}, _NO_SAMPLES, trainer.is_global_zero

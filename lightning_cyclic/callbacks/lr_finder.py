@@ -25,7 +25,8 @@ class LRFinder(Callback):
     Schedule callbacks given ``max_lr="auto"`` in the same ``fit`` take their value from it.
 
     Args:
-        min_lr, max_lr: the sweep's ends.
+        min_lr: the lr the sweep starts at.
+        max_lr: the lr the sweep ends at (or goes past, see ``extend``).
         num_steps: optimizer steps in the sweep (each of ``accumulate_grad_batches`` micro-batches).
         mode: ``"exponential"`` (even in log lr) or ``"linear"``.
         smooth: beta of the debiased moving average of the loss, in [0, 1).
@@ -101,7 +102,7 @@ class LRFinder(Callback):
 
         Under ``fast_dev_run``: no test; one line says so, and the result has no suggestion.
         """
-        if self.result is None and trainer.fast_dev_run:
+        if self.result is None and _compat.fast_dev_run(trainer):
             if self._skipped is None:
                 self._skipped = skipped_result(self.config, FAST_DEV_RUN)
                 rank_zero_warn(f"LRFinder: the LR range test does not run: {FAST_DEV_RUN}")
@@ -121,6 +122,8 @@ class LRFinder(Callback):
 
     def _report(self, trainer: pl.Trainer) -> None:
         result = self.result
+        if result is None:
+            return
         s, chosen = result.suggestion, result.chosen
         if chosen.lr is not None:
             for logger in trainer.loggers:
@@ -139,13 +142,13 @@ class LRFinder(Callback):
         if warning:
             rank_zero_warn(warning)
         if self.save_dir is not None:
-            self._save()
+            self._save(result, self.save_dir)
 
     @rank_zero_only
-    def _save(self) -> None:
-        self.result.save_json(self.save_dir / "lr_find.json")
+    def _save(self, result: RangeTestResult, save_dir: Path) -> None:
+        result.save_json(save_dir / "lr_find.json")
         try:
-            self.result.plot(self.save_dir / "lr_find.png")
+            result.plot(save_dir / "lr_find.png")
         except ImportError:
             pass  # matplotlib is optional; the JSON holds the curve
 
@@ -185,7 +188,7 @@ def lr_find(
     not run and returns a result without a suggestion.
     """
     finder = LRFinder(**finder_kwargs)
-    if trainer.fast_dev_run:
+    if _compat.fast_dev_run(trainer):
         rank_zero_warn(f"lr_find: the LR range test does not run: {FAST_DEV_RUN}")
         return skipped_result(finder.config, FAST_DEV_RUN)
     device = trainer.strategy.root_device
@@ -212,4 +215,6 @@ def lr_find(
         _compat.attach_trainer(model, previous)
         for generator, state in generators:
             generator.set_state(state)
+    if finder.result is None:  # fit returned without reaching on_fit_start (another callback stopped it)
+        raise RuntimeError("lr_find: the fit ended before the LR range test ran")
     return finder.result

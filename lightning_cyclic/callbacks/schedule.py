@@ -32,7 +32,8 @@ the start); from then on it moves with the schedule like every other group.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar, TypedDict
 
 import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
@@ -58,7 +59,14 @@ AUTO = "auto"
 AHEAD = 256  # schedule values computed at once, for this many steps from the current one (see _apply)
 
 
-def plan(trainer: pl.Trainer, interval: str = "step", total_steps: int | None = None) -> dict[str, float | None]:
+class RunPlan(TypedDict):
+    """A run's length in optimizer steps, as :func:`plan` reads it off the Trainer."""
+
+    total_steps: float | None
+    steps_per_epoch: float
+
+
+def plan(trainer: pl.Trainer, interval: str = "step", total_steps: int | None = None) -> RunPlan:
     """The run in optimizer steps: ``{"total_steps": ..., "steps_per_epoch": ...}``.
 
     ``total_steps`` is the given one, else ``trainer.estimated_stepping_batches`` (``None`` when
@@ -74,7 +82,7 @@ def plan(trainer: pl.Trainer, interval: str = "step", total_steps: int | None = 
             "interval='epoch' needs the number of batches per epoch, but the train dataloader has no length "
             "(an iterable dataset?); give lengths in steps with interval='step'"
         )
-    total = total_steps if total_steps is not None else estimated
+    total: float | None = total_steps if total_steps is not None else estimated
     if total is not None and (not math.isfinite(total) or total <= 0):
         total = None
     return {"total_steps": total, "steps_per_epoch": steps_per_epoch or 1}
@@ -110,7 +118,7 @@ class ScheduleCallback(Callback):
     ``log=False`` logs nothing.
     """
 
-    schedule_cls: ClassVar[type[Schedule]]
+    schedule_cls: ClassVar[Callable[..., Schedule]]  # a Schedule class, called with its arguments
     lengths: ClassVar[tuple[str, ...]] = ()
     # arguments that may be "auto", and which part of the LR range test's suggestion each takes
     auto_fields: ClassVar[dict[str, str]] = {"max_lr": "lr"}
@@ -138,13 +146,13 @@ class ScheduleCallback(Callback):
         self.resolved: dict[str, float] | None = None  # values found for the "auto" arguments
         self.build(total_steps=None, steps_per_epoch=1)  # validates every argument now
         self.schedule: Schedule | None = None
-        self._plan: dict[str, float] | None = None  # run length and steps per epoch, saved in checkpoints
+        self._plan: RunPlan | None = None  # run length and steps per epoch, saved in checkpoints
         self._ratios: list[list[float]] | None = None  # per optimizer, per param group
         self._writers: list[ParamGroupWriter] = []
         self._ahead: list[tuple[float, float | None]] = []  # schedule(step) for steps _ahead_from, _ahead_from + 1...
         self._ahead_from = 0
         self._written: int | None = None  # the step whose values are in the optimizers (None: write again)
-        self._step_read: int | None = None  # the step, read at on_train_start and at the end of every batch
+        self._step_read = 0  # the step, read at on_train_start and at the end of every batch
         self._logged: int | None = None  # the last step logged
         self._metric_names: tuple[str, str] = ("lr", "momentum")  # lr-optimizer{i}... with optimizer=i
         self._manual = False
@@ -175,7 +183,8 @@ class ScheduleCallback(Callback):
 
     def _resolve_auto(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Fill the "auto" arguments from the LR range test of this fit (run now if it has not run)."""
-        finder = self.finder or next((cb for cb in trainer.callbacks if isinstance(cb, LRFinder)), None)
+        callbacks = _compat.trainer_callbacks(trainer)
+        finder = self.finder or next((cb for cb in callbacks if isinstance(cb, LRFinder)), None)
         if finder is None:
             finder = self.finder = LRFinder()
         result = finder.run(trainer, pl_module)
@@ -188,9 +197,10 @@ class ScheduleCallback(Callback):
                 f"{type(self).__name__}({args}): the LR range test found no sound suggestion ({s.reason}) and has "
                 f"no fallback. Give {' and '.join(missing)} a number, or change the LRFinder's min_lr/max_lr/num_steps."
             )
-        if "base_lr" in resolved and "max_lr" in resolved and resolved["base_lr"] >= resolved["max_lr"]:
-            resolved["base_lr"] = resolved["max_lr"] / 4  # a degenerate range: Smith's rule of thumb
-        self.resolved = resolved
+        found = {name: value for name, value in resolved.items() if value is not None}
+        if "base_lr" in found and "max_lr" in found and found["base_lr"] >= found["max_lr"]:
+            found["base_lr"] = found["max_lr"] / 4  # a degenerate range: Smith's rule of thumb
+        self.resolved = found
         self.build(total_steps=None, steps_per_epoch=1)  # the found values pass the same checks
 
     def _auto_values(self, result: RangeTestResult) -> dict[str, float | None]:
@@ -202,7 +212,7 @@ class ScheduleCallback(Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._skip = False
         if self.auto and self.resolved is None:
-            if trainer.fast_dev_run:
+            if _compat.fast_dev_run(trainer):
                 # no range test under fast_dev_run (as Lightning's Tuner): the optimizer's own lr is used
                 rank_zero_warn(
                     f"{type(self).__name__} is not applied under fast_dev_run: its "
@@ -228,7 +238,7 @@ class ScheduleCallback(Callback):
         return key
 
     # ------------------------------------------------------------------------
-    def _plan_run(self, trainer: pl.Trainer) -> dict[str, float | None]:
+    def _plan_run(self, trainer: pl.Trainer) -> RunPlan:
         name = type(self).__name__
         try:
             run = plan(trainer, self.interval, self.total_steps)
@@ -281,7 +291,7 @@ class ScheduleCallback(Callback):
         try:
             self.schedule = self.build(**plan)
         except ValueError as err:
-            if not trainer.fast_dev_run:
+            if not _compat.fast_dev_run(trainer):
                 raise
             # fast_dev_run's run of a step or two is no real training: say so rather than fail
             rank_zero_warn(f"{type(self).__name__} is not applied under fast_dev_run: {err}")
@@ -328,7 +338,8 @@ class ScheduleCallback(Callback):
             lead_lr = float(groups[lead]["lr"]) / writer.ratios[lead] if writer.ratios[lead] > 0 else 0.0
             for group in groups[len(writer.ratios) :]:
                 writer.ratios.append(float(group["lr"]) / lead_lr if lead_lr > 0 else 1.0)
-            self._ratios[index] = list(writer.ratios)
+            if self._ratios is not None:  # set with the writers, at on_train_start
+                self._ratios[index] = list(writer.ratios)
 
     def _apply(self, step: int) -> tuple[float, float | None]:
         """Put the schedule's ``(lr, momentum)`` at ``step`` into the optimizers, unless they are there already
@@ -344,6 +355,8 @@ class ScheduleCallback(Callback):
         ahead = self._ahead
         if not 0 <= i < len(ahead):
             schedule = self.schedule
+            if schedule is None:  # the hooks call this only with a schedule
+                raise RuntimeError(f"{type(self).__name__} has no schedule: on_train_start has not run")
             ahead = self._ahead = [schedule(k) for k in range(step, step + AHEAD)]
             self._ahead_from, i = step, 0
         lr, momentum = values = ahead[i]
@@ -387,7 +400,7 @@ class ScheduleCallback(Callback):
         loggers = trainer.loggers
         # Lightning's should_update_logs costs more than the rest of the step here; with log_every_n_steps=1
         # its answer is always yes, so it is asked only for other values
-        if loggers and (trainer.log_every_n_steps == 1 or _compat.should_update_logs(trainer)):
+        if loggers and (_compat.log_every_n_steps(trainer) == 1 or _compat.should_update_logs(trainer)):
             # straight to the loggers, as LearningRateMonitor does: self.log() would cost more than the step
             self._logged = step
             lr_name, momentum_name = self._metric_names
@@ -462,18 +475,23 @@ class Cyclical(ScheduleCallback):
     """Smith's cyclical learning rates, equal to torch's ``CyclicLR`` step by step.
 
     Args:
-        base_lr, max_lr: the bounds the lr cycles between; ``"auto"`` takes the LR range
-            test's good range (where the loss starts to fall, and the suggestion), as Smith describes.
+        base_lr: the lower bound the lr cycles between; ``"auto"`` takes the low end of the LR range
+            test's good range (where the loss starts to fall), as Smith describes.
+        max_lr: the upper bound; ``"auto"`` takes the high end of the good range (the suggestion).
         step_size_up: length of the rising half, in ``interval`` units.
         step_size_down: length of the falling half (default: ``step_size_up``).
         mode: ``"triangular"``, ``"triangular2"`` (amplitude halves each cycle) or
             ``"exp_range"`` (amplitude times ``gamma**step``).
         gamma: decay per optimizer step for ``exp_range``.
-        scale_fn, scale_mode: a custom amplitude function of the cycle (``"cycle"``)
-            or of the optimizer step (``"iterations"``); overrides ``mode``.
+        scale_fn: a custom amplitude function of the cycle or of the optimizer step (see
+            ``scale_mode``); overrides ``mode``.
+        scale_mode: what ``scale_fn`` takes: the cycle (``"cycle"``, the default) or the optimizer step
+            (``"iterations"``).
         moms: ``(high, low)`` momentum, cycled inversely; ``None`` leaves it alone.
         interval: ``"step"`` or ``"epoch"``, the unit of the step sizes.
-        log, finder, optimizer: as for :class:`OneCycle`.
+        log: as for :class:`OneCycle`.
+        finder: as for :class:`OneCycle`.
+        optimizer: as for :class:`OneCycle`.
     """
 
     schedule_cls = CyclicalSchedule
@@ -527,7 +545,9 @@ class WarmRestarts(ScheduleCallback):
         warmup_lr_init: lr at the start of warmup (default ``min_lr``).
         moms: ``(high, low)`` momentum, moving inversely to lr; ``None`` (default) leaves it alone.
         interval: ``"step"`` or ``"epoch"``.
-        log, finder, optimizer: as for :class:`OneCycle`.
+        log: as for :class:`OneCycle`.
+        finder: as for :class:`OneCycle`.
+        optimizer: as for :class:`OneCycle`.
     """
 
     schedule_cls = WarmRestartsSchedule
@@ -565,10 +585,11 @@ class WarmRestarts(ScheduleCallback):
     @override
     def _auto_values(self, result: RangeTestResult) -> dict[str, float | None]:
         values = super()._auto_values(result)
-        if values.get("max_lr") is not None and result.suggestion.rule == "edge":
+        max_lr = values.get("max_lr")
+        if max_lr is not None and result.suggestion.rule == "edge":
             reading = read_edge(*finite_prefix(result.lrs, result.losses))
             if reading is not None:
-                values["max_lr"] = min(values["max_lr"], reading.at / EDGE_DIV[1])
+                values["max_lr"] = min(max_lr, reading.at / EDGE_DIV[1])
         return values
 
 
@@ -584,12 +605,15 @@ class WarmupDecay(ScheduleCallback):
         step_size: ``"step"`` decays by ``gamma`` every ``step_size``; ``"exponential"``
             by ``gamma`` per ``step_size`` smoothly.
         milestones: positions (after warmup) where ``"multistep"`` multiplies by ``gamma``.
-        power: exponent of ``"poly"``. timescale: ``s`` of ``"inverse_sqrt"``.
+        power: exponent of ``"poly"``.
+        timescale: ``s`` of ``"inverse_sqrt"``.
         moms: ``(high, low)`` momentum, moving inversely to lr; ``None`` (default) leaves it alone.
         interval: ``"step"`` or ``"epoch"``, the unit of ``warmup``, ``step_size``,
             ``milestones`` and ``timescale``.
         total_steps: run length in optimizer steps; default ``trainer.estimated_stepping_batches``.
-        log, finder, optimizer: as for :class:`OneCycle`.
+        log: as for :class:`OneCycle`.
+        finder: as for :class:`OneCycle`.
+        optimizer: as for :class:`OneCycle`.
     """
 
     schedule_cls = WarmupDecaySchedule

@@ -197,7 +197,9 @@ class BatchAugmentation:
         augment: random crop after padding by ``padding`` pixels, and random horizontal flips.
         cutout: side of the square zeroed per sample; 0 is off.
         mixup: alpha of mixup's Beta distribution; 0.0 is off. Targets become class probabilities.
-        padding, padding_mode, flip: of :func:`random_crop_flip`.
+        padding: of :func:`random_crop_flip`.
+        padding_mode: of :func:`random_crop_flip`.
+        flip: of :func:`random_crop_flip`.
     """
 
     def __init__(
@@ -278,7 +280,8 @@ class AugmentedDataModule(TensorDataModule):
         return module is None or module.training
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        if not self._augments_now():
+        augmentation = self.augmentation
+        if augmentation is None or not self._augments_now():
             return batch
         x, y = batch
-        return list(self.augmentation(x, y))
+        return list(augmentation(x, y))

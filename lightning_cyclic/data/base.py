@@ -21,11 +21,11 @@ class TensorDataModule(pl.LightningDataModule):
             raise RuntimeError(f"{type(self).__name__} has no {split} set: call setup() first, or it has none")
         return DataLoader(
             dataset,
-            batch_size=self.hparams.batch_size,
+            batch_size=self.hparams["batch_size"],
             shuffle=shuffle,
-            num_workers=self.hparams.num_workers,
-            pin_memory=self.hparams.pin_memory,
-            persistent_workers=self.hparams.num_workers > 0,
+            num_workers=self.hparams["num_workers"],
+            pin_memory=self.hparams["pin_memory"],
+            persistent_workers=self.hparams["num_workers"] > 0,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import TensorDataset
 
+from lightning_cyclic._extras import needs
 from lightning_cyclic.data.base import TensorDataModule
 from lightning_cyclic.shapes._checks import check_number
 
@@ -21,7 +22,8 @@ class DigitsDataModule(TensorDataModule):
         batch_size: samples per batch.
         val_fraction: share of the data held out for validation, split with ``split_seed``.
         split_seed: seed of the train/validation split (fixed, independent of the run's seed).
-        num_workers, pin_memory: passed to the DataLoaders.
+        num_workers: passed to the DataLoaders.
+        pin_memory: passed to the DataLoaders.
     """
 
     num_classes = 10
@@ -44,13 +46,14 @@ class DigitsDataModule(TensorDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        from sklearn.datasets import load_digits
+        with needs("data", "DigitsDataModule"):
+            from sklearn.datasets import load_digits
 
         x, y = load_digits(return_X_y=True)
         x = torch.as_tensor(x, dtype=torch.float32)
         y = torch.as_tensor(y, dtype=torch.long)
-        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.hparams.split_seed))
-        n_val = round(len(x) * self.hparams.val_fraction)
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.hparams["split_seed"]))
+        n_val = round(len(x) * self.hparams["val_fraction"])
         val_idx, train_idx = order[:n_val], order[n_val:]
         mean, std = x[train_idx].mean(), x[train_idx].std()
         x = (x - mean) / std

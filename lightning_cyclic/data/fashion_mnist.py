@@ -30,7 +30,8 @@ class IDXImageDataModule(ImageFolderDataModule):
         batch_size: samples per batch.
         val_fraction: share of the training files held out for validation, split with ``split_seed``.
         split_seed: seed of the train/validation shuffle (fixed, independent of the run's seed).
-        num_workers, pin_memory: passed to the DataLoaders.
+        num_workers: passed to the DataLoaders.
+        pin_memory: passed to the DataLoaders.
         flatten: give samples as flat 784-feature vectors instead of ``(1, 28, 28)``.
         limit_train: train on only the first ``limit_train`` samples of the shuffled training
             split (the validation split is unchanged); ``None`` uses all of them.

@@ -18,7 +18,9 @@ class ImageFolderDataModule(AugmentedDataModule):
 
     Args:
         root: the folder with the files (``None``: ``default_root``).
-        batch_size, num_workers, pin_memory: for the DataLoaders.
+        batch_size: for the DataLoaders.
+        num_workers: for the DataLoaders.
+        pin_memory: for the DataLoaders.
         val_fraction: share of the training files held out for validation, split with ``split_seed``.
         flatten: give flat vectors (for an MLP) instead of ``input_shape`` images.
         limit_train: use only this many training images (after the seeded shuffle).
@@ -77,12 +79,12 @@ class ImageFolderDataModule(AugmentedDataModule):
     def _set_train_val(self, images: np.ndarray, labels: np.ndarray) -> None:
         """``train_set`` and ``val_set`` from the training files: a ``split_seed`` shuffle, ``val_fraction``
         held out, ``limit_train`` applied to the rest, standardised with the training split's statistics."""
-        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.hparams.split_seed))
-        order = order.numpy()
-        n_val = round(len(images) * self.hparams.val_fraction)
+        generator = torch.Generator().manual_seed(self.hparams["split_seed"])
+        order = torch.randperm(len(images), generator=generator).numpy()
+        n_val = round(len(images) * self.hparams["val_fraction"])
         val_idx, train_idx = order[:n_val], order[n_val:]
-        if self.hparams.limit_train is not None:
-            train_idx = train_idx[: self.hparams.limit_train]
+        if self.hparams["limit_train"] is not None:
+            train_idx = train_idx[: self.hparams["limit_train"]]
         self.train_set = TensorDataset(*self._tensors(images[train_idx], labels[train_idx], fit=True))
         self.val_set = TensorDataset(*self._tensors(images[val_idx], labels[val_idx]))
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
+from lightning_cyclic._extras import needs
 from lightning_cyclic.data.base import TensorDataModule
 from lightning_cyclic.shapes._checks import check_number
 
@@ -23,10 +24,8 @@ def generate_mnist1d(num_samples: int = 5000, seed: int = 42) -> dict[str, np.nd
     restored afterwards, so generating the data does not change the run's randomness.
     Its split keeps the first 80% of the (shuffled) samples for training.
     """
-    try:
+    with needs("data", "MNIST1DDataModule"):
         from mnist1d.data import get_dataset_args, make_dataset
-    except ImportError as err:
-        raise ImportError("MNIST1DDataModule needs the mnist1d package: pip install mnist1d") from err
     args = get_dataset_args()
     args.num_samples = int(num_samples)
     args.seed = int(seed)
@@ -56,7 +55,8 @@ class MNIST1DDataModule(TensorDataModule):
         val_fraction: ``None`` to validate on mnist1d's test split, or the share of the
             training split held out for validation, in (0, 1).
         split_seed: seed of that train/validation shuffle (fixed, independent of the run's seed).
-        num_workers, pin_memory: passed to the DataLoaders.
+        num_workers: passed to the DataLoaders.
+        pin_memory: passed to the DataLoaders.
         flatten: give samples as flat 40-feature vectors instead of ``(1, 40)``.
         limit_train: train on only the first ``limit_train`` training samples (mnist1d's come
             shuffled; after the split's shuffle when ``val_fraction`` is set); ``None`` uses all.
@@ -98,7 +98,7 @@ class MNIST1DDataModule(TensorDataModule):
             self.input_shape = (int(np.prod(type(self).input_shape)),)
 
     def _arrays(self) -> dict[str, np.ndarray]:
-        n, seed, cache_dir = self.hparams.num_samples, self.hparams.seed, self.hparams.cache_dir
+        n, seed, cache_dir = self.hparams["num_samples"], self.hparams["seed"], self.hparams["cache_dir"]
         if cache_dir is None:
             return generate_mnist1d(n, seed)
         path = Path(cache_dir).expanduser() / f"mnist1d-{metadata.version('mnist1d')}_n{n}_seed{seed}.npz"
@@ -111,7 +111,7 @@ class MNIST1DDataModule(TensorDataModule):
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, **arrays)
+                np.savez(handle, x=arrays["x"], y=arrays["y"], x_test=arrays["x_test"], y_test=arrays["y_test"])
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -126,20 +126,20 @@ class MNIST1DDataModule(TensorDataModule):
         y = torch.as_tensor(data["y"], dtype=torch.long)
         x_test = torch.as_tensor(data["x_test"], dtype=torch.float32)
         y_test = torch.as_tensor(data["y_test"], dtype=torch.long)
-        if self.hparams.val_fraction is None:
+        if self.hparams["val_fraction"] is None:
             train_idx = torch.arange(len(x))
             x_val, y_val = x_test, y_test
         else:
-            order = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.hparams.split_seed))
-            n_val = round(len(x) * self.hparams.val_fraction)
+            order = torch.randperm(len(x), generator=torch.Generator().manual_seed(self.hparams["split_seed"]))
+            n_val = round(len(x) * self.hparams["val_fraction"])
             val_idx, train_idx = order[:n_val], order[n_val:]
             x_val, y_val = x[val_idx], y[val_idx]
-        if self.hparams.limit_train is not None:
-            train_idx = train_idx[: self.hparams.limit_train]
+        if self.hparams["limit_train"] is not None:
+            train_idx = train_idx[: self.hparams["limit_train"]]
         if len(train_idx) == 0:
             raise ValueError(
-                f"val_fraction={self.hparams.val_fraction} leaves no training sample of the {len(x)} in mnist1d's "
-                f"training split (num_samples={self.hparams.num_samples})"
+                f"val_fraction={self.hparams['val_fraction']} leaves no training sample of the {len(x)} in mnist1d's "
+                f"training split (num_samples={self.hparams['num_samples']})"
             )
         x_train, y_train = x[train_idx], y[train_idx]
         mean, std = x_train.mean(), x_train.std().clamp_min(1e-3)

@@ -25,7 +25,8 @@ class Classifier(ScheduleMixin, pl.LightningModule):
             ``input_shape`` and ``num_classes`` that builds one.
         optimizer: a callable taking the parameters (a Hydra ``_partial_``
             optimizer such as ``functools.partial(torch.optim.SGD, lr=0.1)``).
-        input_shape, num_classes: given by the data module.
+        input_shape: given by the data module.
+        num_classes: given by the data module.
         lr_mult: discriminative learning rates: parameter-name prefixes and their lr
             multipliers, e.g. ``{"net.1": 0.1}`` puts the first linear layer of an MLP at a
             tenth of the lr (the longest matching prefix wins). Schedules keep these ratios.

@@ -38,7 +38,7 @@ def check_number(
         raise ValueError(f"{name} must be{_interval_text(low, high, low_open, high_open)}, got {value!r}")
 
 
-def check_choice(name: str, value: Any, choices: Iterable[str]) -> None:
+def check_choice(name: str, value: Any, choices: Iterable[object]) -> None:
     """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
     choices = tuple(choices)
     if value not in choices:
@@ -61,7 +61,7 @@ def check_moms(name: str, value: Any) -> tuple[float, float] | None:
     return float(high), float(low)
 
 
-def _interval_text(low, high, low_open, high_open) -> str:
+def _interval_text(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
     if low is not None and high is not None:
         return f" in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
     if low is not None:

@@ -26,6 +26,11 @@ MODES = ("triangular", "triangular2", "exp_range")
 
 @dataclass(frozen=True)
 class CyclicalSchedule(Schedule):
+    """Cyclical lr as a function of the optimizer step (the module's description has the modes).
+
+    The arguments are those of :class:`~lightning_cyclic.Cyclical`, with the step sizes in optimizer steps.
+    """
+
     base_lr: float
     max_lr: float
     step_size_up: float = 2000

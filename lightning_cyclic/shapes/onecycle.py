@@ -24,9 +24,18 @@ from typing import ClassVar
 from lightning_cyclic.shapes._checks import check_choice, check_moms, check_number
 from lightning_cyclic.shapes.base import ANNEALS, Schedule, set_fields
 
+# (end_step, start_lr, end_lr, start_momentum, end_momentum)
+_Phase = tuple[float, float, float, float, float]
+
 
 @dataclass(frozen=True)
 class OneCycleSchedule(Schedule):
+    """One-cycle as a function of the optimizer step (the module's description has the phases).
+
+    The arguments are those of :class:`~lightning_cyclic.OneCycle`, with ``total_steps`` the run's length in
+    optimizer steps.
+    """
+
     max_lr: float
     total_steps: float | None = None
     pct_start: float = 0.3
@@ -35,7 +44,7 @@ class OneCycleSchedule(Schedule):
     final_div_factor: float = 1e4
     three_phase: bool = False
     moms: tuple[float, float] | None = (0.95, 0.85)
-    _phases: tuple = field(init=False, repr=False, compare=False, default=())
+    _phases: tuple[_Phase, ...] = field(init=False, repr=False, compare=False, default=())
 
     needs_total: ClassVar[bool] = True
 
@@ -57,9 +66,9 @@ class OneCycleSchedule(Schedule):
         total = self.total_steps
         initial = self.max_lr / self.div_factor
         final = initial / self.final_div_factor
-        high_m, low_m = self.moms or (None, None)
+        high_m, low_m = self.moms or (0.0, 0.0)  # with moms=None unused: momentum() is None
         up_end = float(self.pct_start * total) - 1
-        # (end_step, start_lr, end_lr, start_momentum, end_momentum)
+        phases: tuple[_Phase, ...]
         if self.three_phase:
             phases = (
                 (up_end, initial, self.max_lr, high_m, low_m),
@@ -73,7 +82,7 @@ class OneCycleSchedule(Schedule):
             )
         set_fields(self, _phases=phases)
 
-    def _locate(self, step: float) -> tuple[tuple, float]:
+    def _locate(self, step: float) -> tuple[_Phase, float]:
         """The phase ``step`` falls in and how far through it (0..1)."""
         if not self._phases:
             self._total()  # raises the clear "needs total_steps" error

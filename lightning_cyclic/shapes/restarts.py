@@ -21,6 +21,12 @@ from lightning_cyclic.shapes.base import Schedule, anneal_cos, inverse_momentum,
 
 @dataclass(frozen=True)
 class WarmRestartsSchedule(Schedule):
+    """SGDR as a function of the optimizer step (the module's description has the cycles).
+
+    The arguments are those of :class:`~lightning_cyclic.WarmRestarts`, with ``cycle_len`` and ``warmup`` in
+    optimizer steps.
+    """
+
     max_lr: float
     cycle_len: float
     cycle_mult: float = 1.0

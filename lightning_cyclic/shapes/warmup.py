@@ -35,6 +35,11 @@ ENDED = ("cosine", "linear", "poly")  # decays that need the run's length
 
 @dataclass(frozen=True)
 class WarmupDecaySchedule(Schedule):
+    """Warmup and decay as a function of the optimizer step (the module's description has the decays).
+
+    The arguments are those of :class:`~lightning_cyclic.WarmupDecay`, with its lengths in optimizer steps.
+    """
+
     max_lr: float
     decay: str = "cosine"
     warmup: float = 0

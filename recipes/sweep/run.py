@@ -22,6 +22,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -89,6 +90,7 @@ def run_search(search: dict, sweep_dir: Path, epochs: int) -> float:
     command = [sys.executable, "train.py", "-m", *search["args"], f"trainer.max_epochs={epochs}", *FIXED]
     command.append(f"hydra.sweep.dir={sweep_dir}")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    shutil.rmtree(sweep_dir, ignore_errors=True)  # a fresh study: an earlier run's optuna.db there would be resumed
     sweep_dir.parent.mkdir(parents=True, exist_ok=True)
     log = sweep_dir.parent / f"{sweep_dir.name}.log"
     start = time.perf_counter()
