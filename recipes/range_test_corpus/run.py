@@ -832,7 +832,7 @@ def divisor_lines(results: dict, oracles: dict) -> list[str]:
         "| task | fall (nats), per seed | divisor used | divisors within the noise, every seed |",
         "|---|---|---|---|",
     ]
-    windows = {}
+    windows, falls = {}, {}
     for t in results["tasks"]:
         name, o = t["name"], oracles[t["name"]]
         curves = [
@@ -846,6 +846,7 @@ def divisor_lines(results: dict, oracles: dict) -> list[str]:
         lo, hi = good_window(o, max(0.5, o["noise"]))
         window = (max(at / hi for at, _ in readings), min(at / lo for at, _ in readings))
         windows[name] = window
+        falls[name] = statistics.mean(d for _, d in readings)
         depths = ", ".join("inf" if not math.isfinite(d) else f"{d:.2f}" for _, d in readings)
         used = ", ".join(f"{edge_divisor(d):.2f}" for _, d in readings)
         cell = f"{window[0]:.2f} to {window[1]:.2f}" if window[0] <= window[1] else "none (the seeds disagree)"
@@ -859,20 +860,10 @@ def divisor_lines(results: dict, oracles: dict) -> list[str]:
         else:
             verdict = (
                 f"No one divisor suits every task: {need_at_least} needs at least {low:.2f}, {need_at_most} at "
-                f"most {high:.2f} (falls of {statistics.mean(edge_reading_depths(results, need_at_least)):.2f} "
-                f"and {statistics.mean(edge_reading_depths(results, need_at_most)):.2f} nats)."
+                f"most {high:.2f} (falls of {falls[need_at_least]:.2f} and {falls[need_at_most]:.2f} nats)."
             )
         lines += ["", verdict]
     return lines
-
-
-def edge_reading_depths(results: dict, name: str) -> list[float]:
-    task = next(t for t in results["tasks"] if t["name"] == name)
-    return [
-        edge_reading(r["curves"]["val" if task["val"] else "train"])[1]
-        for r in results["range_tests"]
-        if r["task"] == name and "error" not in r
-    ]
 
 
 def fmt_constants(c) -> str:
