@@ -183,3 +183,24 @@ def test_the_fashion_task_loads_and_builds_from_idx_files(tmp_path, corpus):
     assert data.x_train.shape == (200, 1, 28, 28) and len(data.x_val) == 30 and data.outputs == 10
     net = corpus.MODELS[task.model](data.input_shape, data.outputs, **task.model_kwargs)
     assert net(data.x_val).shape == (30, 10)
+
+
+def test_cost_inside_the_fit_quick_run_times_the_range_test(tmp_path):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, str(FOLDER / "cost.py"), "--quick", "--out", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    fits = json.loads((tmp_path / "cost.json").read_text())["fits"]
+    assert [f["variant"] for f in fits] == ["fixed", "auto"]
+    fixed, auto = fits
+    assert fixed["steps"] == auto["steps"] > 0  # the range test's steps are not counted as the fit's
+    # the timer around on_fit_start holds the sweep itself, and the sweep is a part of the auto fit
+    assert 0 < auto["finder_seconds"] <= auto["hook_seconds"] < auto["seconds"]
+    assert auto["finder_steps"] > 10 and auto["lr"] > 0
+    table = (tmp_path / "cost.md").read_text()
+    assert "| digits-mlp-adamw-long | " in table and "not measured (--quick" in table
