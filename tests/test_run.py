@@ -23,6 +23,18 @@ def test_every_schedule_trains_and_reports_accuracy(make_cfg, schedule):
     assert objects["schedule"].schedule is not None
 
 
+@pytest.mark.parametrize("length", ["trainer.max_epochs=1", "trainer.max_steps=5"])
+@pytest.mark.parametrize("schedule", options("schedule"))
+def test_every_shipped_schedule_runs_at_its_defaults_on_a_short_run(make_cfg, schedule, length):
+    cfg = make_cfg(f"schedule={schedule}", length, "trainer.enable_progress_bar=false")
+    _, objects = train(cfg)
+    trainer, built = objects["trainer"], objects["schedule"].schedule
+    assert trainer.global_step == (5 if "max_steps" in length else 23)
+    lrs = [built(k)[0] for k in range(trainer.global_step)]
+    assert all(lr > 0 for lr in lrs[1:])  # it trains at every step but a warmup's first
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(built(trainer.global_step)[0])
+
+
 def test_optimizer_option_adam_with_onecycle(make_cfg):
     metrics, objects = train(make_cfg("optimizer=adam", "schedule.max_lr=0.003", "trainer.max_epochs=2"))
     assert metrics["val/acc"] > 0.5

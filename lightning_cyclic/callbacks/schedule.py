@@ -52,6 +52,7 @@ from lightning_cyclic.shapes import (
     WarmupDecaySchedule,
 )
 from lightning_cyclic.shapes._checks import check_choice, check_number
+from lightning_cyclic.shapes.warmup import ENDED
 from lightning_cyclic.suggest import EDGE_DIV, finite_prefix, read_edge
 
 INTERVALS = ("step", "epoch")
@@ -169,7 +170,12 @@ class ScheduleCallback(Callback):
                 kwargs[name] = [v * unit if isinstance(v, (int, float)) else v for v in value]
             elif isinstance(value, (int, float)) and not isinstance(value, bool):
                 kwargs[name] = value * unit
-        return self.schedule_cls(total_steps=total_steps, **kwargs)
+        return self.schedule_cls(total_steps=total_steps, **self._fit_to_run(kwargs, total_steps))
+
+    def _fit_to_run(self, kwargs: dict[str, Any], total_steps: float | None) -> dict[str, Any]:
+        """The arguments, in optimizer steps, adjusted where a default would not fit a run of ``total_steps``
+        (see :class:`WarmupDecay`); as given by default."""
+        return kwargs
 
     def _placeholders(self) -> dict[str, float]:
         """Stand-ins for "auto" arguments, to validate the others before the range test has run."""
@@ -618,6 +624,25 @@ class WarmupDecay(ScheduleCallback):
 
     schedule_cls = WarmupDecaySchedule
     lengths = ("warmup", "step_size", "milestones", "timescale")
+    WARMUP_CAP = 0.1  # a warmup as long as the run (or longer) is cut to this share of it
+
+    @override
+    def _fit_to_run(self, kwargs: dict[str, Any], total_steps: float | None) -> dict[str, Any]:
+        """A warmup not shorter than the run, before a decay that ends with the run (cosine, linear, poly),
+        leaves no room to decay: it is cut to ``WARMUP_CAP`` of the run, with one warning line. So the
+        shipped default (one epoch) holds on a one-epoch run or a run of a few steps."""
+        warmup = kwargs.get("warmup")
+        if total_steps is None or kwargs.get("decay") not in ENDED or not isinstance(warmup, (int, float)):
+            return kwargs
+        if warmup < total_steps:
+            return kwargs
+        capped = self.WARMUP_CAP * total_steps
+        rank_zero_warn(
+            f"{type(self).__name__}: warmup={self.params['warmup']!r} ({self.interval}s) is {warmup:g} optimizer "
+            f"steps, not shorter than the run ({total_steps:g} steps) before decay={kwargs['decay']!r}; warming up "
+            f"for {capped:g} steps ({self.WARMUP_CAP:.0%} of the run) instead"
+        )
+        return {**kwargs, "warmup": capped}
 
     def __init__(
         self,

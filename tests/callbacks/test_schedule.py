@@ -246,3 +246,25 @@ def test_tensor_lr_is_written_in_place():
     ParamGroupWriter(opt).write(0.05, 0.8)
     assert opt.param_groups[0]["lr"] is lr_tensor and float(lr_tensor) == pytest.approx(0.05)
     assert opt.param_groups[0]["betas"] == (0.8, 0.99)
+
+
+@pytest.mark.parametrize("decay", ["cosine", "linear", "poly"])
+def test_a_warmup_as_long_as_the_run_is_cut_to_a_tenth_of_it_with_one_warning(tmp_path, decay):
+    # 64 samples / 8 = 8 steps per epoch, 2 epochs = 16 steps; warmup of 2 epochs = the whole run
+    schedule = WarmupDecay(max_lr=0.2, decay=decay, warmup=2, interval="epoch")
+    with pytest.warns(UserWarning, match=r"warmup=2 \(epochs\) is 16 optimizer steps.*warming up for 1.6 steps") as got:
+        _, module = fit(tmp_path, [schedule], max_epochs=2)
+    assert len([w for w in got if "warmup=" in str(w.message)]) == 1
+    assert schedule.schedule.warmup == pytest.approx(1.6)
+    lrs = [lr for _, lr, _, _ in module.seen]
+    assert max(lrs) == pytest.approx(lrs[2]) and lrs[2] < 0.2  # peaks right after the short warmup, then decays
+    assert lrs[-1] < lrs[2] / 4
+
+
+def test_a_warmup_shorter_than_the_run_and_open_ended_decays_are_left_as_given(tmp_path):
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*warming up for")
+        fit(tmp_path / "a", [s := WarmupDecay(max_lr=0.2, warmup=15, decay="cosine")], max_epochs=2)
+        assert s.schedule.warmup == 15
+        fit(tmp_path / "b", [s := WarmupDecay(max_lr=0.2, warmup=40, decay="inverse_sqrt")], max_epochs=2)
+        assert s.schedule.warmup == 40  # nothing to decay towards: a long warmup is the user's choice
