@@ -55,10 +55,12 @@ def plot_schedule(
     ax.set_ylabel("lr", color="tab:blue")
     ax.set_title(title or repr(schedule).split("(")[0])
     ax.grid(alpha=0.3)
+    handles = ax.get_lines()[-1:]
     if any(m is not None for m in moms):
         twin = ax.twinx()
-        twin.plot(steps, moms, color="tab:orange", linestyle="--", label="momentum")
+        handles += twin.plot(steps, moms, color="tab:orange", linestyle="--", label="momentum")
         twin.set_ylabel("momentum", color="tab:orange")
+    ax.legend(handles=handles, fontsize=8, loc="upper right")
     if path is not None:
         fig.tight_layout()
         fig.savefig(path, dpi=110)
@@ -80,46 +82,63 @@ def _read_metrics(path: str | Path) -> dict[str, list[tuple[float, float]]]:
     return out
 
 
-def moving_average(values: list[float], window: int) -> list[float]:
-    """Trailing mean over up to ``window`` values."""
-    out, total = [], 0.0
-    for i, v in enumerate(values):
-        total += v
-        if i >= window:
-            total -= values[i - window]
-        out.append(total / min(i + 1, window))
+def centred_mean(values: list[float], window: int) -> list[float]:
+    """Mean over a window centred on each value (``window`` odd; shorter at the ends): no lag behind the data,
+    as a trailing average would have."""
+    half = window // 2
+    out = []
+    for i in range(len(values)):
+        part = values[max(i - half, 0) : i + half + 1]
+        out.append(sum(part) / len(part))
     return out
 
 
-def plot_training_curves(metrics_csv: str | Path, path: str | Path | None = None, title: str | None = None) -> Any:
-    """Training curves from a CSVLogger's ``metrics.csv``: the training loss with its moving
-    average and the validation loss (left), accuracy (right), and the lr on a second axis."""
+def plot_training_curves(
+    metrics_csv: str | Path, path: str | Path | None = None, title: str | None = None, schedule: Any = None
+) -> Any:
+    """Training curves from a CSVLogger's ``metrics.csv``: the training loss with a centred mean and the
+    validation loss (left), accuracy (right), and the lr on a second axis of each.
+
+    ``schedule`` (a :class:`~lightning_cyclic.shapes.Schedule`, or any ``step -> (lr, momentum)``) draws the lr
+    exactly, at every optimizer step of the logged range; without it the logged ``lr`` column is drawn, one
+    point per ``log_every_n_steps``. Every line has a legend entry. Returns the figure (saved at ``path`` if given).
+    """
     plt = _pyplot()
     m = _read_metrics(metrics_csv)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
     train = m.get("train/loss_step") or m.get("train/loss") or []
     if train:
         steps, losses = zip(*train)
-        left.plot(steps, losses, color="0.75", linewidth=0.8, label="train loss")
-        window = max(len(losses) // 10, 3)
-        left.plot(steps, moving_average(list(losses), window), color="tab:blue", label=f"moving average ({window})")
+        left.plot(steps, losses, color="0.7", linewidth=0.8, label="train loss (as logged)")
+        window = max(len(losses) // 10, 1) * 2 + 1
+        label = f"train loss, centred mean of {window}"
+        left.plot(steps, centred_mean(list(losses), window), color="tab:blue", label=label)
     if m.get("val/loss"):
         left.plot(*zip(*m["val/loss"]), "o-", color="tab:orange", markersize=3, label="val loss")
     left.set_xlabel("optimizer step")
     left.set_ylabel("loss")
-    left.legend(fontsize=8, loc="upper right")
-    for key, style in (("val/acc", "o-"), ("train/acc", "s--")):
+    for key, style, colour in (("val/acc", "o-", "tab:orange"), ("train/acc", "s--", "tab:blue")):
         if m.get(key):
-            right.plot(*zip(*m[key]), style, markersize=3, label=key)
+            right.plot(*zip(*m[key]), style, color=colour, markersize=3, label=key)
     right.set_xlabel("optimizer step")
     right.set_ylabel("accuracy")
-    right.legend(fontsize=8, loc="lower right")
-    for ax in (left, right):
+    logged = [step for column in m.values() for step, _ in column]
+    if schedule is not None and logged:
+        xs = list(range(int(min(logged)), int(max(logged)) + 1))
+        lr: list[tuple[float, float]] = [(x, schedule(x)[0]) for x in xs]
+        lr_label = "lr (the schedule, every step)"
+    else:
+        lr = m.get("lr") or []
+        lr_label = "lr (as logged)"
+    for ax, where in ((left, "upper right"), (right, "lower right")):
         ax.grid(alpha=0.3)
-        if m.get("lr"):
+        handles = list(ax.get_lines())
+        if lr:
             twin = ax.twinx()
-            twin.plot(*zip(*m["lr"]), color="tab:red", alpha=0.5, linewidth=1)
+            handles += twin.plot(*zip(*lr), color="tab:red", alpha=0.6, linewidth=1, label=lr_label)
             twin.set_ylabel("lr", color="tab:red")
+        if handles:
+            ax.legend(handles=handles, fontsize=8, loc=where)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -41,6 +41,27 @@ TERMINATED = 143  # 128 + SIGTERM: the exit status cluster schedulers (SLURM) ex
 SCALED = ("max_lr", "base_lr", "min_lr", "warmup_lr_init")  # schedule arguments that are lrs
 
 
+class _NotTheUsersBusiness(logging.Filter):
+    """Drops Lightning's advertisement for its cloud logger, printed at every fit."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in str(record.msg)
+
+
+def quiet_lightning_noise() -> None:
+    """The app's one place for what Lightning and torch print that is not the user's business: the logger tip
+    of every fit and torch's ``LeafSpec`` deprecation raised inside Lightning's own code. Idempotent; the
+    callbacks (a library inside other projects) never change their host's warnings or logging."""
+    import warnings
+
+    leaf_spec = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
+    warnings.filterwarnings("ignore", message=leaf_spec, category=FutureWarning)
+    for name in ("lightning.pytorch.utilities.rank_zero", "pytorch_lightning.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _NotTheUsersBusiness) for f in logger.filters):
+            logger.addFilter(_NotTheUsersBusiness())
+
+
 def _float_metrics(trainer: pl.Trainer) -> dict[str, float]:
     return {k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
 
@@ -244,6 +265,29 @@ def _config_errors(group: str, node: Any) -> Iterator[None]:
         raise ConfigError(_named(group, node, err)) from err
 
 
+LR_DISAGREE = 10.0  # schedule.max_lr this many times above or below optimizer.lr: likely meant for another optimizer
+
+
+def warn_if_lrs_disagree(cfg: DictConfig) -> str:
+    """One warning line where ``schedule.max_lr`` was set to a number far from ``optimizer.lr`` (an SGD peak
+    under Adam, say): the schedule's value is the one trained with. Returns the line ("" where none)."""
+    schedule, optimizer = cfg.get("schedule"), cfg.get("optimizer")
+    if not schedule or not optimizer or "max_lr" not in schedule or OmegaConf.is_interpolation(schedule, "max_lr"):
+        return ""
+    peak, lr = schedule.get("max_lr"), optimizer.get("lr")
+    numbers = [isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in (peak, lr)]
+    if not all(numbers) or 1 / LR_DISAGREE <= peak / lr <= LR_DISAGREE:
+        return ""
+    name = str(optimizer.get("_target_", "")).rsplit(".", 1)[-1]
+    line = (
+        f"schedule.max_lr={_number(peak)} is {_number(peak / lr)}x optimizer.lr={_number(lr)} ({name}); the schedule "
+        f"sets the lr at every step, so {_number(peak)} is what trains. Meant for another optimizer? Leave "
+        f"schedule.max_lr out (it follows optimizer.lr), or set schedule.max_lr=auto."
+    )
+    log.warning(line)
+    return line
+
+
 def check_config(cfg: DictConfig) -> None:
     """Every value checked before anything is built: one message naming the key, the value and what is allowed."""
     try:
@@ -296,7 +340,9 @@ def _scale_lrs(cfg: DictConfig, trainer: pl.Trainer, datamodule: Any) -> float |
     factor = lr_scale_factor(batch, rule["base_batch_size"], rule["rule"])
     cfg.optimizer.lr = cfg.optimizer.lr * factor
     for key in SCALED:
-        value = cfg.schedule.get(key) if cfg.get("schedule") else None
+        if not cfg.get("schedule") or OmegaConf.is_interpolation(cfg.schedule, key):
+            continue  # ${optimizer.lr} and its shares follow the optimizer's lr, scaled above
+        value = cfg.schedule.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             cfg.schedule[key] = value * factor
     log.info(
@@ -503,7 +549,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Build data, model, optimizer, schedule, callbacks, logger and trainer from ``cfg``; fit; report."""
     cfg = cfg.copy()  # the lr scaling rule writes into it
     OmegaConf.set_struct(cfg, False)
+    quiet_lightning_noise()
     check_config(cfg)
+    warn_if_lrs_disagree(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     ckpt_path = _checkpoint_path(cfg.get("ckpt_path"), cfg)
     with _config_errors("data", cfg.data):
@@ -581,13 +629,13 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     ensemble = next((c for c in _compat.trainer_callbacks(trainer) if isinstance(c, SnapshotEnsemble)), None)
     if ensemble is not None and ensemble.metrics:
         metrics["ensemble/val_acc"] = ensemble.metrics["val_acc"]
-    curves = _curves(trainer, cfg)
+    curves = _curves(trainer, cfg, schedule)
     metric = cfg.get("optimized_metric", "val/acc")
     if trainer.is_global_zero:
         status = "terminated" if terminated else "finished"
         write_result(cfg.paths.output_dir, metric, metrics, job_overrides(), status=status, reason=terminated)
     if trainer.is_global_zero:
-        print(_summary(cfg, trainer, metrics, schedule, best, ensemble, curves, factor, terminated))
+        print(_summary(cfg, trainer, model, metrics, schedule, best, ensemble, curves, factor, terminated))
     if terminated:
         # a sweep stops here too (documented): record what ran so far, then exit as schedulers expect
         if trainer.is_global_zero:
@@ -597,8 +645,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     return metrics, {**objects, "best": best, "ensemble": ensemble, "curves": curves}
 
 
-def _curves(trainer: pl.Trainer, cfg: DictConfig) -> Path | None:
-    """The training-curves PNG, from the CSV logger's metrics, next to the run."""
+def _curves(trainer: pl.Trainer, cfg: DictConfig, schedule: ScheduleCallback | None) -> Path | None:
+    """The training-curves PNG, from the CSV logger's metrics, next to the run; the lr drawn from the schedule
+    itself (logging follows ``log_every_n_steps``, too sparse for a cyclical lr)."""
     csv = next((lg for lg in trainer.loggers if type(lg).__name__ == "CSVLogger"), None)
     if csv is None or csv.log_dir is None or not trainer.is_global_zero:
         return None
@@ -608,16 +657,41 @@ def _curves(trainer: pl.Trainer, cfg: DictConfig) -> Path | None:
     from lightning_cyclic.plot import plot_training_curves
 
     path = Path(cfg.paths.output_dir) / "training_curves.png"
+    drawn = schedule.schedule if schedule is not None else None
+    if schedule is not None and drawn is None and not schedule.auto:  # schedule_via=scheduler: the mixin's
+        try:
+            drawn = schedule.build(**schedule._plan_run(trainer))
+        except ValueError:  # a run too short for it (fast_dev_run): the logged lr, if any
+            drawn = None
     try:
-        plot_training_curves(metrics, path, title=f"{cfg.data._target_.rsplit('.', 1)[-1]}, seed {cfg.seed}")
+        title = f"{cfg.data._target_.rsplit('.', 1)[-1]}, seed {cfg.seed}"
+        plot_training_curves(metrics, path, title=title, schedule=drawn)
     except ImportError:
         return None
     return path
 
 
+def _number(value: Any) -> str:
+    """A config number as people write it: 4 significant digits (``0.1039``, not ``0.10387349801017592``)."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _group_peaks(model: Any, mult: dict[str, float], peak: float) -> str:
+    """``net.1: 0.01 (x0.1), the rest: 0.1``: each ``lr_mult`` prefix's lr where the schedule peaks. The schedule
+    drives the group with the largest lr; the others keep their ratio to it."""
+    names = [n for n, _ in model.named_parameters()]
+    rest = any(not any(n == p or n.startswith(p + ".") for p in mult) for n in names)
+    top = max([*mult.values(), 1.0] if rest else mult.values())
+    parts = [f"{prefix}: {_number(peak * m / top)} (x{m:g})" for prefix, m in mult.items()]
+    if rest:
+        parts.append(f"the rest: {_number(peak / top)}")
+    return ", ".join(parts)
+
+
 def _summary(
     cfg: DictConfig,
     trainer: pl.Trainer,
+    model: Any,
     metrics: dict[str, float],
     schedule: ScheduleCallback | None,
     best: BestSnapshot | None,
@@ -641,12 +715,17 @@ def _summary(
         lines.append(f"  snapshot ensemble of {len(ensemble.snapshots)}: val/acc = {ensemble.metrics['val_acc']:.4f}")
     if schedule is not None:
         used = ", ".join(f"{k}={v:.4g}" for k, v in (schedule.resolved or {}).items())
-        peak = schedule.params.get("max_lr")
-        lr = used + " (found by the LR range test)" if used else f"max_lr={peak}"
+        given = ", ".join(f"{k}={_number(schedule.params[k])}" for k in ("base_lr", "max_lr") if k in schedule.params)
+        lr = used + " (found by the LR range test)" if used else given
         lines.append(f"  schedule: {type(schedule).__name__}, {lr}")
+        peak = {**schedule.params, **(schedule.resolved or {})}.get("max_lr")
+        mult = dict(getattr(model, "lr_mult", None) or {})
+        if mult and isinstance(peak, (int, float)):
+            lines.append(f"  lr per param group (model.lr_mult), at the peak: {_group_peaks(model, mult, peak)}")
     if factor is not None:
         lines.append(f"  lr scaling: {cfg.lr_scaling.rule}, lrs x {factor:.4g}")
-    lines.append(f"  {trainer.global_step} optimizer steps, {trainer.current_epoch} epochs")
+    epochs = trainer.current_epoch
+    lines.append(f"  {trainer.global_step} optimizer steps, {epochs} epoch{'' if epochs == 1 else 's'}")
     callbacks = _compat.trainer_callbacks(trainer)
     ckpt = last_checkpoint(trainer) or next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
     saved = ckpt and (ckpt.last_model_path or ckpt.best_model_path)

@@ -249,8 +249,17 @@ def unique_id() -> str:
     return secrets.token_hex(3)
 
 
+def times(value: Any, factor: Any) -> float:
+    """``${lc.times:${optimizer.lr},0.05}``: ``value * factor``, for a config value that follows another."""
+    for name, x in (("value", value), ("factor", factor)):
+        if isinstance(x, bool) or not isinstance(x, (int, float)):
+            raise ValueError(f"lc.times takes two numbers, got {name}={x!r}")
+    return float(value) * float(factor)
+
+
 def register_resolvers() -> None:
-    """``${lc.around:<leaderboard.csv>,<key>,<factor>}`` for ``hparams_search=fine``, and ``${lc.unique:}``.
+    """``${lc.around:<leaderboard.csv>,<key>,<factor>}`` for ``hparams_search=fine``, ``${lc.unique:}``, and
+    ``${lc.times:<number>,<factor>}`` (a product: ``Cyclical``'s ``base_lr`` is a share of the optimizer's lr).
 
     ``lc.unique`` is cached like Hydra's ``now``: one value per run, the same in every job of a sweep
     (Hydra copies the cache into each job's config) and in DDP ranks (Lightning passes them the run's
@@ -262,3 +271,5 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("lc.around", around)
     if not OmegaConf.has_resolver("lc.unique"):
         OmegaConf.register_new_resolver("lc.unique", unique_id, use_cache=True)
+    if not OmegaConf.has_resolver("lc.times"):
+        OmegaConf.register_new_resolver("lc.times", times)

@@ -234,3 +234,25 @@ class WritesAMarker:
 
     def __reduce__(self):
         return (open, (self.marker, "w"))
+
+
+def assert_legible(fig) -> None:
+    """Every axes with data says what its axes are (its own labels, or a neighbour's in the same column or row
+    of a grid); every labelled line is in a legend; an unlabelled line looks like a labelled one (an error bar's
+    caps, an inset's copy), so the legend names it too."""
+    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend() is not None)]
+    for sub in getattr(fig, "subfigs", []):
+        legends += list(sub.legends)
+    shown = {t.get_text() for legend in legends for t in legend.get_texts()}
+    assert shown, "no legend"
+    lines = [line for ax in fig.axes for line in ax.get_lines()]
+    labelled = {line.get_label(): line for line in lines if not line.get_label().startswith("_")}
+    assert set(labelled) <= shown, set(labelled) - shown
+    looks = {(line.get_color(), line.get_linestyle()) for line in labelled.values()}
+    for line in lines:
+        if line.get_label().startswith("_") and line.get_gid() != "separator":  # a rule between rows is no data
+            assert (line.get_color(), line.get_linestyle()) in looks or line.get_linestyle() == "None", line
+    main = [ax for ax in fig.axes if ax.get_lines() or ax.collections or ax.patches]
+    assert any(ax.get_xlabel() for ax in main) and any(ax.get_ylabel() for ax in main)
+    for ax in main:
+        assert ax.get_xlabel() or ax.get_title() or ax.get_ylabel(), ax

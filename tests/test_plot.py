@@ -77,3 +77,49 @@ def test_range_test_plot_labels_every_line_and_says_what_the_suggestion_is(tmp_p
     at = float(edge.split()[-1])
     assert f"{result.suggestion.lr:.3g}" in suggestion and f"/ {at / result.suggestion.lr:.2g})" in suggestion
     assert (tmp_path / "lr_find.png").stat().st_size > 10_000
+
+
+def test_every_plot_of_the_package_labels_its_axes_and_every_line(tmp_path):
+    from lightning.pytorch.loggers import CSVLogger
+
+    from lightning_cyclic.plot import plot_training_curves
+    from tests.helpers import assert_legible, tiny_loader, tiny_trainer
+    from tests.models.test_classifier import make
+
+    assert_legible(plot_schedule(OneCycle(max_lr=0.1), total_steps=50))
+    assert_legible(plot_schedule(WarmRestarts(max_lr=0.1, cycle_len=10, interval="step"), total_steps=50))
+    logger = CSVLogger(tmp_path, name="", version="")
+    trainer = tiny_trainer(tmp_path, [cb := OneCycle(max_lr=0.3)], max_epochs=3, logger=logger, log_every_n_steps=4)
+    trainer.fit(make(), tiny_loader(), tiny_loader(n=16, seed=2))
+    for schedule in (None, cb.schedule):
+        fig = plot_training_curves(tmp_path / "metrics.csv", schedule=schedule)
+        assert_legible(fig)
+        assert all(ax.get_legend() is not None for ax in fig.axes[:2])
+
+
+def test_training_curves_draw_the_lr_of_every_step_from_the_schedule_not_the_sparse_log(tmp_path):
+    from lightning.pytorch.loggers import CSVLogger
+
+    from lightning_cyclic.plot import _read_metrics, plot_training_curves
+    from tests.helpers import tiny_loader, tiny_trainer
+    from tests.models.test_classifier import make
+
+    logger = CSVLogger(tmp_path, name="", version="")
+    trainer = tiny_trainer(tmp_path, [cb := OneCycle(max_lr=0.3)], max_epochs=3, logger=logger, log_every_n_steps=5)
+    trainer.fit(make(), tiny_loader(), tiny_loader(n=16, seed=2))
+    logged = _read_metrics(tmp_path / "metrics.csv")["lr"]
+    assert len(logged) < 24 / 4  # one point per 5 steps: a cyclical trough falls between them
+    fig = plot_training_curves(tmp_path / "metrics.csv", schedule=cb.schedule)
+    (lr_line,) = [line for ax in fig.axes for line in ax.get_lines() if line.get_label().startswith("lr")][:1]
+    xs, ys = list(lr_line.get_xdata()), list(lr_line.get_ydata())
+    assert xs == list(range(int(xs[0]), int(xs[-1]) + 1))  # every step
+    assert ys == [cb.schedule(int(x))[0] for x in xs]
+    assert max(ys) == pytest.approx(0.3, rel=0.05)
+
+
+def test_centred_mean_does_not_lag():
+    from lightning_cyclic.plot import centred_mean
+
+    ramp = [float(i) for i in range(10)]
+    assert centred_mean(ramp, 3)[1:-1] == ramp[1:-1]  # a trailing mean would sit one step behind
+    assert centred_mean([1.0, 5.0, 3.0], 5) == [3.0, 3.0, 3.0]

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from tests.conftest import ROOT
+from tests.helpers import assert_legible
 
 matplotlib = pytest.importorskip("matplotlib")
 
@@ -53,6 +54,29 @@ def _onecycle(out):
     return module.plot(out, saved["runs"], saved["summary"], saved["settings"]["best_lr"])
 
 
+def _cyclical(out):
+    return _recipe("cyclical", "run").plot(out)
+
+
+def _sgdr(out):
+    runs = _saved("sgdr_snapshot_ensemble")
+    shown = next((r for r in runs if r["dataset"] == "mnist1d"), runs[0])  # the run the recipe's README shows
+    return _recipe("sgdr_snapshot_ensemble", "run").plot(shown, out)
+
+
+def _regression(out):
+    return _recipe("regression", "run").plot(_saved("regression"), out)
+
+
+def _sweep(out):
+    saved = _saved("sweep")
+    return _recipe("sweep", "run").plot(saved["runs"], out, saved["settings"]["startup"])
+
+
+def _preview(out):
+    return _recipe("schedule_preview", "preview").draw(out)
+
+
 def _corpus(out):
     saved = _saved("range_test_corpus")
     module = _recipe("range_test_corpus", "run")
@@ -60,29 +84,10 @@ def _corpus(out):
     return module.plot(saved, derived, out)
 
 
-def assert_legible(fig) -> None:
-    """Every axes with data says what its axes are (its own labels, or a neighbour's in the same column or row
-    of a grid); every labelled line is in a legend; an unlabelled line looks like a labelled one (an error bar's
-    caps, an inset's copy), so the legend names it too."""
-    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend() is not None)]
-    for sub in getattr(fig, "subfigs", []):
-        legends += list(sub.legends)
-    shown = {t.get_text() for legend in legends for t in legend.get_texts()}
-    assert shown, "no legend"
-    lines = [line for ax in fig.axes for line in ax.get_lines()]
-    labelled = {line.get_label(): line for line in lines if not line.get_label().startswith("_")}
-    assert set(labelled) <= shown, set(labelled) - shown
-    looks = {(line.get_color(), line.get_linestyle()) for line in labelled.values()}
-    for line in lines:
-        if line.get_label().startswith("_") and line.get_gid() != "separator":  # a rule between rows is no data
-            assert (line.get_color(), line.get_linestyle()) in looks or line.get_linestyle() == "None", line
-    main = [ax for ax in fig.axes if ax.get_lines() or ax.collections or ax.patches]
-    assert any(ax.get_xlabel() for ax in main) and any(ax.get_ylabel() for ax in main)
-    for ax in main:
-        assert ax.get_xlabel() or ax.get_title() or ax.get_ylabel(), ax
+PICTURES = [_benchmark, _range_test, _optimizers, _onecycle, _corpus, _cyclical, _sgdr, _regression, _sweep, _preview]
 
 
-@pytest.mark.parametrize("draw", [_benchmark, _range_test, _optimizers, _onecycle, _corpus], ids=lambda f: f.__name__)
+@pytest.mark.parametrize("draw", PICTURES, ids=lambda f: f.__name__)
 def test_recipe_picture_redrawn_from_its_results_is_labelled(draw, tmp_path):
     if draw is _onecycle and not (ROOT / "recipes" / "onecycle_vs_constant" / "results.json").exists():
         pytest.fail("results.json missing")

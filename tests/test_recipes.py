@@ -143,3 +143,24 @@ def test_sweep_quick_run(tmp_path):
     assert [len(r["trials"]) for r in runs] == [2, 2, 2]
     assert all(r["best_so_far"][1] == r["leaderboard"][0]["val_acc"] for r in runs)
     assert (tmp_path / "sweep.png").stat().st_size > 10_000
+
+
+def test_optimizer_defaults_study_quick_run_chooses_and_checks_every_schedule(tmp_path):
+    done = run_recipe("optimizers/defaults.py", "--quick", "--jobs", "1", "--out", str(tmp_path))
+    runs = json.loads((tmp_path / "defaults.json").read_text())["runs"]
+    schedules = {r["schedule"] for r in runs}
+    assert schedules == {"onecycle", "constant", "cyclical", "warm_restarts", "warmup_decay"}
+    assert all(0 <= r["acc"] <= 1 for r in runs) and "**chosen**" in done.stdout
+
+
+def test_the_optimizer_configs_ship_the_lrs_their_study_chose():
+    sys.path.insert(0, str(ROOT / "recipes" / "optimizers"))
+    try:
+        import defaults
+    finally:
+        sys.path.pop(0)
+    saved = json.loads((ROOT / "recipes" / "optimizers" / "defaults.json").read_text())
+    assert not saved["meta"]["quick"]
+    assert defaults.choose(saved["runs"]) == defaults.shipped_lrs()  # change a config's lr: rerun the study
+    held_out = [r for r in saved["runs"] if r["data"] != defaults.CHOSEN_ON]
+    assert held_out and {r["optimizer"] for r in held_out} == set(defaults.GRID)

@@ -73,7 +73,7 @@ def report(runs, datasets) -> str:
     return "\n".join(lines)
 
 
-def plot(path: Path, steps_per_epoch: int = 23, epochs: int = 10) -> None:
+def plot(path: Path, steps_per_epoch: int = 23, epochs: int = 10):
     from lightning_cyclic import Cyclical, plot_schedule
     from lightning_cyclic.plot import _pyplot
 
@@ -84,6 +84,7 @@ def plot(path: Path, steps_per_epoch: int = 23, epochs: int = 10) -> None:
         plot_schedule(cb, steps_per_epoch * epochs, steps_per_epoch=steps_per_epoch, title=mode, ax=ax)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
+    return fig
 
 
 def main() -> None:

@@ -120,7 +120,7 @@ def best_grid_lr(runs) -> str:
     return min(grid, key=grid.get)
 
 
-def plot(runs, path: Path) -> None:
+def plot(runs, path: Path):
     """Validation RMSE per epoch of the three strategies, mean over the seeds with their range."""
     from lightning_cyclic.plot import _pyplot
 
@@ -145,9 +145,11 @@ def plot(runs, path: Path) -> None:
     ax.set_ylabel("validation RMSE")
     ax.set_title(f"diabetes: mean of {len(runs)} seeds (band: min..max)")
     ax.grid(alpha=0.3)
+    ax.fill_between([], [], [], color="0.5", alpha=0.15, label="min..max over seeds")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+    return fig
 
 
 def report(runs) -> str:

@@ -34,7 +34,8 @@ SCHEDULES = {
 OUT = Path(__file__).resolve().parents[2] / "docs" / "schedules.png"
 
 
-def main(path: Path = OUT) -> Path:
+def draw(path: Path = OUT):
+    """Every schedule of ``SCHEDULES`` in one figure, saved at ``path``; returns the figure."""
     plt = _pyplot()
     fig, axes = plt.subplots(4, 2, figsize=(11, 11))
     for ax, (title, callback) in zip(axes.flat, SCHEDULES.items()):
@@ -43,6 +44,11 @@ def main(path: Path = OUT) -> Path:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
+    return fig
+
+
+def main(path: Path = OUT) -> Path:
+    draw(path)
     print(f"wrote {path}")
     return path
 

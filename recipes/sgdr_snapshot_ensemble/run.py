@@ -114,7 +114,7 @@ def report(runs, datasets) -> str:
     return "\n".join(lines)
 
 
-def plot(run, path: Path) -> None:
+def plot(run, path: Path):
     from lightning_cyclic.plot import _pyplot
 
     plt = _pyplot()
@@ -137,6 +137,7 @@ def plot(run, path: Path) -> None:
     ax.set_title(f"SGDR on {run['dataset']}: snapshots at each cycle's end (seed {run['seed']})")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+    return fig
 
 
 def main() -> None:

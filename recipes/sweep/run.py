@@ -172,7 +172,7 @@ def leaderboards(runs: list[dict], top: int) -> str:
     return "\n".join(lines)
 
 
-def plot(runs: list[dict], path: Path, startup: int) -> None:
+def plot(runs: list[dict], path: Path, startup: int):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -184,10 +184,11 @@ def plot(runs: list[dict], path: Path, startup: int) -> None:
     fig, (ax, space) = plt.subplots(1, 2, figsize=(12, 4.6))
     for kind in ("grid", "random", "tpe"):
         group = [r for r in runs if r["name"].split("-")[0] == kind]
+        style = "--" if kind == "tpe" else "-"  # TPE's first trials are random search's (same seed)
         for r in group:
             steps = range(1, len(r["best_so_far"]) + 1)
             thin = len(group) > 1
-            ax.step(steps, r["best_so_far"], where="post", color=colours[kind], alpha=0.35 if thin else 1.0, lw=1)
+            ax.step(steps, r["best_so_far"], style, where="post", color=colours[kind], alpha=0.35 if thin else 1, lw=1)
             xs = [t["schedule.max_lr"] for t in r["trials"]]
             ys = [t["optimizer.weight_decay"] for t in r["trials"]]
             accs = [t["val_acc"] if t["val_acc"] is not None else 0.0 for t in r["trials"]]
@@ -196,7 +197,6 @@ def plot(runs: list[dict], path: Path, startup: int) -> None:
             )
         label = names[kind] if len(group) == 1 else f"{names[kind]} (mean of {len(group)} seeds; thin: each)"
         curve = [statistics.mean(c) for c in zip(*(r["best_so_far"] for r in group))]
-        style = "--" if kind == "tpe" else "-"  # TPE's first trials are random search's (same seed)
         ax.step(range(1, len(curve) + 1), curve, style, where="post", color=colours[kind], lw=2.2, label=label)
         space.scatter([], [], marker=markers[kind], color="white", edgecolors="k", label=names[kind])
     if any(r["name"].startswith("tpe") for r in runs):
@@ -222,6 +222,7 @@ def plot(runs: list[dict], path: Path, startup: int) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+    return fig
 
 
 def main() -> None:
