@@ -76,7 +76,7 @@ def _read_metrics(path: str | Path) -> dict[str, list[tuple[float, float]]]:
         for row in csv.DictReader(f):
             step = float(row.get("step") or 0)
             for key, value in row.items():
-                if key in ("step", "epoch") or value in ("", None):
+                if key == "step" or value in ("", None):
                     continue
                 out.setdefault(key, []).append((step, float(value)))
     return out
@@ -124,7 +124,8 @@ def plot_training_curves(
     right.set_ylabel("accuracy")
     logged = [step for column in m.values() for step, _ in column]
     if schedule is not None and logged:
-        xs = list(range(int(min(logged)), int(max(logged)) + 1))
+        first = 0 if m.get("epoch", [(0, 1)])[0][1] == 0 else int(min(logged))  # step 0, or where a resume began
+        xs = list(range(first, int(max(logged)) + 1))
         lr: list[tuple[float, float]] = [(x, schedule(x)[0]) for x in xs]
         lr_label = "lr (the schedule, every step)"
     else:

@@ -208,3 +208,39 @@ def test_ddp_ranks_of_a_multirun_job_keep_the_flags_that_say_where_the_configs_a
     argv = ["-m", "--config-dir", "my_conf", "model=my_net", "-cn=exp", "hydra/launcher=joblib", "-cp", "conf"]
     assert _config_flags(argv) == ["--config-dir", "my_conf", "-cn=exp", "-cp", "conf"]
     assert _config_flags(["seed=0,1", "--config-dir"]) == ["--config-dir"] and _config_flags([]) == []
+
+
+def test_ddp_cpu_metrics_are_of_the_whole_validation_set_not_rank_0s_half(tmp_path):
+    import torch
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.utils import instantiate
+
+    from tests.conftest import CONF
+
+    out = tmp_path / "run"
+    cli("trainer=ddp_cpu", "trainer.max_epochs=1", "progress_bar=none", f"hydra.run.dir={out}")
+    result = json.loads((out / "result.json").read_text())["metrics"]
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=[f"paths.output_dir={tmp_path}"])
+    GlobalHydra.instance().clear()
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    model = instantiate(cfg.model, optimizer=instantiate(cfg.optimizer), input_shape=list(dm.input_shape),
+                        num_classes=dm.num_classes)  # fmt: skip
+    state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    model.load_state_dict(state)  # one epoch: the last weights are the best
+    model.eval()
+    with torch.no_grad():
+        x, y = map(torch.cat, zip(*dm.val_dataloader()))
+        logits = model(x)
+    # Lightning's DistributedSampler (no shuffling) pads 359 samples to 360 with the first, and deals them out
+    order = [*range(len(y)), 0]
+    halves = [order[rank::2] for rank in (0, 1)]
+    losses = torch.nn.functional.cross_entropy(logits, y, reduction="none")
+    loss_of = [losses[h].mean().item() for h in halves]
+    correct = (logits.argmax(1) == y).float()
+    assert result["val/acc"] == pytest.approx(correct[order].mean().item(), abs=1e-6)  # all 360, not 180
+    assert result["val/loss"] == pytest.approx(sum(loss_of) / 2, rel=1e-4)  # both ranks' mean, not rank 0's
+    assert abs(loss_of[0] - loss_of[1]) > 1e-3  # so the test tells the two apart

@@ -65,7 +65,9 @@ class Classifier(ScheduleMixin, pl.LightningModule):
         logits = self(x)
         loss = F.cross_entropy(logits, y)  # y may be class indices, or class probabilities (mixup)
         self.train_acc(logits, y.argmax(-1) if y.is_floating_point() else y)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        # sync_dist: under DDP the logged loss is every rank's mean, not rank 0's share of the data (the
+        # accuracies are torchmetrics states, summed over the ranks by compute())
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
 
@@ -73,12 +75,12 @@ class Classifier(ScheduleMixin, pl.LightningModule):
         x, y = batch
         logits = self(x)
         self.val_acc(logits, y)
-        self.log("val/loss", F.cross_entropy(logits, y), prog_bar=True)
+        self.log("val/loss", F.cross_entropy(logits, y), prog_bar=True, sync_dist=True)
         self.log("val/acc", self.val_acc, prog_bar=True)
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         x, y = batch
         logits = self(x)
         self.test_acc(logits, y)
-        self.log("test/loss", F.cross_entropy(logits, y))
+        self.log("test/loss", F.cross_entropy(logits, y), sync_dist=True)
         self.log("test/acc", self.test_acc)
