@@ -221,7 +221,10 @@ class RangeTestResult:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     def plot(self, path: str | Path | None = None, ax: Any = None, title: str | None = None) -> Any:
-        """The loss against lr (log x axis), smoothed and raw, with the suggestion and its good range marked."""
+        """The loss against lr (log x axis), smoothed and raw, with the suggestion and its good range marked.
+
+        Returns the matplotlib figure, saved at ``path`` when one is given; without a path nothing is written,
+        and in a notebook the figure shows inline (``result.plot()`` as a cell's last line)."""
         from lightning_cyclic.plot import _pyplot
 
         plt = _pyplot()

@@ -10,10 +10,18 @@ from lightning_cyclic.shapes import Schedule
 
 
 def _pyplot() -> Any:
+    """pyplot, on the Agg backend (files only, no window) unless the user's session chose one: a backend set
+    with ``MPLBACKEND``, pyplot already imported (the user's own backend), or a Jupyter kernel (figures show
+    inline: every plotting function returns its figure)."""
+    import os
+    import sys
+
     with needs("plot", "plotting"):
         import matplotlib
 
-        matplotlib.use("Agg", force=False)
+        chosen = "matplotlib.pyplot" in sys.modules or os.environ.get("MPLBACKEND") or "ipykernel" in sys.modules
+        if not chosen:
+            matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     return plt
 

@@ -671,6 +671,23 @@ def _curves(trainer: pl.Trainer, cfg: DictConfig, schedule: ScheduleCallback | N
     return path
 
 
+def _device(trainer: pl.Trainer) -> str:
+    """``cpu``, ``cuda:0 (NVIDIA H100 80GB HBM3)``; with the process count under DDP and a precision other
+    than 32-bit."""
+    device = trainer.strategy.root_device
+    text = str(device)
+    if device.type == "cuda":
+        import torch
+
+        text += f" ({torch.cuda.get_device_name(device)})"
+    if trainer.world_size > 1:
+        text += f", {trainer.world_size} processes ({type(trainer.strategy).__name__})"
+    precision = str(trainer.precision)
+    if precision not in ("32-true", "32"):
+        text += f", precision {precision}"
+    return text
+
+
 def _number(value: Any) -> str:
     """A config number as people write it: 4 significant digits (``0.1039``, not ``0.10387349801017592``)."""
     return f"{value:.4g}" if isinstance(value, float) else str(value)
@@ -726,6 +743,7 @@ def _summary(
         lines.append(f"  lr scaling: {cfg.lr_scaling.rule}, lrs x {factor:.4g}")
     epochs = trainer.current_epoch
     lines.append(f"  {trainer.global_step} optimizer steps, {epochs} epoch{'' if epochs == 1 else 's'}")
+    lines.append(f"  device: {_device(trainer)}")
     callbacks = _compat.trainer_callbacks(trainer)
     ckpt = last_checkpoint(trainer) or next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
     saved = ckpt and (ckpt.last_model_path or ckpt.best_model_path)

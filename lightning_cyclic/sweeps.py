@@ -235,8 +235,28 @@ def stored_study(config: DictConfig) -> tuple[str, str] | None:
     return str(sweeper.get("study_name")), storage
 
 
-def around(leaderboard_csv: str, key: str, factor: str | float) -> str:
+UNUSABLE = "lc.around: "  # marks a range that cannot be built, and says why
+
+
+def unusable_range(params: Any) -> str:
+    """Why a sweeper's ``params`` cannot be used (an ``lc.around`` range without its leaderboard), or ``""``."""
+    for value in (params or {}).values():
+        if isinstance(value, str) and value.startswith(UNUSABLE):
+            return value[len(UNUSABLE) :]
+    return ""
+
+
+def around(leaderboard_csv: str | None, key: str, factor: str | float) -> str:
     """An Optuna sweeper range, log-uniform from best/factor to best*factor, centred on ``key``'s best value."""
+    if leaderboard_csv is None or not Path(leaderboard_csv).is_file():
+        # not raised here: OmegaConf would wrap it in pages of its own frames. The sweeper, which receives the
+        # ranges, refuses this one with the message alone (see ``unusable_range``).
+        given = "not given" if leaderboard_csv is None else f"{leaderboard_csv!r} is not a file"
+        return (
+            f"{UNUSABLE}hparams_search=fine needs fine_from=<the coarse sweep's leaderboard.csv> ({given}): run "
+            f"python train.py -m hparams_search=coarse first, then hparams_search=fine "
+            f"fine_from=multirun/<date>/<time>/leaderboard.csv"
+        )
     best = best_of(leaderboard_csv, key)
     factor = float(factor)
     return f"tag(log, interval({best / factor:.6g}, {best * factor:.6g}))"

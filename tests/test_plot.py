@@ -123,3 +123,31 @@ def test_centred_mean_does_not_lag():
     ramp = [float(i) for i in range(10)]
     assert centred_mean(ramp, 3)[1:-1] == ramp[1:-1]  # a trailing mean would sit one step behind
     assert centred_mean([1.0, 5.0, 3.0], 5) == [3.0, 3.0, 3.0]
+
+
+def test_plots_keep_the_users_backend_and_a_result_plots_without_a_path(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import matplotlib.pyplot as plt, matplotlib\n"
+        "from lightning_cyclic.finder import RangeTestConfig, RangeTestResult\n"
+        "from lightning_cyclic.suggest import suggest\n"
+        "lrs = [10 ** (-4 + k / 10) for k in range(40)]\n"
+        "losses = [2.0 - 0.01 * k if k < 30 else 2.0 + (k - 30) for k in range(40)]\n"
+        "r = RangeTestResult(lrs=lrs, losses=losses, suggestion=suggest(lrs, losses),"
+        " config=RangeTestConfig())\n"
+        "fig = r.plot()\n"
+        "print(matplotlib.get_backend(), type(fig).__name__, len(fig.axes[0].lines) > 1)\n"
+    )
+    import os
+
+    from tests.conftest import ROOT
+
+    env = {**os.environ, "MPLBACKEND": "svg", "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["svg", "Figure", "True"]  # not switched to Agg; a figure, nothing written
+    assert not list(tmp_path.iterdir())

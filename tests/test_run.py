@@ -213,7 +213,9 @@ def test_lr_scaling_rule_scales_and_reports(make_cfg, capsys):
 def test_summary_says_where_everything_is(make_cfg, tmp_path, capsys):
     _, objects = train(make_cfg("trainer.max_epochs=2", "progress_bar=none"))
     out = capsys.readouterr().out
-    for line in ("[lightning_cyclic] val/acc = ", "best weights restored: epoch", "schedule: OneCycle, max_lr=0.1"):
+    lines = ("[lightning_cyclic] val/acc = ", "best weights restored: epoch", "schedule: OneCycle, max_lr=0.1",
+             "46 optimizer steps, 2 epochs", f"device: {objects['trainer'].strategy.root_device}")  # fmt: skip
+    for line in lines:
         assert line in out
     assert f"checkpoint: {tmp_path}/checkpoints/last.ckpt" in out and f"logs (CSVLogger): {tmp_path}/csv" in out
     assert objects["curves"] == tmp_path / "training_curves.png" and objects["curves"].stat().st_size > 10_000

@@ -244,3 +244,17 @@ def test_ddp_cpu_metrics_are_of_the_whole_validation_set_not_rank_0s_half(tmp_pa
     assert result["val/acc"] == pytest.approx(correct[order].mean().item(), abs=1e-6)  # all 360, not 180
     assert result["val/loss"] == pytest.approx(sum(loss_of) / 2, rel=1e-4)  # both ranks' mean, not rank 0's
     assert abs(loss_of[0] - loss_of[1]) > 1e-3  # so the test tells the two apart
+
+
+@pytest.mark.parametrize("given", [[], ["fine_from=/nonexistent/leaderboard.csv"]])
+def test_fine_without_a_coarse_leaderboard_fails_in_a_few_lines_naming_fine_from(tmp_path, given):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    done = subprocess.run(
+        [sys.executable, "train.py", "-m", "hparams_search=fine", *given, f"hydra.sweep.dir={tmp_path}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "hparams_search=fine needs fine_from=<the coarse sweep's leaderboard.csv>" in done.stderr
+    assert ("not given" if not given else "'/nonexistent/leaderboard.csv' is not a file") in done.stderr
+    assert len(done.stderr.strip().splitlines()) <= 6 and "Traceback" not in done.stderr  # was 62 lines

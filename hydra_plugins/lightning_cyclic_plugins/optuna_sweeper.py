@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+# Optuna's storage imports alembic, whose plugins announce themselves at INFO through Hydra's console handler
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 SQLITE = "sqlite:///"
 
@@ -67,6 +69,14 @@ else:
 
     class ResumableOptunaSweeper(OptunaSweeper):
         """``OptunaSweeper`` whose study may already hold trials: same arguments, same config."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            from lightning_cyclic.sweeps import unusable_range
+
+            why = unusable_range(kwargs.get("params"))
+            if why:  # Hydra prints the message of an error raised here, without a traceback
+                raise ValueError(why)
+            super().__init__(*args, **kwargs)
 
         def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
             super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
