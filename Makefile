@@ -47,8 +47,12 @@ typecheck: install
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(PYTHON) -m mkdocs build --strict
 
+# pytest on every core (-n auto: pytest-xdist), one torch thread per worker so that workers do not fight over cores
+# (tests that share a venv they build are one xdist_group: one worker runs them)
+PYTEST := OMP_NUM_THREADS=1 $(PYTHON) -m pytest -q -p no:cacheprovider -n auto --dist loadgroup
+
 test: install data lint typecheck docs
-	$(PYTHON) -m pytest -m "not slow" -q -p no:cacheprovider
+	$(PYTEST) -m "not slow"
 	$(MAKE) --no-print-directory test-lightning-oldest
 
 # The oldest Lightning pyproject.toml allows: the callbacks and their integration tests run on it too, in a venv
@@ -66,11 +70,11 @@ test-lightning-oldest: install
 	$(PYTHON) -m pip install -q --no-deps --target "$$($(OLDEST_VENV)/bin/python -c "import sysconfig; \
 		print(sysconfig.get_paths()['purelib'])")" --upgrade "lightning==$(LIGHTNING_OLDEST)" \
 		"pytorch-lightning==$(LIGHTNING_OLDEST)" "setuptools<81"
-	$(OLDEST_VENV)/bin/python -m pytest -m "not slow" -q -p no:cacheprovider tests/integration tests/callbacks \
-		tests/test_mixins.py tests/test_optim.py
+	OMP_NUM_THREADS=1 $(OLDEST_VENV)/bin/python -m pytest -m "not slow" -q -p no:cacheprovider -n auto \
+		tests/integration tests/callbacks tests/test_mixins.py tests/test_optim.py
 
 test-all: install data lint
-	$(PYTHON) -m pytest -q
+	$(PYTEST)
 
 # The built wheel as pip users get it, used from outside the clone (tests/test_install.py, marked slow: part of
 # test-all): in .venv-wheel with [app,sweeps] and in .venv-core with the core alone. The venvs are built on the

@@ -665,7 +665,10 @@ def _curves(trainer: pl.Trainer, cfg: DictConfig, schedule: ScheduleCallback | N
             drawn = None
     try:
         title = f"{cfg.data._target_.rsplit('.', 1)[-1]}, seed {cfg.seed}"
-        plot_training_curves(metrics, path, title=title, schedule=drawn)
+        fig = plot_training_curves(metrics, path, title=title, schedule=drawn)
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)  # a sweep runs its jobs in one process: each run's figure goes with it
     except ImportError:
         return None
     return path
@@ -686,6 +689,15 @@ def _device(trainer: pl.Trainer) -> str:
     if precision not in ("32-true", "32"):
         text += f", precision {precision}"
     return text
+
+
+def _shown(path: str | Path) -> str:
+    """A path as the user can paste it: relative to the working folder when it is inside it."""
+    absolute = Path(path).resolve()
+    try:
+        return str(absolute.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _number(value: Any) -> str:
@@ -748,12 +760,12 @@ def _summary(
     ckpt = last_checkpoint(trainer) or next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
     saved = ckpt and (ckpt.last_model_path or ckpt.best_model_path)
     if saved and Path(saved).exists():
-        lines.append(f"  checkpoint: {saved} (resume with ckpt_path=...)")
+        lines.append(f"  checkpoint: {_shown(saved)} (resume with ckpt_path=...)")
     for lg in trainer.loggers:
         if lg.log_dir:
-            lines.append(f"  logs ({type(lg).__name__}): {lg.log_dir}")
+            lines.append(f"  logs ({type(lg).__name__}): {_shown(lg.log_dir)}")
     if curves is not None:
-        lines.append(f"  training curves: {curves}")
+        lines.append(f"  training curves: {_shown(curves)}")
     if schedule is not None and schedule.resolved and math.isfinite(schedule.resolved.get("max_lr", 0)):
-        lines.append(f"  range test: {cfg.paths.output_dir}/lr_find.png")
+        lines.append(f"  range test: {_shown(Path(cfg.paths.output_dir) / 'lr_find.png')}")
     return "\n".join(lines)

@@ -255,7 +255,7 @@ def around(leaderboard_csv: str | None, key: str, factor: str | float) -> str:
         return (
             f"{UNUSABLE}hparams_search=fine needs fine_from=<the coarse sweep's leaderboard.csv> ({given}): run "
             f"python train.py -m hparams_search=coarse first, then hparams_search=fine "
-            f"fine_from=multirun/<date>/<time>/leaderboard.csv"
+            f"fine_from=multirun/YYYY-MM-DD/HH-MM-SS-XXXXXX/leaderboard.csv"
         )
     best = best_of(leaderboard_csv, key)
     factor = float(factor)

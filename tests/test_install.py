@@ -23,7 +23,8 @@ import pytest
 
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.slow  # minutes (a first run builds the venvs): make test-wheel, make test-all
+# minutes (a first run builds the venvs): make test-wheel, make test-all; one pytest-xdist worker builds them
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("wheel_venvs")]
 
 HERE = Path(__file__).resolve().parent
 ENV = {

@@ -135,7 +135,10 @@ class CIFAR10DataModule(ImageFolderDataModule):
         x = torch.from_numpy(images).float().div_(255)
         if fit:
             mean = x.mean(dim=(0, 2, 3))
-            std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
+            std = x.std(dim=(0, 2, 3))
+            # a channel constant in the training images is centred, not scaled: dividing by a clamped std of
+            # 1e-3 would turn a validation pixel that differs into a value in the hundreds
+            std = torch.where(std < 1e-3, torch.ones_like(std), std)
             self._mean_std = (tuple(mean.tolist()), tuple(std.tolist()))
         mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in self._mean_std)
         x = x.sub_(mean).div_(std).reshape(len(x), *self.input_shape)

@@ -142,7 +142,8 @@ class MNIST1DDataModule(TensorDataModule):
                 f"training split (num_samples={self.hparams['num_samples']})"
             )
         x_train, y_train = x[train_idx], y[train_idx]
-        mean, std = x_train.mean(), x_train.std().clamp_min(1e-3)
+        mean, std = x_train.mean(), x_train.std()
+        std = std if std >= 1e-3 else torch.ones_like(std)  # constant training data: centred, not blown up
 
         def prepare(inputs: torch.Tensor) -> torch.Tensor:
             return ((inputs - mean) / std).reshape(len(inputs), *self.input_shape)

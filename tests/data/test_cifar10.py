@@ -235,3 +235,16 @@ def test_truncated_and_empty_batch_files_name_the_file(fake_root):
     path.write_bytes(b"")
     with pytest.raises(ValueError, match="data_batch_3: not a readable CIFAR-10 batch file"):
         CIFAR10DataModule(root=str(root)).setup()
+
+
+def test_a_channel_constant_in_the_training_images_stays_sane_in_validation(fake_root):
+    """The digits bug (a std clamped at 1e-3 turned one validation pixel into 1000), per channel here."""
+    dm = CIFAR10DataModule(root=fake_root)
+    rng = np.random.default_rng(0)
+    train = rng.integers(0, 256, size=(32, 3, 32, 32), dtype=np.uint8)
+    train[:, 2] = 7  # the blue channel never varies in training
+    x_train, _ = dm._tensors(train, np.zeros(32, dtype=np.int64), fit=True)
+    val = rng.integers(0, 256, size=(8, 3, 32, 32), dtype=np.uint8)
+    x_val, _ = dm._tensors(val, np.zeros(8, dtype=np.int64))
+    assert float(x_train[:, 2].abs().max()) == 0.0  # centred
+    assert float(x_val.abs().max()) <= max(float(x_train.abs().max()), 1.0) + 1e-4  # was up to 990

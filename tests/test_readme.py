@@ -1,0 +1,219 @@
+"""The README's code, run as a newcomer runs it, so that it cannot drift from what the package does.
+
+- every ```python block runs, with the reader's own ``model`` and ``datamodule`` standing in (a small MLP on
+  digits), and whatever it trains finishes;
+- every ``python train.py`` / ``lightning-cyclic train`` command of a ```bash block runs in a fast form (a few
+  optimizer steps): a single run trains, a sweep (``-m``) composes and passes the config checks for its first job,
+  a DDP run composes (the 2-process runs are tests of their own in ``test_sweeps.py``);
+- every ```console block (``$ command`` then what it printed) is run in full, as a real process, and prints
+  exactly the lines the README shows (run folders and timings aside).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CONF, ROOT
+
+README = ROOT / "README.md"
+TEXT = README.read_text()
+
+
+def _ids(value) -> str:
+    return f"line{value}" if isinstance(value, int) else ""
+
+
+def blocks(lang: str) -> list[tuple[int, str]]:
+    """``(line number, body)`` of every fenced block of ``lang``."""
+    return [
+        (TEXT[: m.start()].count("\n") + 1, m.group(1))
+        for m in re.finditer(rf"^```{lang}\n(.*?)^```", TEXT, re.S | re.M)
+    ]
+
+
+HEADS = (["python", "train.py"], ["lightning-cyclic", "train"], ["python", "-m", "lightning_cyclic", "train"])
+
+
+def commands() -> list[tuple[int, list[str]]]:
+    """The app's commands in the bash blocks: ``(line, arguments after train.py)``, continuations joined."""
+    out = []
+    for start, body in blocks("bash"):
+        joined = body.replace("\\\n", " ")
+        for offset, line in enumerate(joined.splitlines()):
+            words = shlex.split(line, comments=True)
+            for head in HEADS:
+                n = len(head)
+                for i in range(len(words) - n + 1):
+                    if words[i : i + n] == head:
+                        args = [w for w in words[i + n :] if w not in ("&", "&&")]
+                        out.append((start + offset + 1, args))
+                        break
+    return out
+
+
+# --- python blocks -----------------------------------------------------------------------------
+
+
+def readers_model_and_data():
+    """The reader's ``model`` and ``datamodule``: the app's classifier (a small MLP) on digits, 6 steps an epoch."""
+    import torch
+
+    from lightning_cyclic.data import DigitsDataModule
+    from lightning_cyclic.models import MLP, Classifier
+
+    datamodule = DigitsDataModule(batch_size=256)
+    model = Classifier(
+        partial(MLP, hidden=[32]), partial(torch.optim.SGD, lr=0.05, momentum=0.9), datamodule.input_shape, 10
+    )
+    return model, datamodule
+
+
+@pytest.mark.parametrize("line, code", blocks("python"), ids=_ids)
+def test_readme_python_block_runs(line, code, tmp_path, monkeypatch):
+    import lightning.pytorch as pl
+
+    monkeypatch.chdir(tmp_path)
+    model, datamodule = readers_model_and_data()
+    namespace = {"model": model, "datamodule": datamodule, "__name__": "readme"}
+    exec(compile(code, f"README.md:{line}", "exec"), namespace)
+    if "configure_optimizers" in namespace:  # a method of the reader's LightningModule: a subclass that has it
+        readers = type("ReadersModule", (type(model),), {"configure_optimizers": namespace["configure_optimizers"]})
+        model = readers(model.net, model.optimizer_factory, datamodule.input_shape, 10)
+        namespace["trainer"] = pl.Trainer(max_epochs=2, logger=False, enable_checkpointing=False)
+        namespace["trainer"].fit(model, datamodule)
+        assert namespace["trainer"].lr_scheduler_configs[0].interval == "step"
+    trainer = namespace.get("trainer")
+    if trainer is not None:
+        assert trainer.state.finished and trainer.global_step > 0, f"README.md:{line}"
+    for name in re.findall(r'path="([^"]+\.png)"', code):
+        assert (tmp_path / name).stat().st_size > 10_000
+    if "best" in namespace:
+        assert namespace["best"].best_score is not None
+
+
+# --- the app's commands ------------------------------------------------------------------------
+
+FAST = ["trainer.max_steps=3", "trainer.limit_val_batches=2", "progress_bar=none"]
+PLACEHOLDER = re.compile(r"YYYY-MM-DD")  # a run folder the reader fills in
+
+
+def _compose(overrides: list[str], tmp_path: Path, config_dir: Path | None = None):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    extra = [f"hydra.searchpath=[file://{config_dir}]"] if config_dir else []
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=[f"paths.output_dir={tmp_path}", *overrides, *extra])
+    GlobalHydra.instance().clear()
+    return cfg
+
+
+def _first_job(args: list[str]) -> list[str]:
+    """A sweep's first job: each sweep override at its first value; Hydra's own settings (launcher, sweeper,
+    folders) left out, as Hydra hands a job its task overrides alone."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    job = []
+    for override in OverridesParser.create().parse_overrides([a for a in args if a != "-m"]):
+        key = override.get_key_element()
+        if key.startswith(("hydra.", "hydra/")):
+            continue
+        sweep = override.is_sweep_override()
+        job.append(f"{key}={next(override.sweep_string_iterator())}" if sweep else override.input_line)
+    return job
+
+
+def _fill_placeholders(args: list[str], tmp_path: Path) -> list[str]:
+    """``ckpt_path=outputs/YYYY-MM-DD/HH-MM-SS-XXXXXX/checkpoints/last.ckpt``: a checkpoint of a run made here first."""
+    from lightning_cyclic.run import train
+
+    filled = []
+    for arg in args:
+        if arg.startswith("ckpt_path=") and PLACEHOLDER.search(arg):
+            first = tmp_path / "first"
+            train(_compose(FAST, first))
+            arg = f"ckpt_path={first / 'checkpoints' / 'last.ckpt'}"
+        filled.append(arg)
+    return filled
+
+
+@pytest.mark.parametrize("line, args", commands(), ids=_ids)
+def test_readme_command_runs_in_a_fast_form(line, args, tmp_path, monkeypatch):
+    from lightning_cyclic.run import check_config, train
+
+    monkeypatch.chdir(tmp_path)
+    config_dir = None
+    if "--config-dir" in args:  # the reader's own model config beside ours, as the README's comment describes
+        i = args.index("--config-dir")
+        config_dir = tmp_path / args[i + 1]
+        (config_dir / "model").mkdir(parents=True)
+        (config_dir / "model" / "my_net.yaml").write_text((CONF / "model" / "mlp.yaml").read_text())
+        args = args[:i] + args[i + 2 :]
+    if "data=fashion_mnist" in args:
+        from lightning_cyclic.data import FashionMNISTDataModule
+
+        if FashionMNISTDataModule().missing_files():
+            pytest.skip("Fashion-MNIST is not installed here (make data)")
+    ddp = any(a.startswith("trainer=ddp") for a in args)
+    if "-m" in args or ddp:
+        job = _first_job(args) if "-m" in args else args
+        check_config(_compose(job, tmp_path))
+        return
+    cfg = _compose(_fill_placeholders(args, tmp_path) + FAST, tmp_path / "run", config_dir)
+    _, objects = train(cfg)
+    assert 0 < objects["trainer"].global_step <= 3, f"README.md:{line}"  # debug=fast: one step
+
+
+def test_the_readme_has_commands_of_each_kind():
+    kinds = {("-m" in a, any(x.startswith("trainer=ddp") for x in a)) for _, a in commands()}
+    assert kinds == {(False, False), (True, False), (False, True), (True, True)}
+    assert len(commands()) >= 20 and len(blocks("python")) >= 5
+
+
+# --- the outputs the README shows --------------------------------------------------------------
+
+RUN_FOLDER = re.compile(r"(outputs|multirun)/\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d(-[0-9a-f]{6})?")
+
+
+def console_blocks() -> list[tuple[int, str, list[str]]]:
+    out = []
+    for line, body in blocks("console"):
+        first, *shown = body.rstrip("\n").splitlines()
+        assert first.startswith("$ "), f"README.md:{line}: a console block starts with the command"
+        out.append((line, first[2:], shown))
+    return out
+
+
+def _normalised(lines: list[str]) -> list[str]:
+    return [RUN_FOLDER.sub(r"\1/<run>", line.rstrip()) for line in lines]
+
+
+@pytest.mark.parametrize(
+    "line, command, shown", console_blocks(), ids=lambda v: f"line{v}" if isinstance(v, int) else ""
+)
+def test_readme_sample_output_is_what_the_command_prints(line, command, shown, tmp_path):
+    words = shlex.split(command)
+    assert words[:2] == ["python", "train.py"], command
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "CUDA_VISIBLE_DEVICES": ""}  # the README's numbers: CPU
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # as the reader runs it (make test sets one thread)
+        env.pop(name, None)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *words[2:]],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = _normalised(done.stdout.splitlines())
+    expected = _normalised(shown)
+    # the README shows a stretch of what was printed, from its first line on
+    start = next((i for i, text in enumerate(printed) if text == expected[0]), None)
+    assert start is not None, f"README.md:{line}: {expected[0]!r} not printed; printed:\n" + "\n".join(printed[-30:])
+    assert printed[start : start + len(expected)] == expected, f"README.md:{line}"
