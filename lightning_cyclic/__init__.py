@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 # public name -> the module that defines it
 _EXPORTS = {
     "BestSnapshot": "lightning_cyclic.callbacks",
+    "CustomSchedule": "lightning_cyclic.callbacks",
     "Cyclical": "lightning_cyclic.callbacks",
     "Ensemble": "lightning_cyclic.callbacks",
     "InitialLossCheck": "lightning_cyclic.callbacks",
@@ -36,6 +37,7 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:  # what static analysis and IDEs see; at run time __getattr__ imports them when first asked for
     from lightning_cyclic.callbacks import (  # noqa: F401
         BestSnapshot,
+        CustomSchedule,
         Cyclical,
         Ensemble,
         InitialLossCheck,

@@ -169,14 +169,24 @@ class RangeTestResult:
     def smoothed(self) -> list[float]:
         return ema([x if math.isfinite(x) else math.nan for x in self.losses], self.config.smooth)
 
-    def suggest(self, rule: str | None = None, smooth: float | None = None) -> Suggestion:
-        """Read the same curve with another rule or smoothing."""
+    def suggest(self, rule: str | None = None, smooth: float | None = None, warmup: bool = True) -> Suggestion:
+        """Read the same curve with another rule or smoothing, or for a schedule that does not warm up to the
+        suggested lr (``warmup=False``: see :func:`~lightning_cyclic.suggest.suggest`)."""
         return suggest(
             self.lrs,
             self.losses,
             rule or self.config.suggestion,
             self.config.smooth if smooth is None else smooth,
+            warmup=warmup,
         )
+
+    def chosen_for(self, warmup: bool = True) -> Suggestion:
+        """What ``"auto"`` arguments of a schedule that does (or does not) warm up to its peak take: the
+        suggestion read for it, or where there is none, the fallback. ``chosen_for(warmup=True)`` is
+        :attr:`chosen`."""
+        if warmup or not self.suggestion:
+            return self.chosen
+        return self.suggest(warmup=False)
 
     # records ----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

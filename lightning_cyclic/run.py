@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 
 PROGRESS_BARS = ("rich", "tqdm", "none")
 TERMINATED = 143  # 128 + SIGTERM: the exit status cluster schedulers (SLURM) expect of a preempted job
-SCALED = ("max_lr", "base_lr", "min_lr", "warmup_lr_init")  # schedule arguments that are lrs
 
 
 class _NotTheUsersBusiness(logging.Filter):
@@ -331,6 +330,18 @@ def main(cfg: DictConfig) -> float | None:
     return metrics.get(cfg.get("optimized_metric"))
 
 
+def _lr_arguments(node: Any) -> list[str]:
+    """The schedule config's arguments that are lrs, as its shape declares them (``Arg(unit="lr")``)."""
+    from hydra._internal.utils import _locate
+
+    target = node.get("_target_") if node else None
+    try:
+        shape = getattr(_locate(target), "schedule_cls", None) if isinstance(target, str) else None
+    except ImportError:  # an unimportable target fails where the schedule is built, with its own message
+        return []
+    return [name for name, arg in getattr(shape, "ARGS", {}).items() if arg.unit == "lr"]
+
+
 def _scale_lrs(cfg: DictConfig, trainer: pl.Trainer, datamodule: Any) -> float | None:
     """Apply the opt-in lr scaling rule to the optimizer's and the schedule's lrs; returns the factor."""
     rule = cfg.get("lr_scaling", {}) or {}
@@ -339,7 +350,7 @@ def _scale_lrs(cfg: DictConfig, trainer: pl.Trainer, datamodule: Any) -> float |
     batch = datamodule.hparams.batch_size * trainer.accumulate_grad_batches * trainer.world_size
     factor = lr_scale_factor(batch, rule["base_batch_size"], rule["rule"])
     cfg.optimizer.lr = cfg.optimizer.lr * factor
-    for key in SCALED:
+    for key in _lr_arguments(cfg.get("schedule")):
         if not cfg.get("schedule") or OmegaConf.is_interpolation(cfg.schedule, key):
             continue  # ${optimizer.lr} and its shares follow the optimizer's lr, scaled above
         value = cfg.schedule.get(key)

@@ -295,7 +295,11 @@ def confidence(lrs: Sequence[float], raw: Sequence[float], rule: str = "edge") -
 
 
 def edge(
-    lrs: Sequence[float], raw: Sequence[float], smoothed: Sequence[float], edge_div: float | None = None
+    lrs: Sequence[float],
+    raw: Sequence[float],
+    smoothed: Sequence[float],
+    edge_div: float | None = None,
+    warmup: bool = True,
 ) -> Suggestion:
     """The lr where training becomes unstable, divided by ``edge_div`` (default: :func:`edge_divisor`).
 
@@ -315,6 +319,11 @@ def edge(
     ``EDGE_DEPTH[1]`` nats or more turns up where training truly runs away,
     and is divided by ``EDGE_DIV[1]``. Good range: from where the loss has
     fallen a tenth of the way to its minimum, up to the suggestion.
+
+    ``warmup=False`` is for a schedule that jumps to the suggested lr in one step, on weights that have
+    trained (a warm restart) rather than warming up to it as one-cycle does: the divisor is then at least
+    ``EDGE_DIV[1]`` whatever the depth (measured on MNIST-1D, where a restart to edge/1.5 undid a third of
+    the training: ``recipes/sgdr_snapshot_ensemble``).
     """
     reading = read_edge(lrs, raw)
     if reading is None:
@@ -325,6 +334,8 @@ def edge(
             "reaches the lr where training becomes unstable",
         )
     div = edge_divisor(reading.depth) if edge_div is None else edge_div
+    if not warmup:
+        div = max(div, EDGE_DIV[1])
     lr = reading.at / div
     levels = "" if reading.levels == len(EDGE_LEVELS) else f" ({reading.levels} of {len(EDGE_LEVELS)} levels reached)"
     fell = f", after a fall of {reading.depth:.2f} nats" if math.isfinite(reading.depth) else ""
@@ -345,8 +356,12 @@ def suggest(
     losses: Sequence[float],
     rule: str = "edge",
     smooth: float = 0.9,
+    warmup: bool = True,
 ) -> Suggestion:
-    """Apply ``rule`` to a range-test curve of raw ``losses`` at ``lrs``; never raises on bad curves."""
+    """Apply ``rule`` to a range-test curve of raw ``losses`` at ``lrs``; never raises on bad curves.
+
+    ``warmup``: whether the schedule warms up to the suggested lr (one-cycle, warmup + decay: the default) or
+    jumps to it in one step (warm restarts); read by ``edge``, the rule whose divisor depends on it."""
     check_choice("rule", rule, tuple(RULES))
     check_number("smooth", smooth, 0, 1, high_open=True)
     if len(lrs) != len(losses):
@@ -355,7 +370,8 @@ def suggest(
     why = unreadable(lrs, losses, smooth)
     if why:
         return Suggestion(rule, None, reason=why)
-    s = RULES[rule](lrs, losses, ema(losses, smooth))
+    smoothed = ema(losses, smooth)
+    s = edge(lrs, losses, smoothed, warmup=warmup) if rule == "edge" else RULES[rule](lrs, losses, smoothed)
     return replace(s, confidence=confidence(lrs, losses, rule)) if s else s
 
 

@@ -80,3 +80,27 @@ def test_epoch_lengths_with_total_steps_are_converted_as_the_callback_does(tmp_p
     head = [s[1][0] for s in via_scheduler]
     assert head[:9] == [pytest.approx(0.4 * k / 8) for k in range(8)] + [pytest.approx(0.4)]  # warmup over 8 steps
     assert head == [pytest.approx(s[1][0]) for s in via_callback]
+
+
+def test_an_unsized_loader_with_epoch_lengths_fails_alike_on_both_paths(tmp_path):
+    """One rule for the run's length (``plan``): a loader without a length has no epoch to convert, on either path
+    (the mixin once counted such an epoch as one step)."""
+    from torch.utils.data import DataLoader, IterableDataset
+
+    class Stream(IterableDataset):
+        def __iter__(self):
+            g = torch.Generator().manual_seed(0)
+            for _ in range(64):
+                yield torch.randn(4, generator=g), torch.randint(0, 3, (), generator=g)
+
+    def fit(schedule=None, callback=None):
+        module = Classifier(partial(MLP, hidden=[8]), partial(torch.optim.SGD, lr=0.1), (4,), 3, None, schedule)
+        trainer = tiny_trainer(tmp_path, [callback] if callback else [], max_steps=10)
+        trainer.fit(module, DataLoader(Stream(), batch_size=8))
+
+    def make():
+        return WarmRestarts(max_lr=0.4, cycle_len=1, interval="epoch")
+
+    for kwargs in (dict(callback=make()), dict(schedule=make())):
+        with pytest.raises(ValueError, match=r"WarmRestarts\(interval='epoch'\): interval='epoch' needs the number"):
+            fit(**kwargs)

@@ -83,7 +83,7 @@ def test_readme_python_block_runs(line, code, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     model, datamodule = readers_model_and_data()
     namespace = {"model": model, "datamodule": datamodule, "__name__": "readme"}
-    exec(compile(code, f"README.md:{line}", "exec"), namespace)
+    exec(compile(code, f"README.md:{line}", "exec", dont_inherit=True), namespace)  # not this file's __future__
     if "configure_optimizers" in namespace:  # a method of the reader's LightningModule: a subclass that has it
         readers = type("ReadersModule", (type(model),), {"configure_optimizers": namespace["configure_optimizers"]})
         model = readers(model.net, model.optimizer_factory, datamodule.input_shape, 10)

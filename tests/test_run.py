@@ -210,6 +210,16 @@ def test_lr_scaling_rule_scales_and_reports(make_cfg, capsys):
     assert "lr scaling: sqrt, lrs x 2" in capsys.readouterr().out
 
 
+def test_lr_scaling_scales_every_lr_argument_the_shape_declares_and_nothing_else(make_cfg):
+    overrides = ["schedule=warm_restarts", "schedule.max_lr=0.2", "schedule.min_lr=0.01",
+                 "schedule.warmup_lr_init=0.001", "schedule.cycle_len=3", "lr_scaling.rule=linear",
+                 "lr_scaling.base_batch_size=32", "trainer.max_steps=2", "progress_bar=none"]  # fmt: skip
+    _, objects = train(make_cfg(*overrides))
+    params = objects["schedule"].params
+    assert (params["max_lr"], params["min_lr"], params["warmup_lr_init"]) == pytest.approx((0.4, 0.02, 0.002))
+    assert params["cycle_len"] == 3 and params["cycle_decay"] == 1.0  # a length and a factor: not lrs
+
+
 def test_summary_says_where_everything_is(make_cfg, tmp_path, capsys):
     _, objects = train(make_cfg("trainer.max_epochs=2", "progress_bar=none"))
     out = capsys.readouterr().out

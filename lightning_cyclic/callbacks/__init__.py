@@ -4,10 +4,18 @@ from lightning_cyclic.callbacks.best import BestSnapshot
 from lightning_cyclic.callbacks.ensemble import Ensemble, SnapshotEnsemble
 from lightning_cyclic.callbacks.lr_finder import LRFinder, lr_find
 from lightning_cyclic.callbacks.sanity import InitialLossCheck
-from lightning_cyclic.callbacks.schedule import Cyclical, OneCycle, ScheduleCallback, WarmRestarts, WarmupDecay
+from lightning_cyclic.callbacks.schedule import (
+    CustomSchedule,
+    Cyclical,
+    OneCycle,
+    ScheduleCallback,
+    WarmRestarts,
+    WarmupDecay,
+)
 
 __all__ = [
     "BestSnapshot",
+    "CustomSchedule",
     "Cyclical",
     "Ensemble",
     "InitialLossCheck",

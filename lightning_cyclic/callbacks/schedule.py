@@ -31,8 +31,8 @@ the start); from then on it moves with the schedule like every other group.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable
 from typing import Any, ClassVar, TypedDict
 
 import lightning.pytorch as pl
@@ -53,7 +53,6 @@ from lightning_cyclic.shapes import (
 )
 from lightning_cyclic.shapes._checks import check_choice, check_number
 from lightning_cyclic.shapes.warmup import ENDED
-from lightning_cyclic.suggest import EDGE_DIV, finite_prefix, read_edge
 
 INTERVALS = ("step", "epoch")
 AUTO = "auto"
@@ -107,10 +106,11 @@ def _check_optimizer(optimizer: Any) -> tuple[int, ...] | None:
 class ScheduleCallback(Callback):
     """Base class: a schedule class, its arguments, and which of them are lengths.
 
-    Subclasses set ``schedule_cls`` and ``lengths`` and pass their arguments to
-    ``__init__``; this class validates them at once (by building the schedule
-    without a run length), builds the real schedule at ``on_train_start`` and
-    applies it at every optimizer step.
+    A subclass sets ``schedule_cls`` (a :class:`~lightning_cyclic.shapes.Schedule`, whose ``ARGS`` declare the
+    arguments once) and passes the arguments to ``__init__``; this class checks them at once against that
+    declaration ("auto" ones once the range test has filled them), reads off it which arguments are lengths
+    (converted from epochs here, in :meth:`build`) and which may be "auto", builds the schedule once per fit at
+    ``on_train_start`` from :func:`plan` and applies it at every optimizer step.
 
     Logging: ``lr`` and ``momentum`` (the schedule's values, i.e. those of the group with the
     largest lr) go straight to ``trainer.loggers`` at Lightning's ``log_every_n_steps``, at the same
@@ -119,10 +119,10 @@ class ScheduleCallback(Callback):
     ``log=False`` logs nothing.
     """
 
-    schedule_cls: ClassVar[Callable[..., Schedule]]  # a Schedule class, called with its arguments
-    lengths: ClassVar[tuple[str, ...]] = ()
-    # arguments that may be "auto", and which part of the LR range test's suggestion each takes
-    auto_fields: ClassVar[dict[str, str]] = {"max_lr": "lr"}
+    schedule_cls: type[Schedule]  # the shape: its ARGS declare the arguments (CustomSchedule: per instance)
+    # whether the schedule warms up to its "auto" peak (one-cycle, warmup) or jumps to it in one step (restarts):
+    # the range test's reading depends on it (lightning_cyclic.suggest.edge's ``warmup``)
+    warms_up: ClassVar[bool] = True
     _state_key_cache: tuple[Any, Any, Any, str] = (None, None, None, "")  # params, interval, optimizer, key
 
     def __init__(
@@ -145,7 +145,7 @@ class ScheduleCallback(Callback):
         self.auto = {name: part for name, part in self.auto_fields.items() if self.params.get(name) == AUTO}
         self.finder = finder
         self.resolved: dict[str, float] | None = None  # values found for the "auto" arguments
-        self.build(total_steps=None, steps_per_epoch=1)  # validates every argument now
+        self.schedule_cls.check_arguments(self.params, skip=self.auto)  # every argument now, "auto" ones later
         self.schedule: Schedule | None = None
         self._plan: RunPlan | None = None  # run length and steps per epoch, saved in checkpoints
         self._ratios: list[list[float]] | None = None  # per optimizer, per param group
@@ -159,33 +159,41 @@ class ScheduleCallback(Callback):
         self._manual = False
         self._skip = False  # stepped aside (fast_dev_run)
 
+    @property
+    def lengths(self) -> tuple[str, ...]:
+        """The arguments that are lengths in ``interval`` units (declared in the shape's ``ARGS``)."""
+        return tuple(name for name, arg in self.schedule_cls.ARGS.items() if arg.unit == "length")
+
+    @property
+    def auto_fields(self) -> dict[str, str]:
+        """The arguments that may be "auto", and which part of the range test's suggestion each takes."""
+        return {name: arg.auto for name, arg in self.schedule_cls.ARGS.items() if arg.auto}
+
     # the one place where lengths in epochs become optimizer steps -------------
     def build(self, total_steps: float | None, steps_per_epoch: float) -> Schedule:
-        """The schedule in optimizer steps, for a run of ``total_steps`` steps."""
+        """The schedule in optimizer steps, for a run of ``total_steps`` steps ("auto" arguments filled)."""
+        missing = [name for name in self.auto if name not in (self.resolved or {})]
+        if missing:
+            raise ValueError(
+                f"{type(self).__name__}: {', '.join(missing)}='auto' has no value yet: the LR range test runs at "
+                f"the start of fit"
+            )
         unit = steps_per_epoch if self.interval == "epoch" else 1
-        kwargs = {**self.params, **(self.resolved or self._placeholders())}
+        kwargs: dict[str, Any] = {**self.params, **(self.resolved or {})}
         for name in self.lengths:
             value = kwargs.get(name)
             if isinstance(value, (list, tuple)):
                 kwargs[name] = [v * unit if isinstance(v, (int, float)) else v for v in value]
             elif isinstance(value, (int, float)) and not isinstance(value, bool):
                 kwargs[name] = value * unit
-        return self.schedule_cls(total_steps=total_steps, **self._fit_to_run(kwargs, total_steps))
+        if "total_steps" in {f.name for f in dataclasses.fields(self.schedule_cls)}:
+            kwargs["total_steps"] = total_steps  # (a shape of the user's without an end need not take it)
+        return self.schedule_cls(**self._fit_to_run(kwargs, total_steps))
 
     def _fit_to_run(self, kwargs: dict[str, Any], total_steps: float | None) -> dict[str, Any]:
         """The arguments, in optimizer steps, adjusted where a default would not fit a run of ``total_steps``
         (see :class:`WarmupDecay`); as given by default."""
         return kwargs
-
-    def _placeholders(self) -> dict[str, float]:
-        """Stand-ins for "auto" arguments, to validate the others before the range test has run."""
-        out = {}
-        if "base_lr" in self.auto:
-            out["base_lr"] = 0.0
-        if "max_lr" in self.auto:
-            base = self.params.get("base_lr")
-            out["max_lr"] = max(1.0, 2 * base) if isinstance(base, (int, float)) else 1.0
-        return out
 
     def _resolve_auto(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Fill the "auto" arguments from the LR range test of this fit (run now if it has not run)."""
@@ -206,13 +214,15 @@ class ScheduleCallback(Callback):
         found = {name: value for name, value in resolved.items() if value is not None}
         if "base_lr" in found and "max_lr" in found and found["base_lr"] >= found["max_lr"]:
             found["base_lr"] = found["max_lr"] / 4  # a degenerate range: Smith's rule of thumb
+        self.schedule_cls.check_arguments({**self.params, **found})  # the found values pass the same checks
         self.resolved = found
-        self.build(total_steps=None, steps_per_epoch=1)  # the found values pass the same checks
 
     def _auto_values(self, result: RangeTestResult) -> dict[str, float | None]:
         """The values of the "auto" arguments read off a range test (``None`` where it has none): its
-        suggestion, or where that has no lr, its fallback (``result.chosen``)."""
-        return {name: getattr(result.chosen, part) for name, part in self.auto.items()}
+        suggestion for a schedule that does or does not warm up to it (``warms_up``), or where that has no
+        lr, its fallback."""
+        chosen = result.chosen_for(warmup=self.warms_up)
+        return {name: getattr(chosen, part) for name, part in self.auto.items()}
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -239,6 +249,8 @@ class ScheduleCallback(Callback):
         params = {k: getattr(v, "__qualname__", v) if callable(v) else v for k, v in self.params.items()}
         if self.optimizer is not None:  # two callbacks driving two optimizers keep two states
             params["optimizer"] = self.optimizer
+        if type(self).__dict__.get("schedule_cls") is None:  # a shape given per instance (CustomSchedule)
+            params["shape"] = self.schedule_cls.__qualname__
         key = self._generate_state_key(interval=self.interval, **params)
         self._state_key_cache = (self.params, self.interval, self.optimizer, key)
         return key
@@ -250,7 +262,7 @@ class ScheduleCallback(Callback):
             run = plan(trainer, self.interval, self.total_steps)
         except ValueError as err:
             raise ValueError(f"{name}(interval={self.interval!r}): {err}") from None
-        if run["total_steps"] is None and self.build(None, run["steps_per_epoch"]).needs_total:
+        if run["total_steps"] is None and self.schedule_cls.requires_total({**self.params, **(self.resolved or {})}):
             raise ValueError(
                 f"{name} needs the run's length, but the Trainer's is unbounded (max_epochs={trainer.max_epochs}, "
                 f"max_steps={trainer.max_steps}); set max_epochs or max_steps, or pass total_steps=..."
@@ -501,8 +513,6 @@ class Cyclical(ScheduleCallback):
     """
 
     schedule_cls = CyclicalSchedule
-    lengths = ("step_size_up", "step_size_down")
-    auto_fields = {"base_lr": "low", "max_lr": "high"}
 
     def __init__(
         self,
@@ -557,7 +567,7 @@ class WarmRestarts(ScheduleCallback):
     """
 
     schedule_cls = WarmRestartsSchedule
-    lengths = ("cycle_len", "warmup")
+    warms_up = False  # a restart jumps to its peak in one step
 
     def __init__(
         self,
@@ -588,16 +598,6 @@ class WarmRestarts(ScheduleCallback):
         )
         super().__init__(params, interval=interval, log=log, finder=finder, optimizer=optimizer)
 
-    @override
-    def _auto_values(self, result: RangeTestResult) -> dict[str, float | None]:
-        values = super()._auto_values(result)
-        max_lr = values.get("max_lr")
-        if max_lr is not None and result.suggestion.rule == "edge":
-            reading = read_edge(*finite_prefix(result.lrs, result.losses))
-            if reading is not None:
-                values["max_lr"] = min(max_lr, reading.at / EDGE_DIV[1])
-        return values
-
 
 class WarmupDecay(ScheduleCallback):
     """Linear warmup to ``max_lr``, then a decay.
@@ -606,11 +606,14 @@ class WarmupDecay(ScheduleCallback):
         max_lr: the lr at the end of warmup, or ``"auto"`` (the LR range test's suggestion).
         decay: ``"cosine"``, ``"linear"``, ``"poly"`` (to ``min_lr`` at the end of the run),
             ``"step"``, ``"multistep"``, ``"exponential"``, ``"inverse_sqrt"`` or ``"constant"``.
-        warmup: warmup length in ``interval`` units; ``warmup_lr_init`` is where it starts.
+        warmup: warmup length in ``interval`` units (as long as the run or longer, before a decay
+            that ends with the run: a tenth of the run, with a warning).
+        warmup_lr_init: the lr where warmup starts.
         min_lr: end of cosine/linear/poly, floor of the others.
         step_size: ``"step"`` decays by ``gamma`` every ``step_size``; ``"exponential"``
             by ``gamma`` per ``step_size`` smoothly.
         milestones: positions (after warmup) where ``"multistep"`` multiplies by ``gamma``.
+        gamma: the factor of ``"step"``, ``"multistep"`` and ``"exponential"``, in (0, 1].
         power: exponent of ``"poly"``.
         timescale: ``s`` of ``"inverse_sqrt"``.
         moms: ``(high, low)`` momentum, moving inversely to lr; ``None`` (default) leaves it alone.
@@ -623,7 +626,6 @@ class WarmupDecay(ScheduleCallback):
     """
 
     schedule_cls = WarmupDecaySchedule
-    lengths = ("warmup", "step_size", "milestones", "timescale")
     WARMUP_CAP = 0.1  # a warmup as long as the run (or longer) is cut to this share of it
 
     @override
@@ -679,6 +681,64 @@ class WarmupDecay(ScheduleCallback):
         super().__init__(
             params, interval=interval, total_steps=total_steps, log=log, finder=finder, optimizer=optimizer
         )
+
+
+class CustomSchedule(ScheduleCallback):
+    """Any :class:`~lightning_cyclic.shapes.Schedule` as a callback: a schedule of your own is one declaration.
+
+    The shape's ``ARGS`` say everything the callback needs: which arguments are lengths (given in ``interval``
+    units and converted to optimizer steps here), which are lrs and may be ``"auto"`` (filled by the LR range
+    test at the start of ``fit``), and what each may be (checked now). Everything else is as for the shipped
+    schedules: the step is the optimizer step, resume and gradient accumulation give the planned trajectory,
+    param-group ratios are kept, ``lr`` and ``momentum`` are logged.
+
+    Args:
+        shape: the :class:`~lightning_cyclic.shapes.Schedule` subclass (a frozen dataclass of its arguments,
+            with ``ARGS`` and ``lr(step)``; ``momentum(step)`` where it cycles momentum).
+        interval: ``"step"`` or ``"epoch"``, the unit of the shape's ``Arg(unit="length")`` arguments.
+        total_steps: run length in optimizer steps; default ``trainer.estimated_stepping_batches`` (passed to
+            the shape where it has a ``total_steps`` field).
+        warms_up: whether the schedule warms up to its ``"auto"`` peak (``True``) or jumps to it in one step, as
+            a warm restart does (the range test's reading depends on it).
+        log: as for :class:`OneCycle`.
+        finder: as for :class:`OneCycle`.
+        optimizer: as for :class:`OneCycle`.
+        **args: the shape's arguments.
+    """
+
+    def __init__(
+        self,
+        shape: type[Schedule],
+        interval: str = "step",
+        total_steps: int | None = None,
+        warms_up: bool = True,
+        log: bool = True,
+        finder: LRFinder | None = None,
+        optimizer: int | list[int] | None = None,
+        **args: Any,
+    ) -> None:
+        if not (isinstance(shape, type) and issubclass(shape, Schedule) and dataclasses.is_dataclass(shape)):
+            raise TypeError(f"shape must be a Schedule subclass (a frozen dataclass), got {shape!r}")
+        unknown = sorted(set(args) - {f.name for f in dataclasses.fields(shape) if f.init})
+        if unknown:
+            raise ValueError(
+                f"CustomSchedule({shape.__name__}): {', '.join(unknown)} is not an argument of the shape; it takes: "
+                f"{', '.join(shape.ARGS)}"
+            )
+        self.schedule_cls = shape
+        self.warms_up = warms_up  # type: ignore[misc]  # a class default, set per instance here
+        super().__init__(
+            {k: _as_pair(v) if k == "moms" else v for k, v in args.items()},
+            interval=interval,
+            total_steps=total_steps,
+            log=log,
+            finder=finder,
+            optimizer=optimizer,
+        )
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"CustomSchedule({self.schedule_cls.__name__}, {args}, interval={self.interval!r})"
 
 
 def _as_pair(moms: Any) -> Any:

@@ -1,5 +1,6 @@
 """Closed-form schedules in plain Python (no torch): ``schedule(step) -> (lr, momentum)``."""
 
+from lightning_cyclic.shapes.args import Arg
 from lightning_cyclic.shapes.base import Schedule, anneal_cos, anneal_exp, anneal_linear, inverse_momentum
 from lightning_cyclic.shapes.cyclical import CyclicalSchedule
 from lightning_cyclic.shapes.onecycle import OneCycleSchedule
@@ -8,6 +9,7 @@ from lightning_cyclic.shapes.restarts import WarmRestartsSchedule
 from lightning_cyclic.shapes.warmup import WarmupDecaySchedule
 
 __all__ = [
+    "Arg",
     "CyclicalSchedule",
     "OneCycleSchedule",
     "RangeTestSweep",

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import ClassVar
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
 
-from lightning_cyclic.shapes._checks import check_number
+from lightning_cyclic.shapes.args import Arg
+
+TOTAL_STEPS = Arg(low=0, low_open=True, optional=True)  # every schedule's run length, in optimizer steps
 
 
 def anneal_cos(start: float, end: float, pct: float) -> float:
@@ -62,6 +65,41 @@ class Schedule(ABC):
     """
 
     needs_total: ClassVar[bool] = False
+    # the arguments, declared once (see lightning_cyclic.shapes.args): checked here, read by the callbacks
+    ARGS: ClassVar[Mapping[str, Arg]] = {}
+
+    @classmethod
+    def check_arguments(cls, values: Mapping[str, Any], skip: Collection[str] = ()) -> dict[str, Any]:
+        """``values`` checked against ``ARGS`` and ``check_relations``, normalised (a momentum pair as a tuple);
+        a ``ValueError`` names the first bad argument. Names in ``skip`` (an "auto" argument the range test has
+        not filled yet) and names not given are left out, and so are the relations that involve them."""
+        out = dict(values)
+        for name, arg in (*cls.ARGS.items(), ("total_steps", TOTAL_STEPS)):
+            if name in out and name not in skip:
+                out[name] = arg.check(name, out[name])
+        cls.check_relations({k: v for k, v in out.items() if k not in skip})
+        return out
+
+    @classmethod  # noqa: B027  (not abstract: most schedules relate no two arguments)
+    def check_relations(cls, values: dict[str, Any]) -> None:
+        """Checks that relate two arguments (``min_lr <= max_lr``); ``values`` holds only the arguments known
+        so far (see :func:`~lightning_cyclic.shapes.args.numbers`)."""
+
+    @classmethod
+    def requires_total(cls, values: Mapping[str, Any]) -> bool:
+        """Whether a schedule of these arguments needs the run's length (``needs_total``)."""
+        return cls.needs_total
+
+    def __post_init__(self) -> None:
+        """Every schedule checks its arguments when it is made; a subclass that derives fields from them calls
+        this first (``super().__post_init__()``)."""
+        self._check_fields()
+
+    def _check_fields(self) -> None:
+        """Check this schedule's own arguments against ``ARGS`` and keep their normalised values."""
+        given = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
+        checked = self.check_arguments(given)
+        set_fields(self, **{name: value for name, value in checked.items() if value is not given[name]})
 
     @abstractmethod
     def lr(self, step: float) -> float:
@@ -82,11 +120,6 @@ class Schedule(ABC):
             setattr(cls, "__call__", Schedule.__call__)  # noqa: B010
 
     # helpers for subclasses -------------------------------------------------
-    def _check_total(self) -> None:
-        total = getattr(self, "total_steps", None)
-        if total is not None:
-            check_number("total_steps", total, 0, low_open=True)
-
     def _total(self) -> float:
         total = getattr(self, "total_steps", None)
         if total is None:

@@ -17,9 +17,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
-from lightning_cyclic.shapes._checks import check_choice, check_moms, check_number
-from lightning_cyclic.shapes.base import Schedule, set_fields
+from lightning_cyclic.shapes._checks import check_choice
+from lightning_cyclic.shapes.args import Arg, numbers
+from lightning_cyclic.shapes.base import Schedule
 
 MODES = ("triangular", "triangular2", "exp_range")
 
@@ -42,22 +44,26 @@ class CyclicalSchedule(Schedule):
     moms: tuple[float, float] | None = (0.9, 0.8)
     total_steps: float | None = None  # unused: a cyclical schedule has no end
 
-    def __post_init__(self) -> None:
-        check_number("base_lr", self.base_lr, 0)
-        check_number("max_lr", self.max_lr, 0, low_open=True)
-        if self.max_lr < self.base_lr:
-            raise ValueError(f"max_lr must be >= base_lr, got max_lr={self.max_lr!r} and base_lr={self.base_lr!r}")
-        check_number("step_size_up", self.step_size_up, 0, low_open=True)
-        if self.step_size_down is not None:
-            check_number("step_size_down", self.step_size_down, 0, low_open=True)
-        if self.scale_fn is None:
-            check_choice("mode", self.mode, MODES)
-        elif not callable(self.scale_fn):
-            raise ValueError(f"scale_fn must be a callable taking the cycle or step number, got {self.scale_fn!r}")
-        check_number("gamma", self.gamma, 0, 1, low_open=True)
-        if self.scale_mode is not None:
-            check_choice("scale_mode", self.scale_mode, ("cycle", "iterations"))
-        set_fields(self, moms=check_moms("moms", self.moms))
+    ARGS: ClassVar[dict[str, Arg]] = {
+        "base_lr": Arg("lr", low=0, auto="low"),  # "auto": where the range test's loss starts to fall
+        "max_lr": Arg("lr", low=0, low_open=True, auto="high"),  # "auto": the suggestion
+        "step_size_up": Arg("length", low=0, low_open=True),
+        "step_size_down": Arg("length", low=0, low_open=True, optional=True),
+        "mode": Arg(kind="choice", choices=MODES, optional=True),  # unused with a scale_fn
+        "gamma": Arg(low=0, high=1, low_open=True),
+        "scale_fn": Arg(kind="callable", optional=True),
+        "scale_mode": Arg(kind="choice", choices=("cycle", "iterations"), optional=True),
+        "moms": Arg(kind="moms", optional=True),
+    }
+
+    @classmethod
+    def check_relations(cls, values: dict[str, Any]) -> None:
+        if numbers(values, "base_lr", "max_lr") and values["max_lr"] < values["base_lr"]:
+            raise ValueError(
+                f"max_lr must be >= base_lr, got max_lr={values['max_lr']!r} and base_lr={values['base_lr']!r}"
+            )
+        if "mode" in values and values.get("scale_fn") is None:
+            check_choice("mode", values["mode"], MODES)
 
     @property
     def cycle_length(self) -> float:

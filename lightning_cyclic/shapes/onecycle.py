@@ -19,9 +19,10 @@ Three phases (``three_phase=True``, fastai's older form)::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from lightning_cyclic.shapes._checks import check_choice, check_moms, check_number
+from lightning_cyclic.shapes._checks import check_number
+from lightning_cyclic.shapes.args import Arg
 from lightning_cyclic.shapes.base import ANNEALS, Schedule, set_fields
 
 # (end_step, start_lr, end_lr, start_momentum, end_momentum)
@@ -47,20 +48,23 @@ class OneCycleSchedule(Schedule):
     _phases: tuple[_Phase, ...] = field(init=False, repr=False, compare=False, default=())
 
     needs_total: ClassVar[bool] = True
+    ARGS: ClassVar[dict[str, Arg]] = {
+        "max_lr": Arg("lr", low=0, low_open=True, auto="lr"),
+        "pct_start": Arg(low=0, high=1, low_open=True, high_open=True),
+        "div_factor": Arg(low=0, low_open=True),
+        "final_div_factor": Arg(low=0, low_open=True),
+        "anneal": Arg(kind="choice", choices=("cos", "linear")),
+        "three_phase": Arg(kind="choice", choices=(True, False)),
+        "moms": Arg(kind="moms", optional=True),
+    }
+
+    @classmethod
+    def check_relations(cls, values: dict[str, Any]) -> None:
+        if values.get("three_phase") is True and "pct_start" in values:  # up and back down in the first run
+            check_number("pct_start", values["pct_start"], 0, 0.5, low_open=True)
 
     def __post_init__(self) -> None:
-        check_number("max_lr", self.max_lr, 0, low_open=True)
-        high = 0.5 if self.three_phase else 1
-        if self.three_phase:
-            check_number("pct_start", self.pct_start, 0, 0.5, low_open=True, high_open=False)
-        else:
-            check_number("pct_start", self.pct_start, 0, high, low_open=True, high_open=True)
-        check_choice("anneal", self.anneal, ("cos", "linear"))
-        check_number("div_factor", self.div_factor, 0, low_open=True)
-        check_number("final_div_factor", self.final_div_factor, 0, low_open=True)
-        check_choice("three_phase", self.three_phase, (True, False))
-        set_fields(self, moms=check_moms("moms", self.moms))
-        self._check_total()
+        super().__post_init__()
         if self.total_steps is None:
             return
         total = self.total_steps

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
-from lightning_cyclic.shapes._checks import check_choice, check_number
+from lightning_cyclic.shapes.args import Arg, numbers
 from lightning_cyclic.shapes.base import Schedule, anneal_exp, anneal_linear
 
 
@@ -22,13 +23,19 @@ class RangeTestSweep(Schedule):
     mode: str = "exponential"
     total_steps: float | None = None  # unused: the sweep's length is num_steps
 
-    def __post_init__(self) -> None:
-        check_number("min_lr", self.min_lr, 0, low_open=True)
-        check_number("max_lr", self.max_lr, 0, low_open=True)
-        if self.max_lr <= self.min_lr:
-            raise ValueError(f"max_lr must be > min_lr, got max_lr={self.max_lr!r} and min_lr={self.min_lr!r}")
-        check_number("num_steps", self.num_steps, 2, integer=True)
-        check_choice("mode", self.mode, ("exponential", "linear"))
+    ARGS: ClassVar[dict[str, Arg]] = {
+        "min_lr": Arg("lr", low=0, low_open=True),
+        "max_lr": Arg("lr", low=0, low_open=True),
+        "num_steps": Arg(kind="integer", low=2),
+        "mode": Arg(kind="choice", choices=("exponential", "linear")),
+    }
+
+    @classmethod
+    def check_relations(cls, values: dict[str, Any]) -> None:
+        if numbers(values, "min_lr", "max_lr") and values["max_lr"] <= values["min_lr"]:
+            raise ValueError(
+                f"max_lr must be > min_lr, got max_lr={values['max_lr']!r} and min_lr={values['min_lr']!r}"
+            )
 
     def lr(self, step: float) -> float:
         pct = min(max(step, 0.0) / (self.num_steps - 1), 1.0)

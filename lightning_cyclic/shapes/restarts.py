@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
-from lightning_cyclic.shapes._checks import check_moms, check_number
-from lightning_cyclic.shapes.base import Schedule, anneal_cos, inverse_momentum, set_fields
+from lightning_cyclic.shapes.args import Arg, numbers
+from lightning_cyclic.shapes.base import Schedule, anneal_cos, inverse_momentum
 
 
 @dataclass(frozen=True)
@@ -38,20 +39,24 @@ class WarmRestartsSchedule(Schedule):
     moms: tuple[float, float] | None = None
     total_steps: float | None = None  # unused: restarts run as long as training does
 
-    def __post_init__(self) -> None:
-        check_number("max_lr", self.max_lr, 0, low_open=True)
-        check_number("cycle_len", self.cycle_len, 0, low_open=True)
-        check_number("cycle_mult", self.cycle_mult, 1)
-        check_number("min_lr", self.min_lr, 0)
-        if self.min_lr >= self.max_lr:
-            raise ValueError(f"min_lr must be < max_lr, got min_lr={self.min_lr!r} and max_lr={self.max_lr!r}")
-        check_number("cycle_decay", self.cycle_decay, 0, 1, low_open=True)
-        if self.cycle_limit is not None:
-            check_number("cycle_limit", self.cycle_limit, 1, integer=True)
-        check_number("warmup", self.warmup, 0)
-        if self.warmup_lr_init is not None:
-            check_number("warmup_lr_init", self.warmup_lr_init, 0)
-        set_fields(self, moms=check_moms("moms", self.moms))
+    ARGS: ClassVar[dict[str, Arg]] = {
+        "max_lr": Arg("lr", low=0, low_open=True, auto="lr"),
+        "cycle_len": Arg("length", low=0, low_open=True),
+        "cycle_mult": Arg(low=1),
+        "min_lr": Arg("lr", low=0),
+        "cycle_decay": Arg(low=0, high=1, low_open=True),
+        "cycle_limit": Arg(kind="integer", low=1, optional=True),
+        "warmup": Arg("length", low=0),
+        "warmup_lr_init": Arg("lr", low=0, optional=True),
+        "moms": Arg(kind="moms", optional=True),
+    }
+
+    @classmethod
+    def check_relations(cls, values: dict[str, Any]) -> None:
+        if numbers(values, "min_lr", "max_lr") and values["min_lr"] >= values["max_lr"]:
+            raise ValueError(
+                f"min_lr must be < max_lr, got min_lr={values['min_lr']!r} and max_lr={values['max_lr']!r}"
+            )
 
     def cycle_position(self, step: float) -> tuple[int, float, float]:
         """``(cycle index, steps into the cycle, cycle length)`` at ``step`` after warmup."""

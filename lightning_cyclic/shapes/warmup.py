@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
-from lightning_cyclic.shapes._checks import check_choice, check_moms, check_number
-from lightning_cyclic.shapes.base import Schedule, anneal_cos, inverse_momentum, set_fields
+from lightning_cyclic.shapes.args import Arg, numbers
+from lightning_cyclic.shapes.base import Schedule, anneal_cos, inverse_momentum
 
 DECAYS = ("constant", "step", "multistep", "exponential", "inverse_sqrt", "cosine", "linear", "poly")
 ENDED = ("cosine", "linear", "poly")  # decays that need the run's length
@@ -53,35 +54,39 @@ class WarmupDecaySchedule(Schedule):
     timescale: float | None = None
     moms: tuple[float, float] | None = None
 
-    def __post_init__(self) -> None:
-        check_number("max_lr", self.max_lr, 0, low_open=True)
-        check_choice("decay", self.decay, DECAYS)
-        check_number("warmup", self.warmup, 0)
-        check_number("warmup_lr_init", self.warmup_lr_init, 0)
-        check_number("min_lr", self.min_lr, 0)
-        if self.min_lr > self.max_lr:
-            raise ValueError(f"min_lr must be <= max_lr, got min_lr={self.min_lr!r} and max_lr={self.max_lr!r}")
-        check_number("step_size", self.step_size, 0, low_open=True)
-        if isinstance(self.milestones, str) or not isinstance(self.milestones, Sequence):
-            raise ValueError(f"milestones must be a list of increasing positions, got {self.milestones!r}")
-        for m in self.milestones:
-            check_number("milestones", m, 0)
-        if list(self.milestones) != sorted(self.milestones):
-            raise ValueError(f"milestones must be increasing, got {list(self.milestones)!r}")
-        if self.decay == "multistep" and not self.milestones:
-            raise ValueError("milestones must be a non-empty list when decay='multistep', got []")
-        set_fields(self, milestones=tuple(self.milestones))
-        check_number("gamma", self.gamma, 0, 1, low_open=True)
-        check_number("power", self.power, 0, low_open=True)
-        if self.timescale is not None:
-            check_number("timescale", self.timescale, 0, low_open=True)
-        set_fields(self, moms=check_moms("moms", self.moms))
-        self._check_total()
-        if self.total_steps is not None and self.decay in ENDED and self.total_steps <= self.warmup:
+    ARGS: ClassVar[dict[str, Arg]] = {
+        "max_lr": Arg("lr", low=0, low_open=True, auto="lr"),
+        "decay": Arg(kind="choice", choices=DECAYS),
+        "warmup": Arg("length", low=0),
+        "warmup_lr_init": Arg("lr", low=0),
+        "min_lr": Arg("lr", low=0),
+        "step_size": Arg("length", low=0, low_open=True),
+        "milestones": Arg("length", kind="positions", low=0),
+        "gamma": Arg(low=0, high=1, low_open=True),
+        "power": Arg(low=0, low_open=True),
+        "timescale": Arg("length", low=0, low_open=True, optional=True),
+        "moms": Arg(kind="moms", optional=True),
+    }
+
+    @classmethod
+    def check_relations(cls, values: dict[str, Any]) -> None:
+        if numbers(values, "min_lr", "max_lr") and values["min_lr"] > values["max_lr"]:
             raise ValueError(
-                f"warmup must be shorter than the run for decay={self.decay!r}: "
-                f"got warmup={self.warmup!r} steps and total_steps={self.total_steps!r}"
+                f"min_lr must be <= max_lr, got min_lr={values['min_lr']!r} and max_lr={values['max_lr']!r}"
             )
+        decay = values.get("decay", "cosine")
+        if decay == "multistep" and "milestones" in values and not values["milestones"]:
+            raise ValueError("milestones must be a non-empty list when decay='multistep', got []")
+        total, warmup = values.get("total_steps"), values.get("warmup", 0)
+        if numbers(values, "total_steps", "warmup") and decay in ENDED and total <= warmup:
+            raise ValueError(
+                f"warmup must be shorter than the run for decay={decay!r}: "
+                f"got warmup={warmup!r} steps and total_steps={total!r}"
+            )
+
+    @classmethod
+    def requires_total(cls, values: Mapping[str, Any]) -> bool:
+        return values.get("decay", "cosine") in ENDED
 
     @property
     def needs_total(self) -> bool:  # type: ignore[override]
