@@ -25,6 +25,7 @@ _EXPORTS = {
     "SnapshotEnsemble": "lightning_cyclic.callbacks",
     "WarmRestarts": "lightning_cyclic.callbacks",
     "WarmupDecay": "lightning_cyclic.callbacks",
+    "WarmupStableDecay": "lightning_cyclic.callbacks",
     "lr_find": "lightning_cyclic.callbacks",
     "RangeTestResult": "lightning_cyclic.finder",
     "ScheduleMixin": "lightning_cyclic.mixins",
@@ -47,6 +48,7 @@ if TYPE_CHECKING:  # what static analysis and IDEs see; at run time __getattr__ 
         SnapshotEnsemble,
         WarmRestarts,
         WarmupDecay,
+        WarmupStableDecay,
         lr_find,
     )
     from lightning_cyclic.finder import RangeTestResult  # noqa: F401

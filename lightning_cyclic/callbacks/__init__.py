@@ -11,6 +11,7 @@ from lightning_cyclic.callbacks.schedule import (
     ScheduleCallback,
     WarmRestarts,
     WarmupDecay,
+    WarmupStableDecay,
 )
 
 __all__ = [
@@ -25,5 +26,6 @@ __all__ = [
     "SnapshotEnsemble",
     "WarmRestarts",
     "WarmupDecay",
+    "WarmupStableDecay",
     "lr_find",
 ]

@@ -50,6 +50,7 @@ from lightning_cyclic.shapes import (
     Schedule,
     WarmRestartsSchedule,
     WarmupDecaySchedule,
+    WarmupStableDecaySchedule,
 )
 from lightning_cyclic.shapes._checks import check_choice, check_number
 from lightning_cyclic.shapes.warmup import ENDED
@@ -298,13 +299,10 @@ class ScheduleCallback(Callback):
         if self._skip:
             self.schedule = None
             return
+        self._manual = not pl_module.automatic_optimization  # (the step below counts batches under manual)
         plan = self._plan_run(trainer)
         if self._plan is not None and self._plan != plan:
-            rank_zero_warn(
-                f"{type(self).__name__}: the checkpoint was planned as {self._plan}, this Trainer plans {plan}; "
-                f"the schedule follows the new plan from step {trainer.global_step}, so the lr may jump there. "
-                f"Resume with the original max_epochs/max_steps to continue the original trajectory."
-            )
+            self._say_the_plan_changed(self._plan, plan, self._step(trainer))
         self._plan = plan
         try:
             self.schedule = self.build(**plan)
@@ -327,7 +325,6 @@ class ScheduleCallback(Callback):
                 f"{type(self).__name__} sets the lr at every step, and configure_optimizers also returned an lr "
                 f"scheduler; the callback's value is the one each step uses. Return only the optimizer to silence this."
             )
-        self._manual = not pl_module.automatic_optimization
         optimizers = self._optimizers(trainer)
         if self._ratios is None or len(self._ratios) != len(optimizers):
             self._ratios = [lr_ratios([g["lr"] for g in opt.param_groups]) for opt in optimizers]
@@ -345,6 +342,27 @@ class ScheduleCallback(Callback):
         self._logged = None
         self._step_read = self._step(trainer)
         self._apply(self._step_read)
+
+    def _say_the_plan_changed(self, old: RunPlan, new: RunPlan, step: int) -> None:
+        """A resumed run planned with another length: whether the lr jumps at the resume step, and by how much.
+        Where it does not (a WSD run extended in its stable phase), one info line; where it does, a warning."""
+        name = type(self).__name__
+        try:
+            before, after = self.build(**old)(step)[0], self.build(**new)(step)[0]
+        except ValueError:  # the old plan cannot be built any more (arguments changed with it): say so plainly
+            before = after = math.nan
+        if math.isfinite(before) and math.isclose(before, after, rel_tol=1e-9, abs_tol=1e-15):
+            rank_zero_info(
+                f"{name}: the run is now planned as {new} (the checkpoint's plan: {old}); the lr at step {step} is "
+                f"the same under both ({after:.4g}), so the schedule goes on without a jump"
+            )
+            return
+        jump = f"from {before:.4g} to {after:.4g}" if math.isfinite(before) else "there"
+        rank_zero_warn(
+            f"{name}: the checkpoint was planned as {old}, this Trainer plans {new}; the schedule follows the new "
+            f"plan from step {step}, so the lr jumps {jump}. Resume with the original max_epochs/max_steps to "
+            f"continue the original trajectory."
+        )
 
     def _adopt_new_groups(self) -> None:
         """Param groups added since the last write join the schedule at their current ratio to the lead group."""
@@ -681,6 +699,85 @@ class WarmupDecay(ScheduleCallback):
         super().__init__(
             params, interval=interval, total_steps=total_steps, log=log, finder=finder, optimizer=optimizer
         )
+
+
+class WarmupStableDecay(ScheduleCallback):
+    """Warmup, a long stable phase at ``max_lr``, then a short decay (WSD, the trapezoid of LLM pre-training).
+
+    Equal to ``transformers``' ``get_wsd_schedule`` where their arguments meet (``warmup_lr_init=min_lr``, a
+    cosine half-wave). The stable phase is what the run leaves between the warmup and the decay, so a run can be
+    extended after the fact: resume from a checkpoint saved in the stable phase with a larger ``max_steps`` or
+    ``max_epochs``, and the lr goes on at ``max_lr`` and decays at the new end, as a run planned that long from
+    the start would have (the callback says the plan changed, and that the lr did not jump).
+
+    Args:
+        max_lr: the lr of the stable phase, or ``"auto"`` (the LR range test's suggestion).
+        warmup: linear warmup length, in ``interval`` units.
+        decay_pct: the decay's share of the run, in (0, 1] (used when ``decay_len`` is not given).
+        decay_len: the decay's length in ``interval`` units (instead of a share of the run).
+        anneal: the decay's shape: ``"linear"``, ``"cosine"`` or ``"1-sqrt"`` (``1 - sqrt(p)``, the best of the
+            three in Hägele et al. 2024).
+        min_lr: the lr at the end of the decay.
+        warmup_lr_init: the lr where warmup starts.
+        moms: ``(high, low)`` momentum, moving inversely to lr; ``None`` (default) leaves it alone.
+        interval: ``"step"`` or ``"epoch"``, the unit of ``warmup`` and ``decay_len``.
+        total_steps: run length in optimizer steps; default ``trainer.estimated_stepping_batches``.
+        log: as for :class:`OneCycle`.
+        finder: as for :class:`OneCycle`.
+        optimizer: as for :class:`OneCycle`.
+    """
+
+    schedule_cls = WarmupStableDecaySchedule
+    WARMUP_CAP = 0.1  # a warmup that leaves no room for the decay is cut to this share of the run
+
+    def __init__(
+        self,
+        max_lr: float | str,
+        warmup: float = 0,
+        decay_pct: float = 0.2,
+        decay_len: float | None = None,
+        anneal: str = "1-sqrt",
+        min_lr: float = 0.0,
+        warmup_lr_init: float = 0.0,
+        moms: tuple[float, float] | None = None,
+        interval: str = "step",
+        total_steps: int | None = None,
+        log: bool = True,
+        finder: LRFinder | None = None,
+        optimizer: int | list[int] | None = None,
+    ) -> None:
+        params = dict(
+            max_lr=max_lr,
+            warmup=warmup,
+            decay_pct=decay_pct,
+            decay_len=decay_len,
+            anneal=anneal,
+            min_lr=min_lr,
+            warmup_lr_init=warmup_lr_init,
+            moms=_as_pair(moms),
+        )
+        super().__init__(
+            params, interval=interval, total_steps=total_steps, log=log, finder=finder, optimizer=optimizer
+        )
+
+    @override
+    def _fit_to_run(self, kwargs: dict[str, Any], total_steps: float | None) -> dict[str, Any]:
+        """A warmup and a decay that do not fit in the run (a short run with the shipped one-epoch warmup) are
+        cut, with one warning line: the warmup to ``WARMUP_CAP`` of the run, the decay to what is left."""
+        if total_steps is None:
+            return kwargs
+        warmup, decay = kwargs["warmup"], self.schedule_cls.decay_steps(kwargs, total_steps)
+        if warmup + decay <= total_steps:
+            return kwargs
+        cut = {**kwargs, "warmup": min(warmup, self.WARMUP_CAP * total_steps)}
+        if cut["warmup"] + decay > total_steps:
+            cut["decay_len"] = total_steps - cut["warmup"]
+        rank_zero_warn(
+            f"{type(self).__name__}: a warmup of {warmup:g} and a decay of {decay:g} optimizer steps do not fit in "
+            f"the run ({total_steps:g} steps); warming up for {cut['warmup']:g} and decaying over "
+            f"{self.schedule_cls.decay_steps(cut, total_steps):g} steps instead"
+        )
+        return cut
 
 
 class CustomSchedule(ScheduleCallback):

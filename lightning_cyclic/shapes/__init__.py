@@ -7,6 +7,7 @@ from lightning_cyclic.shapes.onecycle import OneCycleSchedule
 from lightning_cyclic.shapes.rangetest import RangeTestSweep
 from lightning_cyclic.shapes.restarts import WarmRestartsSchedule
 from lightning_cyclic.shapes.warmup import WarmupDecaySchedule
+from lightning_cyclic.shapes.wsd import WarmupStableDecaySchedule
 
 __all__ = [
     "Arg",
@@ -16,6 +17,7 @@ __all__ = [
     "Schedule",
     "WarmRestartsSchedule",
     "WarmupDecaySchedule",
+    "WarmupStableDecaySchedule",
     "anneal_cos",
     "anneal_exp",
     "anneal_linear",

@@ -5,7 +5,7 @@ Writes ``docs/schedules.png``: 10 epochs of 50 optimizer steps, lr (solid) and m
 
 from pathlib import Path
 
-from lightning_cyclic import Cyclical, OneCycle, WarmRestarts, WarmupDecay, plot_schedule
+from lightning_cyclic import Cyclical, OneCycle, WarmRestarts, WarmupDecay, WarmupStableDecay, plot_schedule
 from lightning_cyclic.plot import _pyplot
 
 EPOCHS, STEPS_PER_EPOCH = 10, 50
@@ -28,6 +28,10 @@ SCHEDULES = {
     "WarmupDecay(warmup=1, decay='multistep')": WarmupDecay(
         max_lr=0.1, warmup=1, decay="multistep", milestones=[4, 7], interval="epoch"
     ),
+    "WarmupStableDecay(warmup=1, decay_pct=0.2)": WarmupStableDecay(max_lr=0.1, warmup=1, interval="epoch"),
+    "WarmupStableDecay(anneal='linear', min_lr=0.01)": WarmupStableDecay(
+        max_lr=0.1, warmup=0.5, decay_len=3, anneal="linear", min_lr=0.01, interval="epoch"
+    ),
 }
 
 
@@ -37,7 +41,8 @@ OUT = Path(__file__).resolve().parents[2] / "docs" / "schedules.png"
 def draw(path: Path = OUT):
     """Every schedule of ``SCHEDULES`` in one figure, saved at ``path``; returns the figure."""
     plt = _pyplot()
-    fig, axes = plt.subplots(4, 2, figsize=(11, 11))
+    rows = (len(SCHEDULES) + 1) // 2
+    fig, axes = plt.subplots(rows, 2, figsize=(11, 2.75 * rows))
     for ax, (title, callback) in zip(axes.flat, SCHEDULES.items()):
         plot_schedule(callback, EPOCHS * STEPS_PER_EPOCH, steps_per_epoch=STEPS_PER_EPOCH, title=title, ax=ax)
     fig.suptitle(f"lr (solid) and momentum (dashed) over {EPOCHS} epochs of {STEPS_PER_EPOCH} steps")

@@ -15,12 +15,12 @@ from typing import ClassVar
 import pytest
 from omegaconf import OmegaConf
 
-from lightning_cyclic import CustomSchedule, Cyclical, OneCycle, WarmRestarts, WarmupDecay
+from lightning_cyclic import CustomSchedule, Cyclical, OneCycle, WarmRestarts, WarmupDecay, WarmupStableDecay
 from lightning_cyclic.shapes import Arg, Schedule
 from tests.conftest import CONF
 from tests.helpers import TinyModule, tiny_loader, tiny_trainer
 
-CALLBACKS = (OneCycle, Cyclical, WarmRestarts, WarmupDecay)
+CALLBACKS = (OneCycle, Cyclical, WarmRestarts, WarmupDecay, WarmupStableDecay)
 CALLBACK_ONLY = {"self", "interval", "total_steps", "log", "finder", "optimizer"}  # the Lightning side's own
 
 

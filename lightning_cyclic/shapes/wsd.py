@@ -1,0 +1,111 @@
+"""Warmup, stable, decay (WSD, the trapezoid): the schedule of LLM pre-training (MiniCPM, Hägele et al. 2024).
+
+Over a run of ``T`` optimizer steps, with a decay of ``D`` steps (``decay_len``, or ``decay_pct * T``)::
+
+    steps 0 .. warmup            linear from warmup_lr_init to max_lr
+    ..    T - D                  max_lr, held (the stable phase: as long as the rest leaves)
+    ..    T                      max_lr -> min_lr, shaped by ``anneal``:
+                                   linear   1 - p
+                                   cosine   (1 + cos(pi p)) / 2
+                                   1-sqrt   1 - sqrt(p)        (Hägele et al.: the best of the three)
+                                 with p = (step - (T - D)) / D; min_lr from T on
+
+Equal to the WSD schedule of Hugging Face's ``transformers`` (``get_wsd_schedule``) given ``warmup_lr_init =
+min_lr``, one cosine half-wave, and a run of ``warmup + stable + decay`` steps.
+
+Why it matters: the stable phase needs no end date. A run checkpointed in its stable phase and resumed with a
+longer run (``max_steps``, ``max_epochs``) goes on at ``max_lr`` and decays at the new end: the trajectory is
+the one the longer run would have had from the start (``decay_pct`` grows the decay with the run;
+``decay_len`` keeps its length).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from lightning_cyclic.shapes.args import Arg, numbers
+from lightning_cyclic.shapes.base import Schedule, inverse_momentum
+
+ANNEALS = ("linear", "cosine", "1-sqrt")
+
+
+@dataclass(frozen=True)
+class WarmupStableDecaySchedule(Schedule):
+    """WSD as a function of the optimizer step (the module's description has the phases).
+
+    The arguments are those of :class:`~lightning_cyclic.WarmupStableDecay`, with ``warmup`` and ``decay_len``
+    in optimizer steps.
+    """
+
+    max_lr: float
+    warmup: float = 0
+    decay_pct: float = 0.2
+    decay_len: float | None = None
+    anneal: str = "1-sqrt"
+    min_lr: float = 0.0
+    warmup_lr_init: float = 0.0
+    moms: tuple[float, float] | None = None
+    total_steps: float | None = None
+
+    needs_total: ClassVar[bool] = True
+    ARGS: ClassVar[dict[str, Arg]] = {
+        "max_lr": Arg("lr", low=0, low_open=True, auto="lr"),
+        "warmup": Arg("length", low=0),
+        "decay_pct": Arg(low=0, high=1, low_open=True),
+        "decay_len": Arg("length", low=0, low_open=True, optional=True),
+        "anneal": Arg(kind="choice", choices=ANNEALS),
+        "min_lr": Arg("lr", low=0),
+        "warmup_lr_init": Arg("lr", low=0),
+        "moms": Arg(kind="moms", optional=True),
+    }
+
+    @classmethod
+    def decay_steps(cls, values: Mapping[str, Any], total: float) -> float:
+        """The decay's length in optimizer steps for a run of ``total``: ``decay_len``, or ``decay_pct * total``."""
+        length = values.get("decay_len")
+        return length if length is not None else values.get("decay_pct", 0.2) * total
+
+    @classmethod
+    def check_relations(cls, values: dict[str, Any]) -> None:
+        if numbers(values, "min_lr", "max_lr") and values["min_lr"] > values["max_lr"]:
+            raise ValueError(
+                f"min_lr must be <= max_lr, got min_lr={values['min_lr']!r} and max_lr={values['max_lr']!r}"
+            )
+        if numbers(values, "total_steps"):
+            total, warmup = values["total_steps"], values.get("warmup", 0)
+            decay = cls.decay_steps(values, total)
+            if warmup + decay > total:
+                raise ValueError(
+                    f"warmup and decay must fit in the run: got warmup={warmup!r} steps and a decay of {decay:g} "
+                    f"steps in total_steps={total!r}"
+                )
+
+    def _decay_start(self) -> tuple[float, float]:
+        total = self._total()
+        decay = self.decay_steps({"decay_len": self.decay_len, "decay_pct": self.decay_pct}, total)
+        return total - decay, decay
+
+    def lr(self, step: float) -> float:
+        step = max(step, 0.0)
+        if step < self.warmup:
+            return self.warmup_lr_init + (self.max_lr - self.warmup_lr_init) * step / self.warmup
+        start, decay = self._decay_start()
+        if step < start:
+            return self.max_lr
+        p = min((step - start) / decay, 1.0) if decay > 0 else 1.0
+        if self.anneal == "linear":
+            factor = 1.0 - p
+        elif self.anneal == "cosine":
+            factor = 0.5 * (1.0 + math.cos(math.pi * p))
+        else:
+            factor = 1.0 - math.sqrt(p)
+        return self.min_lr + (self.max_lr - self.min_lr) * factor
+
+    def momentum(self, step: float) -> float | None:
+        if self.moms is None:
+            return None
+        low = min(self.min_lr, self.warmup_lr_init)
+        return inverse_momentum(self.moms, self.lr(step), low, self.max_lr)
