@@ -571,13 +571,18 @@ class WarmRestarts(ScheduleCallback):
             the default rule ``edge`` never more than the edge / ``EDGE_DIV[1]`` (a third): a restart
             jumps to ``max_lr`` in one step on trained weights, where one-cycle warms up to it.
         cycle_len: length of the first cycle, in ``interval`` units.
-        cycle_mult: each cycle is this many times longer than the last (float >= 1).
+        cycle_mult: each cycle is this many times longer than the last (a float > 0; below 1 the cycles
+            shrink, and ``cycle_limit`` is required).
         min_lr: the lr at the end of every cycle.
         cycle_decay: peak multiplier per restart, in (0, 1].
         cycle_limit: after this many cycles hold ``min_lr`` (default: cycle forever).
         warmup: linear warmup before the first cycle, in ``interval`` units.
         warmup_lr_init: lr at the start of warmup (default ``min_lr``).
         moms: ``(high, low)`` momentum, moving inversely to lr; ``None`` (default) leaves it alone.
+        restart_warmup: every cycle after the first rises linearly from ``min_lr`` to its peak over this
+            many ``interval`` units (at most half the cycle) instead of jumping there.
+        k_decay: the cosine follows ``(t / T) ** k_decay`` of each cycle (timm's ``k_decay``): above 1 the lr
+            stays high longer, below 1 it falls sooner.
         interval: ``"step"`` or ``"epoch"``.
         log: as for :class:`OneCycle`.
         finder: as for :class:`OneCycle`.
@@ -598,6 +603,8 @@ class WarmRestarts(ScheduleCallback):
         warmup: float = 0,
         warmup_lr_init: float | None = None,
         moms: tuple[float, float] | None = None,
+        restart_warmup: float = 0,
+        k_decay: float = 1.0,
         interval: str = "epoch",
         log: bool = True,
         finder: LRFinder | None = None,
@@ -613,6 +620,8 @@ class WarmRestarts(ScheduleCallback):
             warmup=warmup,
             warmup_lr_init=warmup_lr_init,
             moms=_as_pair(moms),
+            restart_warmup=restart_warmup,
+            k_decay=k_decay,
         )
         super().__init__(params, interval=interval, log=log, finder=finder, optimizer=optimizer)
 

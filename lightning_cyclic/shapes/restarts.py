@@ -4,10 +4,21 @@ After an optional linear ``warmup``, cycle ``i`` lasts ``cycle_len * cycle_mult*
 steps and runs a half cosine from ``max_lr * cycle_decay**i`` down to ``min_lr``.
 After ``cycle_limit`` cycles (if set) the lr holds at ``min_lr``.
 
-With ``warmup=0`` and ``cycle_decay=1`` it equals
+Extras (timm's names where timm has them):
+
+- ``cycle_mult < 1``: cycles that shrink (they sum to ``cycle_len / (1 - cycle_mult)``, so a ``cycle_limit``
+  is required);
+- ``k_decay``: the cosine of cycle progress ``t**k / T**k`` (timm's ``k_decay``): above 1 the lr stays high
+  longer, below 1 it falls sooner;
+- ``restart_warmup``: every cycle after the first rises linearly from ``min_lr`` to its peak over its first
+  ``restart_warmup`` steps (at most half the cycle) instead of jumping there, then runs its cosine over the
+  rest.
+
+With ``warmup=0``, ``cycle_decay=1`` and no extras it equals
 ``torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(T_0=cycle_len,
 T_mult=cycle_mult, eta_min=min_lr)`` stepped once per optimizer step; unlike
-torch, ``cycle_mult`` may be any float >= 1 and lengths need not be integers.
+torch, ``cycle_mult`` may be any float > 0 and lengths need not be integers. With ``warmup=0`` it equals
+timm's ``CosineLRScheduler`` (``cycle_mul``, ``cycle_decay``, ``cycle_limit``, ``k_decay``) stepped per step.
 """
 
 from __future__ import annotations
@@ -37,18 +48,22 @@ class WarmRestartsSchedule(Schedule):
     warmup: float = 0
     warmup_lr_init: float | None = None
     moms: tuple[float, float] | None = None
+    restart_warmup: float = 0
+    k_decay: float = 1.0
     total_steps: float | None = None  # unused: restarts run as long as training does
 
     ARGS: ClassVar[dict[str, Arg]] = {
         "max_lr": Arg("lr", low=0, low_open=True, auto="lr"),
         "cycle_len": Arg("length", low=0, low_open=True),
-        "cycle_mult": Arg(low=1),
+        "cycle_mult": Arg(low=0, low_open=True),
         "min_lr": Arg("lr", low=0),
         "cycle_decay": Arg(low=0, high=1, low_open=True),
         "cycle_limit": Arg(kind="integer", low=1, optional=True),
         "warmup": Arg("length", low=0),
         "warmup_lr_init": Arg("lr", low=0, optional=True),
         "moms": Arg(kind="moms", optional=True),
+        "restart_warmup": Arg("length", low=0),
+        "k_decay": Arg(low=0, low_open=True),
     }
 
     @classmethod
@@ -56,6 +71,11 @@ class WarmRestartsSchedule(Schedule):
         if numbers(values, "min_lr", "max_lr") and values["min_lr"] >= values["max_lr"]:
             raise ValueError(
                 f"min_lr must be < max_lr, got min_lr={values['min_lr']!r} and max_lr={values['max_lr']!r}"
+            )
+        if numbers(values, "cycle_mult") and values["cycle_mult"] < 1 and values.get("cycle_limit") is None:
+            raise ValueError(
+                f"cycle_mult={values['cycle_mult']!r} < 1 shrinks the cycles towards zero length, so it needs a "
+                f"cycle_limit (after that many cycles the lr holds min_lr)"
             )
 
     def cycle_position(self, step: float) -> tuple[int, float, float]:
@@ -87,11 +107,17 @@ class WarmRestartsSchedule(Schedule):
         start_lr = self.min_lr if self.warmup_lr_init is None else self.warmup_lr_init
         if step < self.warmup:
             return start_lr + (self.max_lr - start_lr) * step / self.warmup, self.max_lr
-        i, into, length = self.cycle_position(step - self.warmup)
-        if self.cycle_limit is not None and i >= self.cycle_limit:
+        if self.cycle_limit is not None and step >= self.cycle_end(self.cycle_limit - 1):
             return self.min_lr, self.max_lr * self.cycle_decay ** (self.cycle_limit - 1)
+        i, into, length = self.cycle_position(step - self.warmup)
         peak = self.max_lr * self.cycle_decay**i
-        return anneal_cos(peak, self.min_lr, into / length), peak
+        ramp = min(self.restart_warmup, length / 2) if i > 0 else 0.0
+        if into < ramp:  # a restart that rises to its peak
+            return self.min_lr + (peak - self.min_lr) * into / ramp, peak
+        pct = (into - ramp) / (length - ramp)
+        if self.k_decay != 1:
+            pct = pct**self.k_decay
+        return anneal_cos(peak, self.min_lr, pct), peak
 
     def lr(self, step: float) -> float:
         return self._lr_and_peak(step)[0]
