@@ -48,6 +48,7 @@ from lightning_cyclic.shapes import (
     CyclicalSchedule,
     OneCycleSchedule,
     Schedule,
+    SequenceSchedule,
     WarmRestartsSchedule,
     WarmupDecaySchedule,
     WarmupStableDecaySchedule,
@@ -787,6 +788,83 @@ class WarmupStableDecay(ScheduleCallback):
             f"{self.schedule_cls.decay_steps(cut, total_steps):g} steps instead"
         )
         return cut
+
+
+class Sequential(ScheduleCallback):
+    """Schedule callbacks one after another: ``parts[0]`` until ``boundaries[0]``, then ``parts[1]`` from its own
+    step 0, and so on: torch's ``SequentialLR``, closed form (a resume needs the step alone).
+
+    Each part is built for its own segment of the run, with its own ``interval`` for its own lengths, so a
+    one-cycle part anneals within its segment and a warmup part's epochs are converted as they would be alone::
+
+        Sequential([WarmupDecay(max_lr=0.01, decay="constant"), OneCycle(max_lr=0.1)], boundaries=[2], interval="epoch")
+
+    holds 0.01 for two epochs, then runs one-cycle over the rest of the run.
+
+    Args:
+        parts: schedule callbacks (not themselves in the Trainer's callbacks), with numbers: an ``"auto"``
+            argument of a part has no range test to take it from.
+        boundaries: where each part after the first starts, in ``interval`` units, increasing; one fewer than
+            the parts.
+        interval: ``"step"`` or ``"epoch"``, the unit of ``boundaries``.
+        total_steps: run length in optimizer steps; default ``trainer.estimated_stepping_batches``.
+        log: as for :class:`OneCycle`.
+        optimizer: as for :class:`OneCycle`.
+    """
+
+    schedule_cls = SequenceSchedule
+
+    def __init__(
+        self,
+        parts: list[ScheduleCallback],
+        boundaries: list[float],
+        interval: str = "step",
+        total_steps: int | None = None,
+        log: bool = True,
+        optimizer: int | list[int] | None = None,
+    ) -> None:
+        if isinstance(parts, (str, bytes)) or not isinstance(parts, (list, tuple)) or not parts:
+            raise ValueError(f"parts must be a non-empty list of schedule callbacks, got {parts!r}")
+        for i, part in enumerate(parts):
+            if not isinstance(part, ScheduleCallback):
+                raise ValueError(f"parts[{i}] must be a schedule callback (OneCycle(...), ...), got {part!r}")
+            if part.auto:
+                raise ValueError(
+                    f"parts[{i}] ({type(part).__name__}) has {', '.join(sorted(part.auto))}='auto': a part takes "
+                    f"numbers (run lr_find first, and give its suggestion)"
+                )
+        boundaries = list(boundaries) if isinstance(boundaries, (list, tuple)) else boundaries
+        if isinstance(boundaries, list) and len(boundaries) != len(parts) - 1:
+            raise ValueError(
+                f"boundaries must hold one position fewer than parts: got {len(boundaries)} boundaries for "
+                f"{len(parts)} parts"
+            )
+        self.parts = list(parts)
+        super().__init__(
+            {"boundaries": boundaries}, interval=interval, total_steps=total_steps, log=log, optimizer=optimizer
+        )
+
+    @override
+    def build(self, total_steps: float | None, steps_per_epoch: float) -> Schedule:
+        unit = steps_per_epoch if self.interval == "epoch" else 1
+        bounds = [b * unit for b in self.params["boundaries"]]
+        if total_steps is not None and bounds and bounds[-1] >= total_steps:
+            raise ValueError(
+                f"Sequential: boundaries must lie inside the run: the last one is {bounds[-1]:g} optimizer steps "
+                f"of a run of {total_steps:g}"
+            )
+        edges = [0.0, *bounds, total_steps]
+        parts = [
+            part.build(
+                total_steps=None if edges[i + 1] is None else edges[i + 1] - edges[i],
+                steps_per_epoch=steps_per_epoch,
+            )
+            for i, part in enumerate(self.parts)
+        ]
+        return SequenceSchedule(parts=parts, boundaries=bounds, total_steps=total_steps)
+
+    def __repr__(self) -> str:
+        return f"Sequential({self.parts!r}, boundaries={self.params['boundaries']!r}, interval={self.interval!r})"
 
 
 class CustomSchedule(ScheduleCallback):
