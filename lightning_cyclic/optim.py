@@ -37,6 +37,13 @@ def momentum_key(group: dict[str, Any]) -> str | None:
     return None
 
 
+def is_schedule_free(optimizer: Any) -> bool:
+    """Whether ``optimizer`` is a schedule-free one (Defazio et al. 2024; the ``schedulefree`` package): it keeps a
+    train/eval mode in its param groups and switches between them with ``train()`` and ``eval()``."""
+    groups = getattr(optimizer, "param_groups", None) or []
+    return bool(groups) and "train_mode" in groups[0] and callable(getattr(optimizer, "eval", None))
+
+
 def get_momentum(group: dict[str, Any]) -> float | None:
     key = momentum_key(group)
     if key is None:

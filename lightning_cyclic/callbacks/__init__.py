@@ -14,6 +14,7 @@ from lightning_cyclic.callbacks.schedule import (
     WarmupDecay,
     WarmupStableDecay,
 )
+from lightning_cyclic.callbacks.schedule_free import ScheduleFree
 
 __all__ = [
     "BestSnapshot",
@@ -24,6 +25,7 @@ __all__ = [
     "LRFinder",
     "OneCycle",
     "ScheduleCallback",
+    "ScheduleFree",
     "Sequential",
     "SnapshotEnsemble",
     "WarmRestarts",

@@ -26,6 +26,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
 from lightning_cyclic._compat import Callback
+from lightning_cyclic.optim import is_schedule_free
 from lightning_cyclic.shapes._checks import check_choice, check_number
 
 
@@ -110,6 +111,7 @@ class BestSnapshot(Callback):
         self.snapshot: dict[str, torch.Tensor] | None = None
         self._candidate: dict[str, torch.Tensor] | None = None  # the weights being evaluated now
         self._warned_missing = False
+        self._warned_schedule_free = False
         self._diverged = False
 
     @property
@@ -161,6 +163,15 @@ class BestSnapshot(Callback):
         # on_validation_epoch_start has run, so these are the weights the metric will be computed with
         if self._candidate is None and self._tracking(trainer):
             self._candidate = cpu_state(pl_module)
+            if not self._warned_schedule_free and any(
+                is_schedule_free(o) and o.param_groups[0].get("train_mode") for o in trainer.optimizers
+            ):
+                self._warned_schedule_free = True
+                rank_zero_warn(
+                    "BestSnapshot: a schedule-free optimizer is in train mode during validation, so the weights "
+                    "evaluated (and kept) are its training point, not its average. Add lightning_cyclic.ScheduleFree() "
+                    "to the callbacks: it puts the optimizer in eval mode for validation and checkpoints."
+                )
 
     @override
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

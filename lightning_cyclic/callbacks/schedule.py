@@ -43,7 +43,7 @@ from lightning_cyclic import _compat
 from lightning_cyclic._compat import Callback
 from lightning_cyclic.callbacks.lr_finder import LRFinder
 from lightning_cyclic.finder import RangeTestResult
-from lightning_cyclic.optim import ParamGroupWriter, lr_ratios, momentum_key, momentum_warning
+from lightning_cyclic.optim import ParamGroupWriter, is_schedule_free, lr_ratios, momentum_key, momentum_warning
 from lightning_cyclic.shapes import (
     CyclicalSchedule,
     OneCycleSchedule,
@@ -327,6 +327,14 @@ class ScheduleCallback(Callback):
                 f"scheduler; the callback's value is the one each step uses. Return only the optimizer to silence this."
             )
         optimizers = self._optimizers(trainer)
+        free = [type(opt).__name__ for opt in optimizers if is_schedule_free(opt)]
+        if free:
+            raise ValueError(
+                f"{type(self).__name__} sets the lr at every step, but {free[0]} is a schedule-free optimizer: it "
+                f"keeps its own lr (and warmup_steps), and a schedule makes no sense with it. Remove "
+                f"{type(self).__name__} and add lightning_cyclic.ScheduleFree() to the callbacks, which switches "
+                f"the optimizer's train and eval modes for validation and checkpoints."
+            )
         if self._ratios is None or len(self._ratios) != len(optimizers):
             self._ratios = [lr_ratios([g["lr"] for g in opt.param_groups]) for opt in optimizers]
         self._writers = [
