@@ -28,7 +28,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressB
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lightning_cyclic import _compat
-from lightning_cyclic.callbacks import BestSnapshot, ScheduleCallback, SnapshotEnsemble
+from lightning_cyclic.callbacks import BestSnapshot, PlateauDecay, ScheduleCallback, SnapshotEnsemble
 from lightning_cyclic.checkpoint import SafeCheckpointIO
 from lightning_cyclic.optim import lr_scale_factor
 from lightning_cyclic.shapes._checks import check_choice, check_number
@@ -128,16 +128,16 @@ LOGGED = ("val/loss", "val/acc", "train/loss", "train/acc", "train/loss_step", "
 
 
 def _check_monitors(cfg: DictConfig) -> None:
-    for name, cb in (cfg.get("callbacks") or {}).items():
+    nodes = [(f"callbacks.{name}", cb) for name, cb in (cfg.get("callbacks") or {}).items()]
+    for name, cb in [*nodes, ("schedule", cfg.get("schedule"))]:  # PlateauDecay monitors one too
         if not cb or "monitor" not in cb or cb.monitor is None:
             continue
         if cb.monitor not in LOGGED:
             raise ValueError(
-                f"callbacks.{name}.monitor={cb.monitor!r} is not a metric the model logs; choose one of: "
-                f"{', '.join(LOGGED)}"
+                f"{name}.monitor={cb.monitor!r} is not a metric the model logs; choose one of: {', '.join(LOGGED)}"
             )
         if "mode" in cb:
-            check_choice(f"callbacks.{name}.mode", cb.mode, ("min", "max"))
+            check_choice(f"{name}.mode", cb.mode, ("min", "max"))
 
 
 class ConfigError(ValueError):
@@ -605,18 +605,20 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         with _config_errors("schedule", cfg.schedule):
             schedule = instantiate(cfg.schedule)
     if schedule is not None:
-        if not isinstance(schedule, ScheduleCallback):
+        if not isinstance(schedule, (ScheduleCallback, PlateauDecay)):
             raise TypeError(
                 f"schedule must build a lightning_cyclic schedule callback, got {type(schedule).__name__} "
                 f"from _target_={cfg.schedule.get('_target_')!r}"
             )
         via = cfg.get("schedule_via", "callback")
         check_choice("schedule_via", via, ("callback", "scheduler"))
+        if via == "scheduler" and isinstance(schedule, PlateauDecay):
+            raise ConfigError("schedule_via=scheduler: PlateauDecay decides from validation metrics; use callback")
         if via == "scheduler":  # inside configure_optimizers, as a closed-form LRScheduler (ScheduleMixin)
             model.schedule = schedule
         else:
             _compat.trainer_callbacks(trainer).insert(0, schedule)
-        if schedule.auto and cfg.get("lr_finder"):
+        if isinstance(schedule, ScheduleCallback) and schedule.auto and cfg.get("lr_finder"):
             with _config_errors("lr_finder", cfg.lr_finder):
                 schedule.finder = instantiate(cfg.lr_finder)
             _compat.trainer_callbacks(trainer).insert(0, schedule.finder)
@@ -633,7 +635,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             if saver.saved:
                 terminated += f"; the latest state is in {saver.saved}: resume with ckpt_path={saver.saved}"
         metrics = _float_metrics(trainer)
-        best = next((c for c in _compat.trainer_callbacks(trainer) if isinstance(c, BestSnapshot)), None)
+        snapshots = [c for c in _compat.trainer_callbacks(trainer) if isinstance(c, BestSnapshot)]
+        best = next((c for c in snapshots if c.restore), snapshots[0] if snapshots else None)  # the one that restores
         if best is not None and best.restored and not terminated:  # measure the weights the model now holds
             trainer.validate(model, datamodule=datamodule, verbose=False)
             metrics.update(_float_metrics(trainer))
@@ -656,7 +659,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     return metrics, {**objects, "best": best, "ensemble": ensemble, "curves": curves}
 
 
-def _curves(trainer: pl.Trainer, cfg: DictConfig, schedule: ScheduleCallback | None) -> Path | None:
+def _curves(trainer: pl.Trainer, cfg: DictConfig, schedule: ScheduleCallback | PlateauDecay | None) -> Path | None:
     """The training-curves PNG, from the CSV logger's metrics, next to the run; the lr drawn from the schedule
     itself (logging follows ``log_every_n_steps``, too sparse for a cyclical lr)."""
     csv = next((lg for lg in trainer.loggers if type(lg).__name__ == "CSVLogger"), None)
@@ -668,6 +671,8 @@ def _curves(trainer: pl.Trainer, cfg: DictConfig, schedule: ScheduleCallback | N
     from lightning_cyclic.plot import plot_training_curves
 
     path = Path(cfg.paths.output_dir) / "training_curves.png"
+    if not isinstance(schedule, ScheduleCallback):  # none, or decided from the metrics: the logged lr
+        schedule = None
     drawn = schedule.schedule if schedule is not None else None
     if schedule is not None and drawn is None and not schedule.auto:  # schedule_via=scheduler: the mixin's
         try:
@@ -733,7 +738,7 @@ def _summary(
     trainer: pl.Trainer,
     model: Any,
     metrics: dict[str, float],
-    schedule: ScheduleCallback | None,
+    schedule: ScheduleCallback | PlateauDecay | None,
     best: BestSnapshot | None,
     ensemble: SnapshotEnsemble | None,
     curves: Path | None,
@@ -753,7 +758,12 @@ def _summary(
         lines.append(f"  stopped early: {best.stop_reason}")
     if ensemble is not None and ensemble.metrics:
         lines.append(f"  snapshot ensemble of {len(ensemble.snapshots)}: val/acc = {ensemble.metrics['val_acc']:.4f}")
-    if schedule is not None:
+    if isinstance(schedule, PlateauDecay):
+        base, now, cuts = schedule.base_lr(), schedule.lead_lr(), schedule.cuts
+        at = f" (after epochs {', '.join(str(c[0]) for c in cuts)})" if cuts else ""
+        lines.append(f"  schedule: PlateauDecay on {schedule.monitor}, lr {_number(base)} -> {_number(now)}, "
+                     f"{len(cuts)} cut{'' if len(cuts) == 1 else 's'}{at}")  # fmt: skip
+    elif schedule is not None:
         used = ", ".join(f"{k}={v:.4g}" for k, v in (schedule.resolved or {}).items())
         given = ", ".join(f"{k}={_number(schedule.params[k])}" for k in ("base_lr", "max_lr") if k in schedule.params)
         lr = used + " (found by the LR range test)" if used else given
@@ -777,6 +787,7 @@ def _summary(
             lines.append(f"  logs ({type(lg).__name__}): {_shown(lg.log_dir)}")
     if curves is not None:
         lines.append(f"  training curves: {_shown(curves)}")
-    if schedule is not None and schedule.resolved and math.isfinite(schedule.resolved.get("max_lr", 0)):
+    found = schedule.resolved if isinstance(schedule, ScheduleCallback) else None
+    if found and math.isfinite(found.get("max_lr", 0)):
         lines.append(f"  range test: {_shown(Path(cfg.paths.output_dir) / 'lr_find.png')}")
     return "\n".join(lines)

@@ -20,7 +20,18 @@ def test_every_schedule_trains_and_reports_accuracy(make_cfg, schedule):
     metrics, objects = train(cfg)
     assert objects["trainer"].global_step == 46  # 1,437 training digits / 64 per batch = 23 steps per epoch
     assert metrics["val/acc"] > 0.5  # learns: chance is 0.1
-    assert objects["schedule"].schedule is not None
+    assert trained_lrs(objects)[0] is not None
+
+
+def trained_lrs(objects) -> list[float | None]:
+    """The lr the schedule gives at each step of the run (PlateauDecay: the lr it holds now, decided from the
+    metrics)."""
+    from lightning_cyclic import PlateauDecay
+
+    schedule, steps = objects["schedule"], objects["trainer"].global_step
+    if isinstance(schedule, PlateauDecay):
+        return [schedule.lead_lr()] * steps
+    return [schedule.schedule(k)[0] for k in range(steps)] if schedule.schedule is not None else [None]
 
 
 @pytest.mark.parametrize("length", ["trainer.max_epochs=1", "trainer.max_steps=5"])
@@ -28,11 +39,13 @@ def test_every_schedule_trains_and_reports_accuracy(make_cfg, schedule):
 def test_every_shipped_schedule_runs_at_its_defaults_on_a_short_run(make_cfg, schedule, length):
     cfg = make_cfg(f"schedule={schedule}", length, "trainer.enable_progress_bar=false")
     _, objects = train(cfg)
-    trainer, built = objects["trainer"], objects["schedule"].schedule
+    trainer = objects["trainer"]
     assert trainer.global_step == (5 if "max_steps" in length else 23)
-    lrs = [built(k)[0] for k in range(trainer.global_step)]
+    lrs = trained_lrs(objects)
     assert all(lr > 0 for lr in lrs[1:])  # it trains at every step but a warmup's first
-    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(built(trainer.global_step)[0])
+    schedule = objects["schedule"]
+    now = schedule.lead_lr() if not hasattr(schedule, "schedule") else schedule.schedule(trainer.global_step)[0]
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(now)
 
 
 @pytest.mark.parametrize("optimizer", options("optimizer"))
@@ -46,6 +59,9 @@ def test_every_optimizer_config_trains_under_the_default_schedule_at_its_own_lr(
 @pytest.mark.parametrize("schedule", options("schedule"))
 def test_optimizer_lr_is_the_lr_every_schedule_trains_with(make_cfg, schedule):
     _, objects = train(make_cfg(f"schedule={schedule}", "optimizer.lr=0.001", "trainer.max_epochs=1"))
+    if schedule == "plateau":  # it starts from the optimizer's own lr, and cuts it from there
+        assert objects["schedule"].base_lr() == 0.001
+        return
     assert objects["schedule"].params["max_lr"] == 0.001
     built = objects["schedule"].schedule
     lrs = [built(k)[0] for k in range(100)]  # a cyclical peak comes after 2 epochs of 23 steps

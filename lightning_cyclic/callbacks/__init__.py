@@ -3,6 +3,7 @@
 from lightning_cyclic.callbacks.best import BestSnapshot
 from lightning_cyclic.callbacks.ensemble import Ensemble, SnapshotEnsemble
 from lightning_cyclic.callbacks.lr_finder import LRFinder, lr_find
+from lightning_cyclic.callbacks.plateau import PlateauDecay
 from lightning_cyclic.callbacks.sanity import InitialLossCheck
 from lightning_cyclic.callbacks.schedule import (
     CustomSchedule,
@@ -24,6 +25,7 @@ __all__ = [
     "InitialLossCheck",
     "LRFinder",
     "OneCycle",
+    "PlateauDecay",
     "ScheduleCallback",
     "ScheduleFree",
     "Sequential",

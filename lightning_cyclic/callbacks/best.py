@@ -145,7 +145,7 @@ class BestSnapshot(Callback):
         self.stopped_epoch = trainer.current_epoch
         self.stop_reason = reason
         if self.verbose:
-            rank_zero_info(f"BestSnapshot: stopping at epoch {trainer.current_epoch}: {reason}")
+            rank_zero_info(f"{type(self).__name__}: stopping at epoch {trainer.current_epoch}: {reason}")
 
     # the evaluated weights ------------------------------------------------------
     def _tracking(self, trainer: pl.Trainer) -> bool:
@@ -192,7 +192,8 @@ class BestSnapshot(Callback):
             self.snapshot = candidate if candidate is not None else cpu_state(pl_module)
             self.wait_count = 0
             if self.verbose:
-                rank_zero_info(f"BestSnapshot: {self.monitor} improved to {current:.5g} at epoch {self.best_epoch}")
+                name = type(self).__name__
+                rank_zero_info(f"{name}: {self.monitor} improved to {current:.5g} at epoch {self.best_epoch}")
         else:
             self.wait_count += 1
         reason = ""
@@ -204,6 +205,10 @@ class BestSnapshot(Callback):
             reason = f"no improvement of {self.monitor} in {self.wait_count} evaluations (patience={self.patience})"
         if trainer.strategy.reduce_boolean_decision(bool(reason), all=False):
             self._stop(trainer, reason or "another rank decided to stop")
+        self._evaluated(trainer, pl_module, current)
+
+    def _evaluated(self, trainer: pl.Trainer, pl_module: pl.LightningModule, current: float) -> None:
+        """After each evaluation's decisions, with the metric every rank agrees on (for subclasses)."""
 
     @override
     def on_train_batch_end(
@@ -237,7 +242,7 @@ class BestSnapshot(Callback):
         self.restored = True
         if self.verbose:
             rank_zero_info(
-                f"BestSnapshot: {why}; restored the weights of epoch {self.best_epoch} "
+                f"{type(self).__name__}: {why}; restored the weights of epoch {self.best_epoch} "
                 f"(step {self.best_step}, {self.monitor}={self.best_score:.5g})"
             )
 

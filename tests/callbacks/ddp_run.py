@@ -3,7 +3,8 @@
 Each rank writes the (global_step, lr, momentum) it used at every optimizer step to ``OUT/rank{r}.json``;
 with ``auto`` as the second argument the schedule is ``OneCycle(max_lr="auto")`` fed by an ``LRFinder``,
 and the range test's curve and the weights at the start of training are written too; with ``best``, each rank
-logs its own (unsynced, different) score and ``BestSnapshot`` decides when to stop and what to restore.
+logs its own (unsynced, different) score and ``BestSnapshot`` decides when to stop and what to restore; with
+``plateau``, the same scores drive ``PlateauDecay(restore_best=True)``.
 """
 
 import json
@@ -15,7 +16,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from lightning_cyclic import BestSnapshot, LRFinder, OneCycle
+from lightning_cyclic import BestSnapshot, LRFinder, OneCycle, PlateauDecay
 from lightning_cyclic.callbacks.best import cpu_state
 from tests.helpers import TinyModule, tiny_loader
 
@@ -32,7 +33,8 @@ if __name__ == "__main__":
 
     probe = AtTrainStart()
     callbacks = [OneCycle(max_lr="auto"), LRFinder(num_steps=60, verbose=False), probe] if auto else [OneCycle(0.5)]
-    best_mode = len(sys.argv) > 2 and sys.argv[2] == "best"
+    plateau_mode = len(sys.argv) > 2 and sys.argv[2] == "plateau"
+    best_mode = len(sys.argv) > 2 and sys.argv[2] in ("best", "plateau")
     if best_mode:
         scores = {0: [3, 2, 1, 4, 4, 4], 1: [1, 5, 6, 0, 0, 0]}  # the ranks disagree; rank 0 decides
 
@@ -49,6 +51,8 @@ if __name__ == "__main__":
 
         module, weights = Scored(), Weights()
         callbacks = [BestSnapshot("score", "min", patience=2, verbose=False), weights]
+        if plateau_mode:
+            callbacks[0] = PlateauDecay("score", "min", factor=0.5, patience=0, restore_best=True, verbose=False)
     nan_mode = len(sys.argv) > 2 and sys.argv[2] == "nan_rank1"
     if nan_mode:  # rank 1's training loss turns NaN at its 3rd batch; rank 0's stays finite
 
@@ -92,6 +96,7 @@ if __name__ == "__main__":
         record.update(
             best_epoch=best.best_epoch,
             stopped_epoch=best.stopped_epoch,
+            cuts=[c[0] for c in getattr(best, "cuts", [])],
             restored_best=all(torch.equal(final[k], weights.by_epoch[best.best_epoch][k]) for k in final),
             final=[float(v.double().sum()) for v in final.values()],
         )

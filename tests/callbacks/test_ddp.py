@@ -59,3 +59,14 @@ def test_ddp_nan_on_one_rank_stops_every_rank_and_names_that_rank(tmp_path):
     ranks = run_ddp(tmp_path, "nan_rank1")
     for rank in ranks:  # both ranks stop, and both report rank 1's NaN, not rank 0's finite loss
         assert "the training loss is nan on rank 1" in rank["stop_reason"], rank["stop_reason"]
+
+
+def test_ddp_plateau_decay_cuts_at_the_same_evaluation_on_every_rank(tmp_path):
+    ranks = run_ddp(tmp_path, "plateau")
+    # rank 0's scores (3, 2, 1, 4, 4, 4) decide: no improvement after epochs 3, 4 and 5 (patience 0)
+    for rank in ranks:
+        assert rank["cuts"] == [3, 4, 5] and rank["restored_best"]
+    assert ranks[0]["seen"] == ranks[1]["seen"]  # the same lr at every step on both ranks
+    lrs = [lr for _, lr, _ in ranks[0]["seen"]]
+    assert lrs[0] == pytest.approx(0.1) and lrs[-1] == pytest.approx(0.1 * 0.5**2)  # the cut after epoch 5 is last
+    assert ranks[0]["final"] == ranks[1]["final"]
