@@ -18,6 +18,7 @@ _EXPORTS = {
     "CustomSchedule": "lightning_cyclic.callbacks",
     "Cyclical": "lightning_cyclic.callbacks",
     "Ensemble": "lightning_cyclic.callbacks",
+    "FineTune": "lightning_cyclic.callbacks",
     "InitialLossCheck": "lightning_cyclic.callbacks",
     "LRFinder": "lightning_cyclic.callbacks",
     "OneCycle": "lightning_cyclic.callbacks",
@@ -33,6 +34,7 @@ _EXPORTS = {
     "RangeTestResult": "lightning_cyclic.finder",
     "ScheduleMixin": "lightning_cyclic.mixins",
     "ScheduleLR": "lightning_cyclic.optim",
+    "layer_decay_groups": "lightning_cyclic.optim",
     "plot_schedule": "lightning_cyclic.plot",
 }
 
@@ -44,6 +46,7 @@ if TYPE_CHECKING:  # what static analysis and IDEs see; at run time __getattr__ 
         CustomSchedule,
         Cyclical,
         Ensemble,
+        FineTune,
         InitialLossCheck,
         LRFinder,
         OneCycle,
@@ -59,7 +62,7 @@ if TYPE_CHECKING:  # what static analysis and IDEs see; at run time __getattr__ 
     )
     from lightning_cyclic.finder import RangeTestResult  # noqa: F401
     from lightning_cyclic.mixins import ScheduleMixin  # noqa: F401
-    from lightning_cyclic.optim import ScheduleLR  # noqa: F401
+    from lightning_cyclic.optim import ScheduleLR, layer_decay_groups  # noqa: F401
     from lightning_cyclic.plot import plot_schedule  # noqa: F401
 
 

@@ -56,13 +56,16 @@ class ScheduleMixin(_Module):
                 raise ValueError(f"lr_mult names {prefix!r}, which matches no parameter; the layers are: {shown}")
 
     def param_groups(self) -> list[dict[str, Any]] | Any:
-        """The parameters, grouped by ``lr_mult`` (one group per multiplier) when it is given."""
+        """The trainable parameters, grouped by ``lr_mult`` (one group per multiplier) when it is given. Frozen ones
+        (``requires_grad=False``: a backbone ``FineTune`` or ``BackboneFinetuning`` adds later) are left out."""
         if not self.lr_mult:
-            return self.parameters()
+            return [p for p in self.parameters() if p.requires_grad]
         probe = self.optimizer_factory(params=[torch.nn.Parameter(torch.zeros(1))])
         base_lr = probe.param_groups[0]["lr"]
         groups: dict[float, list[torch.nn.Parameter]] = {}
         for name, param in self.named_parameters():
+            if not param.requires_grad:
+                continue
             matches = [p for p in self.lr_mult if name == p or name.startswith(p + ".")]
             mult = self.lr_mult[max(matches, key=len)] if matches else 1.0
             groups.setdefault(mult, []).append(param)

@@ -22,6 +22,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.hooks import RemovableHandle
 
 from lightning_cyclic.shapes import Schedule
+from lightning_cyclic.shapes._checks import check_number
 
 
 def momentum_key(group: dict[str, Any]) -> str | None:
@@ -42,6 +43,43 @@ def is_schedule_free(optimizer: Any) -> bool:
     train/eval mode in its param groups and switches between them with ``train()`` and ``eval()``."""
     groups = getattr(optimizer, "param_groups", None) or []
     return bool(groups) and "train_mode" in groups[0] and callable(getattr(optimizer, "eval", None))
+
+
+def layer_decay_groups(
+    module: torch.nn.Module,
+    lr: float,
+    decay: float,
+    layers: Sequence[torch.nn.Module] | None = None,
+    first_depth: int = 0,
+) -> list[dict[str, Any]]:
+    """Param groups with layer-wise lr decay (timm's ``param_groups_layer_decay``, for any module).
+
+    The layers are ``layers`` or, by default, ``module``'s direct children that hold parameters, in order (the
+    input side first); parameters of ``module`` itself go with the first layer. The last layer gets
+    ``lr * decay ** first_depth`` and each layer before it ``decay`` times the next: with the head as the last
+    layer, ``first_depth=0`` leaves it at ``lr``; for a backbone below a head, ``first_depth=1``. Frozen
+    parameters (``requires_grad=False``) are left out; layers without trainable parameters give no group.
+    """
+    check_number("decay", decay, 0, 1, low_open=True)
+    check_number("lr", lr, 0)
+    check_number("first_depth", first_depth, 0, integer=True)
+    chosen = list(layers) if layers is not None else [m for m in module.children() if any(True for _ in m.parameters())]
+    if not chosen:
+        raise ValueError(f"{type(module).__name__} has no layers with parameters to group")
+    seen: set[int] = set()
+    per_layer: list[list[torch.nn.Parameter]] = []
+    for layer in chosen:
+        params = [p for p in layer.parameters() if id(p) not in seen]
+        seen.update(id(p) for p in params)
+        per_layer.append(params)
+    per_layer[0] = [p for p in module.parameters() if id(p) not in seen] + per_layer[0]  # the module's own
+    n = len(per_layer)
+    groups = []
+    for i, params in enumerate(per_layer):
+        trainable = [p for p in params if p.requires_grad]
+        if trainable:
+            groups.append({"params": trainable, "lr": lr * decay ** (n - 1 - i + first_depth)})
+    return groups
 
 
 def get_momentum(group: dict[str, Any]) -> float | None:

@@ -28,7 +28,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressB
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lightning_cyclic import _compat
-from lightning_cyclic.callbacks import BestSnapshot, PlateauDecay, ScheduleCallback, SnapshotEnsemble
+from lightning_cyclic.callbacks import BestSnapshot, FineTune, PlateauDecay, ScheduleCallback, SnapshotEnsemble
 from lightning_cyclic.checkpoint import SafeCheckpointIO
 from lightning_cyclic.optim import lr_scale_factor
 from lightning_cyclic.shapes._checks import check_choice, check_number
@@ -605,15 +605,15 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         with _config_errors("schedule", cfg.schedule):
             schedule = instantiate(cfg.schedule)
     if schedule is not None:
-        if not isinstance(schedule, (ScheduleCallback, PlateauDecay)):
+        if not isinstance(schedule, (ScheduleCallback, PlateauDecay, FineTune)):
             raise TypeError(
                 f"schedule must build a lightning_cyclic schedule callback, got {type(schedule).__name__} "
                 f"from _target_={cfg.schedule.get('_target_')!r}"
             )
         via = cfg.get("schedule_via", "callback")
         check_choice("schedule_via", via, ("callback", "scheduler"))
-        if via == "scheduler" and isinstance(schedule, PlateauDecay):
-            raise ConfigError("schedule_via=scheduler: PlateauDecay decides from validation metrics; use callback")
+        if via == "scheduler" and not isinstance(schedule, ScheduleCallback):
+            raise ConfigError(f"schedule_via=scheduler: {type(schedule).__name__} is a callback only; use callback")
         if via == "scheduler":  # inside configure_optimizers, as a closed-form LRScheduler (ScheduleMixin)
             model.schedule = schedule
         else:
@@ -659,7 +659,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     return metrics, {**objects, "best": best, "ensemble": ensemble, "curves": curves}
 
 
-def _curves(trainer: pl.Trainer, cfg: DictConfig, schedule: ScheduleCallback | PlateauDecay | None) -> Path | None:
+def _curves(trainer: pl.Trainer, cfg: DictConfig, schedule: Any) -> Path | None:
     """The training-curves PNG, from the CSV logger's metrics, next to the run; the lr drawn from the schedule
     itself (logging follows ``log_every_n_steps``, too sparse for a cyclical lr)."""
     csv = next((lg for lg in trainer.loggers if type(lg).__name__ == "CSVLogger"), None)
@@ -671,10 +671,8 @@ def _curves(trainer: pl.Trainer, cfg: DictConfig, schedule: ScheduleCallback | P
     from lightning_cyclic.plot import plot_training_curves
 
     path = Path(cfg.paths.output_dir) / "training_curves.png"
-    if not isinstance(schedule, ScheduleCallback):  # none, or decided from the metrics: the logged lr
-        schedule = None
-    drawn = schedule.schedule if schedule is not None else None
-    if schedule is not None and drawn is None and not schedule.auto:  # schedule_via=scheduler: the mixin's
+    drawn = getattr(schedule, "schedule", None)  # PlateauDecay has none (it decides from the metrics): the log
+    if isinstance(schedule, ScheduleCallback) and drawn is None and not schedule.auto:  # schedule_via=scheduler
         try:
             drawn = schedule.build(**schedule._plan_run(trainer))
         except ValueError:  # a run too short for it (fast_dev_run): the logged lr, if any
@@ -738,7 +736,7 @@ def _summary(
     trainer: pl.Trainer,
     model: Any,
     metrics: dict[str, float],
-    schedule: ScheduleCallback | PlateauDecay | None,
+    schedule: ScheduleCallback | PlateauDecay | FineTune | None,
     best: BestSnapshot | None,
     ensemble: SnapshotEnsemble | None,
     curves: Path | None,
@@ -763,6 +761,11 @@ def _summary(
         at = f" (after epochs {', '.join(str(c[0]) for c in cuts)})" if cuts else ""
         lines.append(f"  schedule: PlateauDecay on {schedule.monitor}, lr {_number(base)} -> {_number(now)}, "
                      f"{len(cuts)} cut{'' if len(cuts) == 1 else 's'}{at}")  # fmt: skip
+    elif isinstance(schedule, FineTune):
+        first, second = schedule.lrs
+        share = f"layers x{schedule.layer_decay:g} each" if schedule.layer_decay else f"x{schedule.backbone_lr_mult:g}"
+        lines.append(f"  schedule: FineTune, {schedule.backbone} frozen for {schedule.freeze_epochs} epoch(s) at peak "
+                     f"{_number(first)}, then peak {_number(second)}, the backbone at {share} of the head")  # fmt: skip
     elif schedule is not None:
         used = ", ".join(f"{k}={v:.4g}" for k, v in (schedule.resolved or {}).items())
         given = ", ".join(f"{k}={_number(schedule.params[k])}" for k in ("base_lr", "max_lr") if k in schedule.params)

@@ -62,6 +62,9 @@ def test_optimizer_lr_is_the_lr_every_schedule_trains_with(make_cfg, schedule):
     if schedule == "plateau":  # it starts from the optimizer's own lr, and cuts it from there
         assert objects["schedule"].base_lr() == 0.001
         return
+    if schedule == "finetune":  # phase 1 peaks at it (phase 2 at half of it)
+        assert objects["schedule"].lrs == [0.001, 0.0005]
+        return
     assert objects["schedule"].params["max_lr"] == 0.001
     built = objects["schedule"].schedule
     lrs = [built(k)[0] for k in range(100)]  # a cyclical peak comes after 2 epochs of 23 steps

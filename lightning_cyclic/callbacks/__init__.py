@@ -2,6 +2,7 @@
 
 from lightning_cyclic.callbacks.best import BestSnapshot
 from lightning_cyclic.callbacks.ensemble import Ensemble, SnapshotEnsemble
+from lightning_cyclic.callbacks.finetune import FineTune
 from lightning_cyclic.callbacks.lr_finder import LRFinder, lr_find
 from lightning_cyclic.callbacks.plateau import PlateauDecay
 from lightning_cyclic.callbacks.sanity import InitialLossCheck
@@ -22,6 +23,7 @@ __all__ = [
     "CustomSchedule",
     "Cyclical",
     "Ensemble",
+    "FineTune",
     "InitialLossCheck",
     "LRFinder",
     "OneCycle",

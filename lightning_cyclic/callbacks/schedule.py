@@ -335,10 +335,13 @@ class ScheduleCallback(Callback):
                 f"{type(self).__name__} and add lightning_cyclic.ScheduleFree() to the callbacks, which switches "
                 f"the optimizer's train and eval modes for validation and checkpoints."
             )
-        if self._ratios is None or len(self._ratios) != len(optimizers):
-            self._ratios = [lr_ratios([g["lr"] for g in opt.param_groups]) for opt in optimizers]
+        ratios = self._ratios
+        if ratios is None or [len(r) for r in ratios] != [len(o.param_groups) for o in optimizers]:
+            # first start, or param groups added since the ratios were taken: the ratios the groups have now
+            ratios = self._ratios = [lr_ratios([g["lr"] for g in opt.param_groups]) for opt in optimizers]
         self._writers = [
-            ParamGroupWriter(opt, ratios, owner=type(self).__name__) for opt, ratios in zip(optimizers, self._ratios)
+            ParamGroupWriter(opt, group_ratios, owner=type(self).__name__)
+            for opt, group_ratios in zip(optimizers, ratios)
         ]
         self._ahead, self._written = [], None  # a new schedule: compute and write afresh
         suffix = "" if self.optimizer is None else "-optimizer" + "-".join(map(str, self.optimizer))

@@ -16,10 +16,10 @@ def test_schedule_options_cover_every_schedule():
 
 @pytest.mark.parametrize("name", options("schedule"))
 def test_schedule_instantiates(make_cfg, name):
-    from lightning_cyclic import PlateauDecay
+    from lightning_cyclic import FineTune, PlateauDecay
 
     callback = instantiate(make_cfg(f"schedule={name}").schedule)
-    assert isinstance(callback, (ScheduleCallback, PlateauDecay))  # PlateauDecay: decided from the metrics
+    assert isinstance(callback, (ScheduleCallback, PlateauDecay, FineTune))  # the last two: callbacks of their own
 
 
 @pytest.mark.parametrize("name", options("optimizer"))
