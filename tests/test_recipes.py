@@ -164,3 +164,14 @@ def test_the_optimizer_configs_ship_the_lrs_their_study_chose():
     assert defaults.choose(saved["runs"]) == defaults.shipped_lrs()  # change a config's lr: rerun the study
     held_out = [r for r in saved["runs"] if r["data"] != defaults.CHOSEN_ON]
     assert held_out and {r["optimizer"] for r in held_out} == set(defaults.GRID)
+
+
+def test_wsd_study_quick_run_compares_and_extends(tmp_path):
+    done = run_recipe("wsd/run.py", "--quick", "--jobs", "1", "--out", str(tmp_path))
+    saved = json.loads((tmp_path / "results.json").read_text())["runs"]
+    budget = next(r for r in saved if r["part"] == "budget")
+    assert set(budget["runs"]) == {"wsd", "cosine", "onecycle"}
+    extension = next(r for r in saved if r["part"] == "extension")
+    e, s = extension["epochs"], extension["stable_end"]
+    assert len(extension["extended"]) == 2 * e - (s + 1) and len(extension["scratch"]) == 2 * e  # epochs it trained
+    assert "| digits | 2 |" in done.stdout and (tmp_path / "wsd.png").stat().st_size > 10_000

@@ -5,7 +5,17 @@ Writes ``docs/schedules.png``: 10 epochs of 50 optimizer steps, lr (solid) and m
 
 from pathlib import Path
 
-from lightning_cyclic import Cyclical, OneCycle, WarmRestarts, WarmupDecay, WarmupStableDecay, plot_schedule
+from lightning_cyclic import (
+    CustomSchedule,
+    Cyclical,
+    OneCycle,
+    Sequential,
+    WarmRestarts,
+    WarmupDecay,
+    WarmupStableDecay,
+    plot_schedule,
+)
+from lightning_cyclic.shapes import LambdaSchedule
 from lightning_cyclic.plot import _pyplot
 
 EPOCHS, STEPS_PER_EPOCH = 10, 50
@@ -28,9 +38,21 @@ SCHEDULES = {
     "WarmupDecay(warmup=1, decay='multistep')": WarmupDecay(
         max_lr=0.1, warmup=1, decay="multistep", milestones=[4, 7], interval="epoch"
     ),
+    "WarmRestarts(restart_warmup=0.3, k_decay=2)": WarmRestarts(
+        max_lr=0.1, cycle_len=2.5, restart_warmup=0.3, k_decay=2, interval="epoch"
+    ),
+    "WarmRestarts(cycle_mult=0.6, cycle_limit=4)": WarmRestarts(
+        max_lr=0.1, cycle_len=4, cycle_mult=0.6, cycle_limit=4, interval="epoch"
+    ),
     "WarmupStableDecay(warmup=1, decay_pct=0.2)": WarmupStableDecay(max_lr=0.1, warmup=1, interval="epoch"),
     "WarmupStableDecay(anneal='linear', min_lr=0.01)": WarmupStableDecay(
         max_lr=0.1, warmup=0.5, decay_len=3, anneal="linear", min_lr=0.01, interval="epoch"
+    ),
+    "Sequential: constant, then OneCycle from epoch 3": Sequential(
+        [WarmupDecay(max_lr=0.02, decay="constant"), OneCycle(max_lr=0.1)], boundaries=[3], interval="epoch"
+    ),
+    "LambdaSchedule: fn(p) = (1 - p) ** 2": CustomSchedule(
+        LambdaSchedule, max_lr=0.1, fn=lambda p: (1 - p) ** 2
     ),
 }
 
@@ -46,7 +68,7 @@ def draw(path: Path = OUT):
     for ax, (title, callback) in zip(axes.flat, SCHEDULES.items()):
         plot_schedule(callback, EPOCHS * STEPS_PER_EPOCH, steps_per_epoch=STEPS_PER_EPOCH, title=title, ax=ax)
     fig.suptitle(f"lr (solid) and momentum (dashed) over {EPOCHS} epochs of {STEPS_PER_EPOCH} steps")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.985))  # room for the suptitle
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     return fig
