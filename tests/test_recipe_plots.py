@@ -77,6 +77,10 @@ def _preview(out):
     return _recipe("schedule_preview", "preview").draw(out)
 
 
+def _wsd(out):
+    return _recipe("wsd", "run").plot(_saved("wsd")["runs"], out)
+
+
 def _corpus(out):
     saved = _saved("range_test_corpus")
     module = _recipe("range_test_corpus", "run")
@@ -84,7 +88,7 @@ def _corpus(out):
     return module.plot(saved, derived, out)
 
 
-PICTURES = [_benchmark, _range_test, _optimizers, _onecycle, _corpus, _cyclical, _sgdr, _regression, _sweep, _preview]
+PICTURES = [_benchmark, _range_test, _optimizers, _onecycle, _corpus, _cyclical, _sgdr, _regression, _sweep, _preview, _wsd]
 
 
 @pytest.mark.parametrize("draw", PICTURES, ids=lambda f: f.__name__)

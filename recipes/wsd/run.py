@@ -31,7 +31,7 @@ sys.path.insert(0, str(HERE.parent))
 from common import accuracies, arguments, build, fashion_available, mean_std, quiet, run_all, trainer  # noqa: E402
 
 SCHEDULES = ("wsd", "cosine", "onecycle")
-GRID = {"mnist1d": [0.05, 0.1, 0.2], "fashion": [0.02, 0.05, 0.1], "digits": [0.05, 0.1]}
+GRID = {"mnist1d": [0.05, 0.1, 0.2, 0.4], "fashion": [0.02, 0.05, 0.1, 0.2], "digits": [0.05, 0.1]}
 WARMUP, DECAY = 0.05, 0.2  # shares of the run
 LABELS = {"wsd": "WSD (1-sqrt, 20% decay)", "cosine": "warmup + cosine", "onecycle": "one-cycle"}
 
@@ -105,7 +105,8 @@ def budget_table(runs) -> str:
             lrs = list(rows[0]["runs"][kind])
             mean_of = {lr: statistics.mean(max(r["runs"][kind][lr]) for r in rows) for lr in lrs}
             best = max(mean_of, key=mean_of.get)
-            cells.append(f"{mean_std([max(r['runs'][kind][best]) for r in rows])} (lr {best})")
+            edge = ", grid edge!" if len(lrs) > 1 and best in (lrs[0], lrs[-1]) else ""
+            cells.append(f"{mean_std([max(r['runs'][kind][best]) for r in rows])} (lr {best}{edge})")
         lines.append(f"| {dataset} | {rows[0]['epochs']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -155,7 +156,7 @@ def plot(runs, path: Path):
         ax.set_ylabel("validation accuracy")
         ax.set_title(f"{dataset}: extending a WSD run (mean of {len(rows)} seeds)")
         top = max(max(mean_curve(k)) for k in ("scratch", "extended", "cosine_long"))
-        ax.set_ylim(top - 0.15, top + 0.01)
+        ax.set_ylim(top - 0.25, top + 0.01)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
