@@ -88,7 +88,9 @@ def _corpus(out):
     return module.plot(saved, derived, out)
 
 
-PICTURES = [_benchmark, _range_test, _optimizers, _onecycle, _corpus, _cyclical, _sgdr, _regression, _sweep, _preview, _wsd]
+PICTURES = [
+    _benchmark, _range_test, _optimizers, _onecycle, _corpus, _cyclical, _sgdr, _regression, _sweep, _preview, _wsd
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("draw", PICTURES, ids=lambda f: f.__name__)

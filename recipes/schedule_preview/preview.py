@@ -15,8 +15,8 @@ from lightning_cyclic import (
     WarmupStableDecay,
     plot_schedule,
 )
-from lightning_cyclic.shapes import LambdaSchedule
 from lightning_cyclic.plot import _pyplot
+from lightning_cyclic.shapes import LambdaSchedule
 
 EPOCHS, STEPS_PER_EPOCH = 10, 50
 SCHEDULES = {
