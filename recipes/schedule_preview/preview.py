@@ -51,9 +51,7 @@ SCHEDULES = {
     "Sequential: constant, then OneCycle from epoch 3": Sequential(
         [WarmupDecay(max_lr=0.02, decay="constant"), OneCycle(max_lr=0.1)], boundaries=[3], interval="epoch"
     ),
-    "LambdaSchedule: fn(p) = (1 - p) ** 2": CustomSchedule(
-        LambdaSchedule, max_lr=0.1, fn=lambda p: (1 - p) ** 2
-    ),
+    "LambdaSchedule: fn(p) = (1 - p) ** 2": CustomSchedule(LambdaSchedule, max_lr=0.1, fn=lambda p: (1 - p) ** 2),
 }
 
 
