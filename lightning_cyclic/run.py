@@ -83,6 +83,20 @@ def _check_optimizer(cfg: DictConfig) -> None:
         raise ValueError(f"optimizer {opt.get('_target_')} refuses its arguments ({given}): {err}") from None
 
 
+def _check_schedule_free(cfg: DictConfig) -> None:
+    """A schedule-free optimizer takes no schedule: one line says so before anything trains."""
+    import torch
+
+    from lightning_cyclic.optim import is_schedule_free
+
+    built = instantiate(cfg.optimizer)(params=[torch.nn.Parameter(torch.zeros(1))])
+    if is_schedule_free(built) and cfg.get("schedule"):
+        raise ValueError(
+            f"optimizer {type(built).__name__} is schedule-free: it sets its own lr, so set schedule=null and add "
+            f"its train/eval switching with callbacks=schedule_free (experiment=schedule_free does both)"
+        )
+
+
 # Trainer keys: (lowest allowed, what the value means when it is allowed); -1 means "no limit" where allowed
 _TRAINER_INTS = {
     "max_epochs": (1, "at least 1 epoch, or -1 with max_steps"),
@@ -302,6 +316,7 @@ def check_config(cfg: DictConfig) -> None:
             for name, node in (cfg.get(group) or {}).items():
                 _check_types(f"{group}.{name}", node)
         check_choice("schedule_via", cfg.get("schedule_via", "callback"), ("callback", "scheduler"))
+        _check_schedule_free(cfg)
         _progress_bar(cfg)
         path = _checkpoint_path(cfg.get("ckpt_path"), cfg)
         if path is not None:  # read it now: a damaged or foreign file is a one-line error, not a traceback

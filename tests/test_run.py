@@ -48,12 +48,21 @@ def test_every_shipped_schedule_runs_at_its_defaults_on_a_short_run(make_cfg, sc
     assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(now)
 
 
-@pytest.mark.parametrize("optimizer", options("optimizer"))
+@pytest.mark.parametrize("optimizer", [o for o in options("optimizer") if "schedule_free" not in o])
 def test_every_optimizer_config_trains_under_the_default_schedule_at_its_own_lr(make_cfg, optimizer):
     metrics, objects = train(make_cfg(f"optimizer={optimizer}", "trainer.max_epochs=3", "progress_bar=none"))
     schedule = objects["schedule"]
     assert schedule.params["max_lr"] == objects["model"].optimizer_factory.keywords["lr"]  # the peak follows it
     assert metrics["val/acc"] > 0.9  # chance is 0.1; SGD's peak under Adam ended at 0.10 (no warning)
+
+
+def test_the_schedule_free_optimizer_takes_no_schedule_and_its_experiment_trains(make_cfg):
+    with pytest.raises(ValueError, match=r"AdamWScheduleFree is schedule-free: .* set schedule=null"):
+        train(make_cfg("optimizer=adamw_schedule_free", "trainer.max_epochs=1", "progress_bar=none"))
+    metrics, objects = train(make_cfg("experiment=schedule_free", "trainer.max_epochs=3", "progress_bar=none"))
+    optimizer = objects["trainer"].optimizers[0]
+    assert objects["schedule"] is None and optimizer.param_groups[0]["train_mode"] is False  # the average kept
+    assert metrics["val/acc"] > 0.9
 
 
 @pytest.mark.parametrize("schedule", options("schedule"))
@@ -64,6 +73,9 @@ def test_optimizer_lr_is_the_lr_every_schedule_trains_with(make_cfg, schedule):
         return
     if schedule == "finetune":  # phase 1 peaks at it (phase 2 at half of it)
         assert objects["schedule"].lrs == [0.001, 0.0005]
+        return
+    if schedule == "sequential":  # a tenth of it held, then a one-cycle peaking at it
+        assert [p.params["max_lr"] for p in objects["schedule"].parts] == [pytest.approx(0.0001), 0.001]
         return
     assert objects["schedule"].params["max_lr"] == 0.001
     built = objects["schedule"].schedule
@@ -166,7 +178,7 @@ FASHION = __import__("pathlib").Path("/usr/share/datasets/fashion-mnist")
 
 
 @pytest.mark.parametrize("schedule", options("schedule"))
-@pytest.mark.parametrize("optimizer", options("optimizer"))
+@pytest.mark.parametrize("optimizer", [o for o in options("optimizer") if "schedule_free" not in o])  # (no schedule)
 def test_every_schedule_with_every_optimizer_under_fast_dev_run(make_cfg, schedule, optimizer):
     metrics, objects = train(make_cfg(f"schedule={schedule}", f"optimizer={optimizer}", "debug=fast"))
     assert objects["trainer"].global_step == 1 and "val/acc" in metrics

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from typing import Any, ClassVar, TypedDict
 
 import lightning.pytorch as pl
@@ -834,7 +835,7 @@ class Sequential(ScheduleCallback):
         log: bool = True,
         optimizer: int | list[int] | None = None,
     ) -> None:
-        if isinstance(parts, (str, bytes)) or not isinstance(parts, (list, tuple)) or not parts:
+        if isinstance(parts, (str, bytes)) or not isinstance(parts, Sequence) or not parts:  # (Hydra: a ListConfig)
             raise ValueError(f"parts must be a non-empty list of schedule callbacks, got {parts!r}")
         for i, part in enumerate(parts):
             if not isinstance(part, ScheduleCallback):
@@ -844,13 +845,15 @@ class Sequential(ScheduleCallback):
                     f"parts[{i}] ({type(part).__name__}) has {', '.join(sorted(part.auto))}='auto': a part takes "
                     f"numbers (run lr_find first, and give its suggestion)"
                 )
-        boundaries = list(boundaries) if isinstance(boundaries, (list, tuple)) else boundaries
+        if isinstance(boundaries, Sequence) and not isinstance(boundaries, str):
+            boundaries = list(boundaries)
         if isinstance(boundaries, list) and len(boundaries) != len(parts) - 1:
             raise ValueError(
                 f"boundaries must hold one position fewer than parts: got {len(boundaries)} boundaries for "
                 f"{len(parts)} parts"
             )
         self.parts = list(parts)
+        self._warned_short = False
         super().__init__(
             {"boundaries": boundaries}, interval=interval, total_steps=total_steps, log=log, optimizer=optimizer
         )
@@ -859,18 +862,23 @@ class Sequential(ScheduleCallback):
     def build(self, total_steps: float | None, steps_per_epoch: float) -> Schedule:
         unit = steps_per_epoch if self.interval == "epoch" else 1
         bounds = [b * unit for b in self.params["boundaries"]]
-        if total_steps is not None and bounds and bounds[-1] >= total_steps:
-            raise ValueError(
-                f"Sequential: boundaries must lie inside the run: the last one is {bounds[-1]:g} optimizer steps "
-                f"of a run of {total_steps:g}"
-            )
+        kept = self.parts
+        if total_steps is not None and bounds and bounds[-1] >= total_steps:  # the run ends before a part starts
+            i = next(i for i, b in enumerate(bounds) if b >= total_steps)  # where part i + 1 (0-based) starts
+            kept, bounds = self.parts[: i + 1], bounds[:i]
+            if not self._warned_short:
+                rank_zero_warn(
+                    f"Sequential: the run ({total_steps:g} optimizer steps) ends before part {i + 2} starts (at "
+                    f"{self.params['boundaries'][i]:g} {self.interval}s): the parts from there on are left out"
+                )
+                self._warned_short = True
         edges = [0.0, *bounds, total_steps]
         parts = [
             part.build(
                 total_steps=None if edges[i + 1] is None else edges[i + 1] - edges[i],
                 steps_per_epoch=steps_per_epoch,
             )
-            for i, part in enumerate(self.parts)
+            for i, part in enumerate(kept)
         ]
         return SequenceSchedule(parts=parts, boundaries=bounds, total_steps=total_steps)
 

@@ -82,10 +82,13 @@ def test_sequential_refuses_bad_parts_at_once(parts, boundaries, message):
         Sequential(parts, boundaries)
 
 
-def test_a_boundary_past_the_run_fails_at_the_start_of_fit(tmp_path):
-    callback = Sequential([OneCycle(max_lr=0.1), OneCycle(max_lr=0.1)], boundaries=[30])
-    with pytest.raises(ValueError, match="boundaries must lie inside the run: the last one is 30 optimizer steps"):
-        tiny_trainer(tmp_path, [callback], max_epochs=2).fit(TinyModule(), tiny_loader())
+def test_a_part_that_starts_after_the_run_is_left_out_with_one_warning(tmp_path):
+    callback = Sequential([OneCycle(max_lr=0.1), OneCycle(max_lr=0.5)], boundaries=[30])
+    module = TinyModule()
+    with pytest.warns(UserWarning, match=r"the run \(16 optimizer steps\) ends before part 2 starts \(at 30 steps\)"):
+        tiny_trainer(tmp_path, [callback], max_epochs=2).fit(module, tiny_loader())
+    cycle = OneCycleSchedule(max_lr=0.1, total_steps=16)  # the first part, over the whole run
+    assert [lr for _, lr, *_ in module.seen] == [pytest.approx(cycle.lr(k)) for k in range(16)]
 
 
 def square_root_decay(progress: float) -> float:
