@@ -172,6 +172,20 @@ class ScheduleCallback(Callback):
         """The arguments that may be "auto", and which part of the range test's suggestion each takes."""
         return {name: arg.auto for name, arg in self.schedule_cls.ARGS.items() if arg.auto}
 
+    @classmethod
+    def declared(cls, given: dict[str, Any]) -> dict[str, Any]:
+        """The shape's arguments out of ``given`` (a subclass's ``locals()``), in the order ``ARGS`` declares
+        them: a momentum pair as a tuple (Hydra hands lists), positions as a list."""
+        out = {}
+        for name, arg in cls.schedule_cls.ARGS.items():
+            value = given[name]
+            if arg.kind == "moms":
+                value = _as_pair(value)
+            elif arg.kind == "positions" and value is not None:
+                value = list(value)
+            out[name] = value
+        return out
+
     # the one place where lengths in epochs become optimizer steps -------------
     def build(self, total_steps: float | None, steps_per_epoch: float) -> Schedule:
         """The schedule in optimizer steps, for a run of ``total_steps`` steps ("auto" arguments filled)."""
@@ -508,15 +522,7 @@ class OneCycle(ScheduleCallback):
         finder: LRFinder | None = None,
         optimizer: int | list[int] | None = None,
     ) -> None:
-        params = dict(
-            max_lr=max_lr,
-            pct_start=pct_start,
-            div_factor=div_factor,
-            final_div_factor=final_div_factor,
-            anneal=anneal,
-            three_phase=three_phase,
-            moms=_as_pair(moms),
-        )
+        params = self.declared(locals())
         super().__init__(params, interval="step", total_steps=total_steps, log=log, finder=finder, optimizer=optimizer)
 
 
@@ -561,17 +567,7 @@ class Cyclical(ScheduleCallback):
         finder: LRFinder | None = None,
         optimizer: int | list[int] | None = None,
     ) -> None:
-        params = dict(
-            base_lr=base_lr,
-            max_lr=max_lr,
-            step_size_up=step_size_up,
-            step_size_down=step_size_down,
-            mode=mode,
-            gamma=gamma,
-            scale_fn=scale_fn,
-            scale_mode=scale_mode,
-            moms=_as_pair(moms),
-        )
+        params = self.declared(locals())
         super().__init__(params, interval=interval, log=log, finder=finder, optimizer=optimizer)
 
 
@@ -623,19 +619,7 @@ class WarmRestarts(ScheduleCallback):
         finder: LRFinder | None = None,
         optimizer: int | list[int] | None = None,
     ) -> None:
-        params = dict(
-            max_lr=max_lr,
-            cycle_len=cycle_len,
-            cycle_mult=cycle_mult,
-            min_lr=min_lr,
-            cycle_decay=cycle_decay,
-            cycle_limit=cycle_limit,
-            warmup=warmup,
-            warmup_lr_init=warmup_lr_init,
-            moms=_as_pair(moms),
-            restart_warmup=restart_warmup,
-            k_decay=k_decay,
-        )
+        params = self.declared(locals())
         super().__init__(params, interval=interval, log=log, finder=finder, optimizer=optimizer)
 
 
@@ -705,19 +689,7 @@ class WarmupDecay(ScheduleCallback):
         finder: LRFinder | None = None,
         optimizer: int | list[int] | None = None,
     ) -> None:
-        params = dict(
-            max_lr=max_lr,
-            decay=decay,
-            warmup=warmup,
-            warmup_lr_init=warmup_lr_init,
-            min_lr=min_lr,
-            step_size=step_size,
-            milestones=list(milestones) if milestones is not None else milestones,
-            gamma=gamma,
-            power=power,
-            timescale=timescale,
-            moms=_as_pair(moms),
-        )
+        params = self.declared(locals())
         super().__init__(
             params, interval=interval, total_steps=total_steps, log=log, finder=finder, optimizer=optimizer
         )
@@ -768,16 +740,7 @@ class WarmupStableDecay(ScheduleCallback):
         finder: LRFinder | None = None,
         optimizer: int | list[int] | None = None,
     ) -> None:
-        params = dict(
-            max_lr=max_lr,
-            warmup=warmup,
-            decay_pct=decay_pct,
-            decay_len=decay_len,
-            anneal=anneal,
-            min_lr=min_lr,
-            warmup_lr_init=warmup_lr_init,
-            moms=_as_pair(moms),
-        )
+        params = self.declared(locals())
         super().__init__(
             params, interval=interval, total_steps=total_steps, log=log, finder=finder, optimizer=optimizer
         )
