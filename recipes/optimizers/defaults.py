@@ -123,11 +123,12 @@ def choose(rows: list[dict]) -> dict[str, float]:
 
 
 def shipped_lrs() -> dict[str, float]:
-    """The ``lr`` of each optimizer config as shipped."""
+    """The ``lr`` of each optimizer config the study covers, as shipped (a schedule-free optimizer's lr is no
+    schedule's peak: it takes no schedule, and is not in ``GRID``)."""
     import yaml
 
     conf = ROOT / "lightning_cyclic" / "conf" / "optimizer"
-    return {p.stem: yaml.safe_load(p.read_text())["lr"] for p in sorted(conf.glob("*.yaml"))}
+    return {p.stem: yaml.safe_load(p.read_text())["lr"] for p in sorted(conf.glob("*.yaml")) if p.stem in GRID}
 
 
 def report(rows: list[dict], meta: dict) -> str:
