@@ -817,9 +817,9 @@ class Sequential(ScheduleCallback):
             )
         self.parts = list(parts)
         self._warned_short = False
-        super().__init__(
-            {"boundaries": boundaries}, interval=interval, total_steps=total_steps, log=log, optimizer=optimizer
-        )
+        # the parts by their arguments: in the state_key, so two sequences of other parts keep two states
+        params = {"boundaries": boundaries, "schedules": tuple(repr(part) for part in self.parts)}
+        super().__init__(params, interval=interval, total_steps=total_steps, log=log, optimizer=optimizer)
 
     @override
     def build(self, total_steps: float | None, steps_per_epoch: float) -> Schedule:

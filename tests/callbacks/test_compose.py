@@ -118,3 +118,10 @@ def test_sequence_schedule_checks_its_parts():
     with pytest.raises(ValueError, match=r"parts\[0\] must be a Schedule, got OneCycle"):
         SequenceSchedule(parts=[OneCycle(max_lr=0.1)], boundaries=[])
     assert SequenceSchedule(parts=[OneCycleSchedule(max_lr=0.1, total_steps=5)], boundaries=[]).lr(2) > 0
+
+
+def test_two_sequences_of_other_parts_keep_two_states():
+    a = Sequential([OneCycle(max_lr=0.1), OneCycle(max_lr=0.2)], boundaries=[5])
+    b = Sequential([OneCycle(max_lr=0.1), OneCycle(max_lr=0.3)], boundaries=[5])
+    assert a.state_key != b.state_key
+    assert a.state_key == Sequential([OneCycle(max_lr=0.1), OneCycle(max_lr=0.2)], boundaries=[5]).state_key
