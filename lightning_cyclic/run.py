@@ -65,7 +65,7 @@ def _float_metrics(trainer: pl.Trainer) -> dict[str, float]:
     return {k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
 
 
-def _check_optimizer(cfg: DictConfig) -> None:
+def _check_optimizer(cfg: DictConfig) -> Any:
     """Fail before training, naming the argument, where torch would fail later or not at all."""
     opt = cfg.optimizer
     check_number("optimizer.lr", opt.get("lr"), 0, low_open=True)
@@ -77,19 +77,17 @@ def _check_optimizer(cfg: DictConfig) -> None:
     import torch
 
     try:
-        instantiate(opt)(params=[torch.nn.Parameter(torch.zeros(1))])
+        return instantiate(opt)(params=[torch.nn.Parameter(torch.zeros(1))])
     except (ValueError, TypeError) as err:
         given = ", ".join(f"optimizer.{k}={v}" for k, v in opt.items() if k not in ("_target_", "_partial_"))
         raise ValueError(f"optimizer {opt.get('_target_')} refuses its arguments ({given}): {err}") from None
 
 
-def _check_schedule_free(cfg: DictConfig) -> None:
-    """A schedule-free optimizer takes no schedule: one line says so before anything trains."""
-    import torch
-
+def _check_schedule_free(cfg: DictConfig, built: Any) -> None:
+    """A schedule-free optimizer (``built``: the config's, on one parameter) takes no schedule: one line says so
+    before anything trains."""
     from lightning_cyclic.optim import is_schedule_free
 
-    built = instantiate(cfg.optimizer)(params=[torch.nn.Parameter(torch.zeros(1))])
     if is_schedule_free(built) and cfg.get("schedule"):
         raise ValueError(
             f"optimizer {type(built).__name__} is schedule-free: it sets its own lr, so set schedule=null and add "
@@ -308,7 +306,7 @@ def check_config(cfg: DictConfig) -> None:
         if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
             raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
         _check_trainer(cfg)
-        _check_optimizer(cfg)
+        optimizer = _check_optimizer(cfg)
         _check_monitors(cfg)
         for group in ("data", "model", "schedule", "optimizer", "lr_finder", "trainer"):
             _check_types(group, cfg.get(group))
@@ -316,7 +314,7 @@ def check_config(cfg: DictConfig) -> None:
             for name, node in (cfg.get(group) or {}).items():
                 _check_types(f"{group}.{name}", node)
         check_choice("schedule_via", cfg.get("schedule_via", "callback"), ("callback", "scheduler"))
-        _check_schedule_free(cfg)
+        _check_schedule_free(cfg, optimizer)
         _progress_bar(cfg)
         path = _checkpoint_path(cfg.get("ckpt_path"), cfg)
         if path is not None:  # read it now: a damaged or foreign file is a one-line error, not a traceback
