@@ -27,11 +27,11 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import BaseFinetuning
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
 from lightning_cyclic.callbacks.lr_finder import LRFinder
-from lightning_cyclic.callbacks.schedule import AUTO, OneCycle, Sequential, plan
+from lightning_cyclic.callbacks.schedule import AUTO, OneCycle, Sequential
 from lightning_cyclic.finder import run_range_test
 from lightning_cyclic.optim import layer_decay_groups
 from lightning_cyclic.shapes._checks import check_number
@@ -103,7 +103,6 @@ class FineTune(BaseFinetuning):
         self.unfrozen = False
         self._schedule: Sequential | None = None
         self._pending: dict[str, Any] | None = None  # a checkpoint's schedule state, for the schedule to come
-        self._warned_short = False
 
     # freezing (BaseFinetuning) ------------------------------------------------------------------------
     def _backbone(self, pl_module: pl.LightningModule) -> torch.nn.Module:
@@ -179,21 +178,12 @@ class FineTune(BaseFinetuning):
             log=False,
         )
 
-    def _phases(self, trainer: pl.Trainer) -> Sequential:
+    def _phases(self) -> Sequential:
+        """The two phases (on a run too short for the second, Sequential leaves it out, with one warning)."""
         first, second = self.lrs
         if first is None:
             raise RuntimeError("FineTune: phase 1's lr is not known before on_fit_start")
         second = second if second is not None else first / 2  # (until a phase-2 range test says otherwise)
-        run = plan(trainer, "epoch")
-        frozen = self.freeze_epochs * run["steps_per_epoch"]
-        if run["total_steps"] is not None and frozen >= run["total_steps"]:  # no room for phase 2
-            if not self._warned_short:
-                rank_zero_warn(
-                    f"FineTune: the run ({run['total_steps']:g} optimizer steps) is not longer than freeze_epochs="
-                    f"{self.freeze_epochs} ({frozen:g} steps): the backbone stays frozen, one one-cycle of the head"
-                )
-                self._warned_short = True
-            return Sequential([self._cycle(first, self.frozen_pct_start)], boundaries=[], log=self.log)
         parts = [self._cycle(first, self.frozen_pct_start), self._cycle(second, self.pct_start)]
         return Sequential(parts, boundaries=[self.freeze_epochs], interval="epoch", log=self.log)
 
@@ -210,7 +200,7 @@ class FineTune(BaseFinetuning):
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._schedule = self._phases(trainer)
+        self._schedule = self._phases()
         if self._pending is not None:
             self._schedule.load_state_dict(self._pending)
             self._pending = None
@@ -227,7 +217,7 @@ class FineTune(BaseFinetuning):
     def _rebuild(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Phase 2's peak is known now: the schedule again, with the param groups' ratios as they are."""
         old = self._schedule
-        self._schedule = self._phases(trainer)
+        self._schedule = self._phases()
         if old is not None:
             self._schedule.load_state_dict(old.state_dict())
         self._schedule.on_train_start(trainer, pl_module)

@@ -59,6 +59,7 @@ from lightning_cyclic.shapes.warmup import ENDED
 
 INTERVALS = ("step", "epoch")
 AUTO = "auto"
+WARMUP_CAP = 0.1  # WarmupDecay, WarmupStableDecay: a warmup that leaves no room to decay is cut to this share
 AHEAD = 256  # schedule values computed at once, for this many steps from the current one (see _apply)
 
 
@@ -650,7 +651,6 @@ class WarmupDecay(ScheduleCallback):
     """
 
     schedule_cls = WarmupDecaySchedule
-    WARMUP_CAP = 0.1  # a warmup as long as the run (or longer) is cut to this share of it
 
     @override
     def _fit_to_run(self, kwargs: dict[str, Any], total_steps: float | None) -> dict[str, Any]:
@@ -662,11 +662,11 @@ class WarmupDecay(ScheduleCallback):
             return kwargs
         if warmup < total_steps:
             return kwargs
-        capped = self.WARMUP_CAP * total_steps
+        capped = WARMUP_CAP * total_steps
         rank_zero_warn(
             f"{type(self).__name__}: warmup={self.params['warmup']!r} ({self.interval}s) is {warmup:g} optimizer "
             f"steps, not shorter than the run ({total_steps:g} steps) before decay={kwargs['decay']!r}; warming up "
-            f"for {capped:g} steps ({self.WARMUP_CAP:.0%} of the run) instead"
+            f"for {capped:g} steps ({WARMUP_CAP:.0%} of the run) instead"
         )
         return {**kwargs, "warmup": capped}
 
@@ -722,7 +722,6 @@ class WarmupStableDecay(ScheduleCallback):
     """
 
     schedule_cls = WarmupStableDecaySchedule
-    WARMUP_CAP = 0.1  # a warmup that leaves no room for the decay is cut to this share of the run
 
     def __init__(
         self,
@@ -754,7 +753,7 @@ class WarmupStableDecay(ScheduleCallback):
         warmup, decay = kwargs["warmup"], self.schedule_cls.decay_steps(kwargs, total_steps)
         if warmup + decay <= total_steps:
             return kwargs
-        cut = {**kwargs, "warmup": min(warmup, self.WARMUP_CAP * total_steps)}
+        cut = {**kwargs, "warmup": min(warmup, WARMUP_CAP * total_steps)}
         if cut["warmup"] + decay > total_steps:
             cut["decay_len"] = total_steps - cut["warmup"]
         rank_zero_warn(

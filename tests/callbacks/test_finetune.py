@@ -163,3 +163,14 @@ def test_layer_decay_groups_for_any_module():
     assert len(optimizer.param_groups) == 3
     with pytest.raises(ValueError, match="decay must be in \\(0, 1\\], got 0"):
         layer_decay_groups(net, 1.0, 0.0)
+
+
+def test_a_run_no_longer_than_the_frozen_phase_trains_the_head_alone_and_says_so(tmp_path):
+    module, at = WithBackbone(), BackboneAt()
+    start = [p.detach().clone() for p in module.backbone.parameters()]
+    callback = FineTune(max_lr=0.1, freeze_epochs=1)
+    with pytest.warns(UserWarning, match=r"ends before part 2 starts \(at 1 epochs\)"):
+        tiny_trainer(tmp_path, [callback, at], max_epochs=1).fit(module, tiny_loader())
+    assert all(torch.equal(a, b) for a, b in zip(start, at.by_epoch[0])) and not callback.unfrozen
+    phase1 = OneCycleSchedule(max_lr=0.1, total_steps=8, pct_start=0.99, div_factor=5, final_div_factor=1e4)
+    assert [lrs for _, lrs in module.seen] == [[pytest.approx(phase1.lr(k))] for k in range(8)]
