@@ -45,7 +45,12 @@ def test_corpus_covers_the_required_kinds_of_task(corpus):
     assert len({t.name for t in corpus.TASKS}) == len(corpus.TASKS)
     assert {"mlp", "cnn", "cnn1d", "resnet", "transformer"} <= {t.model for t in tasks}
     assert {t.optimizer for t in tasks} == {"sgd", "adamw"}
-    assert min(t.batch for t in tasks) == 32 and max(t.batch for t in tasks) == 512
+    assert min(t.batch for t in tasks) == 32 and max(t.batch for t in tasks) >= 1024
+    # the ones that stress stability: a deeper transformer, a recurrent net, a deep plain net, a large batch
+    assert any(t.model == "transformer" and t.model_kwargs.get("layers", 1) >= 2 and t.val for t in tasks)
+    assert any(t.model == "gru" and t.val for t in tasks)
+    assert any(t.model == "plain-mlp" and t.model_kwargs["depth"] >= 8 for t in tasks)
+    assert set(corpus.NEW_TASKS) <= {t.name for t in tasks}
     assert {t.val for t in tasks} == {True, False}
     assert {t.metric for t in tasks} == {"acc", "rmse"}
     assert {"digits", "mnist1d", "diabetes", "breast_cancer", "wine"} <= {t.data for t in tasks}
@@ -72,9 +77,12 @@ def test_every_task_builds_and_runs_a_batch(corpus):
         corpus.make_optimizer(t, net.parameters(), 1e-3)
     resnet = corpus.build_net(next(t for t in corpus.TASKS if t.model == "resnet"))
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in resnet.modules())
+    plain = corpus.build_net(next(t for t in corpus.TASKS if t.model == "plain-mlp"))
+    kinds = {type(m) for m in plain.modules()}
+    assert kinds == {type(plain), torch.nn.Flatten, torch.nn.Linear, torch.nn.ReLU}  # no norm, no residual
 
 
-def test_quick_run_writes_a_complete_report_that_rebuilds(tmp_path, bench):
+def test_quick_run_writes_a_complete_report_that_rebuilds_and_resumes(tmp_path, bench):
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(ROOT)}
     script = str(FOLDER / "run.py")
     done = subprocess.run(
@@ -110,6 +118,57 @@ def test_quick_run_writes_a_complete_report_that_rebuilds(tmp_path, bench):
     )
     assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
     assert (tmp_path / "table.md").read_text() == table
+    # the learning-rate-free optimizers: one run per task, seed and method, scored against the same oracle
+    peers = {(r["task"], r["method"]) for r in results["peers"]}
+    assert peers == {(name, method) for name in names for method in bench.METHODS}
+    ran = [r for r in results["peers"] if "error" not in r]
+    assert any(r["method"] == "adamw-cosine" for r in ran)  # torch alone: runs wherever the study runs
+    for r in ran:
+        assert r["steps"] == results["tasks"][names.index(r["task"])]["steps"], r  # the grid's run length
+    rows = results["derived"]["peers"]["rows"]
+    assert math.isfinite(rows[names[0]]["adamw-cosine"]["regret"])
+    assert "### Summary: finders and learning-rate-free optimizers" in table
+    # every finished job is one line of the journal; a second run finds them all there and trains nothing
+    journal = (tmp_path / "jobs.jsonl").read_text().splitlines()
+    assert len(journal) == len(results["range_tests"]) + len(results["grid"]) + len(results["trainings"]) + len(
+        results["peers"]
+    )
+    again = subprocess.run(
+        [sys.executable, script, "--quick", "--jobs", "1", "--out", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    failed = sum("error" in r for r in results["peers"])  # a package missing here: its jobs are tried again
+    assert f"{len(results['range_tests']) + len(results['grid'])} done before" in again.stdout
+    assert "one-cycle at the suggestions: 0 jobs to run" in again.stdout
+    assert f"learning-rate-free optimizers: {failed} jobs to run" in again.stdout
+    assert (tmp_path / "jobs.jsonl").read_text().splitlines()[: len(journal)] == journal
+    assert (tmp_path / "table.md").read_text() == table
+
+
+def test_journal_keys_jobs_by_identity_and_survives_a_cut_short_line(tmp_path, bench, corpus):
+    from dataclasses import asdict
+
+    task = next(t for t in corpus.TASKS if t.name == "digits-mlp-sgd")
+    plan = bench.Plan(seeds=2, quick=False, methods=["prodigy"])
+    grid = plan.grid_jobs(task)
+    assert len(grid) == 2 * 2 * len(task.lrs) and len({bench.job_key(j) for j in grid}) == len(grid)
+    path = tmp_path / "jobs.jsonl"
+    journal = bench.Journal(path)
+    journal.add(dict(grid[0], best=0.9), dict(grid[1], error="Traceback ...\nValueError: boom"))
+    with path.open("a") as f:
+        f.write('{"kind": "grid", "task": ')  # a line a killed run left unfinished
+    again = bench.Journal(path)
+    assert again.finished(grid[0]) and not again.finished(grid[1]) and again.get(grid[1]) is not None
+    assert not again.finished(grid[2])
+    again.add(dict(grid[2], best=0.5))
+    assert bench.Journal(path).finished(grid[2])
+    other = dict(asdict(task), batch=task.batch * 2)  # a changed task is a new job, not an old line
+    assert bench.spec_of(other) != bench.spec_of(asdict(task))
+    assert plan.peers(task)[0]["method"] == "prodigy" and len(plan.peers(task)) == 2
 
 
 def test_spearman_agrees_with_scipy_ties_included(bench):

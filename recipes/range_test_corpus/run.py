@@ -44,7 +44,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import tasks as corpus  # noqa: E402
-from common import arguments, fastai_valley, lightning_suggestion, quiet, run_all, trainer  # noqa: E402
+from common import arguments, fastai_valley, lightning_suggestion, quiet, trainer  # noqa: E402
 
 RULES = ("edge", "valley", "steepest", "minimum")
 MODES = ("val", "train")
@@ -87,8 +87,9 @@ def loader(x, y, batch: int, shuffle: bool):
     return DataLoader(Tensors(), batch_size=batch, shuffle=shuffle, collate_fn=tuple)
 
 
-def task_module(task: corpus.Task):
-    """A LightningModule training the task's network with its loss and optimizer (lr set by the schedule)."""
+def task_module(task: corpus.Task, configure=None):
+    """A LightningModule training the task's network with its loss and optimizer (lr set by the schedule);
+    ``configure(parameters)``, where given, returns what ``configure_optimizers`` returns instead."""
     import lightning.pytorch as pl
 
     class TaskModule(pl.LightningModule):
@@ -108,6 +109,8 @@ def task_module(task: corpus.Task):
             self.log("val/loss", self.loss(self.net(batch[0]), batch[1]))
 
         def configure_optimizers(self):
+            if configure is not None:
+                return configure(self.parameters())
             return corpus.make_optimizer(task, self.parameters(), self.lr)
 
     return TaskModule()
@@ -169,6 +172,154 @@ def fit(task: corpus.Task, seed: int, lr: float, schedule: str, epochs: int, roo
     fitted.fit(module, train_dataloaders=loader(data.x_train, data.y_train, task.batch, shuffle=True))
     best = max(values) if task.metric == "acc" else min(values)
     return {"best": best, "curve": values, "seconds": time.perf_counter() - start, "steps": fitted.global_step}
+
+
+# --- learning-rate-free optimizers, trained as the grid is (same seed, data order, epochs, scoring) ---------------
+
+# name: what runs. Each gets the task's weight decay (SGD tasks 5e-4, AdamW tasks 1e-2) and no other tuning.
+METHODS = {
+    "prodigy": "Prodigy (lr 1, safeguard warmup, bias correction), no schedule",
+    "prodigy-cosine": "Prodigy, cosine annealing over the run",
+    "dadapt-cosine": "D-Adaptation (DAdaptAdam on AdamW tasks, DAdaptSGD momentum 0.9 on SGD tasks), lr 1, cosine",
+    "ldog-avg": "L-DoG, scored at its polynomial-decay average (gamma 8)",
+    "schedulefree": "schedule-free (AdamW lr 0.0025 / SGD lr 1, momentum 0.9), 5% warmup, scored in eval mode",
+    "adamw-cosine": "AdamW lr 1e-3, 5% linear warmup + cosine",
+}
+WARMUP = 0.05  # share of the run the schedule-free and AdamW warmups take
+
+
+def weight_decay(task: corpus.Task) -> float:
+    return corpus.make_optimizer(task, [corpus.torch.zeros(1, requires_grad=True)], 1.0).param_groups[0]["weight_decay"]
+
+
+def peer_optimizer(task: corpus.Task, method: str, total: int):
+    """``configure(parameters)`` for ``task_module``: the method's optimizer and its per-step scheduler, if any."""
+    import torch
+
+    decay = weight_decay(task)
+    warmup = max(1, round(WARMUP * total))
+
+    def cosine(optimizer):
+        return {"scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total), "interval": "step"}
+
+    def configure(params):
+        if method in ("prodigy", "prodigy-cosine"):
+            from prodigyopt import Prodigy
+
+            opt = Prodigy(params, lr=1.0, weight_decay=decay, safeguard_warmup=True, use_bias_correction=True)
+            return {"optimizer": opt, "lr_scheduler": cosine(opt)} if method == "prodigy-cosine" else opt
+        if method == "dadapt-cosine":
+            from dadaptation import DAdaptAdam, DAdaptSGD
+
+            if task.optimizer == "adamw":
+                opt = DAdaptAdam(params, lr=1.0, weight_decay=decay, decouple=True)
+            else:
+                opt = DAdaptSGD(params, lr=1.0, momentum=0.9, weight_decay=decay)
+            return {"optimizer": opt, "lr_scheduler": cosine(opt)}
+        if method == "ldog-avg":
+            from dog import LDoG
+
+            # the package's advice: reps_rel 1e-6, 1e-4 for models with batch norm
+            return LDoG(params, lr=1.0, weight_decay=decay, reps_rel=1e-4 if has_batch_norm(task) else 1e-6)
+        if method == "schedulefree":
+            import schedulefree
+
+            if task.optimizer == "adamw":
+                return schedulefree.AdamWScheduleFree(params, lr=0.0025, weight_decay=decay, warmup_steps=warmup)
+            return schedulefree.SGDScheduleFree(params, lr=1.0, momentum=0.9, weight_decay=decay, warmup_steps=warmup)
+        if method == "adamw-cosine":
+            opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=decay)
+
+            def factor(step):
+                if step < warmup:
+                    return (step + 1) / warmup
+                return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.LambdaLR(opt, factor),
+                                                       "interval": "step"}}  # fmt: skip
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+
+    return configure
+
+
+def has_batch_norm(task: corpus.Task) -> bool:
+    from torch import nn
+
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in corpus.build_net(task).modules())
+
+
+def with_batch_statistics(net, task: corpus.Task):
+    """A copy of ``net`` whose batch-norm statistics are recomputed at its current weights (one pass over the
+    training data, cumulative average); ``net`` itself where it has no batch norm. Averaged or schedule-free
+    weights are not the weights the running statistics were gathered at."""
+    import copy
+
+    import torch
+    from torch import nn
+
+    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return net
+    net = copy.deepcopy(net)
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None
+    net.train()
+    with torch.no_grad():
+        for x in corpus.load(task).x_train.split(task.batch):
+            net(x)
+    return net
+
+
+def fit_peer(task: corpus.Task, seed: int, method: str, epochs: int, root: str) -> dict:
+    """One training with a learning-rate-free method, scored as ``fit`` scores (best epoch on the held-out split):
+    L-DoG at its averaged weights, schedule-free in eval mode, both with batch-norm statistics recomputed there."""
+    import lightning.pytorch as pl
+
+    data = corpus.load(task)
+    total = corpus.total_steps(task, epochs)
+    pl.seed_everything(seed, verbose=False)
+    module = task_module(task, peer_optimizer(task, method, total))
+    values = []
+
+    class Score(pl.Callback):
+        averager = None
+
+        def on_train_start(self, trainer, pl_module):
+            if method == "ldog-avg":
+                from dog import PolynomialDecayAverager
+
+                self.averager = PolynomialDecayAverager(pl_module.net)
+
+        def on_train_epoch_start(self, trainer, pl_module):
+            if method == "schedulefree":
+                trainer.optimizers[0].train()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if self.averager is not None:
+                self.averager.step()
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            net = pl_module.net
+            if method == "schedulefree":
+                trainer.optimizers[0].eval()
+            if self.averager is not None:
+                net = self.averager.averaged_model
+            if method in ("schedulefree", "ldog-avg"):
+                net = with_batch_statistics(net, task)
+            values.append(score(net, task))
+            if method == "schedulefree":
+                trainer.optimizers[0].train()
+
+    start = time.perf_counter()
+    fitted = trainer(root, [Score()], max_epochs=epochs)
+    fitted.fit(module, train_dataloaders=loader(data.x_train, data.y_train, task.batch, shuffle=True))
+    best = max(values) if task.metric == "acc" else min(values)
+    group = fitted.optimizers[0].param_groups[0]
+    found = {"d": float(group["d"])} if "d" in group else {}  # Prodigy's and D-Adaptation's step-size estimate
+    return {"best": best, "curve": values, "seconds": time.perf_counter() - start, "steps": fitted.global_step,
+            **found}  # fmt: skip
 
 
 def torch_lr_finder_suggestion(history: dict, skip_start: int = 10, skip_end: int = 5) -> float | None:
@@ -284,6 +435,8 @@ def work(job: dict) -> dict:
     try:
         if job["kind"] == "range_tests":
             out = range_tests(task, job["seed"], job["epochs"], _ROOT)
+        elif job["kind"] == "peer":
+            out = fit_peer(task, job["seed"], job["method"], job["epochs"], _ROOT)
         else:
             out = fit(task, job["seed"], job["lr"], job["schedule"], job["epochs"], _ROOT)
     except Exception:
@@ -642,6 +795,10 @@ def report(results: dict) -> tuple[str, dict]:
             f"| {f} | {fmt(s['median'])} | {fmt(s['worst'])} | {pct(s['rmse_median'])} | {pct(s['rmse_worst'])} "
             f"| {s['spread_ok']} of {n} | {s['no_suggestion']} | {cost} |"
         )
+    peers = None
+    if results.get("peers"):
+        more, peers = peer_lines(results, oracles, rows)
+        lines += more
     lines += ["", f"### Targets ({DEFAULT}: LRFinder's defaults)", "", "| target | measured | |", "|---|---|---|"]
     for label, measured, met in targets(summary, n):
         mark = "n/a" if met is None else ("met" if met else "**missed**")
@@ -664,8 +821,119 @@ def report(results: dict) -> tuple[str, dict]:
     if errors:
         lines += ["", f"### {len(errors)} jobs failed", ""]
         lines += [f"- {r['kind']} {r['task']} seed {r['seed']}: {r['error'].strip().splitlines()[-1]}" for r in errors]
-    derived = {"oracles": oracles, "finders": rows, "summary": summary}
+    derived = {"oracles": oracles, "finders": rows, "summary": summary, "peers": peers}
     return "\n".join(lines), derived
+
+
+def peer_rows(results: dict, oracles: dict) -> dict:
+    """Per task and learning-rate-free method: regret per seed against the one-cycle oracle. A seed whose run
+    failed counts as the task's worst grid point (as a finder's missing suggestion does); a method with no run on
+    a task (not run yet, or its data is not installed) has no regret there."""
+    seeds = range(results["meta"]["seeds"])
+    out = {}
+    for info in results["tasks"]:
+        name, metric = info["name"], info["metric"]
+        oracle = oracles[name]
+        runs = {(r["method"], r["seed"]): r for r in results.get("peers", []) if r["task"] == name}
+        rows = {}
+        for method in results["meta"].get("methods", METHODS):
+            regrets, failed = [], []
+            for seed in seeds:
+                run = runs.get((method, seed))
+                if run is None:
+                    continue
+                if "error" in run:
+                    failed.append(run["error"].strip().splitlines()[-1])
+                    regrets.append(oracle["worst_regret"])
+                else:
+                    regrets.append(regret_of(metric, oracle["oracle"], run["best"]))
+            complete = len(regrets) == len(seeds)
+            rows[method] = {
+                "regrets": regrets,
+                "regret": statistics.mean(regrets) if complete else None,
+                "failed": failed,
+                "d": [runs[(method, s)].get("d") for s in seeds if (method, s) in runs],
+            }
+        out[name] = rows
+    return out
+
+
+def peer_summary(tasks: list[dict], rows: dict, columns: list[str], key=lambda row: row["regret"]) -> dict:
+    """Per column: median and worst regret and how many tasks are within 1 point (1% on RMSE tasks) of the
+    oracle, over the tasks where it has a regret."""
+    out = {}
+    for column in columns:
+        part = {}
+        for metric in ("acc", "rmse"):
+            values = [key(rows[t["name"]][column]) for t in tasks if t["metric"] == metric]
+            values = [v for v in values if v is not None]
+            n = sum(t["metric"] == metric for t in tasks)
+            part[metric] = {
+                "median": statistics.median(values) if values else None,
+                "worst": max(values) if values else None,
+                "within_1": sum(v <= 1.0 for v in values),
+                "tasks": len(values),
+                "of": n,
+            }
+        out[column] = part
+    return out
+
+
+def peer_lines(results: dict, oracles: dict, finders: dict) -> tuple[list[str], dict]:
+    """The learning-rate-free optimizers against the one-cycle oracle, beside the finders."""
+    rows = peer_rows(results, oracles)
+    methods = list(results["meta"].get("methods", METHODS))
+    tasks = results["tasks"]
+    lines = [
+        "",
+        "### Learning-rate-free optimizers against the one-cycle oracle",
+        "",
+        "Each trained as the grid is (the seed's initial weights and data order, the task's epochs and weight "
+        "decay, the best epoch on the held-out split), with no lr to choose: "
+        + "; ".join(f"**{m}**: {METHODS.get(m, m)}" for m in methods)
+        + ". Regret as for the finders (mean over seeds; * = a seed whose run failed, counted as the task's "
+        "worst grid point; n/a = not run).",
+        "",
+        "| task | " + " | ".join(methods) + " |",
+        "|---|" + "---|" * len(methods),
+    ]
+    for t in tasks:
+        cells = []
+        for m in methods:
+            r = rows[t["name"]][m]
+            unit = "%" if t["metric"] == "rmse" else ""
+            cells.append("n/a" if r["regret"] is None else fmt(r["regret"]) + unit + ("*" if r["failed"] else ""))
+        lines.append(f"| {t['name']} | " + " | ".join(cells) + " |")
+    summary = peer_summary(tasks, rows, methods)
+    summary.update(peer_summary(tasks, finders, FINDERS))
+    lines += [
+        "",
+        "### Summary: finders and learning-rate-free optimizers",
+        "",
+        "Over the tasks where each has a regret; within 1 = regret <= 1 point (RMSE tasks: 1%).",
+        "",
+        "| method | median regret (acc) | worst (acc) | tasks within 1 point (acc) | median (RMSE) | worst (RMSE) "
+        "| tasks within 1% (RMSE) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for column in [*FINDERS, *methods]:
+        acc, rmse = summary[column]["acc"], summary[column]["rmse"]
+        lines.append(
+            f"| {column} | {fmt(acc['median'])} | {fmt(acc['worst'])} | {acc['within_1']} of {acc['tasks']} "
+            f"| {pct(rmse['median'])} | {pct(rmse['worst'])} | {rmse['within_1']} of {rmse['tasks']} |"
+        )
+    failed = [
+        f"- {t['name']}, {m}: " + "; ".join(sorted(set(rows[t["name"]][m]["failed"])))
+        for t in tasks
+        for m in methods
+        if rows[t["name"]][m]["failed"]
+    ]
+    if failed:
+        lines += ["", "Runs that failed (counted as the task's worst grid point):", "", *failed]
+    not_run = [t["name"] for t in tasks if all(rows[t["name"]][m]["regret"] is None for m in methods)]
+    if not_run:
+        lines += ["", f"Not run (yet, or their data is not installed here): {', '.join(not_run)}."]
+    return lines, {"rows": rows, "summary": summary}
 
 
 def confidence_rows(results: dict, rows: dict) -> list[tuple[str, int, object, float]]:
@@ -749,12 +1017,17 @@ def loto_lines(results: dict, oracles: dict) -> list[str]:
     tested = [r for r in results["range_tests"] if "error" not in r]
     seeds = {t["name"]: sorted(r["seed"] for r in tested if r["task"] == t["name"]) for t in results["tasks"]}
 
-    def regret(name, lrs, interpolate):
+    untrained = set()  # (task, column) with a choice not trained (yet): its interpolated regret stands in
+
+    def regret(name, lrs, interpolate, column=None):
         o = oracles[name]
         values = []
         for seed, lr in zip(seeds[name], lrs):
-            if interpolate or lr is None or (name, seed, lr) not in trained:
+            if interpolate or lr is None:
                 values.append(interpolated_regret(o, lr) if interpolate else o["worst_regret"])
+            elif (name, seed, lr) not in trained:
+                values.append(interpolated_regret(o, lr))
+                untrained.add((name, column))
             else:
                 values.append(regret_of(o["metric"], o["oracle"], trained[(name, seed, lr)]))
         return statistics.mean(values)
@@ -781,10 +1054,11 @@ def loto_lines(results: dict, oracles: dict) -> list[str]:
             continue
         cells = []
         for key in columns:
-            real, approx = regret(name, row["lrs"][key], False), regret(name, row["lrs"][key], True)
+            real, approx = regret(name, row["lrs"][key], False, key), regret(name, row["lrs"][key], True)
             columns[key].append((t["metric"], real))
             unit = "%" if t["metric"] == "rmse" else ""
-            cells.append(f"{fmt(real)}{unit} ({fmt(approx)}{unit})")
+            mark = "~" if (name, key) in untrained else ""
+            cells.append(f"{mark}{fmt(real)}{unit} ({fmt(approx)}{unit})")
         lines.append(f"| {name} | {fmt_constants(row['held_out_constants'])} | " + " | ".join(cells) + " |")
     cells = []
     for values in columns.values():
@@ -795,6 +1069,8 @@ def loto_lines(results: dict, oracles: dict) -> list[str]:
             part += f"; RMSE: median {fmt(statistics.median(rmse))}%, worst {fmt(max(rmse))}%"
         cells.append(part)
     lines.append("| **summary** | | " + " | ".join(cells) + " |")
+    if untrained:
+        lines += ["", "~: a choice not trained yet (`--kinds train` trains it); its interpolated regret stands in."]
     return lines
 
 
@@ -921,77 +1197,171 @@ def plot(results: dict, derived: dict, path: Path):
     return fig
 
 
+# --- the journal: every finished job, one JSON line, so that a run resumes where it stopped ----------------------
+
+KINDS = ("range_tests", "grid", "train", "peer")
+# What makes two jobs the same job. ``spec`` fingerprints the task's definition (data, model, optimizer, batch,
+# validation loader), so that a changed task is trained again rather than read from an older line.
+KEY = ("kind", "task", "spec", "seed", "epochs", "lr", "schedule", "method")
+SPEC_FIELDS = ("data", "model", "optimizer", "batch", "val", "model_kwargs", "data_kwargs")
+
+
+def spec_of(task: dict) -> str:
+    """A short fingerprint of what a task trains (``asdict(task)`` or the task entry of a results.json)."""
+    import hashlib
+
+    text = json.dumps({k: task[k] for k in SPEC_FIELDS}, sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def job_key(job: dict) -> str:
+    return json.dumps([job.get(k) for k in KEY])
+
+
+class Journal:
+    """``jobs.jsonl`` in the output folder: one line per finished job (failed ones too, with their error), appended
+    as each finishes. A job whose line is there, without an error, is not run again; a failed one is."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.records: dict[str, dict] = {}
+        if path.exists():
+            text = path.read_text()
+            if text and not text.endswith("\n"):  # the last line of a killed run, cut short: finish it
+                with path.open("a") as f:
+                    f.write("\n")
+            for line in text.splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # that cut-short line: its job runs again
+                self.records[job_key(record)] = record
+
+    def get(self, job: dict) -> dict | None:
+        return self.records.get(job_key(job))
+
+    def finished(self, job: dict) -> bool:
+        record = self.get(job)
+        return record is not None and "error" not in record
+
+    def add(self, *records: dict) -> None:
+        with self.path.open("a") as f:
+            for record in records:
+                f.write(json.dumps(record) + "\n")
+                self.records[job_key(record)] = record
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def seed_journal(journal: Journal, results_path: Path) -> int:
+    """Once, into a journal that does not exist yet: the jobs of an earlier full run's results.json (not a
+    ``--quick`` one), so that its tasks are reused rather than trained again. Returns how many."""
+    if journal.path.exists() or not results_path.exists():
+        return 0
+    results = json.loads(results_path.read_text())
+    if results["meta"].get("quick"):
+        return 0
+    specs = {t["name"]: spec_of(t) for t in results["tasks"]}
+    records = [
+        dict(r, spec=specs[r["task"]])
+        for part in ("range_tests", "grid", "trainings", "peers")
+        for r in results.get(part, [])
+    ]
+    journal.add(*records)
+    return len(records)
+
+
+def run_jobs(jobs: list[dict], processes: int, journal: Journal, label: str) -> None:
+    """``work`` over ``jobs`` in ``processes`` spawned processes, each result written to the journal as it comes."""
+    if not jobs:
+        return
+    start = time.perf_counter()
+    pool = None
+    if processes > 1 and len(jobs) > 1:
+        import multiprocessing as mp
+
+        pool = mp.get_context("spawn").Pool(min(processes, len(jobs)))
+        results = pool.imap_unordered(work, jobs)
+    else:
+        results = map(work, jobs)
+    try:
+        for i, record in enumerate(results, 1):
+            journal.add(record)
+            elapsed = time.perf_counter() - start
+            what = " ".join(str(record[k]) for k in ("kind", "task", "seed", "lr", "schedule", "method") if k in record)
+            print(
+                f"{label} {i}/{len(jobs)}: {what}: {record['wall']:.0f}s{' FAILED' if 'error' in record else ''}; "
+                f"about {elapsed / i * (len(jobs) - i) / 60:.0f} min left",
+                flush=True,
+            )
+    finally:
+        if pool is not None:
+            pool.terminate()
+
+
 # --- main -------------------------------------------------------------------------------------
 
 
 def estimated_cost(task: corpus.Task, epochs: int) -> float:
     """A rough relative cost of one training, to start the long jobs first."""
-    per_step = {"mlp": 1.0, "cnn": 3.0, "cnn1d": 3.0, "resnet": 10.0, "transformer": 10.0}[task.model]
-    return corpus.total_steps(task, epochs) * per_step + 300
+    per_step = {"mlp": 1.0, "plain-mlp": 1.0, "cnn": 3.0, "cnn1d": 3.0, "gru": 3.0, "resnet": 10.0}
+    per_step["transformer"] = 10.0 * task.model_kwargs.get("layers", 1)
+    return corpus.total_steps(task, epochs) * per_step[task.model] + 300
 
 
-def main() -> None:
-    parser = arguments(__doc__, HERE, seeds=3, quick="2 tiny tasks, 3 grid lrs, 1 seed, 1 epoch: a smoke run")
-    parser.add_argument("--tasks", default=None, help="comma-separated task names (default: all available)")
-    parser.add_argument("--report-only", action="store_true", help="rebuild table.md and regret.png from results.json")
-    args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    if args.report_only:
-        results = json.loads((args.out / "results.json").read_text())
-        finish(results, args.out)
-        return
-    silence()
-    start = time.perf_counter()
-    names = args.tasks.split(",") if args.tasks else (list(QUICK_TASKS) if args.quick else None)
-    known = {t.name: t for t in corpus.TASKS}
-    unknown = [n for n in names or [] if n not in known]
-    if unknown:
-        parser.error(f"unknown tasks {unknown}; choose from: {', '.join(known)}")
-    chosen = [known[n] for n in names] if names else corpus.TASKS
-    tasks = corpus.available(chosen)
-    for t in chosen:
-        if t not in tasks:
-            print(f"{t.name} skipped: its data ({t.needs}) is not installed")
-    seeds = list(range(1 if args.quick else args.seeds))
+class Plan:
+    """The jobs of a study: seeds, epochs and grids (``--quick`` shrinks them), for any task of the corpus."""
 
-    def epochs(t):
-        return 1 if args.quick else t.epochs
+    def __init__(self, seeds: int, quick: bool, methods: list[str]):
+        self.seeds, self.quick, self.methods = list(range(seeds)), quick, methods
 
-    def grid(t):
-        return t.lrs[:: max(1, (len(t.lrs) - 1) // 2)][:3] if args.quick else t.lrs
+    def epochs(self, t: corpus.Task) -> int:
+        return 1 if self.quick else t.epochs
 
-    jobs = [{"kind": "range_tests", "task": t.name, "seed": s, "epochs": epochs(t)} for t in tasks for s in seeds]
-    jobs += [
-        {"kind": "grid", "task": t.name, "seed": s, "epochs": epochs(t), "lr": lr, "schedule": schedule}
-        for t in tasks
-        for lr in grid(t)
-        for schedule in ("onecycle", "constant")
-        for s in seeds
-    ]
-    cost = {t.name: estimated_cost(t, epochs(t)) for t in tasks}
-    jobs.sort(key=lambda j: -(cost[j["task"]] * (5 if j["kind"] == "range_tests" else 1)))
-    size = f"{len(tasks)} tasks x {len(seeds)} seeds"
-    print(f"{size}: {len(jobs)} range-test and grid jobs in {args.jobs} processes", flush=True)
-    done = run_all(work, jobs, args.jobs)
-    print(f"range tests and grid: {len(done)} jobs in {time.perf_counter() - start:.0f}s", flush=True)
+    def grid(self, t: corpus.Task) -> list[float]:
+        return t.lrs[:: max(1, (len(t.lrs) - 1) // 2)][:3] if self.quick else t.lrs
+
+    def base(self, t: corpus.Task, kind: str, seed: int) -> dict:
+        return {"kind": kind, "task": t.name, "spec": spec_of(asdict(t)), "seed": seed, "epochs": self.epochs(t)}
+
+    def range_tests(self, t: corpus.Task) -> list[dict]:
+        return [self.base(t, "range_tests", s) for s in self.seeds]
+
+    def grid_jobs(self, t: corpus.Task) -> list[dict]:
+        return [
+            dict(self.base(t, "grid", s), lr=lr, schedule=schedule)
+            for lr in self.grid(t)
+            for schedule in ("onecycle", "constant")
+            for s in self.seeds
+        ]
+
+    def train(self, t: corpus.Task, seed: int, lr: float) -> dict:
+        return dict(self.base(t, "train", seed), lr=lr, schedule="onecycle")
+
+    def peers(self, t: corpus.Task) -> list[dict]:
+        return [dict(self.base(t, "peer", s), method=m) for m in self.methods for s in self.seeds]
+
+
+def collect(plan: Plan, journal: Journal, candidates: list[corpus.Task], meta: dict) -> tuple[dict, list[dict]]:
+    """The results of every candidate task whose range tests and grid are all in the journal, and the one-cycle
+    trainings (at every suggestion and leave-one-task-out choice) those results want."""
+    scope = [t for t in candidates if all(journal.get(j) for j in plan.range_tests(t) + plan.grid_jobs(t))]
+
+    def steps(t):
+        runs = [journal.get(j) for j in plan.grid_jobs(t)]
+        done = [r["steps"] for r in runs if r and "steps" in r and r["schedule"] == "onecycle"]
+        return done[0] if done else corpus.total_steps(t, plan.epochs(t))
+
     results = {
-        "meta": {
-            "quick": args.quick,
-            "seeds": len(seeds),
-            "jobs": args.jobs,
-            "cpus": os.cpu_count(),
-            "candidates": CANDIDATES,
-            "default_constants": default_constants(),
-            "versions": versions(),
-            "first_round_seconds": time.perf_counter() - start,
-        },
-        "tasks": [
-            dict(asdict(t), epochs=epochs(t), metric=t.metric, steps=corpus.total_steps(t, epochs(t))) for t in tasks
-        ],
-        "range_tests": [j for j in done if j["kind"] == "range_tests"],
-        "grid": [j for j in done if j["kind"] == "grid"],
+        "meta": meta,
+        "tasks": [dict(asdict(t), epochs=plan.epochs(t), metric=t.metric, steps=steps(t)) for t in scope],
+        "range_tests": [journal.get(j) for t in scope for j in plan.range_tests(t)],
+        "grid": [journal.get(j) for t in scope for j in plan.grid_jobs(t)],
         "trainings": [],
+        "peers": [r for t in scope for j in plan.peers(t) if (r := journal.get(j))],
     }
+    if not scope:
+        return results, []
     oracles = oracles_of(results)
     curves = {
         t.name: [
@@ -999,7 +1369,7 @@ def main() -> None:
             for r in sorted(results["range_tests"], key=lambda r: r["seed"])
             if r["task"] == t.name and "error" not in r
         ]
-        for t in tasks
+        for t in scope
     }
     results["loto"] = loto({k: v for k, v in curves.items() if v}, oracles)
     wanted = set()
@@ -1011,27 +1381,119 @@ def main() -> None:
         tested = sorted(r["seed"] for r in results["range_tests"] if r["task"] == name and "error" not in r)
         for lrs in row["lrs"].values():
             wanted.update((name, seed, lr) for seed, lr in zip(tested, lrs) if lr is not None)
-    second = [
-        {"kind": "train", "task": name, "seed": seed, "epochs": epochs(known[name]), "lr": lr, "schedule": "onecycle"}
-        for name, seed, lr in sorted(wanted)
-    ]
+    known = {t.name: t for t in scope}
+    trains = [plan.train(known[name], seed, lr) for name, seed, lr in sorted(wanted)]
+    results["trainings"] = [r for j in trains if (r := journal.get(j))]
+    return results, trains
+
+
+def main() -> None:
+    parser = arguments(__doc__, HERE, seeds=3, quick="2 tiny tasks, 3 grid lrs, 1 seed, 1 epoch: a smoke run")
+    parser.add_argument("--tasks", default=None, help="comma-separated task names to run (default: all available)")
+    parser.add_argument(
+        "--kinds",
+        default=",".join(KINDS),
+        help="comma-separated kinds of job to run: range_tests (every finder), grid (the one-cycle and constant-lr "
+        "grid), train (one-cycle at the suggestions), peer (the learning-rate-free optimizers); default: all",
+    )
+    parser.add_argument("--methods", default=",".join(METHODS), help="the peer methods (default: all)")
+    parser.add_argument("--report-only", action="store_true", help="rebuild table.md and regret.png from results.json")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        results = json.loads((args.out / "results.json").read_text())
+        finish(results, args.out)
+        return
+    kinds = args.kinds.split(",") if args.kinds else []
+    methods = args.methods.split(",") if args.methods else []
+    for given, allowed, option in ((kinds, KINDS, "--kinds"), (methods, METHODS, "--methods")):
+        if set(given) - set(allowed):
+            parser.error(f"{option}: unknown {sorted(set(given) - set(allowed))}; choose from: {', '.join(allowed)}")
+    silence()
+    start = time.perf_counter()
+    names = args.tasks.split(",") if args.tasks else (list(QUICK_TASKS) if args.quick else None)
+    known = {t.name: t for t in corpus.TASKS}
+    unknown = [n for n in names or [] if n not in known]
+    if unknown:
+        parser.error(f"unknown tasks {unknown}; choose from: {', '.join(known)}")
+    chosen = [known[n] for n in names] if names else corpus.TASKS
+    tasks = corpus.available(chosen)
+    for t in chosen:
+        if t not in tasks:
+            print(f"{t.name} not run: its data ({t.needs}) is not installed")
+    plan = Plan(1 if args.quick else args.seeds, args.quick, methods)
+    journal = Journal(args.out / "jobs.jsonl")
+    seeded = 0 if args.quick else seed_journal(journal, args.out / "results.json")
+    if seeded:
+        print(f"{journal.path}: started from the {seeded} jobs of {args.out / 'results.json'}")
+    # the report covers every task whose range tests and grid are done; --tasks and --kinds say what runs now
+    candidates = chosen if args.quick else corpus.TASKS
+    ran = []
+
+    def pending(jobs):
+        todo = [j for j in jobs if not journal.finished(j)]
+        ran.extend(todo)
+        return todo
+
+    cost = {t.name: estimated_cost(t, plan.epochs(t)) for t in tasks}
+    first = [j for t in tasks for j in (plan.range_tests(t) if "range_tests" in kinds else [])]
+    first += [j for t in tasks for j in (plan.grid_jobs(t) if "grid" in kinds else [])]
+    todo = pending(first)
+    todo.sort(key=lambda j: -(cost[j["task"]] * (5 if j["kind"] == "range_tests" else 1)))
+    size = f"{len(tasks)} tasks x {len(plan.seeds)} seeds"
+    print(f"{size}: {len(first)} range-test and grid jobs, {len(first) - len(todo)} done before", flush=True)
+    run_jobs(todo, args.jobs, journal, "range tests and grid")
+
+    meta = {
+        "quick": args.quick,
+        "seeds": len(plan.seeds),
+        "jobs": args.jobs,
+        "cpus": os.cpu_count(),
+        "candidates": CANDIDATES,
+        "default_constants": default_constants(),
+        "methods": METHODS,
+        "versions": versions(),
+    }
+    results, trains = collect(plan, journal, candidates, meta)
+    running = {t.name for t in tasks}
+    second = pending([j for j in trains if j["task"] in running] if "train" in kinds else [])
     second.sort(key=lambda j: -cost[j["task"]])
-    print(f"one-cycle at the suggestions: {len(second)} jobs", flush=True)
-    results["trainings"] = run_all(work, second, args.jobs)
+    print(f"one-cycle at the suggestions: {len(second)} jobs to run", flush=True)
+    run_jobs(second, args.jobs, journal, "one-cycle at the suggestions")
+
+    third = pending([j for t in tasks for j in plan.peers(t)] if "peer" in kinds else [])
+    third.sort(key=lambda j: -cost[j["task"]])
+    print(f"learning-rate-free optimizers: {len(third)} jobs to run", flush=True)
+    run_jobs(third, args.jobs, journal, "learning-rate-free optimizers")
+
+    results, _ = collect(plan, journal, candidates, meta)
     elapsed = time.perf_counter() - start
     results["meta"]["seconds"] = elapsed
+    parts = ("range_tests", "grid", "trainings", "peers")
+    results["meta"]["job_seconds"] = sum(r.get("wall", 0.0) for p in parts for r in results[p])
+    if not results["tasks"]:
+        print("no task has its range tests and grid done yet: no report")
+        return
     finish(results, args.out)
     print(
-        f"\n{len(jobs) + len(second)} jobs ({len(tasks)} tasks x {len(seeds)} seeds) in {elapsed:.0f}s "
-        f"with {args.jobs} processes, {os.cpu_count()} cores"
+        f"\n{len(ran)} jobs run now in {elapsed:.0f}s with {args.jobs} processes, {os.cpu_count()} cores; "
+        f"the report covers {len(results['tasks'])} tasks ({journal.path} holds every finished job)"
     )
 
 
 def versions() -> dict:
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
-    packages = ("torch", "lightning", "torch-lr-finder", "lightning-cyclic")
-    return {"python": sys.version.split()[0], **{p: version(p) for p in packages}}
+    out = {"python": sys.version.split()[0]}
+    for p in ("torch", "lightning", "torch-lr-finder", "lightning-cyclic", *BENCH):
+        try:
+            out[p] = version(p)
+        except PackageNotFoundError:
+            out[p] = None
+    return out
+
+
+BENCH = ("prodigyopt", "dadaptation", "dog-optimizer", "schedulefree")
 
 
 def finish(results: dict, out: Path) -> None:

@@ -96,7 +96,34 @@ TASKS: list[Task] = [
         {"limit_train": 8000},
         needs="fashion",
     ),
+    # Four that stress stability: depth without normalisation, recurrence, a deeper transformer, a large batch.
+    Task(
+        "majority-transformer3-adamw",
+        "majority",
+        "transformer",
+        "adamw",
+        128,
+        6,
+        True,
+        (-10, -1),
+        {"width": 32, "layers": 3},
+    ),
+    Task("mnist1d-gru-adamw", "mnist1d", "gru", "adamw", 128, 15, True, (-10, -1), {"hidden": 64}),
+    Task("mnist1d-plain-mlp10-sgd", "mnist1d", "plain-mlp", "sgd", 64, 20, True, (-8, 1), {"depth": 10}),
+    Task(
+        "mnist1d-cnn1d-sgd-b1024",
+        "mnist1d",
+        "cnn1d",
+        "sgd",
+        1024,
+        30,
+        False,
+        (-9, 0),
+        {},
+        {"num_samples": 20_000},
+    ),
 ]
+NEW_TASKS = ("majority-transformer3-adamw", "mnist1d-gru-adamw", "mnist1d-plain-mlp10-sgd", "mnist1d-cnn1d-sgd-b1024")
 
 
 # --- data -------------------------------------------------------------------------------------
@@ -225,6 +252,26 @@ def load_pointer(n: int = 6000, length: int = 10, vocab: int = 16) -> Data:
     return _classification(x[train], y[train], x[val], y[val], (length,))._replace(outputs=vocab)
 
 
+def load_majority(n: int = 6000, length: int = 20, vocab: int = 16) -> Data:
+    """Generated here: a sequence of ``length`` tokens whose label is the token that occurs most often (samples
+    whose most frequent token is tied are drawn again, so the label is unique). Every position counts: the model
+    aggregates over the whole sequence instead of fetching one place (as on ``pointer``). 4,000 train, 2,000
+    held out."""
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, vocab, (n, length), generator=g)
+    while True:
+        counts = F.one_hot(x, vocab).sum(1)
+        top = counts.topk(2, dim=1).values
+        tied = top[:, 0] == top[:, 1]
+        if not tied.any():
+            break
+        x[tied] = torch.randint(0, vocab, (int(tied.sum()), length), generator=g)
+    y = counts.argmax(1)
+    train, val = torch.arange(4000), torch.arange(4000, n)
+    return _classification(x[train], y[train], x[val], y[val], (length,))._replace(outputs=vocab)
+
+
 LOADERS = {
     "digits": load_digits,
     "mnist1d": load_mnist1d,
@@ -234,6 +281,7 @@ LOADERS = {
     "wine": load_wine,
     "clusters": load_clusters,
     "pointer": load_pointer,
+    "majority": load_majority,
 }
 
 
@@ -287,6 +335,42 @@ class SequenceClassifier(nn.Module):
         return self.head(self.norm(h.mean(1)))
 
 
+class PlainMLP(nn.Sequential):
+    """``depth`` hidden layers of ``width`` ReLU units: no normalisation, no residual connections, He-initialised
+    (fan in, zero biases) so that the signal neither dies nor blows up at initialisation; the optimizer alone has
+    to keep it stable."""
+
+    def __init__(self, input_shape, num_classes, width: int = 64, depth: int = 10):
+        layers: list[nn.Module] = [nn.Flatten()]
+        width_in = math.prod(input_shape)
+        for _ in range(depth):
+            layers += [nn.Linear(width_in, width), nn.ReLU()]
+            width_in = width
+        layers.append(nn.Linear(width_in, num_classes))
+        super().__init__(*layers)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+
+
+class RecurrentClassifier(nn.Module):
+    """A GRU (or LSTM) over a ``(channels, length)`` signal read as ``length`` steps of ``channels`` features; the
+    last hidden state feeds a linear head."""
+
+    def __init__(self, input_shape, num_classes, hidden: int = 64, layers: int = 1, cell: str = "gru"):
+        super().__init__()
+        channels = input_shape[0] if len(input_shape) == 2 else 1
+        rnn = {"gru": nn.GRU, "lstm": nn.LSTM}[cell]
+        self.rnn = rnn(channels, hidden, layers, batch_first=True)
+        self.head = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(len(x), -1, x.shape[-1]).transpose(1, 2)  # (batch, length, channels)
+        out, _ = self.rnn(x)
+        return self.head(out[:, -1])
+
+
 def _package_model(name: str):
     def build(input_shape, num_classes, **kwargs):
         from lightning_cyclic import models
@@ -302,6 +386,8 @@ MODELS = {
     "cnn1d": _package_model("CNN1D"),
     "resnet": _package_model("ResNet"),  # batch norm on (its default)
     "transformer": SequenceClassifier,
+    "gru": RecurrentClassifier,
+    "plain-mlp": PlainMLP,
 }
 
 
