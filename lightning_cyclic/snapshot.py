@@ -20,14 +20,14 @@ import torch
 from torch import nn
 
 
-def _to_cpu(obj: Any) -> Any:
+def to_cpu(obj: Any) -> Any:
     """A deep copy with every tensor detached and cloned to the CPU."""
     if isinstance(obj, torch.Tensor):
         return obj.detach().to("cpu", copy=True)
     if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
+        return {k: to_cpu(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_cpu(v) for v in obj)
+        return type(obj)(to_cpu(v) for v in obj)
     return copy.deepcopy(obj)
 
 
@@ -54,9 +54,9 @@ def _metric_states(model: nn.Module) -> dict[str, dict[str, Any]]:
     out = {}
     for name, module in model.named_modules():
         if isinstance(module, Metric):
-            state = {attr: _to_cpu(getattr(module, attr)) for attr in module._defaults}
+            state = {attr: to_cpu(getattr(module, attr)) for attr in module._defaults}
             state["_update_count"] = module._update_count
-            state["_computed"] = _to_cpu(module._computed)
+            state["_computed"] = to_cpu(module._computed)
             out[name] = state
     return out
 
@@ -124,19 +124,19 @@ class Snapshot:
         self.optimizers = list(optimizers)
         self.schedulers = list(schedulers)
         with torch.no_grad():
-            self.tensors = {f"p:{n}": _to_cpu(p) for n, p in model.named_parameters()}
-            self.tensors.update({f"b:{n}": _to_cpu(b) for n, b in model.named_buffers() if b is not None})
-        self.grads = {n: None if p.grad is None else _to_cpu(p.grad) for n, p in model.named_parameters()}
+            self.tensors = {f"p:{n}": to_cpu(p) for n, p in model.named_parameters()}
+            self.tensors.update({f"b:{n}": to_cpu(b) for n, b in model.named_buffers() if b is not None})
+        self.grads = {n: None if p.grad is None else to_cpu(p.grad) for n, p in model.named_parameters()}
         self.modes = {n: m.training for n, m in model.named_modules()}
         self.metrics = _metric_states(model)
-        self.optimizer_states = [_to_cpu(opt.state_dict()) for opt in self.optimizers]
+        self.optimizer_states = [to_cpu(opt.state_dict()) for opt in self.optimizers]
         # tensor hyperparameters (a capturable optimizer's lr on the device): restored into the same objects
         self.group_tensors = [
             [{k: v for k, v in g.items() if isinstance(v, torch.Tensor)} for g in opt.param_groups]
             for opt in self.optimizers
         ]
-        self.scheduler_states = [_to_cpu(s.state_dict()) for s in self.schedulers]
-        self.stateful = [(obj, _to_cpu(obj.state_dict())) for obj in stateful]
+        self.scheduler_states = [to_cpu(s.state_dict()) for s in self.schedulers]
+        self.stateful = [(obj, to_cpu(obj.state_dict())) for obj in stateful]
         self.generators = [(g, g.get_state()) for g in {id(g): g for g in generators}.values()]
         self.rng = rng_states()
 

@@ -1,8 +1,9 @@
-"""Lightning callbacks: schedules, the LR range test, best-snapshot restore and snapshot ensembles."""
+"""Lightning callbacks: schedules, the LR range test, the guard, best-snapshot restore and snapshot ensembles."""
 
 from lightning_cyclic.callbacks.best import BestSnapshot
 from lightning_cyclic.callbacks.ensemble import Ensemble, SnapshotEnsemble
 from lightning_cyclic.callbacks.finetune import FineTune
+from lightning_cyclic.callbacks.guard import Guard
 from lightning_cyclic.callbacks.lr_finder import LRFinder, lr_find
 from lightning_cyclic.callbacks.plateau import PlateauDecay
 from lightning_cyclic.callbacks.sanity import InitialLossCheck
@@ -24,6 +25,7 @@ __all__ = [
     "Cyclical",
     "Ensemble",
     "FineTune",
+    "Guard",
     "InitialLossCheck",
     "LRFinder",
     "OneCycle",

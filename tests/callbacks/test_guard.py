@@ -1,0 +1,281 @@
+"""Guard: a blow-up is rolled back to the last good weights and the run goes on at a lower lr."""
+
+from __future__ import annotations
+
+import math
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from torch import nn
+
+from lightning_cyclic import Guard, LRFinder, OneCycle
+from lightning_cyclic.callbacks.best import cpu_state
+from tests.helpers import TinyModule, tiny_loader, tiny_trainer
+
+
+class Recorded(torch.optim.SGD):
+    """SGD that records the lr of group 0 each step is given (``used``), to see the scale the step gets."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.used: list[float] = []
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        self.used.append(float(self.param_groups[0]["lr"]))
+        super().step()
+        return loss
+
+
+class Poisoned(TinyModule):
+    """The tiny linear classifier on learnable data, whose loss is NaN at the optimizer steps in ``nan_at``
+    (a batch that turns the loss NaN), under automatic or manual optimization."""
+
+    def __init__(self, nan_at=(), lr: float = 0.1, scheduler=None, manual: bool = False):
+        super().__init__(lr=lr, scheduler=scheduler)
+        self.nan_at = set(nan_at)
+        self.automatic_optimization = not manual
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = nn.functional.cross_entropy(self(x), y)
+        if self.global_step in self.nan_at:
+            loss = loss * float("nan")
+        if self.automatic_optimization:
+            return loss
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        optimizer.step()
+        return None
+
+    def configure_optimizers(self):
+        optimizer = Recorded(self.parameters(), lr=self.lr, momentum=0.9)
+        if self.scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler(optimizer), "interval": "step"}}
+
+
+def fit(tmp_path, module, callbacks=(), **kwargs):
+    pl.seed_everything(0, verbose=False)
+    trainer = tiny_trainer(tmp_path, callbacks, **kwargs)
+    trainer.fit(module, tiny_loader(learnable=True))
+    return trainer
+
+
+def finite(module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in module.parameters())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"factor": 1.0}, r"factor must be in \(0, 1\), got 1.0"),
+        ({"factor": 0}, r"factor must be in \(0, 1\), got 0"),
+        ({"spike": 1}, "spike must be > 1, got 1"),
+        ({"patience": 0}, "patience must be >= 1, got 0"),
+        ({"window": 2.5}, "window must be an integer, got 2.5"),
+        ({"every": 0}, "every must be >= 1, got 0"),
+        ({"max_rollbacks": -1}, "max_rollbacks must be >= 0, got -1"),
+        ({"skip_batches": -2}, "skip_batches must be >= 0, got -2"),
+    ],
+)
+def test_bad_arguments_name_the_argument_and_what_is_allowed(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Guard(**kwargs)
+
+
+def test_a_healthy_run_is_the_same_run_with_or_without_the_guard(tmp_path):
+    torch.manual_seed(0)
+    plain = Poisoned()
+    fit(tmp_path, plain, [OneCycle(0.5)], max_epochs=4)
+    torch.manual_seed(0)
+    guarded, guard = Poisoned(), Guard(every=3)
+    fit(tmp_path, guarded, [OneCycle(0.5), guard], max_epochs=4)
+    assert guard.events == [] and guard.lr_scale == 1.0 and not guard.gave_up
+    assert len(guard.history) == 32  # every step's loss read (8 batches x 4 epochs), within window + patience
+    a, b = cpu_state(plain), cpu_state(guarded)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert guarded.optimizers().optimizer.used == plain.optimizers().optimizer.used
+
+
+def test_a_nan_loss_never_reaches_the_weights_and_the_rest_runs_at_half_the_lr(tmp_path):
+    unguarded = Poisoned(nan_at={10})
+    fit(tmp_path, unguarded, [OneCycle(0.5)])
+    assert not finite(unguarded)  # what the guard is for
+
+    torch.manual_seed(0)
+    module, guard = Poisoned(nan_at={10}), Guard(every=4)
+    fit(tmp_path, module, [OneCycle(0.5), guard])
+    assert finite(module)
+    assert [e["step"] for e in guard.events] == [10] and "nan" in guard.events[0]["reason"]
+    assert guard.events[0]["restored_step"] == 4  # taken at step 4, good since step 8 (4 healthy steps later)
+    assert guard.lr_scale == 0.5 and guard.rollbacks == 1 and not guard.gave_up
+    # the lr each step was given: the schedule's before step 10, half of it from step 11 on
+    schedule = OneCycle(0.5).build(total_steps=24, steps_per_epoch=8)
+    used = module.optimizers().optimizer.used
+    assert len(used) == 24
+    for step, lr in enumerate(used):
+        expected = schedule(step)[0] * (0.5 if step > 10 else 1.0)
+        assert math.isclose(lr, expected, rel_tol=1e-9), (step, lr, expected)
+
+
+def test_the_rollback_puts_back_the_good_weights_and_optimizer_state(tmp_path):
+    states = {}
+
+    class Keep(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            buffers = {p: s["momentum_buffer"].clone() for p, s in trainer.optimizers[0].state_dict()["state"].items()}
+            states[trainer.global_step] = (cpu_state(pl_module), buffers)
+
+    torch.manual_seed(0)
+    # the Guard is first: its on_train_batch_end rolls back before Keep records the step
+    module, guard = Poisoned(nan_at={6}), Guard(every=2)
+    fit(tmp_path, module, [guard, Keep()], max_epochs=1)
+    assert guard.events[0]["restored_step"] == 4
+    after, opt_after = states[7]  # the weights after the blow-up's step: step 4's
+    before, opt_before = states[4]
+    assert all(torch.equal(after[k], before[k]) for k in after)
+    assert opt_after.keys() == opt_before.keys()
+    assert all(torch.equal(opt_after[p], opt_before[p]) for p in opt_after)
+
+
+def test_a_torch_scheduler_is_scaled_for_the_step_and_otherwise_left_alone(tmp_path):
+    def cosine(optimizer):
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=24)
+
+    torch.manual_seed(0)
+    plain = Poisoned(scheduler=cosine)
+    fit(tmp_path, plain)
+    torch.manual_seed(0)
+    module, guard = Poisoned(nan_at={5}, scheduler=cosine), Guard(factor=0.25)
+    fit(tmp_path, module, [guard])
+    reference = plain.optimizers().optimizer.used
+    used = module.optimizers().optimizer.used
+    assert used[:6] == reference[:6]
+    assert all(math.isclose(u, 0.25 * r, rel_tol=1e-12) for u, r in zip(used[6:], reference[6:]))
+    # the scheduler's own trajectory is the unguarded one: the scale is taken off after each step
+    assert module.optimizers().param_groups[0]["lr"] == plain.optimizers().param_groups[0]["lr"]
+
+
+def test_it_gives_up_after_max_rollbacks_with_the_good_weights_back(tmp_path):
+    torch.manual_seed(0)
+    module, guard = Poisoned(nan_at=set(range(9, 100))), Guard(max_rollbacks=2, every=3)
+    with pytest.warns(UserWarning, match=r"after 2 rollback\(s\) \(max_rollbacks=2\); giving up"):
+        trainer = fit(tmp_path, module, [guard], max_epochs=5)
+    assert guard.gave_up and guard.rollbacks == 2 and [e["gave_up"] for e in guard.events] == [False, False, True]
+    assert trainer.global_step == 12  # steps 9, 10 and 11 blew up; the fit stopped after the third
+    assert finite(module) and guard.lr_scale == 0.25
+
+
+def test_skip_batches_leaves_the_next_updates_out(tmp_path):
+    torch.manual_seed(0)
+    module, guard = Poisoned(nan_at={5}), Guard(skip_batches=1)
+    states = []
+
+    class Keep(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            states.append(cpu_state(pl_module))
+
+    fit(tmp_path, module, [guard, Keep()], max_epochs=1)
+    # steps 5 (the blow-up) and 6 (skipped) leave the weights as the rollback put them; step 7 updates again
+    assert all(torch.equal(states[5][k], states[6][k]) for k in states[5])
+    assert not all(torch.equal(states[6][k], states[7][k]) for k in states[6])
+
+
+def test_gradient_accumulation_and_manual_optimization(tmp_path):
+    torch.manual_seed(0)
+    module, guard = Poisoned(nan_at={3}), Guard()
+    trainer = fit(tmp_path, module, [guard], accumulate_grad_batches=2)
+    assert trainer.global_step == 12 and [e["step"] for e in guard.events] == [3] and finite(module)
+
+    torch.manual_seed(0)
+    module, guard = Poisoned(nan_at={3}, manual=True), Guard()
+    fit(tmp_path, module, [guard])
+    assert [e["step"] for e in guard.events] == [3] and finite(module) and guard.lr_scale == 0.5
+
+
+def test_state_belongs_to_one_fit_and_a_resume_keeps_the_scale(tmp_path):
+    guard = Guard()
+    torch.manual_seed(0)
+    fit(tmp_path / "a", Poisoned(nan_at={5}), [guard])
+    assert guard.lr_scale == 0.5
+    torch.manual_seed(0)
+    fit(tmp_path / "b", Poisoned(), [guard])  # the same instance, a new fit (a k-fold loop): fresh
+    assert guard.lr_scale == 1.0 and guard.events == []
+
+    # uninterrupted, against stopped after epoch 1 and resumed from its checkpoint
+    torch.manual_seed(0)
+    whole = Poisoned(nan_at={5})
+    fit(tmp_path / "c", whole, [Guard()], max_epochs=3)
+    torch.manual_seed(0)
+    saver = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_top_k=-1, every_n_epochs=1, filename="{epoch}")
+    fit(tmp_path / "d", Poisoned(nan_at={5}), [Guard(), saver], max_epochs=1, enable_checkpointing=True)
+    torch.manual_seed(1)  # other initial weights: the checkpoint's must replace them
+    resumed, guard = Poisoned(nan_at={5}), Guard()
+    pl.seed_everything(0, verbose=False)
+    tiny_trainer(tmp_path / "e", [guard], max_epochs=3).fit(
+        resumed, tiny_loader(learnable=True), ckpt_path=str(tmp_path / "ckpt" / "epoch=0.ckpt")
+    )
+    assert guard.lr_scale == 0.5 and [e["step"] for e in guard.events] == [5]
+    a, b = cpu_state(whole), cpu_state(resumed)
+    assert all(torch.allclose(a[k], b[k], rtol=0, atol=1e-7) for k in a)
+
+
+def test_the_range_test_inside_the_fit_is_not_a_blow_up(tmp_path):
+    torch.manual_seed(0)
+    module, guard = Poisoned(), Guard()
+    fit(tmp_path, module, [OneCycle(max_lr="auto"), LRFinder(num_steps=60, verbose=False), guard])
+    assert guard.events == [] and guard.lr_scale == 1.0
+
+
+def _digits(lr: float, guard: Guard | None):
+    from sklearn.datasets import load_digits
+    from torch.utils.data import DataLoader, TensorDataset
+
+    x, y = load_digits(return_X_y=True)
+    x, y = torch.tensor(x, dtype=torch.float32) / 16, torch.tensor(y)
+
+    class MLP(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 10))
+
+        def training_step(self, batch, batch_idx):
+            return nn.functional.cross_entropy(self.net(batch[0]), batch[1])
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1, momentum=0.9)
+
+    pl.seed_everything(0, verbose=False)
+    model = MLP()
+    callbacks = [OneCycle(max_lr=lr)] + ([guard] if guard else [])
+    trainer = pl.Trainer(
+        max_epochs=10,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=callbacks,
+    )
+    trainer.fit(model, DataLoader(TensorDataset(x[:1400], y[:1400]), batch_size=32, shuffle=True))
+    with torch.no_grad():
+        return float((model.net(x[1400:]).argmax(1) == y[1400:]).float().mean())
+
+
+def test_a_one_cycle_ten_times_too_bold_is_brought_back(tmp_path):
+    # a digits MLP whose one-cycle trains at max_lr 0.3 collapses to chance at 3.0; the guard brings it back
+    assert _digits(3.0, None) < 0.2
+    guard = Guard()
+    accuracy = _digits(3.0, guard)
+    assert accuracy > 0.85 and guard.rollbacks >= 2 and finite_scale(guard)
+
+
+def finite_scale(guard: Guard) -> bool:
+    return 0 < guard.lr_scale < 1 and guard.lr_scale == guard.factor**guard.rollbacks
