@@ -4,7 +4,8 @@ Each rank writes the (global_step, lr, momentum) it used at every optimizer step
 with ``auto`` as the second argument the schedule is ``OneCycle(max_lr="auto")`` fed by an ``LRFinder``,
 and the range test's curve and the weights at the start of training are written too; with ``best``, each rank
 logs its own (unsynced, different) score and ``BestSnapshot`` decides when to stop and what to restore; with
-``plateau``, the same scores drive ``PlateauDecay(restore_best=True)``.
+``plateau``, the same scores drive ``PlateauDecay(restore_best=True)``; with ``guard``, rank 1's loss turns NaN at
+its 3rd batch and a ``Guard`` rolls both ranks back.
 """
 
 import json
@@ -16,7 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from lightning_cyclic import BestSnapshot, LRFinder, OneCycle, PlateauDecay
+from lightning_cyclic import BestSnapshot, Guard, LRFinder, OneCycle, PlateauDecay
 from lightning_cyclic.callbacks.best import cpu_state
 from tests.helpers import TinyModule, tiny_loader
 
@@ -53,7 +54,8 @@ if __name__ == "__main__":
         callbacks = [BestSnapshot("score", "min", patience=2, verbose=False), weights]
         if plateau_mode:
             callbacks[0] = PlateauDecay("score", "min", factor=0.5, patience=0, restore_best=True, verbose=False)
-    nan_mode = len(sys.argv) > 2 and sys.argv[2] == "nan_rank1"
+    guard_mode = len(sys.argv) > 2 and sys.argv[2] == "guard"
+    nan_mode = len(sys.argv) > 2 and sys.argv[2] in ("nan_rank1", "guard")
     if nan_mode:  # rank 1's training loss turns NaN at its 3rd batch; rank 0's stays finite
 
         class NanOnRank1(TinyModule):
@@ -62,7 +64,7 @@ if __name__ == "__main__":
                 return loss * float("nan") if self.global_rank == 1 and batch_idx == 2 else loss
 
         module = NanOnRank1()
-        callbacks = [BestSnapshot("val_loss", "min", verbose=False)]
+        callbacks = [OneCycle(0.5), Guard(every=1)] if guard_mode else [BestSnapshot("val_loss", "min", verbose=False)]
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=2,
@@ -88,7 +90,14 @@ if __name__ == "__main__":
         "estimated": trainer.estimated_stepping_batches,
         "seen": [s[:3] for s in module.seen[len(module.seen) - trainer.global_step :]],
     }
-    if nan_mode:
+    if guard_mode:
+        guard = callbacks[1]
+        record.update(
+            events=guard.events,
+            lr_scale=guard.lr_scale,
+            final=[float(v.double().sum()) for v in cpu_state(module).values()],
+        )
+    elif nan_mode:
         record["stop_reason"] = callbacks[0].stop_reason
     if best_mode:
         best = callbacks[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -70,3 +71,19 @@ def test_ddp_plateau_decay_cuts_at_the_same_evaluation_on_every_rank(tmp_path):
     lrs = [lr for _, lr, _ in ranks[0]["seen"]]
     assert lrs[0] == pytest.approx(0.1) and lrs[-1] == pytest.approx(0.1 * 0.5**2)  # the cut after epoch 5 is last
     assert ranks[0]["final"] == ranks[1]["final"]
+
+
+def test_ddp_guard_rolls_every_rank_back_at_the_same_step(tmp_path):
+    # rank 1's loss turns NaN at the 3rd batch of each epoch (optimizer steps 1, 3, 5: accumulation 2); the
+    # decision reads the mean loss over ranks, so both ranks skip those steps, roll back to the same snapshot
+    # and scale the lr alike
+    ranks = run_ddp(tmp_path, "guard")
+    assert ranks[0]["events"] == ranks[1]["events"]
+    assert [e["step"] for e in ranks[0]["events"]] == [1, 3, 5] and "nan" in ranks[0]["events"][0]["reason"]
+    assert ranks[0]["lr_scale"] == ranks[1]["lr_scale"] == 0.125
+    assert ranks[0]["final"] == ranks[1]["final"] and all(math.isfinite(v) for v in ranks[0]["final"])
+    # the steps after the blow-up were given half the schedule's lr, on both ranks
+    for rank in ranks:
+        lrs = [lr for _, lr, _ in rank["seen"]]
+        schedule = OneCycleSchedule(max_lr=0.5, total_steps=6)
+        assert lrs[2] == pytest.approx(0.5 * schedule(2)[0]) and lrs[4] == pytest.approx(0.25 * schedule(4)[0])
