@@ -147,6 +147,8 @@ class Guard(Callback):
         self.events: list[dict[str, Any]] = []
         self.gave_up = False
         self.history: list[float] = []  # the training loss of each optimizer step (the last window + patience)
+        self._level: float | None = None  # the median of history[:-patience], refreshed every patience steps
+        self._level_due = 0
         self._skip_left = 0
         self._good: _Good | None = None
         self._pending: _Good | None = None
@@ -159,13 +161,17 @@ class Guard(Callback):
 
     @property
     def state_key(self) -> str:
-        return self._cached_state_key(factor=self.factor, spike=self.spike, patience=self.patience)
+        # Lightning reads it at every hook call: built once (the identity arguments are fixed at construction)
+        key = self.__dict__.get("_key")
+        if key is None:
+            key = self._key = self._generate_state_key(factor=self.factor, spike=self.spike, patience=self.patience)
+        return key
 
     # --- the lr scale, on the optimizer's own step ----------------------------------------------
     def _scale_lrs(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         trainer = self._trainer
         # not inside an LR range test (it runs a fit's steps with the Trainer's callbacks set aside)
-        if self.lr_scale == 1.0 or trainer is None or self not in _compat.trainer_callbacks(trainer):
+        if trainer is None or self not in _compat.trainer_callbacks(trainer):
             return
         self._saved_lrs[id(optimizer)] = [group["lr"] for group in optimizer.param_groups]
         for group in optimizer.param_groups:
@@ -176,6 +182,12 @@ class Guard(Callback):
         if saved is not None:
             for group, lr in zip(optimizer.param_groups, saved):
                 group["lr"] = lr
+
+    def _hook(self, trainer: pl.Trainer) -> None:
+        if not self._handles:
+            for optimizer in trainer.optimizers:
+                self._handles.append(optimizer.register_step_pre_hook(self._scale_lrs))
+                self._handles.append(optimizer.register_step_post_hook(self._unscale_lrs))
 
     def _release(self) -> None:
         for handle in self._handles:
@@ -192,9 +204,8 @@ class Guard(Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._trainer = trainer
         self._release()
-        for optimizer in trainer.optimizers:
-            self._handles.append(optimizer.register_step_pre_hook(self._scale_lrs))
-            self._handles.append(optimizer.register_step_post_hook(self._unscale_lrs))
+        if self.lr_scale != 1.0:  # a resumed run that was scaled (else the hooks come with the first rollback)
+            self._hook(trainer)
         self._good = _Good(trainer, pl_module, self.history)  # the start (or the resume point) is good
         self._pending = None
         self._log(trainer)
@@ -253,18 +264,27 @@ class Guard(Callback):
         value = float(loss)
         if not math.isfinite(value):
             return f"the training loss is {value}"
+        # Every step pays for a comparison or two; the medians and the maximum are taken only when the loss is
+        # high enough for them to matter (the level is refreshed every ``patience`` steps)
         history = self.history
-        before = history[-self.window :]
+        last = history[-1] if history else math.inf
         history.append(value)
         if len(history) > self.window + self.patience:
             del history[0]
-        if len(before) >= self.patience and value > self.spike * max(before):  # one step that throws the weights out
+        if value > self.spike * last and len(history) > self.patience:  # the last loss is a floor of the highest
+            before = history[-self.window - 1 : -1]
             highest = max(before)
-            return (
-                f"the training loss jumped to {value:.4g}, {value / highest:.1f}x the highest of the last "
-                f"{len(before)} steps"
-            )
+            if value > self.spike * highest:  # one step that throws the weights out
+                return (
+                    f"the training loss jumped to {value:.4g}, {value / highest:.1f}x the highest of the last "
+                    f"{len(before)} steps"
+                )
         if len(history) < 2 * self.patience:  # a level of at least as many steps as the recent median
+            return ""
+        self._level_due -= 1
+        if self._level is None or self._level_due <= 0:
+            self._level, self._level_due = statistics.median(history[: -self.patience]), self.patience
+        if value <= self.spike * self._level:  # (a rise that stays shows in this step's loss too)
             return ""
         level = statistics.median(history[: -self.patience])
         recent = statistics.median(history[-self.patience :])
@@ -281,7 +301,7 @@ class Guard(Callback):
         if good is None:  # (on_train_start takes one)
             raise RuntimeError("Guard has no snapshot: on_train_start has not run")
         good.restore(trainer, pl_module)
-        self.history = list(good.history)
+        self.history, self._level = list(good.history), None
         self._pending = None
         event = {"step": step, "reason": reason, "restored_step": good.step, "level": good.level}
         if self.rollbacks >= self.max_rollbacks:
@@ -297,6 +317,7 @@ class Guard(Callback):
             return
         self.rollbacks += 1
         self.lr_scale *= self.factor
+        self._hook(trainer)
         self._skip_left = self.skip_batches
         self.events.append({**event, "lr_scale": self.lr_scale, "gave_up": False})
         if self.verbose:
@@ -320,6 +341,7 @@ class Guard(Callback):
             "events": self.events,
             "gave_up": self.gave_up,
             "history": self.history,
+            "level": [self._level, self._level_due],  # (the cached level: a resume decides as the run would have)
             "skip_left": self._skip_left,
         }
 
@@ -330,6 +352,7 @@ class Guard(Callback):
         self.events = list(state_dict.get("events", []))
         self.gave_up = bool(state_dict.get("gave_up", False))
         self.history = list(state_dict.get("history", []))
+        self._level, self._level_due = state_dict.get("level", (None, 0))
         self._skip_left = int(state_dict.get("skip_left", 0))
 
     def __repr__(self) -> str:
