@@ -81,6 +81,10 @@ def _wsd(out):
     return _recipe("wsd", "run").plot(_saved("wsd")["runs"], out)
 
 
+def _guard(out):
+    return _recipe("guard", "run").plot(_saved("guard"), out)
+
+
 def _corpus(out):
     saved = _saved("range_test_corpus")
     module = _recipe("range_test_corpus", "run")
@@ -89,7 +93,8 @@ def _corpus(out):
 
 
 PICTURES = [
-    _benchmark, _range_test, _optimizers, _onecycle, _corpus, _cyclical, _sgdr, _regression, _sweep, _preview, _wsd
+    _benchmark, _range_test, _optimizers, _onecycle, _corpus, _cyclical, _sgdr, _regression, _sweep, _preview, _wsd,
+    _guard,
 ]  # fmt: skip
 
 

@@ -175,3 +175,20 @@ def test_wsd_study_quick_run_compares_and_extends(tmp_path):
     e, s = extension["epochs"], extension["stable_end"]
     assert len(extension["extended"]) == 2 * e - (s + 1) and len(extension["scratch"]) == 2 * e  # epochs it trained
     assert "| digits | 2 |" in done.stdout and (tmp_path / "wsd.png").stat().st_size > 10_000
+
+
+def test_guard_study_quick_run_brings_back_a_bold_peak_and_times_its_hooks(tmp_path):
+    done = run_recipe("guard/run.py", "--quick", "--out", str(tmp_path))
+    saved = json.loads((tmp_path / "results.json").read_text())
+    bold = {(j["mult"], j["guard"]): j for j in saved["bold"]}
+    assert set(bold) == {(1, False), (1, True), (10, False), (10, True)}
+    assert bold[(1, True)]["rollbacks"] == 0  # no false alarm at the oracle's lr
+    assert saved["overhead"]["repeats"] == 2 and 0 < saved["overhead"]["hooks_share"] < 0.5
+    assert (
+        saved["picture"]["guard"]["events"]
+        and saved["picture"]["guard"]["accuracy"] > saved["picture"]["plain"]["accuracy"]
+    )
+    assert "| 10x oracle | 1 |" in done.stdout and (tmp_path / "guard.png").stat().st_size > 20_000
+    # a second run reads the finished jobs from its journal instead of training them again
+    again = run_recipe("guard/run.py", "--quick", "--out", str(tmp_path))
+    assert "guard=" not in again.stdout
