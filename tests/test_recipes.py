@@ -188,7 +188,7 @@ def test_guard_study_quick_run_brings_back_a_bold_peak_and_times_its_hooks(tmp_p
         saved["picture"]["guard"]["events"]
         and saved["picture"]["guard"]["accuracy"] > saved["picture"]["plain"]["accuracy"]
     )
-    assert "| 10x oracle | 1 |" in done.stdout and (tmp_path / "guard.png").stat().st_size > 20_000
+    assert "| 10x oracle, all | 1 |" in done.stdout and (tmp_path / "guard.png").stat().st_size > 20_000
     # a second run reads the finished jobs from its journal instead of training them again
     again = run_recipe("guard/run.py", "--quick", "--out", str(tmp_path))
     assert "guard=" not in again.stdout

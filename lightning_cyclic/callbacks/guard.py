@@ -36,6 +36,9 @@ from lightning_cyclic.snapshot import to_cpu
 # a snapshot becomes the good one only if its loss is at most this many times the good one's: a run that has
 # drifted up since (the weights damaged by a jump the rules did not call a blow-up) is not where to roll back to
 WORSE = 1.5
+# a rise that stays counts only above this share of the run's first losses: a loss that doubles from 0.05 to 0.1
+# (a cross-entropy that started at 2.3) is the noise of a nearly fitted model, not a blow-up
+FLOOR = 0.1
 
 
 class _Good:
@@ -75,7 +78,8 @@ class Guard(Callback):
     highest loss of the last ``window`` steps (a step that throws the weights out, as the first
     steps at too high an lr do); or one whose median over the last ``patience`` optimizer steps
     is more than ``spike`` times its median over the ``window`` steps before them (a rise that
-    stays, not one bad batch). The loss is taken to be positive (a cross-entropy, an error).
+    stays, not one bad batch) and more than a tenth of the run's first losses (a nearly fitted
+    model's loss doubling from 0.05 to 0.1 is noise). The loss is taken to be positive (a cross-entropy, an error).
     On a blow-up the Guard
 
     1. skips the update of that step (a non-finite loss never reaches the weights),
@@ -149,6 +153,7 @@ class Guard(Callback):
         self.history: list[float] = []  # the training loss of each optimizer step (the last window + patience)
         self._level: float | None = None  # the median of history[:-patience], refreshed every patience steps
         self._level_due = 0
+        self._initial = 0.0  # the median of the first ``patience`` losses of the run
         self._skip_left = 0
         self._good: _Good | None = None
         self._pending: _Good | None = None
@@ -280,15 +285,17 @@ class Guard(Callback):
                     f"{len(before)} steps"
                 )
         if len(history) < 2 * self.patience:  # a level of at least as many steps as the recent median
+            if len(history) == self.patience:
+                self._initial = statistics.median(history)
             return ""
         self._level_due -= 1
         if self._level is None or self._level_due <= 0:
             self._level, self._level_due = statistics.median(history[: -self.patience]), self.patience
-        if value <= self.spike * self._level:  # (a rise that stays shows in this step's loss too)
+        if value <= self.spike * self._level or value <= FLOOR * self._initial:  # (a rise shows in this step too)
             return ""
         level = statistics.median(history[: -self.patience])
         recent = statistics.median(history[-self.patience :])
-        if level > 0 and recent > self.spike * level:
+        if level > 0 and recent > self.spike * level and recent > FLOOR * self._initial:
             return (
                 f"the training loss rose to {recent:.4g} (median of the last {self.patience} steps), "
                 f"{recent / level:.1f}x its level of {level:.4g}"
@@ -341,7 +348,11 @@ class Guard(Callback):
             "events": self.events,
             "gave_up": self.gave_up,
             "history": self.history,
-            "level": [self._level, self._level_due],  # (the cached level: a resume decides as the run would have)
+            "level": [
+                self._level,
+                self._level_due,
+                self._initial,
+            ],  # (the cached level: a resume decides as the run would have)
             "skip_left": self._skip_left,
         }
 
@@ -352,7 +363,7 @@ class Guard(Callback):
         self.events = list(state_dict.get("events", []))
         self.gave_up = bool(state_dict.get("gave_up", False))
         self.history = list(state_dict.get("history", []))
-        self._level, self._level_due = state_dict.get("level", (None, 0))
+        self._level, self._level_due, self._initial = state_dict.get("level", (None, 0, 0.0))
         self._skip_left = int(state_dict.get("skip_left", 0))
 
     def __repr__(self) -> str:
