@@ -25,6 +25,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
+from lightning_cyclic import _compat
 from lightning_cyclic._compat import Callback
 from lightning_cyclic.optim import is_schedule_free
 from lightning_cyclic.shapes._checks import check_choice, check_number
@@ -43,7 +44,9 @@ class BestSnapshot(Callback):
         mode: ``"min"`` or ``"max"``: whether lower or higher is better.
         patience: stop after this many evaluations without improvement; ``None`` never stops early.
         min_delta: an improvement must beat the best by more than this.
-        check_finite: stop when the monitored metric or the training loss is NaN/inf.
+        check_finite: stop when the monitored metric or the training loss is NaN/inf. With a
+            :class:`~lightning_cyclic.Guard` among the callbacks, a non-finite training loss is the
+            Guard's to roll back (and to stop the fit on, when it gives up).
         stopping_threshold: stop as soon as the metric is at least this good.
         divergence_threshold: stop as soon as the metric is worse than this.
         restore: put the best weights back into the model at the end of ``fit``.
@@ -113,6 +116,7 @@ class BestSnapshot(Callback):
         self._warned_missing = False
         self._warned_schedule_free = False
         self._diverged = False
+        self._guarded = False  # a Guard among the Trainer's callbacks handles a non-finite training loss
 
     @property
     def state_key(self) -> str:
@@ -214,7 +218,7 @@ class BestSnapshot(Callback):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if not self.check_finite:
+        if not self.check_finite or self._guarded:
             return
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         local_bad = isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss.detach()).all())
@@ -251,6 +255,10 @@ class BestSnapshot(Callback):
         self.restored = False
         self._diverged = False
         self._candidate = None
+        # a Guard rolls a NaN/inf training loss back and goes on (and stops the fit itself when it gives up)
+        from lightning_cyclic.callbacks.guard import Guard
+
+        self._guarded = any(isinstance(c, Guard) for c in _compat.trainer_callbacks(trainer))
 
     @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -279,3 +279,18 @@ def test_a_one_cycle_ten_times_too_bold_is_brought_back(tmp_path):
 
 def finite_scale(guard: Guard) -> bool:
     return 0 < guard.lr_scale < 1 and guard.lr_scale == guard.factor**guard.rollbacks
+
+
+def test_best_snapshot_leaves_a_nan_loss_to_the_guard(tmp_path):
+    from lightning_cyclic import BestSnapshot
+
+    torch.manual_seed(0)
+    module, guard = Poisoned(nan_at={5}), Guard()
+    module.validation_step = lambda batch, batch_idx: module.log("val_loss", nn.functional.cross_entropy(*batch))
+    best = BestSnapshot("val_loss", verbose=False)
+    pl.seed_everything(0, verbose=False)
+    trainer = tiny_trainer(tmp_path, [best, guard])
+    trainer.fit(
+        module, tiny_loader(learnable=True), tiny_loader(n=16, seed=1, learnable=True)
+    )  # BestSnapshot alone would stop at step 5
+    assert trainer.global_step == 24 and best.stop_reason == "" and [e["step"] for e in guard.events] == [5]
