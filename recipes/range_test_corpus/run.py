@@ -184,7 +184,13 @@ METHODS = {
     "ldog-avg": "L-DoG, scored at its polynomial-decay average (gamma 8)",
     "schedulefree": "schedule-free (AdamW lr 0.0025 / SGD lr 1, momentum 0.9), 5% warmup, scored in eval mode",
     "adamw-cosine": "AdamW lr 1e-3, 5% linear warmup + cosine",
+    # ours as a user adds it to a fit, in the same run as the peers: the range test inside the fit (LRFinder's
+    # defaults, the validation loss where the task has validation), then one-cycle at its choice; and the same
+    # with Guard() (its defaults), which rolls a blow-up back and lowers the peak
+    "auto": "ours: OneCycle(max_lr='auto') + LRFinder() in the fit, the task's optimizer",
+    "auto-guard": "ours: OneCycle(max_lr='auto') + LRFinder() + Guard() in the fit, the task's optimizer",
 }
+OURS_IN_FIT = ("auto", "auto-guard")
 WARMUP = 0.05  # share of the run the schedule-free and AdamW warmups take
 
 
@@ -280,7 +286,8 @@ def fit_peer(task: corpus.Task, seed: int, method: str, epochs: int, root: str) 
     data = corpus.load(task)
     total = corpus.total_steps(task, epochs)
     pl.seed_everything(seed, verbose=False)
-    module = task_module(task, peer_optimizer(task, method, total))
+    ours = method in OURS_IN_FIT
+    module = task_module(task, None if ours else peer_optimizer(task, method, total))
     values = []
 
     class Score(pl.Callback):
@@ -312,12 +319,25 @@ def fit_peer(task: corpus.Task, seed: int, method: str, epochs: int, root: str) 
             if method == "schedulefree":
                 trainer.optimizers[0].train()
 
+    callbacks: list = [Score()]
+    if ours:
+        from lightning_cyclic import Guard, LRFinder, OneCycle
+
+        callbacks += [OneCycle(max_lr="auto", log=False), LRFinder(verbose=False)]
+        callbacks += [Guard(verbose=False)] if method == "auto-guard" else []
     start = time.perf_counter()
-    fitted = trainer(root, [Score()], max_epochs=epochs)
-    fitted.fit(module, train_dataloaders=loader(data.x_train, data.y_train, task.batch, shuffle=True))
+    fitted = trainer(root, callbacks, max_epochs=epochs)
+    if ours:  # the validation loader where the task has one: the range test reads it
+        fitted.fit(module, datamodule=task_datamodule(task))
+    else:
+        fitted.fit(module, train_dataloaders=loader(data.x_train, data.y_train, task.batch, shuffle=True))
     best = max(values) if task.metric == "acc" else min(values)
     group = fitted.optimizers[0].param_groups[0]
     found = {"d": float(group["d"])} if "d" in group else {}  # Prodigy's and D-Adaptation's step-size estimate
+    if ours:
+        found["max_lr"] = callbacks[1].resolved["max_lr"] if callbacks[1].resolved else None  # (lr: a job key)
+        if method == "auto-guard":
+            found.update(rollbacks=callbacks[3].rollbacks, lr_scale=callbacks[3].lr_scale)
     return {"best": best, "curve": values, "seconds": time.perf_counter() - start, "steps": fitted.global_step,
             **found}  # fmt: skip
 
