@@ -28,7 +28,14 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressB
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lightning_cyclic import _compat
-from lightning_cyclic.callbacks import BestSnapshot, FineTune, PlateauDecay, ScheduleCallback, SnapshotEnsemble
+from lightning_cyclic.callbacks import (
+    BestSnapshot,
+    FineTune,
+    Guard,
+    PlateauDecay,
+    ScheduleCallback,
+    SnapshotEnsemble,
+)
 from lightning_cyclic.checkpoint import SafeCheckpointIO
 from lightning_cyclic.optim import lr_scale_factor
 from lightning_cyclic.shapes._checks import check_choice, check_number
@@ -521,8 +528,11 @@ class SaveOnInterrupt(Callback):
         if keeper is None or keeper.dirpath is None or not isinstance(exception, (SIGTERMException, KeyboardInterrupt)):
             return
         path = Path(keeper.dirpath) / f"{keeper.CHECKPOINT_NAME_LAST}{keeper.FILE_EXTENSION}"
+        io = trainer.strategy.checkpoint_io
+        refused = len(getattr(io, "skipped", []))
         trainer.save_checkpoint(path, weights_only=False)  # the whole state: a resume continues from it
-        self.saved = str(path)
+        if len(getattr(io, "skipped", [])) == refused:  # (weights that hold NaN/inf are not written)
+            self.saved = str(path)
 
 
 class SigtermStopsEveryRank(Callback):
@@ -767,6 +777,13 @@ def _summary(
         lines.append(f"  best weights restored: epoch {best.best_epoch}, {best.monitor} = {best.best_score:.4f}")
     if best is not None and best.stop_reason:
         lines.append(f"  stopped early: {best.stop_reason}")
+    guard = next((c for c in _compat.trainer_callbacks(trainer) if isinstance(c, Guard)), None)
+    if guard is not None and guard.events:
+        steps = ", ".join(str(e["step"]) for e in guard.events)
+        lines.append(
+            f"  guard: {guard.rollbacks} rollback(s) (at step {steps}), lr scaled by {guard.lr_scale:.4g} since"
+            + ("; it gave up and stopped the run" if guard.gave_up else "")
+        )
     if ensemble is not None and ensemble.metrics:
         lines.append(f"  snapshot ensemble of {len(ensemble.snapshots)}: val/acc = {ensemble.metrics['val_acc']:.4f}")
     if isinstance(schedule, PlateauDecay):
@@ -796,8 +813,13 @@ def _summary(
     callbacks = _compat.trainer_callbacks(trainer)
     ckpt = last_checkpoint(trainer) or next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
     saved = ckpt and (ckpt.last_model_path or ckpt.best_model_path)
+    io = trainer.strategy.checkpoint_io
+    refused = [reason for path, reason in getattr(io, "skipped", []) if path == saved]
     if saved and Path(saved).exists():
-        lines.append(f"  checkpoint: {_shown(saved)} (resume with ckpt_path=...)")
+        note = f"; later saves were not written: {refused[-1]}" if refused else ""
+        lines.append(f"  checkpoint: {_shown(saved)} (resume with ckpt_path=...{note})")
+    elif refused:
+        lines.append(f"  checkpoint: none written: {refused[-1]}")
     for lg in trainer.loggers:
         if lg.log_dir:
             lines.append(f"  logs ({type(lg).__name__}): {_shown(lg.log_dir)}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -97,3 +99,30 @@ def test_on_a_real_trainer_checkpoints_resume_exactly(tmp_path):
     trainer.fit(resumed, tiny_loader(), ckpt_path=str(tmp_path / "ckpt" / "last.ckpt"))
     for a, b in zip(first.parameters(), resumed.parameters()):
         assert torch.equal(a, b)  # nothing left to train: the checkpoint's weights, exactly
+
+
+def test_flipped_bytes_without_a_digest_fail_the_zip_crc(tmp_path):
+    io, path = SafeCheckpointIO(), tmp_path / "copied.ckpt"
+    io.save_checkpoint({"w": torch.arange(1000.0)}, path)
+    (tmp_path / "copied.ckpt.sha256").unlink()  # copied without its digest
+    assert io.load_checkpoint(path)["w"][999] == 999  # whole: it loads
+    data = bytearray(path.read_bytes())
+    for i in range(len(data) - 4200, len(data) - 4136):  # 64 bytes inside the tensor's storage
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=rf"checkpoint {path} \(\d+ bytes\) is damaged: the CRC-32 of its record"):
+        io.load_checkpoint(path)
+
+
+def test_weights_with_nan_are_never_written_over_a_checkpoint(tmp_path):
+    io, path = SafeCheckpointIO(), tmp_path / "last.ckpt"
+    io.save_checkpoint({"global_step": 10, "state_dict": {"w": torch.ones(3)}}, path)
+    before = path.read_bytes()
+    with pytest.warns(UserWarning, match=r"last.ckpt not written: the weights hold NaN/inf \(w at step 11\); the file"):
+        io.save_checkpoint({"global_step": 11, "state_dict": {"w": torch.tensor([1.0, math.nan, 0.0])}}, path)
+    assert path.read_bytes() == before and io.load_checkpoint(path)["global_step"] == 10
+    assert io.skipped == [(str(path), "the weights hold NaN/inf (w at step 11)")]
+    fresh = tmp_path / "other.ckpt"
+    with pytest.warns(UserWarning, match="no file is written"):
+        io.save_checkpoint({"state_dict": {"w": torch.tensor([math.inf])}}, fresh)
+    assert not fresh.exists()

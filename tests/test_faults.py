@@ -171,15 +171,40 @@ def test_sigkill_leaves_a_whole_last_ckpt_that_resumes(tmp_path):
     assert f"{state['global_step'] + 5} optimizer steps" in resumed.stdout
 
 
-def test_a_nan_at_a_fixed_step_stops_cleanly_with_the_best_weights(tmp_path):
+def test_a_nan_at_a_fixed_step_is_rolled_back_by_the_guard_and_the_run_goes_on(tmp_path):
     out = tmp_path / "run"
     done = run(out, "trainer.max_epochs=5", "+callbacks.poison._target_=tests.helpers.PoisonAt",
                "+callbacks.poison.step=50")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "guard: 1 rollback(s) (at step 50), lr scaled by 0.5 since" in done.stdout
+    assert "stopped early" not in done.stdout and "5 epochs" in done.stdout
+    assert json.loads((out / "result.json").read_text())["value"] > 0.8
+
+
+def test_without_the_guard_a_nan_at_a_fixed_step_stops_cleanly_with_the_best_weights(tmp_path):
+    out = tmp_path / "run"
+    done = run(out, "trainer.max_epochs=5", "+callbacks.poison._target_=tests.helpers.PoisonAt",
+               "+callbacks.poison.step=50", "~callbacks.guard")  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert "stopped early: the training loss is nan after 51 optimizer steps" in done.stdout
     assert "best weights restored: epoch 1" in done.stdout  # the last evaluated epoch before the fault (step 50)
     result = json.loads((out / "result.json").read_text())
     assert result["value"] > 0.5  # the restored weights, not the poisoned ones
+
+
+def test_nan_weights_never_become_last_ckpt_and_the_summary_names_the_one_that_resumes(tmp_path):
+    from lightning_cyclic.checkpoint import SafeCheckpointIO
+
+    out = tmp_path / "run"
+    # nothing stops the run: no guard, no NaN check; the weights are NaN from step 50 (epoch 2) on
+    unguarded = ("~callbacks.guard", "callbacks.best_snapshot.check_finite=false")
+    done = run(out, "trainer.max_epochs=4", "+callbacks.poison._target_=tests.helpers.PoisonAt",
+               "+callbacks.poison.step=50", *unguarded)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    last = out / "checkpoints" / "last.ckpt"
+    state = SafeCheckpointIO().load_checkpoint(last, weights_only=True)
+    assert state["epoch"] == 1 and all(bool(torch.isfinite(v).all()) for v in state["state_dict"].values())
+    assert "last.ckpt (resume with ckpt_path=...; later saves were not written: the weights hold NaN/inf" in done.stdout
 
 
 def test_a_crash_inside_a_checkpoint_save_keeps_the_previous_one_whole(tmp_path):
@@ -199,8 +224,9 @@ def test_a_crash_inside_a_checkpoint_save_keeps_the_previous_one_whole(tmp_path)
 
 def test_a_nan_on_one_ddp_rank_stops_every_rank_naming_that_rank(tmp_path):
     out = tmp_path / "run"
+    # without the Guard (with it, every rank rolls back at step 25 and the run goes on: tests/callbacks/test_ddp.py)
     done = run(out, "trainer=ddp_cpu", "trainer.max_epochs=5", "+callbacks.poison._target_=tests.helpers.PoisonAt",
-               "+callbacks.poison.step=25", "+callbacks.poison.rank=1")  # fmt: skip
+               "+callbacks.poison.step=25", "+callbacks.poison.rank=1", "~callbacks.guard")  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     # rank 0's loss stayed finite: the reason is rank 1's, with its value, as every rank stopped
     assert "stopped early: the training loss is nan on rank 1 after 26 optimizer steps" in done.stdout, done.stdout
