@@ -55,7 +55,9 @@ class BestSnapshot(Callback):
         verbose: report improvements, the stop and the restore.
 
     After ``fit``: ``best_score``, ``best_epoch``, ``best_step``, ``stopped_epoch`` and
-    ``stop_reason``. The snapshot and counters go into checkpoints, so a resumed run keeps
+    ``stop_reason``. They belong to one fit: a second ``fit`` with the same instance (a k-fold
+    loop) starts afresh, with no best and no snapshot, unless it resumes from a checkpoint
+    (``ckpt_path``): the snapshot and counters go into checkpoints, so a resumed run keeps
     its best. Under DDP the decisions are made on all ranks together and every rank keeps
     and restores the same weights.
 
@@ -103,7 +105,11 @@ class BestSnapshot(Callback):
         self.check_finite, self.restore, self.strict, self.verbose = check_finite, restore, strict, verbose
         self.stopping_threshold, self.divergence_threshold = stopping_threshold, divergence_threshold
         self.save_path = Path(save_path) if save_path is not None else None
-        self.best_score: float = math.inf if mode == "min" else -math.inf
+        self._fresh()
+
+    def _fresh(self) -> None:
+        """The state of one fit: each ``fit`` starts here (at ``setup``), then a checkpoint's state replaces it."""
+        self.best_score: float = math.inf if self.mode == "min" else -math.inf
         self.best_epoch: int | None = None
         self.best_step: int | None = None
         self.wait_count = 0
@@ -249,6 +255,11 @@ class BestSnapshot(Callback):
                 f"{type(self).__name__}: {why}; restored the weights of epoch {self.best_epoch} "
                 f"(step {self.best_step}, {self.monitor}={self.best_score:.5g})"
             )
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":  # a callback's state belongs to one fit: a checkpoint's is loaded after setup
+            self._fresh()
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -117,10 +117,19 @@ class SnapshotEnsemble(Callback):
         self.max_snapshots, self.every_n_epochs = max_snapshots, every_n_epochs
         self.evaluate, self.save_path = evaluate, Path(save_path) if save_path is not None else None
         self.predict = predict
+        self._fresh()
+
+    def _fresh(self) -> None:
+        """The state of one fit: each ``fit`` starts here (at ``setup``), then a checkpoint's state replaces it."""
         self.snapshots: list[dict[str, Any]] = []  # {"epoch", "step", "state"}
         self.metrics: dict[str, Any] = {}
         self.skipped_reason = ""  # why the last evaluation was skipped, "" when it ran
         self._restarts: WarmRestarts | None = None
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":  # a callback's state belongs to one fit: a checkpoint's is loaded after setup
+            self._fresh()
 
     @property
     def state_key(self) -> str:

@@ -59,6 +59,10 @@ class FineTune(BaseFinetuning):
         train_bn: train the backbone's batch-norm layers while it is frozen (Lightning's ``train_bn``).
         finder: the ``LRFinder`` whose settings the range tests use (default: ``LRFinder()``'s).
         log: log ``lr`` and ``momentum``, as the schedule callbacks do.
+
+    Its state (the phases' peaks, whether the backbone is unfrozen, the schedule) belongs to one fit: the same
+    instance in a second ``fit`` (a k-fold loop) freezes the new model's backbone and runs its own range tests;
+    a fit resumed from a checkpoint goes on where the checkpoint was.
     """
 
     def __init__(
@@ -98,6 +102,12 @@ class FineTune(BaseFinetuning):
         self.backbone_lr_mult, self.layer_decay = backbone_lr_mult, layer_decay
         self.train_bn, self.log = train_bn, log
         self.finder = finder
+        self._fresh()
+
+    def _fresh(self) -> None:
+        """The state of one fit: each ``fit`` starts frozen, with its own range tests, unless it resumes."""
+        self._internal_optimizer_metadata = {}  # BaseFinetuning's: the param groups added in this fit
+        self._restarting = False
         self.lrs: list[float | None] = [None, None]  # the peaks of the two phases, once known
         self.results: list[Any] = [None, None]  # the range tests' results, where they ran
         self.unfrozen = False
@@ -128,6 +138,12 @@ class FineTune(BaseFinetuning):
     def schedule(self) -> Any:
         """The schedule of the whole run as built now (both phases), or ``None`` before training."""
         return self._schedule.schedule if self._schedule is not None else None
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":  # a callback's state belongs to one fit: a checkpoint's is loaded after setup
+            self._fresh()
+        super().setup(trainer, pl_module, stage)  # freezes the backbone (of a new fit: not unfrozen)
 
     @override
     def freeze_before_training(self, pl_module: pl.LightningModule) -> None:

@@ -22,6 +22,9 @@ class LRFinder(Callback):
     """Leslie Smith's LR range test, run once at the start of ``fit``; the model, optimizer, RNGs,
     counters and other callbacks are left exactly as they were.
 
+    Its result belongs to one fit: the same instance in a second ``fit`` (a k-fold loop) tests the new model
+    again; a fit resumed from a checkpoint takes the result the checkpoint holds, with no new test.
+
     Schedule callbacks given ``max_lr="auto"`` in the same ``fit`` take their value from it.
 
     Args:
@@ -87,6 +90,10 @@ class LRFinder(Callback):
         )
         self.save_dir = Path(save_dir) if save_dir is not None else None
         self.verbose = verbose
+        self._fresh()
+
+    def _fresh(self) -> None:
+        """The state of one fit: a new ``fit`` runs a new test (a resumed one takes the checkpoint's result)."""
         self.result: RangeTestResult | None = None
         self._skipped: RangeTestResult | None = None  # this fit's fast_dev_run stand-in, never saved
 
@@ -114,7 +121,8 @@ class LRFinder(Callback):
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self._skipped = None
+        if stage == "fit":  # a callback's state belongs to one fit: a checkpoint's is loaded after setup
+            self._fresh()
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

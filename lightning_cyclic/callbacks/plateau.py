@@ -53,7 +53,9 @@ class PlateauDecay(BestSnapshot):
         verbose: report the improvements, the cuts, the stop and the restore.
 
     After ``fit``: ``cuts`` (``(epoch, step, lr)`` of each), besides ``BestSnapshot``'s ``best_score``,
-    ``best_epoch``, ``stop_reason``...
+    ``best_epoch``, ``stop_reason``... As for ``BestSnapshot``, the state (the cuts, the counters, the base lrs)
+    belongs to one fit: a new ``fit`` with the same instance starts uncut from its optimizer's lrs, unless it
+    resumes from a checkpoint, which restores them.
     """
 
     def __init__(
@@ -92,10 +94,14 @@ class PlateauDecay(BestSnapshot):
         self.threshold_mode, self.cooldown, self.min_lr = threshold_mode, int(cooldown), float(min_lr)
         self.warmup, self.warmup_lr_init, self.interval = warmup, float(warmup_lr_init), interval
         self.restore_best = restore_best
+
+    @override
+    def _fresh(self) -> None:
+        super()._fresh()
         self.cuts: list[tuple[int, int, float]] = []
         self.num_bad = 0
         self.cooldown_counter = 0
-        self.plateau_best = math.inf if mode == "min" else -math.inf
+        self.plateau_best = math.inf if self.mode == "min" else -math.inf
         self._base: list[list[float]] | None = None  # per optimizer, per group: the lr training started with
         self._warmup_steps = 0.0
         self._written: tuple[int, float] | None = None  # (cuts, warmup step) last written; None: write again

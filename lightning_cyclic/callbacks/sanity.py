@@ -34,8 +34,17 @@ class InitialLossCheck(Callback):
             check_number("num_classes", num_classes, 2, integer=True)
         check_number("tolerance", tolerance, 0, low_open=True)
         self.num_classes, self.tolerance = num_classes, tolerance
+        self._fresh()
+
+    def _fresh(self) -> None:
+        """The state of one fit: each ``fit`` checks its own first loss."""
         self.initial_loss: float | None = None
         self.expected: float | None = None
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self._fresh()
 
     @override
     def on_train_batch_end(

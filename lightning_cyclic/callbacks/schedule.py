@@ -121,6 +121,10 @@ class ScheduleCallback(Callback):
     step numbers ``LearningRateMonitor`` uses; a callback given ``optimizer=i`` logs
     ``lr-optimizer{i}`` / ``momentum-optimizer{i}`` instead, so two of them do not collide.
     ``log=False`` logs nothing.
+
+    The state (the plan, the param groups' ratios, the values found for ``"auto"`` arguments) belongs to one
+    fit: a second ``fit`` with the same instance (a k-fold loop) plans its own run and runs its own range test;
+    a fit resumed from a checkpoint (``ckpt_path``) takes the checkpoint's, so it goes on on the same trajectory.
     """
 
     schedule_cls: type[Schedule]  # the shape: its ARGS declare the arguments (CustomSchedule: per instance)
@@ -148,8 +152,13 @@ class ScheduleCallback(Callback):
         self.optimizer = _check_optimizer(optimizer)
         self.auto = {name: part for name, part in self.auto_fields.items() if self.params.get(name) == AUTO}
         self.finder = finder
-        self.resolved: dict[str, float] | None = None  # values found for the "auto" arguments
         self.schedule_cls.check_arguments(self.params, skip=self.auto)  # every argument now, "auto" ones later
+        self._last_resolved: dict[str, float] | None = None  # the last fit's "auto" values, to say they are not reused
+        self._fresh()
+
+    def _fresh(self) -> None:
+        """The state of one fit: each ``fit`` starts here (at ``setup``), then a checkpoint's state replaces it."""
+        self.resolved: dict[str, float] | None = None  # values found for the "auto" arguments
         self.schedule: Schedule | None = None
         self._plan: RunPlan | None = None  # run length and steps per epoch, saved in checkpoints
         self._ratios: list[list[float]] | None = None  # per optimizer, per param group
@@ -243,9 +252,20 @@ class ScheduleCallback(Callback):
         return {name: getattr(chosen, part) for name, part in self.auto.items()}
 
     @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        # a callback's state belongs to one fit: a checkpoint's is loaded after setup, before on_fit_start
+        self._last_resolved = self.resolved or self._last_resolved
+        self._fresh()
+        if self.finder is not None:
+            self.finder._fresh()  # its result too: a new model gets a new range test
+
+    @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._skip = False
         if self.auto and self.resolved is None:
+            last, self._last_resolved = self._last_resolved, None
             if _compat.fast_dev_run(trainer):
                 # no range test under fast_dev_run (as Lightning's Tuner): the optimizer's own lr is used
                 rank_zero_warn(
@@ -254,6 +274,12 @@ class ScheduleCallback(Callback):
                 )
                 self._skip = True
                 return
+            if last:
+                found = ", ".join(f"{name}={value:.4g}" for name, value in last.items())
+                rank_zero_info(
+                    f"{type(self).__name__}: a new fit: the LR range test runs again (the last fit's {found} is "
+                    f"not reused)"
+                )
             self._resolve_auto(trainer, pl_module)
 
     @property
@@ -494,7 +520,8 @@ class OneCycle(ScheduleCallback):
 
     Args:
         max_lr: peak lr (of the param group with the largest lr; others keep their ratio), or
-            ``"auto"``: the LR range test's suggestion, found at the start of this ``fit``.
+            ``"auto"``: the LR range test's suggestion, found at the start of this ``fit`` (each new fit runs
+            the test again, with one line saying so; a fit resumed from a checkpoint keeps the lr found before).
         pct_start: fraction of the run spent rising, in (0, 1) (in (0, 0.5] with ``three_phase``).
         div_factor: the run starts at ``max_lr / div_factor``.
         final_div_factor: and ends at ``max_lr / div_factor / final_div_factor``.
@@ -815,10 +842,14 @@ class Sequential(ScheduleCallback):
                 f"{len(parts)} parts"
             )
         self.parts = list(parts)
-        self._warned_short = False
         # the parts by their arguments: in the state_key, so two sequences of other parts keep two states
         params = {"boundaries": boundaries, "schedules": tuple(repr(part) for part in self.parts)}
         super().__init__(params, interval=interval, total_steps=total_steps, log=log, optimizer=optimizer)
+
+    @override
+    def _fresh(self) -> None:
+        super()._fresh()
+        self._warned_short = False
 
     @override
     def build(self, total_steps: float | None, steps_per_epoch: float) -> Schedule:
