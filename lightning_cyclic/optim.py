@@ -196,7 +196,9 @@ class ScheduleLR(LRScheduler):
     ``configure_optimizers`` returns the scheduler with Lightning's default
     ``interval="epoch"``. An optimizer step that does not happen (a
     ``GradScaler`` skipping a step on inf/NaN gradients) does not advance the
-    schedule. ``step_with_optimizer=False`` gives the plain torch contract:
+    schedule. A ``step(epoch)`` call, with the position given (torch's fractional epochs
+    for warm restarts), detaches the hook: the loop drives the schedule from then on.
+    ``step_with_optimizer=False`` gives the plain torch contract:
     every ``step()`` call advances, whenever it comes (a schedule written in
     epochs and stepped once per epoch). :meth:`detach` removes the hook and
     switches to that contract.
@@ -249,10 +251,19 @@ class ScheduleLR(LRScheduler):
     def _after_optimizer_step(self, optimizer: Optimizer, args: Any, kwargs: Any) -> None:
         LRScheduler.step(self)
 
-    def step(self, epoch: int | None = None) -> None:
-        """Advance one step, unless the scheduler follows the optimizer's steps: then do nothing."""
-        if self._hook is None:
-            super().step(epoch)
+    def step(self, epoch: float | None = None) -> None:
+        """Advance one step, unless the scheduler follows the optimizer's steps: then do nothing.
+
+        ``step(epoch)`` puts the schedule at ``epoch``, fractional ones included, as torch's
+        ``CosineAnnealingWarmRestarts`` takes them (``scheduler.step(epoch + i / iters)`` after each batch): the
+        loop says where the schedule is, so the scheduler stops following the optimizer's steps from then on
+        (as after :meth:`detach`), and the lr (and momentum) is the schedule's at ``epoch``.
+        """
+        if epoch is not None:
+            self.detach()
+            super().step(epoch)  # type: ignore[arg-type]  # torch's closed form takes any position
+        elif self._hook is None:
+            super().step()
 
     def detach(self) -> None:
         """Stop following the optimizer's steps: from now on only ``step()`` calls advance the schedule."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import pytest
@@ -211,6 +212,34 @@ def test_schedule_lr_without_the_hook_is_a_plain_torch_scheduler():
     assert opt.param_groups[0]["lr"] == start and sched.last_epoch == 0  # optimizer steps alone do not move it
     sched.step()
     assert sched.last_epoch == 1 and opt.param_groups[0]["lr"] > start
+
+
+@pytest.mark.parametrize("step_with_optimizer", [True, False])
+@pytest.mark.parametrize("cycle_mult", [1, 2])
+def test_schedule_lr_at_fractional_epochs_equals_torch_warm_restarts(cycle_mult, step_with_optimizer):
+    """torch's documented use of CosineAnnealingWarmRestarts, ``scheduler.step(epoch + i / iters)`` after each
+    batch: ScheduleLR given the same positions gives the same lr, at every fraction of every epoch."""
+    iters, epochs = 7, 25
+    ref_opt, opt = make_optimizer(lr=0.5), make_optimizer(lr=0.5)
+    ref = L.CosineAnnealingWarmRestarts(ref_opt, T_0=3, T_mult=cycle_mult, eta_min=0.01)
+    schedule = WarmRestartsSchedule(max_lr=0.5, cycle_len=3, cycle_mult=cycle_mult, min_lr=0.01)
+    sched = ScheduleLR(opt, schedule, step_with_optimizer=step_with_optimizer)
+    theirs, ours = [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's deprecation of step(epoch) for its other schedulers
+        for epoch in range(epochs):
+            for i in range(iters):
+                for o in (ref_opt, opt):
+                    o.step()
+                ref.step(epoch + i / iters)
+                sched.step(epoch + i / iters)
+                theirs.append(ref_opt.param_groups[0]["lr"])
+                ours.append(opt.param_groups[0]["lr"])
+    assert theirs[1] == pytest.approx(0.5 - 0.49 * (1 - math.cos(math.pi * (1 / 7) / 3)) / 2)  # not at the peak
+    assert_close(ours, theirs, rel=1e-9, abs_=1e-12)
+    assert not sched.step_with_optimizer  # the loop gives the positions: optimizer steps no longer move it
+    opt.step()
+    assert sched.last_epoch == pytest.approx(epochs - 1 + (iters - 1) / iters)
 
 
 def test_schedule_lr_detach_removes_the_hook():
