@@ -6,6 +6,7 @@ from lightning_cyclic.callbacks.finetune import FineTune
 from lightning_cyclic.callbacks.guard import Guard
 from lightning_cyclic.callbacks.lr_finder import LRFinder, lr_find
 from lightning_cyclic.callbacks.plateau import PlateauDecay
+from lightning_cyclic.callbacks.preemption import Preemption
 from lightning_cyclic.callbacks.sanity import InitialLossCheck
 from lightning_cyclic.callbacks.schedule import (
     CustomSchedule,
@@ -30,6 +31,7 @@ __all__ = [
     "LRFinder",
     "OneCycle",
     "PlateauDecay",
+    "Preemption",
     "ScheduleCallback",
     "ScheduleFree",
     "Sequential",
