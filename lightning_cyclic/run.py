@@ -321,6 +321,7 @@ def check_config(cfg: DictConfig) -> None:
             for name, node in (cfg.get(group) or {}).items():
                 _check_types(f"{group}.{name}", node)
         check_choice("schedule_via", cfg.get("schedule_via", "callback"), ("callback", "scheduler"))
+        check_choice("optimized_mode", cfg.get("optimized_mode", "max"), ("min", "max"))
         _check_schedule_free(cfg, optimizer)
         _progress_bar(cfg)
         path = _checkpoint_path(cfg.get("ckpt_path"), cfg)
@@ -637,6 +638,12 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         check_choice("schedule_via", via, ("callback", "scheduler"))
         if via == "scheduler" and not isinstance(schedule, ScheduleCallback):
             raise ConfigError(f"schedule_via=scheduler: {type(schedule).__name__} is a callback only; use callback")
+        if via == "scheduler" and isinstance(schedule, ScheduleCallback) and schedule.auto:
+            auto = " and ".join(f"schedule.{name}=auto" for name in sorted(schedule.auto))
+            raise ConfigError(
+                f"schedule_via=scheduler cannot take {auto}: the LR range test runs inside the fit, after "
+                f"configure_optimizers has built the scheduler; use schedule_via=callback, or give a number"
+            )
         if via == "scheduler":  # inside configure_optimizers, as a closed-form LRScheduler (ScheduleMixin)
             model.schedule = schedule
         else:

@@ -184,7 +184,8 @@ class Leaderboard(HydraCallback):
     """Hydra callback: at the end of a multirun, ``leaderboard.csv`` in the sweep folder and a printed table."""
 
     def __init__(self, metric: str = "val/acc", mode: str = "max") -> None:
-        check_choice("mode", mode, ("min", "max"))
+        # the app sets it from optimized_mode (conf/hydra): the message names the key a user set
+        check_choice("optimized_mode (the leaderboard's mode)", mode, ("min", "max"))
         self.metric, self.mode = metric, mode
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:

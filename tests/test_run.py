@@ -388,6 +388,11 @@ BAD_VALUES = [
     ("+trainer.detect_anomaly=maybe", "trainer.detect_anomaly='maybe': Trainer takes detect_anomaly as true or false"),
     ("callbacks.model_checkpoint.save_top_k=abc", "callbacks.model_checkpoint.save_top_k='abc': ModelCheckpoint takes"),
     ("+model.net.dropuot=0.1", "model: .*unexpected keyword argument 'dropuot' \\(a misspelt key\\?\\)"),
+    ("optimized_mode=maximum", "optimized_mode must be one of 'min', 'max', got 'maximum'"),
+    (
+        "schedule_via=scheduler schedule.max_lr=auto",
+        "schedule_via=scheduler cannot take schedule.max_lr=auto: .* use schedule_via=callback, or give a number",
+    ),
 ]
 
 
@@ -412,6 +417,20 @@ def test_a_bad_value_on_the_command_line_is_one_line_and_exit_status_2(tmp_path)
     )  # fmt: skip
     assert done.returncode == 2
     assert "error: trainer.max_epochs must be an integer" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["schedule_via=scheduler", "schedule.max_lr=auto"], "error: schedule_via=scheduler cannot take schedule"),
+        (["optimized_mode=maximum"], "optimized_mode (the leaderboard's mode) must be one of 'min', 'max', got"),
+    ],
+)
+def test_a_bad_value_on_the_command_line_names_its_key_without_a_traceback(tmp_path, overrides, message):
+    done = run_cli(*overrides, f"hydra.run.dir={tmp_path}", timeout=120)
+    assert done.returncode != 0 and message in done.stderr, done.stderr[-3000:]
+    assert done.returncode == 2 or "leaderboard" in message  # (Hydra refuses its own callback's value first)
+    assert "Traceback" not in done.stderr and "Epoch 0" not in done.stdout + done.stderr
 
 
 def _group_leaves():
