@@ -81,6 +81,12 @@ def fast_dev_run(trainer: _lightning.Trainer) -> int | bool:
     return trainer.fast_dev_run  # type: ignore[attr-defined]  # set by its setup code
 
 
+def reload_every(trainer: _lightning.Trainer) -> int:
+    """``trainer.reload_dataloaders_every_n_epochs``: 0, or how often the train dataloader is built again (its
+    length may change from one epoch to the next)."""
+    return trainer.reload_dataloaders_every_n_epochs  # type: ignore[attr-defined]  # set by its data connector
+
+
 def log_every_n_steps(trainer: _lightning.Trainer) -> int:
     """``trainer.log_every_n_steps``: how often Lightning writes logs (0: never)."""
     return trainer.log_every_n_steps  # type: ignore[attr-defined]  # set by its logger connector

@@ -8,7 +8,11 @@ give the planned trajectory, and nothing ever raises "tried to step N times":
 past the planned end the schedule holds its final value.
 
 Lengths are given in ``interval`` units ("step" or "epoch"); :meth:`ScheduleCallback.build`
-is the one place where epochs become optimizer steps, from :func:`plan`.
+is the one place where epochs become optimizer steps, from :func:`plan`. Where epochs change length
+(``reload_dataloaders_every_n_epochs`` with a train dataloader of another length each epoch), a schedule in
+epochs is placed at the epochs completed plus the share of the current epoch done, so its restarts and
+milestones fall on the real epoch boundaries; a schedule in steps is re-planned at each epoch for the steps
+done plus this epoch's length for every epoch left, and says so once.
 
 When the lr is written: at ``on_train_start`` for the first step, then right after every
 training batch (``on_train_batch_end``) for the next one, so it is in the optimizer before any
@@ -165,12 +169,14 @@ class ScheduleCallback(Callback):
         self._writers: list[ParamGroupWriter] = []
         self._ahead: list[tuple[float, float | None]] = []  # schedule(step) for steps _ahead_from, _ahead_from + 1...
         self._ahead_from = 0
-        self._written: int | None = None  # the step whose values are in the optimizers (None: write again)
-        self._step_read = 0  # the step, read at on_train_start and at the end of every batch
-        self._logged: int | None = None  # the last step logged
+        self._written: float | None = None  # the step whose values are in the optimizers (None: write again)
+        self._step_read: float = 0  # the step, read at on_train_start and at the end of every batch
+        self._logged: float | None = None  # the last step logged
         self._metric_names: tuple[str, str] = ("lr", "momentum")  # lr-optimizer{i}... with optimizer=i
         self._manual = False
         self._skip = False  # stepped aside (fast_dev_run)
+        self._epoch: tuple[int, int, int] | None = None  # (epoch, its first step, its steps) when lengths change
+        self._replanned = False  # said once per fit that the run was re-planned
 
     @property
     def lengths(self) -> tuple[str, ...]:
@@ -344,7 +350,9 @@ class ScheduleCallback(Callback):
             return
         self._manual = not pl_module.automatic_optimization  # (the step below counts batches under manual)
         plan = self._plan_run(trainer)
-        if self._plan is not None and self._plan != plan:
+        if self._plan is not None and _compat.reload_every(trainer):
+            plan = self._plan  # epochs change length: the checkpoint's unit, re-planned at each epoch (see _epoch_of)
+        elif self._plan is not None and self._plan != plan:
             self._say_the_plan_changed(self._plan, plan, self._step(trainer))
         self._plan = plan
         try:
@@ -394,8 +402,58 @@ class ScheduleCallback(Callback):
                     rank_zero_warn(momentum_warning(writer.optimizer, type(self).__name__))
                     writer._warned = True
         self._logged = None
+        self._epoch = None
         self._step_read = self._step(trainer)
         self._apply(self._step_read)
+
+    # epochs of changing length (reload_dataloaders_every_n_epochs) ---------------------------------
+    def _epoch_of(self, trainer: pl.Trainer, batch_idx: int) -> None:
+        """At the first batch of each epoch (or of a resume): where the epoch starts and how many steps it has,
+        read off the train dataloader of this epoch; a step schedule whose run turns out another length is
+        re-planned (the steps done, then this epoch's length for every epoch left), with one line per fit."""
+        epoch = trainer.current_epoch
+        if self._epoch is not None and self._epoch[0] == epoch:
+            return
+        per = 1 if self._manual else trainer.accumulate_grad_batches
+        batches = trainer.num_training_batches
+        if not math.isfinite(batches) or self._plan is None:
+            self._epoch = None
+            return
+        start, steps = self._step(trainer) - batch_idx // per, math.ceil(batches / per)
+        self._epoch = (epoch, start, steps)
+        old = self._plan["total_steps"]
+        if self.interval != "step" or self.total_steps is not None or old is None or trainer.max_epochs in (None, -1):
+            return
+        total: float = start + steps * (trainer.max_epochs - epoch)
+        if trainer.max_steps not in (None, -1):
+            total = min(total, trainer.max_steps)
+        if total == old:
+            return
+        new: RunPlan = {"total_steps": total, "steps_per_epoch": self._plan["steps_per_epoch"]}
+        step = self._step(trainer)
+        before, after = self.build(**self._plan)(step)[0], self.build(**new)(step)[0]
+        self._plan, self.schedule, self._ahead, self._written = new, self.build(**new), [], None
+        if not self._replanned:
+            self._replanned = True
+            rank_zero_info(
+                f"{type(self).__name__}: epoch {epoch} has {steps} optimizer steps (the train dataloader changed "
+                f"length): the run is re-planned as {total:g} steps (was {old:g}), so the lr goes from {before:.4g} "
+                f"to {after:.4g} at step {step}; later epochs of other lengths re-plan it again without a line"
+            )
+
+    def _position(self, step: int) -> float:
+        """The schedule's position for optimizer step ``step``: the step itself, except for lengths in epochs when
+        epochs change length, where it is the epochs completed plus the share of this epoch done, in units of
+        the plan's steps per epoch (so a restart at epoch 2 comes at epoch 2's first step, whatever the epochs
+        before held)."""
+        if self.interval != "epoch" or self._epoch is None or self._plan is None:
+            return step
+        epoch, start, steps = self._epoch
+        unit = self._plan["steps_per_epoch"]
+        done = min(step - start, steps)
+        if steps == unit:
+            return int(epoch * unit + done)
+        return epoch * unit + done * unit / steps
 
     def _say_the_plan_changed(self, old: RunPlan, new: RunPlan, step: int) -> None:
         """A resumed run planned with another length: whether the lr jumps at the resume step, and by how much.
@@ -431,7 +489,7 @@ class ScheduleCallback(Callback):
             if self._ratios is not None:  # set with the writers, at on_train_start
                 self._ratios[index] = list(writer.ratios)
 
-    def _apply(self, step: int) -> tuple[float, float | None]:
+    def _apply(self, step: float) -> tuple[float, float | None]:
         """Put the schedule's ``(lr, momentum)`` at ``step`` into the optimizers, unless they are there already
         (written for this step, and no param group added since); return them.
 
@@ -441,6 +499,13 @@ class ScheduleCallback(Callback):
         much of Lightning, a schedule's arithmetic run once per step costs several times what it costs in a
         loop. The check is one comparison, and one length per optimizer.
         """
+        if not isinstance(step, int):  # a fraction of an epoch of another length: no table for it
+            values = self.schedule(step) if self.schedule is not None else (0.0, None)
+            if self._written != step:
+                for writer in self._writers:
+                    writer.write(*values)
+                self._written = step
+            return values
         i = step - self._ahead_from
         ahead = self._ahead
         if not 0 <= i < len(ahead):
@@ -469,6 +534,9 @@ class ScheduleCallback(Callback):
     ) -> None:
         if self.schedule is not None:
             self._written = None  # write again: another callback's on_train_epoch_start may have set an lr
+            if _compat.reload_every(trainer):
+                self._epoch_of(trainer, batch_idx)
+                self._step_read = self._position(self._step(trainer))
             self._apply(self._step_read)
 
     @override
@@ -476,7 +544,7 @@ class ScheduleCallback(Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         if self.schedule is not None:  # the next step's values, before any callback's on_train_batch_start
-            self._step_read = self._step(trainer, after_batch=True)
+            self._step_read = self._position(self._step(trainer, after_batch=True))
             self._apply(self._step_read)
 
     @override
