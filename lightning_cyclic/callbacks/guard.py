@@ -162,6 +162,7 @@ class Guard(Callback):
         self._verdict_step = 0  # the optimizer step it is about
         self._handles: list[Any] = []
         self._saved_lrs: dict[int, list[Any]] = {}
+        self._depth: dict[int, int] = {}  # how deep inside nested step() calls each optimizer is
         self._trainer: pl.Trainer | None = None
 
     @property
@@ -174,16 +175,21 @@ class Guard(Callback):
 
     # --- the lr scale, on the optimizer's own step ----------------------------------------------
     def _scale_lrs(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        # torch runs the hooks at every level of a step that calls its base class's (an optimizer subclass whose
+        # step() calls super().step()): the scale goes on at the outermost level only, and comes off there
+        depth = self._depth.get(id(optimizer), 0)
+        self._depth[id(optimizer)] = depth + 1
         trainer = self._trainer
         # not inside an LR range test (it runs a fit's steps with the Trainer's callbacks set aside)
-        if trainer is None or self not in _compat.trainer_callbacks(trainer):
+        if depth or trainer is None or self not in _compat.trainer_callbacks(trainer):
             return
         self._saved_lrs[id(optimizer)] = [group["lr"] for group in optimizer.param_groups]
         for group in optimizer.param_groups:
             group["lr"] = group["lr"] * self.lr_scale
 
     def _unscale_lrs(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        saved = self._saved_lrs.pop(id(optimizer), None)
+        depth = self._depth[id(optimizer)] = self._depth.get(id(optimizer), 1) - 1
+        saved = self._saved_lrs.pop(id(optimizer), None) if depth <= 0 else None
         if saved is not None:
             for group, lr in zip(optimizer.param_groups, saved):
                 group["lr"] = lr

@@ -147,6 +147,10 @@ def test_the_rollback_puts_back_the_good_weights_and_optimizer_state(tmp_path):
 
 
 def test_a_torch_scheduler_is_scaled_for_the_step_and_otherwise_left_alone(tmp_path):
+    # Recorded.step calls SGD.step: where SGD.step is wrapped too (any SGD built in the process patches it), torch
+    # runs the step hooks at both levels; the scale goes on once
+    torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
+
     def cosine(optimizer):
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=24)
 
