@@ -153,14 +153,6 @@ def attach_trainer(model: Any, trainer: Any) -> None:
     model._trainer = trainer
 
 
-def stop_as_on_sigterm(trainer: Any) -> None:
-    """Have the fit loop end this batch as it does on SIGTERM: it raises ``SIGTERMException`` at the batch end.
-
-    ``_SignalConnector.received_sigterm`` is the flag its own handler sets (every Lightning since 1.x).
-    """
-    trainer._signal_connector.received_sigterm = True
-
-
 def swap_worker_iterator(loader: Any, iterator: Any) -> Any:
     """Put ``iterator`` (or ``None``) in the place where a ``DataLoader`` with ``persistent_workers=True``
     keeps its iterator between epochs; return the one that was there.

@@ -33,6 +33,7 @@ from lightning_cyclic.callbacks import (
     FineTune,
     Guard,
     PlateauDecay,
+    Preemption,
     ScheduleCallback,
     SnapshotEnsemble,
 )
@@ -536,50 +537,6 @@ class SaveOnInterrupt(Callback):
             self.saved = str(path)
 
 
-class SigtermStopsEveryRank(Callback):
-    """SIGTERM ends the run at the same batch on every DDP rank, so none waits for another in a collective.
-
-    Lightning 2.6's own SIGTERM handler broadcasts from inside the signal handler, wherever rank 0 happens to be
-    (mid-``training_step``, say) while rank 1 is in the gradient all-reduce: both wait for ever (seen with two
-    gloo processes; rank 1 also stops one batch apart from rank 0). For the fit this callback's handler only
-    notes the signal; at each training batch end the ranks agree (one small all-reduce under DDP, nothing on
-    one process) and, if any rank was signalled, all of them stop there, through Lightning's own SIGTERM path.
-    A signal during validation takes effect at the next training batch end.
-    """
-
-    def __init__(self) -> None:
-        self.received = False
-        self._previous: Any = None
-
-    def _note(self, signum: int, frame: Any) -> None:  # a signal handler: only set a flag (no logging, no I/O)
-        self.received = True
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        import signal
-        import threading
-
-        # after Lightning registered its handlers (at the start of the fit stage); the main thread only can
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.getsignal(signal.SIGTERM)
-            signal.signal(signal.SIGTERM, self._note)
-
-    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
-        stop = self.received
-        if trainer.world_size > 1:
-            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
-        if stop:
-            if trainer.is_global_zero:
-                log.info("SIGTERM received: every rank stops at the end of step %d", trainer.global_step)
-            _compat.stop_as_on_sigterm(trainer)
-
-    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        import signal
-
-        if self._previous is not None and signal.getsignal(signal.SIGTERM) == self._note:
-            signal.signal(signal.SIGTERM, self._previous)
-        self._previous = None
-
-
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Build data, model, optimizer, schedule, callbacks, logger and trainer from ``cfg``; fit; report."""
     cfg = cfg.copy()  # the lr scaling rule writes into it
@@ -601,7 +558,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     callbacks += [bar] if bar is not None else []
     saver = SaveOnInterrupt()
     callbacks.insert(0, saver)
-    callbacks.append(SigtermStopsEveryRank())
+    # SIGTERM: every rank stops after the same step (Lightning's own handler can leave DDP ranks waiting for each
+    # other); SaveOnInterrupt writes last.ckpt, and the exit status is 143, below
+    callbacks.append(Preemption(ckpt_path=False))
     loggers = []
     for name, node in (cfg.get("logger") or {}).items():
         if node:
