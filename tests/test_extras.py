@@ -112,7 +112,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 baseline = {name.split(".")[0] for name in sys.modules}
 import lightning_cyclic
-from lightning_cyclic import BestSnapshot, InitialLossCheck, LRFinder, OneCycle, SnapshotEnsemble, lr_find
+from lightning_cyclic import BestSnapshot, Guard, InitialLossCheck, LRFinder, OneCycle, Preemption, lr_find
+from lightning_cyclic import SnapshotEnsemble
 from lightning_cyclic import ScheduleLR, ScheduleMixin, shapes, optim, finder, suggest, snapshot, checkpoint
 
 
@@ -133,7 +134,8 @@ class Tiny(pl.LightningModule):
 x, y = torch.randn(64, 4), torch.randint(0, 3, (64,))
 data = DataLoader(TensorDataset(x, y), batch_size=8)
 callbacks = [LRFinder(num_steps=10, verbose=False), OneCycle(max_lr="auto"), BestSnapshot(monitor="train_loss"),
-             SnapshotEnsemble(every_n_epochs=1, evaluate=False), InitialLossCheck(num_classes=3)]
+             SnapshotEnsemble(every_n_epochs=1, evaluate=False), InitialLossCheck(num_classes=3), Guard(),
+             Preemption(ckpt_path=False)]
 trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
                      enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks)
 trainer.fit(Tiny(), data)
