@@ -298,3 +298,53 @@ def test_best_snapshot_leaves_a_nan_loss_to_the_guard(tmp_path):
         module, tiny_loader(learnable=True), tiny_loader(n=16, seed=1, learnable=True)
     )  # BestSnapshot alone would stop at step 5
     assert trainer.global_step == 24 and best.stop_reason == "" and [e["step"] for e in guard.events] == [5]
+
+
+def test_bf16_mixed_precision_on_cpu(tmp_path):
+    torch.manual_seed(0)
+    module, guard = Poisoned(nan_at={5}), Guard()
+    fit(tmp_path, module, [guard], precision="bf16-mixed")
+    assert [e["step"] for e in guard.events] == [5] and finite(module) and guard.lr_scale == 0.5
+
+
+def test_pytorch_lightning_trainer_and_learning_rate_monitor(tmp_path):
+    pl_namespace = pytest.importorskip("pytorch_lightning")
+    from pytorch_lightning.callbacks import LearningRateMonitor
+    from pytorch_lightning.demos.boring_classes import BoringModel, RandomDataset
+    from pytorch_lightning.loggers import CSVLogger
+    from torch.utils.data import DataLoader
+
+    class Model(BoringModel):
+        def training_step(self, batch, batch_idx):
+            out = super().training_step(batch, batch_idx)
+            return {"loss": out["loss"] * float("nan")} if self.global_step == 6 else out
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1, momentum=0.9)
+
+    guard = Guard(every=2)
+    trainer = pl_namespace.Trainer(
+        default_root_dir=tmp_path,
+        accelerator="cpu",
+        max_epochs=1,
+        limit_train_batches=20,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        log_every_n_steps=1,
+        logger=CSVLogger(tmp_path),
+        callbacks=[LearningRateMonitor(logging_interval="step"), OneCycle(0.1), guard],
+    )
+    torch.manual_seed(0)
+    model = Model()
+    trainer.fit(model, DataLoader(RandomDataset(32, 64), batch_size=2))
+    assert [e["step"] for e in guard.events] == [6] and finite(model)
+    import csv
+
+    rows = list(csv.DictReader(open(trainer.logger.log_dir + "/metrics.csv")))
+    scales = [float(r["guard/lr_scale"]) for r in rows if r.get("guard/lr_scale")]
+    monitored = [float(r["lr-SGD"]) for r in rows if r.get("lr-SGD")]
+    assert scales == [1.0, 0.5]  # at the start, and at the rollback
+    # the monitor logs the schedule's lr (before the Guard's scale): one-cycle's, step by step
+    schedule = OneCycle(0.1).build(total_steps=20, steps_per_epoch=20)
+    assert monitored == pytest.approx([schedule(k)[0] for k in range(20)], rel=1e-6)
