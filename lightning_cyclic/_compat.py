@@ -33,9 +33,11 @@ pytorch_lightning = _optional_pytorch_lightning()
 
 _CALLBACK_BASES: tuple[type, ...] = (_lightning.Callback,)
 _MODULE_TYPES: tuple[type, ...] = (_lightning.LightningModule,)
+_SWA_TYPES: tuple[type, ...] = (_lightning.callbacks.StochasticWeightAveraging,)
 if pytorch_lightning is not None:
     _CALLBACK_BASES += (pytorch_lightning.Callback,)
     _MODULE_TYPES += (pytorch_lightning.LightningModule,)
+    _SWA_TYPES += (pytorch_lightning.callbacks.StochasticWeightAveraging,)
 
 
 class Callback(*_CALLBACK_BASES):  # type: ignore[misc]
@@ -59,6 +61,11 @@ class Callback(*_CALLBACK_BASES):  # type: ignore[misc]
 def is_lightning_module(obj: Any) -> bool:
     """Whether ``obj`` is a LightningModule of either namespace."""
     return isinstance(obj, _MODULE_TYPES)
+
+
+def swa_callback(trainer: _lightning.Trainer) -> Any:
+    """The Trainer's ``StochasticWeightAveraging`` callback (of either namespace), or ``None``."""
+    return next((c for c in trainer_callbacks(trainer) if isinstance(c, _SWA_TYPES)), None)
 
 
 # --- public Trainer attributes its class does not declare ----------------------------------------
@@ -175,3 +182,26 @@ def shutdown_workers(iterator: Any) -> None:
     shutdown = getattr(iterator, "_shutdown_workers", None)
     if shutdown is not None:
         shutdown()
+
+
+def swa_start_epoch(callback: Any, max_epochs: int | None) -> int:
+    """The 0-based epoch from which Lightning's ``StochasticWeightAveraging`` sets the lr (its ``SWALR``).
+
+    Private: ``StochasticWeightAveraging._swa_epoch_start``, the ``swa_epoch_start`` it was given (1-based), or
+    a share of ``max_epochs``, which its ``on_fit_start`` turns into ``int(max_epochs * share)``. Its public
+    ``swa_start`` property computes the same but fails before that ``on_fit_start``; this reads the same
+    arithmetic at any point of the fit.
+    """
+    start = callback._swa_epoch_start
+    if isinstance(start, float):
+        start = int((max_epochs or 0) * start)
+    return max(int(start) - 1, 0)
+
+
+def swa_average(callback: Any) -> Any:
+    """The module holding ``StochasticWeightAveraging``'s running average (``None`` before its ``setup``).
+
+    Private: ``StochasticWeightAveraging._average_model``. Its ``on_train_end`` copies these parameters into the
+    model when the run reached SWA's last epoch; comparing with them tells whether it did.
+    """
+    return getattr(callback, "_average_model", None)

@@ -12,6 +12,10 @@ The weights kept are the ones that were *evaluated*: a callback that swaps other
 weights in for validation (Lightning's ``WeightAveraging`` / ``EMAWeightAveraging``
 put the average in at ``on_validation_epoch_start``) gets its evaluated weights
 kept, whatever the order of the callbacks.
+
+Lightning's ``StochasticWeightAveraging`` is the exception to the restore: it writes its average into the
+model at ``on_train_end`` of a run that reached its last epoch, and that average is what a user who added it
+wants after ``fit``; ``BestSnapshot`` keeps it, says so, and leaves its best snapshot in ``snapshot``.
 """
 
 from __future__ import annotations
@@ -54,8 +58,8 @@ class BestSnapshot(Callback):
         save_path: also write the best weights there (``torch.save`` of the state dict) at the end.
         verbose: report improvements, the stop and the restore.
 
-    After ``fit``: ``best_score``, ``best_epoch``, ``best_step``, ``stopped_epoch`` and
-    ``stop_reason``. They belong to one fit: a second ``fit`` with the same instance (a k-fold
+    After ``fit``: ``best_score``, ``best_epoch``, ``best_step``, ``stopped_epoch``,
+    ``stop_reason`` and ``kept_swa_average``. They belong to one fit: a second ``fit`` with the same instance (a k-fold
     loop) starts afresh, with no best and no snapshot, unless it resumes from a checkpoint
     (``ckpt_path``): the snapshot and counters go into checkpoints, so a resumed run keeps
     its best. Under DDP the decisions are made on all ranks together and every rank keeps
@@ -74,6 +78,12 @@ class BestSnapshot(Callback):
       ``on_train_end`` (a weight-averaging callback writes its average into the model there)
       and after the strategy's teardown has moved the model to the CPU; on an exception, at
       ``on_exception``. Code that runs in ``on_train_end`` still sees the last weights.
+    - With Lightning's ``StochasticWeightAveraging`` among the callbacks, a run that reached SWA's last epoch
+      ends with SWA's average in the model (its ``on_train_end`` writes it there, and updates batch norm):
+      that average is kept, not replaced by the best snapshot, with one line saying so, and
+      ``kept_swa_average`` is ``True``; the best snapshot stays in ``snapshot`` (and in ``save_path``), so
+      ``model.load_state_dict(best.snapshot)`` puts it in. A run that stopped before SWA's last epoch (an early
+      stop, a NaN, an exception) has no average in the model and gets the best snapshot back as usual.
     """
 
     mode_dict: ClassVar[dict[str, Any]] = {"min": torch.lt, "max": torch.gt}
@@ -117,6 +127,7 @@ class BestSnapshot(Callback):
         self.stop_reason = ""
         self.previous_stop_reason = ""  # the stop reason of the run a checkpoint came from
         self.restored = False
+        self.kept_swa_average = False  # StochasticWeightAveraging's average was in the model at the end: kept
         self.snapshot: dict[str, torch.Tensor] | None = None
         self._candidate: dict[str, torch.Tensor] | None = None  # the weights being evaluated now
         self._warned_missing = False
@@ -264,6 +275,7 @@ class BestSnapshot(Callback):
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.restored = False
+        self.kept_swa_average = False
         self._diverged = False
         self._candidate = None
         # a Guard rolls a NaN/inf training loss back and goes on (and stops the fit itself when it gives up)
@@ -278,9 +290,31 @@ class BestSnapshot(Callback):
             self.save_path.parent.mkdir(parents=True, exist_ok=True)
             torch.save(self.snapshot, self.save_path)
 
+    def _holds_swa_average(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> bool:
+        """Whether the model's parameters are ``StochasticWeightAveraging``'s average (it wrote it at
+        ``on_train_end``: the run reached its last epoch)."""
+        swa = _compat.swa_callback(trainer)
+        if swa is None or swa.n_averaged is None or int(swa.n_averaged) == 0:
+            return False
+        average = _compat.swa_average(swa)
+        if average is None:
+            return False
+        pairs = list(zip(average.parameters(), pl_module.parameters()))
+        return bool(pairs) and all(torch.equal(a.detach().cpu(), p.detach().cpu()) for a, p in pairs)
+
     @override
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # after every callback's on_train_end, which may write other weights into the model
+        if self.restore and self.snapshot is not None and not self.restored:
+            if self._holds_swa_average(trainer, pl_module):
+                self.kept_swa_average = True
+                rank_zero_info(
+                    f"{type(self).__name__}: the model holds StochasticWeightAveraging's average, written at the "
+                    f"end of training; it is kept, not replaced by the best snapshot (epoch {self.best_epoch}, "
+                    f"{self.monitor}={self.best_score:.5g}), which stays in .snapshot"
+                    + (f" and {self.save_path}" if self.save_path is not None else "")
+                )
+                return
         self._restore(pl_module, self.stop_reason or "training ended")
 
     @override

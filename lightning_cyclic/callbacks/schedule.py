@@ -31,6 +31,12 @@ Param groups that appear mid-fit (``BackboneFinetuning`` unfreezing a backbone w
 ``optimizer.add_param_group``) are scheduled from the next write on. A new group keeps the ratio
 its lr had, when it appeared, to the group the schedule drives (the group with the largest lr at
 the start); from then on it moves with the schedule like every other group.
+
+Lightning's ``StochasticWeightAveraging`` among the callbacks: from its first epoch on (``swa_epoch_start``,
+computed as SWA does, a share of ``max_epochs`` included) the lr is its ``SWALR``'s, which anneals from the
+lr the schedule left in the optimizer to ``swa_lrs``; the schedule writes (and logs) nothing from then on,
+and says so in one line per fit. It is still planned for the whole run, as without SWA, so it stops
+wherever it is at SWA's first epoch; to finish a one-cycle where SWA starts, give it ``total_steps``.
 """
 
 from __future__ import annotations
@@ -177,6 +183,8 @@ class ScheduleCallback(Callback):
         self._skip = False  # stepped aside (fast_dev_run)
         self._epoch: tuple[int, int, int] | None = None  # (epoch, its first step, its steps) when lengths change
         self._replanned = False  # said once per fit that the run was re-planned
+        self._swa_epoch: int | None = None  # the epoch from which StochasticWeightAveraging sets the lr
+        self._yielded = False  # that epoch has come: the lr is SWA's, the schedule writes nothing
 
     @property
     def lengths(self) -> tuple[str, ...]:
@@ -376,6 +384,7 @@ class ScheduleCallback(Callback):
                 f"{type(self).__name__} sets the lr at every step, and configure_optimizers also returned an lr "
                 f"scheduler; the callback's value is the one each step uses. Return only the optimizer to silence this."
             )
+        self._yield_to_swa(trainer)
         optimizers = self._optimizers(trainer)
         free = [type(opt).__name__ for opt in optimizers if is_schedule_free(opt)]
         if free:
@@ -404,7 +413,22 @@ class ScheduleCallback(Callback):
         self._logged = None
         self._epoch = None
         self._step_read = self._step(trainer)
-        self._apply(self._step_read)
+        if not self._yielded:  # (a resume inside SWA's epochs keeps the lr the checkpoint's optimizer holds)
+            self._apply(self._step_read)
+
+    def _yield_to_swa(self, trainer: pl.Trainer) -> None:
+        """With Lightning's ``StochasticWeightAveraging`` among the callbacks: the epoch from which its ``SWALR``
+        sets the lr (computed as SWA does), after which the schedule writes nothing; one line per fit."""
+        swa = _compat.swa_callback(trainer)
+        self._swa_epoch = None if swa is None else _compat.swa_start_epoch(swa, trainer.max_epochs)
+        self._yielded = self._swa_epoch is not None and trainer.current_epoch >= self._swa_epoch
+        if self._swa_epoch is None:
+            return
+        rank_zero_info(
+            f"{type(self).__name__}: StochasticWeightAveraging sets the lr from epoch {self._swa_epoch} (0-based) on, "
+            f"annealing it to its swa_lrs; the schedule sets it until then, and from then on leaves it (and its "
+            f"logging) to SWA"
+        )
 
     # epochs of changing length (reload_dataloaders_every_n_epochs) ---------------------------------
     def _epoch_of(self, trainer: pl.Trainer, batch_idx: int) -> None:
@@ -532,7 +556,9 @@ class ScheduleCallback(Callback):
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        if self.schedule is not None:
+        if self._swa_epoch is not None and trainer.current_epoch >= self._swa_epoch:
+            self._yielded = True  # StochasticWeightAveraging's epochs: its SWALR sets the lr
+        if self.schedule is not None and not self._yielded:
             self._written = None  # write again: another callback's on_train_epoch_start may have set an lr
             if _compat.reload_every(trainer):
                 self._epoch_of(trainer, batch_idx)
@@ -543,13 +569,13 @@ class ScheduleCallback(Callback):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if self.schedule is not None:  # the next step's values, before any callback's on_train_batch_start
+        if self.schedule is not None and not self._yielded:  # the next step's values, before any on_train_batch_start
             self._step_read = self._position(self._step(trainer, after_batch=True))
             self._apply(self._step_read)
 
     @override
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
-        if self.schedule is None:
+        if self.schedule is None or self._yielded:
             return
         step = self._step_read
         lr, momentum = self._apply(step)
