@@ -94,6 +94,13 @@ def reload_every(trainer: _lightning.Trainer) -> int:
     return trainer.reload_dataloaders_every_n_epochs  # type: ignore[attr-defined]  # set by its data connector
 
 
+def runs_sanity_check(trainer: _lightning.Trainer) -> bool:
+    """Whether this ``fit`` runs a sanity check, asked from ``on_fit_start``: Lightning's own condition
+    (``Trainer._run_sanity_check``): validation enabled, ``num_sanity_val_steps > 0``, and not restarting,
+    which a fit resumed from a checkpoint is (its loops are restored after ``on_fit_start``)."""
+    return bool(trainer.enable_validation and trainer.num_sanity_val_steps > 0 and trainer.ckpt_path is None)
+
+
 def log_every_n_steps(trainer: _lightning.Trainer) -> int:
     """``trainer.log_every_n_steps``: how often Lightning writes logs (0: never)."""
     return trainer.log_every_n_steps  # type: ignore[attr-defined]  # set by its logger connector
@@ -140,6 +147,30 @@ def setup_val_data(trainer: Any) -> None:
     ``val_loop.setup_data()`` is a public method of a public loop object; it is idempotent.
     """
     trainer.fit_loop.epoch_loop.val_loop.setup_data()
+
+
+_VAL_DATA_STATE = ("_combined_loader", "_max_batches", "_last_val_dl_reload_epoch")
+
+
+def val_data_state(trainer: Any) -> dict[str, Any]:
+    """The validation loop's data as it is set up now (or not), for :func:`set_val_data_state`.
+
+    Private: ``val_loop._combined_loader`` (``None`` until ``setup_data``), ``_max_batches`` and
+    ``_last_val_dl_reload_epoch``, the three things ``EvaluationLoop.setup_data`` sets. A fit without a sanity
+    check sets its validation data up at its first validation, mid-training, where a ``val_dataloader`` that
+    draws from the global RNG moves the training's random stream on; the LR range test, which sets it up
+    earlier, puts the loop back as it was so that this happens where it would have. There is no public way to
+    undo ``setup_data``.
+    """
+    loop = trainer.fit_loop.epoch_loop.val_loop
+    return {name: getattr(loop, name) for name in _VAL_DATA_STATE if hasattr(loop, name)}
+
+
+def set_val_data_state(trainer: Any, state: dict[str, Any]) -> None:
+    """Put the validation loop's data back as :func:`val_data_state` found it."""
+    loop = trainer.fit_loop.epoch_loop.val_loop
+    for name, value in state.items():
+        setattr(loop, name, value)
 
 
 def setup_train_data(trainer: Any) -> None:

@@ -418,7 +418,13 @@ def run_range_test(trainer: pl.Trainer, pl_module: pl.LightningModule, config: R
     schedulers = [cfg.scheduler for cfg in trainer.lr_scheduler_configs]
     # Set up the dataloaders first, as fit would anyway; only the test is undone. Fit's order: validation
     # first, in the sanity check, whose RNG draws are undone (isolate_rng); then training, whose draws stay.
+    # A fit with no sanity check (num_sanity_val_steps=0, a resume) sets its validation data up at its first
+    # validation instead, where their draws move the training's random stream on: there the validation loop is
+    # put back as it was after the test, so that the fit sets them up at that point, as it would have.
+    val_before: dict[str, Any] | None = None
     if config.evaluate != "train" and _compat.has_val_source(trainer):
+        if not _compat.runs_sanity_check(trainer):
+            val_before = _compat.val_data_state(trainer)
         states = rng_states()
         _compat.setup_val_data(trainer)
         set_rng_states(states)
@@ -449,6 +455,8 @@ def run_range_test(trainer: pl.Trainer, pl_module: pl.LightningModule, config: R
         for loader, iterator in kept:
             _compat.shutdown_workers(_compat.swap_worker_iterator(loader, iterator))
         snapshot.restore()
+        if val_before is not None:
+            _compat.set_val_data_state(trainer, val_before)
     seconds = time.perf_counter() - start
     suggestion = suggest(curve.lrs, curve.losses, config.suggestion, config.smooth)
     extra = {

@@ -15,7 +15,7 @@ from typing_extensions import override
 from lightning_cyclic import _compat
 from lightning_cyclic._compat import Callback
 from lightning_cyclic.finder import FAST_DEV_RUN, RangeTestConfig, RangeTestResult, run_range_test, skipped_result
-from lightning_cyclic.snapshot import dataloaders, loader_generators
+from lightning_cyclic.snapshot import dataloaders, loader_generators, rng_states, set_rng_states
 
 
 class LRFinder(Callback):
@@ -191,7 +191,8 @@ def lr_find(
     It runs on a throw-away single-device Trainer of ``trainer``'s class (``lightning.pytorch``
     or ``pytorch_lightning``) with its accelerator, precision, gradient accumulation and
     clipping, so ``trainer`` itself is not touched and can ``fit`` afterwards; the given
-    dataloaders' generators are left as they were. ``finder_kwargs`` are :class:`LRFinder`'s.
+    dataloaders' generators, and the global RNGs its helper fit draws from (a ``train_dataloader``
+    that builds its data with ``torch.randn``), are left as they were. ``finder_kwargs`` are :class:`LRFinder`'s.
     For DDP, add ``LRFinder()`` to the callbacks instead. Under ``trainer.fast_dev_run`` it does
     not run and returns a result without a suggestion.
     """
@@ -202,6 +203,9 @@ def lr_find(
     device = trainer.strategy.root_device
     previous = _compat.attached_trainer(model)
     generators = [(g, g.get_state()) for g in loader_generators(dataloaders(train_dataloaders, val_dataloaders))]
+    # the helper's fit asks the module (or datamodule) for its dataloaders, which may draw their data from the
+    # global RNG (Lightning's BoringModel does): those draws are undone, so the fit that follows draws the same
+    rng = rng_states()
     helper = type(trainer)(
         accelerator="gpu" if device.type == "cuda" else device.type,
         devices=[device.index or 0] if device.type == "cuda" else 1,
@@ -223,6 +227,7 @@ def lr_find(
         _compat.attach_trainer(model, previous)
         for generator, state in generators:
             generator.set_state(state)
+        set_rng_states(rng)
     if finder.result is None:  # fit returned without reaching on_fit_start (another callback stopped it)
         raise RuntimeError("lr_find: the fit ended before the LR range test ran")
     return finder.result

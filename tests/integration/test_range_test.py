@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import math
 
+import lightning.pytorch as pl
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.core.optimizer import LightningOptimizer
+from lightning.pytorch.demos.boring_classes import BoringModel, RandomDataset
 from lightning.pytorch.plugins.precision import MixedPrecision
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
@@ -318,6 +320,47 @@ def test_lightning_boring_model_fit_is_the_same_with_and_without_the_finder(tmp_
     # the validation data were drawn from the same RNG state, as in the sanity check of the plain fit
     assert torch.equal(trainer.val_dataloaders.dataset.data, plain_trainer.val_dataloaders.dataset.data)
     assert torch.equal(trainer.train_dataloader.dataset.data, plain_trainer.train_dataloader.dataset.data)
+
+
+class ShuffledBoring(BoringModel):
+    """Lightning's BoringModel with a shuffling train loader and no generator of its own: its data and its
+    order come from the global RNG, as do its validation data."""
+
+    def train_dataloader(self):
+        return DataLoader(RandomDataset(32, 64), batch_size=2, shuffle=True)
+
+
+class LrFindAtFitStart(Callback):
+    """Runs ``lr_find`` on the fit's own Trainer and module from ``on_fit_start``; the schedule ignores it."""
+
+    def on_fit_start(self, trainer, pl_module):
+        self.result = lr_find(trainer, pl_module, num_steps=30, verbose=False)
+
+
+def shuffled_boring_fit(tmp_path, how, num_sanity_val_steps):
+    pl.seed_everything(0, workers=True, verbose=False)
+    model = ShuffledBoring()
+    callbacks = {"none": [], "LRFinder": [LRFinder(num_steps=30, verbose=False)], "lr_find at on_fit_start": [
+        LrFindAtFitStart()]}.get(how, [])  # fmt: skip
+    trainer = tiny_trainer(tmp_path, [OneCycle(max_lr=0.1), *callbacks], max_epochs=2, limit_train_batches=8,
+                           limit_val_batches=2, num_sanity_val_steps=num_sanity_val_steps)  # fmt: skip
+    if how == "lr_find before fit":
+        lr_find(trainer, model, num_steps=30, verbose=False)
+    trainer.fit(model)
+    return model, trainer
+
+
+@pytest.mark.parametrize("num_sanity_val_steps", [2, 0])  # without a sanity check, fit sets up validation later
+@pytest.mark.parametrize("how", ["LRFinder", "lr_find at on_fit_start", "lr_find before fit"])
+def test_a_range_test_the_schedule_does_not_use_leaves_a_boring_model_fit_bit_identical(
+    tmp_path, how, num_sanity_val_steps
+):
+    plain, plain_trainer = shuffled_boring_fit(tmp_path, "none", num_sanity_val_steps)
+    found, trainer = shuffled_boring_fit(tmp_path, how, num_sanity_val_steps)
+    for (name, a), (_, b) in zip(plain.state_dict().items(), found.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert torch.equal(trainer.train_dataloader.dataset.data, plain_trainer.train_dataloader.dataset.data)
+    assert torch.equal(trainer.val_dataloaders.dataset.data, plain_trainer.val_dataloaders.dataset.data)
 
 
 class Tokens(torch.utils.data.Dataset):
