@@ -63,7 +63,7 @@ class Poisoned(TinyModule):
 
 
 def fit(tmp_path, module, callbacks=(), **kwargs):
-    pl.seed_everything(0, verbose=False)
+    pl.seed_everything(0)
     trainer = tiny_trainer(tmp_path, callbacks, **kwargs)
     trainer.fit(module, tiny_loader(learnable=True))
     return trainer
@@ -223,7 +223,7 @@ def test_state_belongs_to_one_fit_and_a_resume_keeps_the_scale(tmp_path):
     fit(tmp_path / "d", Poisoned(nan_at={5}), [Guard(), saver], max_epochs=1, enable_checkpointing=True)
     torch.manual_seed(1)  # other initial weights: the checkpoint's must replace them
     resumed, guard = Poisoned(nan_at={5}), Guard()
-    pl.seed_everything(0, verbose=False)
+    pl.seed_everything(0)
     tiny_trainer(tmp_path / "e", [guard], max_epochs=3).fit(
         resumed, tiny_loader(learnable=True), ckpt_path=str(tmp_path / "ckpt" / "epoch=0.ckpt")
     )
@@ -257,7 +257,7 @@ def _digits(lr: float, guard: Guard | None):
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=0.1, momentum=0.9)
 
-    pl.seed_everything(0, verbose=False)
+    pl.seed_everything(0)
     model = MLP()
     callbacks = [OneCycle(max_lr=lr)] + ([guard] if guard else [])
     trainer = pl.Trainer(
@@ -292,7 +292,7 @@ def test_best_snapshot_leaves_a_nan_loss_to_the_guard(tmp_path):
     module, guard = Poisoned(nan_at={5}), Guard()
     module.validation_step = lambda batch, batch_idx: module.log("val_loss", nn.functional.cross_entropy(*batch))
     best = BestSnapshot("val_loss", verbose=False)
-    pl.seed_everything(0, verbose=False)
+    pl.seed_everything(0)
     trainer = tiny_trainer(tmp_path, [best, guard])
     trainer.fit(
         module, tiny_loader(learnable=True), tiny_loader(n=16, seed=1, learnable=True)

@@ -62,7 +62,7 @@ class Fold(TinyModule):
 
 
 def fit_fold(tmp_path, fold, callbacks, optimizer="sgd", ckpt_path=None, **kwargs):
-    pl.seed_everything(fold["seed"], verbose=False)
+    pl.seed_everything(fold["seed"])
     module = Fold(fold["scores"], optimizer)
     trainer = tiny_trainer(tmp_path, callbacks, num_sanity_val_steps=0, **{"max_epochs": 3, **kwargs})
     with warnings.catch_warnings():

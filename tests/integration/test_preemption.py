@@ -48,7 +48,8 @@ def test_sigterm_stops_the_fit_saves_the_state_and_exits_143(tmp_path):
     resumed = TinyModule()
     again = tiny_trainer(tmp_path, [Preemption()], max_epochs=5)
     again.fit(resumed, tiny_loader(), ckpt_path=str(saved))
-    assert again.global_step == 40
+    # (Lightning before 2.2 counts one step more on a resume from the middle of an epoch)
+    assert again.global_step in (40, 41) and again.current_epoch == 5
 
 
 def test_bad_arguments_name_the_argument():

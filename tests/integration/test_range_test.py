@@ -338,7 +338,7 @@ class LrFindAtFitStart(Callback):
 
 
 def shuffled_boring_fit(tmp_path, how, num_sanity_val_steps):
-    pl.seed_everything(0, workers=True, verbose=False)
+    pl.seed_everything(0, workers=True)
     model = ShuffledBoring()
     callbacks = {"none": [], "LRFinder": [LRFinder(num_steps=30, verbose=False)], "lr_find at on_fit_start": [
         LrFindAtFitStart()]}.get(how, [])  # fmt: skip
