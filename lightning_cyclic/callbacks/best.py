@@ -279,9 +279,7 @@ class BestSnapshot(Callback):
         self._diverged = False
         self._candidate = None
         # a Guard rolls a NaN/inf training loss back and goes on (and stops the fit itself when it gives up)
-        from lightning_cyclic.callbacks.guard import Guard
-
-        self._guarded = any(isinstance(c, Guard) for c in _compat.trainer_callbacks(trainer))
+        self._guarded = any(getattr(c, "handles_nonfinite_loss", False) for c in _compat.trainer_callbacks(trainer))
 
     @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

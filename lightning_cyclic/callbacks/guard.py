@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import math
 import statistics
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning.pytorch as pl
 import torch
@@ -120,6 +120,9 @@ class Guard(Callback):
 
         trainer = Trainer(callbacks=[OneCycle(max_lr="auto"), LRFinder(), Guard()])
     """
+
+    # BestSnapshot (and PlateauDecay) leave a non-finite training loss to a callback that says this
+    handles_nonfinite_loss: ClassVar[bool] = True
 
     def __init__(
         self,
