@@ -67,13 +67,18 @@ def test_a_kill_between_the_checkpoint_and_its_digest_leaves_a_file_that_loads(t
     assert io.load_checkpoint(path)["epoch"] == 3
 
 
+def flip(path, from_end: int, count: int = 64) -> None:
+    """Invert ``count`` bytes of the file, starting ``from_end`` bytes before its end."""
+    data = bytearray(path.read_bytes())
+    for i in range(len(data) - from_end, len(data) - from_end + count):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
 def test_flipped_bytes_are_refused_with_the_file_and_the_remedy(tmp_path):
     io, path = SafeCheckpointIO(), tmp_path / "a.ckpt"
     io.save_checkpoint({"w": torch.zeros(1000)}, path)
-    data = bytearray(path.read_bytes())
-    for i in range(len(data) - 200, len(data) - 136):  # 64 bytes inside the tensor's storage
-        data[i] ^= 0xFF
-    path.write_bytes(bytes(data))
+    flip(path, 200)  # 64 bytes inside the tensor's storage
     with pytest.raises(ValueError, match=rf"checkpoint {path} has changed since it was saved.*Delete .*a.ckpt.sha256"):
         io.load_checkpoint(path)
 
@@ -106,10 +111,7 @@ def test_flipped_bytes_without_a_digest_fail_the_zip_crc(tmp_path):
     io.save_checkpoint({"w": torch.arange(1000.0)}, path)
     (tmp_path / "copied.ckpt.sha256").unlink()  # copied without its digest
     assert io.load_checkpoint(path)["w"][999] == 999  # whole: it loads
-    data = bytearray(path.read_bytes())
-    for i in range(len(data) - 4200, len(data) - 4136):  # 64 bytes inside the tensor's storage
-        data[i] ^= 0xFF
-    path.write_bytes(bytes(data))
+    flip(path, 4200)  # 64 bytes inside the tensor's storage
     with pytest.raises(ValueError, match=rf"checkpoint {path} \(\d+ bytes\) is damaged: the CRC-32 of its record"):
         io.load_checkpoint(path)
 

@@ -45,14 +45,14 @@ class _Good:
     """What a rollback puts back: the weights, every optimizer's state, the precision plugin's (a GradScaler's)
     state, and the loss history as it was, all copied to the CPU."""
 
-    def __init__(self, trainer: pl.Trainer, pl_module: pl.LightningModule, history: list[float]) -> None:
+    def __init__(self, trainer: pl.Trainer, pl_module: pl.LightningModule, history: list[float], patience: int) -> None:
         self.step = trainer.global_step
         self.weights = cpu_state(pl_module)
         self.optimizers = [to_cpu(opt.state_dict()) for opt in trainer.optimizers]
         self.precision = to_cpu(trainer.precision_plugin.state_dict())
         self.history = list(history)
-        # the loss where it was taken (the median of the last steps; None before there are any)
-        self.level = statistics.median(history[-10:]) if history else None
+        # the loss where it was taken (the median of the last ``patience`` steps; None before there are any)
+        self.level = statistics.median(history[-patience:]) if history else None
 
     def no_worse_than(self, other: _Good) -> bool:
         """Whether this snapshot's loss is at most ``WORSE`` times the other's (it may replace it as the good one)."""
@@ -220,7 +220,7 @@ class Guard(Callback):
         self._release()
         if self.lr_scale != 1.0:  # a resumed run that was scaled (else the hooks come with the first rollback)
             self._hook(trainer)
-        self._good = _Good(trainer, pl_module, self.history)  # the start (or the resume point) is good
+        self._good = _Good(trainer, pl_module, self.history, self.patience)  # the start (or the resume point) is good
         self._pending = None
         self._log(trainer)
 
@@ -255,7 +255,7 @@ class Guard(Callback):
             # ``every`` healthy steps have passed since it was taken, and it is no worse than the good one
             if pending is not None and (good is None or pending.no_worse_than(good)):
                 self._good = pending
-            self._pending = _Good(trainer, pl_module, self.history)
+            self._pending = _Good(trainer, pl_module, self.history, self.patience)
 
     @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -357,11 +357,8 @@ class Guard(Callback):
             "events": self.events,
             "gave_up": self.gave_up,
             "history": self.history,
-            "level": [
-                self._level,
-                self._level_due,
-                self._initial,
-            ],  # (the cached level: a resume decides as the run would have)
+            # the cached level and the run's first losses: a resume decides as the run would have
+            "level": [self._level, self._level_due, self._initial],
             "skip_left": self._skip_left,
         }
 

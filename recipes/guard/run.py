@@ -47,29 +47,15 @@ def oracles() -> dict:
 
 
 def bold_fit(job: dict) -> dict:
-    """One-cycle at ``mult`` x the task's oracle lr, with or without a Guard: the best-epoch score."""
-    import lightning.pytorch as pl
+    """One-cycle at ``mult`` x the task's oracle lr, with or without a Guard: the corpus's own training run."""
     import run as study
 
-    from lightning_cyclic import Guard, OneCycle
+    from lightning_cyclic import Guard
 
     task = next(t for t in corpus.TASKS if t.name == job["task"])
-    data = corpus.load(task)
-    pl.seed_everything(job["seed"], verbose=False)
-    module = study.task_module(task)
-    values: list[float] = []
-
-    class Score(pl.Callback):
-        def on_train_epoch_end(self, trainer, pl_module):
-            values.append(study.score(pl_module.net, task))
-
     guard = Guard(verbose=False)
-    callbacks = [Score(), OneCycle(max_lr=job["lr"], log=False)] + ([guard] if job["guard"] else [])
-    start = time.perf_counter()
-    fitted = trainer(tempfile.mkdtemp(prefix="guard-"), callbacks, max_epochs=job["epochs"])
-    fitted.fit(module, train_dataloaders=study.loader(data.x_train, data.y_train, task.batch, shuffle=True))
-    best = max(values) if task.metric == "acc" else min(values)
-    out = {"best": best, "seconds": time.perf_counter() - start, "steps": fitted.global_step}
+    extra = [guard] if job["guard"] else []
+    out = study.fit(task, job["seed"], job["lr"], "onecycle", job["epochs"], tempfile.mkdtemp(prefix="guard-"), extra)
     if job["guard"]:
         out.update(rollbacks=guard.rollbacks, lr_scale=guard.lr_scale, gave_up=guard.gave_up, events=guard.events)
     return out

@@ -150,8 +150,9 @@ def score(net, task: corpus.Task) -> float:
     return min(rmse, data.baseline) if math.isfinite(rmse) else data.baseline
 
 
-def fit(task: corpus.Task, seed: int, lr: float, schedule: str, epochs: int, root: str) -> dict:
-    """One training run; the score after every epoch, the best of them and the wall time."""
+def fit(task: corpus.Task, seed: int, lr: float, schedule: str, epochs: int, root: str, extra=()) -> dict:
+    """One training run; the score after every epoch, the best of them and the wall time. ``extra``: more
+    callbacks, after the schedule."""
     import lightning.pytorch as pl
 
     from lightning_cyclic import OneCycle
@@ -166,7 +167,7 @@ def fit(task: corpus.Task, seed: int, lr: float, schedule: str, epochs: int, roo
         def on_train_epoch_end(self, trainer, pl_module):
             values.append(score(pl_module.net, task))
 
-    callbacks = [Score()] + ([OneCycle(max_lr=lr, log=False)] if schedule == "onecycle" else [])
+    callbacks = [Score()] + ([OneCycle(max_lr=lr, log=False)] if schedule == "onecycle" else []) + list(extra)
     start = time.perf_counter()
     fitted = trainer(root, callbacks, max_epochs=epochs)
     fitted.fit(module, train_dataloaders=loader(data.x_train, data.y_train, task.batch, shuffle=True))

@@ -323,18 +323,11 @@ def test_pytorch_lightning_trainer_and_learning_rate_monitor(tmp_path):
             return torch.optim.SGD(self.parameters(), lr=0.1, momentum=0.9)
 
     guard = Guard(every=2)
-    trainer = pl_namespace.Trainer(
-        default_root_dir=tmp_path,
-        accelerator="cpu",
-        max_epochs=1,
-        limit_train_batches=20,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        log_every_n_steps=1,
+    callbacks = [LearningRateMonitor(logging_interval="step"), OneCycle(0.1), guard]
+    trainer = tiny_trainer(
+        tmp_path, callbacks, pl_namespace, max_epochs=1, limit_train_batches=20, log_every_n_steps=1,
         logger=CSVLogger(tmp_path),
-        callbacks=[LearningRateMonitor(logging_interval="step"), OneCycle(0.1), guard],
-    )
+    )  # fmt: skip
     torch.manual_seed(0)
     model = Model()
     trainer.fit(model, DataLoader(RandomDataset(32, 64), batch_size=2))
