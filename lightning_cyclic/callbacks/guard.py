@@ -64,7 +64,11 @@ class _Good:
         for optimizer, state in zip(trainer.optimizers, self.optimizers):
             # the optimizer's state goes back; its hyperparameters (the schedule's lr and momentum of now) stay
             now = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
-            optimizer.load_state_dict(copy.deepcopy(state))
+            state = copy.deepcopy(state)
+            # groups added since (BackboneFinetuning, FineTune) join as they are now: their parameters had no
+            # optimizer state at the snapshot, and have none after it
+            state["param_groups"] += optimizer.state_dict()["param_groups"][len(state["param_groups"]) :]
+            optimizer.load_state_dict(state)
             for group, kept in zip(optimizer.param_groups, now):
                 group.update(kept)
         if self.precision:

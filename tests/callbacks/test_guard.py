@@ -341,3 +341,27 @@ def test_pytorch_lightning_trainer_and_learning_rate_monitor(tmp_path):
     # the monitor logs the schedule's lr (before the Guard's scale): one-cycle's, step by step
     schedule = OneCycle(0.1).build(total_steps=20, steps_per_epoch=20)
     assert monitored == pytest.approx([schedule(k)[0] for k in range(20)], rel=1e-6)
+
+
+def test_a_rollback_to_before_backbone_finetuning_added_its_param_group(tmp_path):
+    from lightning.pytorch.callbacks import BackboneFinetuning
+
+    class Finetuned(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.backbone, self.head = nn.Linear(4, 8), nn.Linear(8, 3)
+
+        def training_step(self, batch, batch_idx):
+            loss = nn.functional.cross_entropy(self.head(torch.relu(self.backbone(batch[0]))), batch[1])
+            return loss * float("nan") if self.global_step == 20 else loss  # in epoch 2, after the unfreeze
+
+        def configure_optimizers(self):
+            return torch.optim.SGD([p for p in self.parameters() if p.requires_grad], lr=0.1, momentum=0.9)
+
+    torch.manual_seed(0)
+    module, guard = Finetuned(), Guard(every=50)  # the good snapshot is the start's: one param group then
+    trainer = fit(tmp_path, module, [BackboneFinetuning(unfreeze_backbone_at_epoch=2), guard], max_epochs=4)
+    assert [(e["step"], e["restored_step"]) for e in guard.events] == [(20, 0)] and trainer.global_step == 32
+    optimizer = trainer.optimizers[0]
+    assert len(optimizer.param_groups) == 2 and finite(module)  # the backbone's group stays, and trains on
+    assert all(p in optimizer.state for p in module.backbone.parameters())
