@@ -157,6 +157,34 @@ def test_lr_finder_and_best_snapshot_from_the_command_line(name, tmp_path):
     assert lrs[8:] == pytest.approx([0.1] * TOTAL)
 
 
+@pytest.mark.parametrize("name", NAMESPACES)
+def test_guard_and_preemption_from_the_command_line(name, tmp_path):
+    from lightning_cyclic import Guard, Preemption
+
+    args = [
+        *base_args(tmp_path),
+        *SGD,
+        "--trainer.callbacks+=lightning_cyclic.Guard",
+        "--trainer.callbacks.factor=0.25",
+        "--trainer.callbacks.every=5",
+        "--trainer.callbacks+=lightning_cyclic.Preemption",
+        "--trainer.callbacks.exit_code=130",
+    ]
+    cli = run_cli(name, args)
+    guard = next(c for c in cli.trainer.callbacks if isinstance(c, Guard))
+    preemption = next(c for c in cli.trainer.callbacks if isinstance(c, Preemption))
+    assert (guard.factor, guard.every, preemption.exit_code) == (0.25, 5, 130)  # our values reached them
+    assert not preemption.received and len(guard.history) > 0  # and they ran in the fit
+    # BoringModel (batch 1, SGD 0.1, momentum 0.9) blows up: its loss jumps by orders of magnitude; the Guard rolls
+    # it back, and the steps after are given a quarter of the lr
+    first = guard.events[0]["step"]
+    assert "jumped" in guard.events[0]["reason"] and guard.events[0]["lr_scale"] == 0.25
+    lrs = [lr for lr, _ in cli.model.seen]
+    assert lrs[: first + 1] == pytest.approx([0.1] * (first + 1))
+    assert lrs[first + 1] == pytest.approx(0.025)
+    assert all(bool(torch.isfinite(p).all()) for p in cli.model.parameters())
+
+
 # --- the --lr_scheduler path -----------------------------------------------------------------------------------
 
 SCHEDULE_LR = [
