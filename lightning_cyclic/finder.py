@@ -39,7 +39,7 @@ import torch
 
 from lightning_cyclic import _compat
 from lightning_cyclic.optim import ParamGroupWriter, lr_ratios
-from lightning_cyclic.shapes import RangeTestSweep, anneal_exp, anneal_linear
+from lightning_cyclic.shapes import OneCycleSchedule, RangeTestSweep, anneal_exp, anneal_linear
 from lightning_cyclic.shapes._checks import check_choice, check_number
 from lightning_cyclic.snapshot import Snapshot, dataloaders, loader_generators, rng_states, set_rng_states
 from lightning_cyclic.suggest import (
@@ -74,6 +74,8 @@ class RangeTestConfig:
     evaluate: str = "auto"
     val_batches: int = 4
     extend: float = 100.0
+    trials: bool = True
+    trial_steps: int | None = None
 
     def __post_init__(self) -> None:
         RangeTestSweep(min_lr=self.min_lr, max_lr=self.max_lr, num_steps=self.num_steps, mode=self.mode)
@@ -83,6 +85,9 @@ class RangeTestConfig:
         check_choice("evaluate", self.evaluate, EVALUATE)
         check_number("val_batches", self.val_batches, 1, integer=True)
         check_number("extend", self.extend, 1)
+        check_choice("trials", self.trials, (True, False))
+        if self.trial_steps is not None:
+            check_number("trial_steps", self.trial_steps, 2, integer=True)
 
     @property
     def sweep(self) -> RangeTestSweep:
@@ -139,8 +144,31 @@ class RangeTestResult:
 
     @property
     def chosen(self) -> Suggestion:
-        """What ``"auto"`` arguments take: the suggestion, or where it has no lr, the fallback (if any)."""
-        return self.fallback if not self.suggestion and self.fallback else self.suggestion
+        """What ``"auto"`` arguments take: the suggestion as the short trials moved it (``extra["trials"]``,
+        where they ran and chose), or where the rule read nothing, the fallback (if any)."""
+        if not self.suggestion and self.fallback:
+            return self.fallback
+        return self._moved(self.suggestion)
+
+    def _moved(self, s: Suggestion) -> Suggestion:
+        """``s`` with its lr, and its good range with it, moved to the trials' choice."""
+        trial = self.extra.get("trials") or {}
+        if not s or self.suggestion.lr is None or trial.get("lr") is None:
+            return s
+        ratio = trial["lr"] / self.suggestion.lr
+
+        def scaled(x: float | None) -> float | None:
+            return None if x is None else x * ratio
+
+        return replace(
+            s,
+            rule="trials",
+            lr=s.lr * ratio,
+            low=scaled(s.low),
+            high=scaled(s.high),
+            index=None,
+            reason=f"{trial['reason']} (the {s.rule} rule read {s.lr:.3g}: {s.reason})",
+        )
 
     def warning(self) -> str:
         """The one line to warn with: how the fallback came about, or why the suggestion is not to be
@@ -186,7 +214,7 @@ class RangeTestResult:
         :attr:`chosen`."""
         if warmup or not self.suggestion:
             return self.chosen
-        return self.suggest(warmup=False)
+        return self._moved(self.suggest(warmup=False))
 
     # records ----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -447,9 +475,13 @@ def run_range_test(trainer: pl.Trainer, pl_module: pl.LightningModule, config: R
     # fit's own persistent-worker iterators (set up for its next epoch) are set aside: the test starts its own
     kept = [(loader, _compat.swap_worker_iterator(loader, None)) for loader in persistent]
     start = time.perf_counter()
+    trials: dict[str, Any] | None = None
     try:
         with _Silenced(pl_module):
             curve = _sweep(trainer, pl_module, optimizer, config)
+            suggestion = suggest(curve.lrs, curve.losses, config.suggestion, config.smooth)
+            if config.trials and config.suggestion == "edge" and suggestion.lr is not None:
+                trials = _trials(trainer, pl_module, optimizer, config, suggestion.lr, snapshot)
     finally:
         _compat.set_trainer_callbacks(trainer, callbacks)
         for loader, iterator in kept:
@@ -458,7 +490,6 @@ def run_range_test(trainer: pl.Trainer, pl_module: pl.LightningModule, config: R
         if val_before is not None:
             _compat.set_val_data_state(trainer, val_before)
     seconds = time.perf_counter() - start
-    suggestion = suggest(curve.lrs, curve.losses, config.suggestion, config.smooth)
     extra = {
         "world_size": trainer.world_size,
         "accumulate_grad_batches": trainer.accumulate_grad_batches,
@@ -468,6 +499,8 @@ def run_range_test(trainer: pl.Trainer, pl_module: pl.LightningModule, config: R
     }
     if curve.extended:
         extra["extended_to"] = curve.lrs[-1]
+    if trials is not None:
+        extra["trials"] = trials
     result = RangeTestResult(
         lrs=curve.lrs,
         losses=curve.losses,
@@ -509,124 +542,149 @@ def _no_sync(strategy: Any) -> Any:
     return block() if block is not None else contextlib.nullcontext()
 
 
-def _sweep(
-    trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer, config: RangeTestConfig
-) -> _Curve:
-    strategy = trainer.strategy
-    accumulate = trainer.accumulate_grad_batches
-    epoch = trainer.current_epoch
-    device = strategy.root_device
-    stepping = pl_module.optimizers()  # the LightningOptimizer fit hands to optimizer_step
-    if isinstance(stepping, list):  # (one optimizer: run_range_test checked)
-        stepping = stepping[0]
-    writer = ParamGroupWriter(optimizer, lr_ratios([g["lr"] for g in optimizer.param_groups]), owner="LRFinder")
-    watch = StepWatch(optimizer, getattr(trainer.precision_plugin, "scaler", None))
-    window: dict[int, torch.Tensor] = {}  # batch_idx -> loss of this window's micro-batches
-    ran: set[int] = set()  # batch_idx of every closure that ran
+class _Stepper:
+    """Optimizer steps as fit takes them, one call each, on batches drawn from a fresh pass over the training
+    data: the strategy's ``training_step`` and ``backward``, the module's zero_grad and ``optimizer_step`` with
+    Lightning's closure, ``accumulate_grad_batches`` micro-batches a step. Use as a context manager."""
 
-    def training_loss(batch: Any, batch_idx: int, on_device: bool = False) -> torch.Tensor | None:
+    def __init__(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer):
+        self.trainer, self.pl_module, self.optimizer = trainer, pl_module, optimizer
+        self.strategy = trainer.strategy
+        self.accumulate = trainer.accumulate_grad_batches
+        self.epoch = trainer.current_epoch
+        self.device = self.strategy.root_device
+        stepping = pl_module.optimizers()  # the LightningOptimizer fit hands to optimizer_step
+        self.stepping = stepping[0] if isinstance(stepping, list) else stepping  # (one optimizer: checked)
+        self.writer = ParamGroupWriter(optimizer, lr_ratios([g["lr"] for g in optimizer.param_groups]), "LRFinder")
+        self.cycles = any("betas" in g or g.get("momentum", 0) > 0 for g in optimizer.param_groups)
+        self.watch = StepWatch(optimizer, getattr(trainer.precision_plugin, "scaler", None))
+        self.window: dict[int, torch.Tensor] = {}  # batch_idx -> loss of this window's micro-batches
+        self.ran: set[int] = set()  # batch_idx of every closure that ran
+        self.batch_idx = 0
+        self.batches: Generator[Any, None, None] | None = None
+
+    def __enter__(self) -> _Stepper:
+        self.batches = _batches(self.trainer.train_dataloader)
+        self.watch.__enter__()
+        self.pl_module.train()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.watch.__exit__(*exc)
+        if self.batches is not None:
+            self.batches.close()
+
+    def training_loss(self, batch: Any, batch_idx: int, on_device: bool = False) -> torch.Tensor | None:
+        strategy = self.strategy
         loss = _loss_of(strategy.training_step(batch if on_device else strategy.batch_to_device(batch), batch_idx))
-        if loss is None and trainer.world_size > 1:
+        if loss is None and self.trainer.world_size > 1:
             raise RuntimeError(
                 f"training_step returned None for batch {batch_idx} of the LR range test under "
-                f"{trainer.world_size} processes; each rank must return a loss (the gradient all-reduce waits for all)"
+                f"{self.trainer.world_size} processes; each rank must return a loss (the gradient all-reduce waits "
+                "for all)"
             )
         return loss
 
-    def closure_for(batch: Any, batch_idx: int) -> Any:
+    def _closure(self, batch: Any, batch_idx: int) -> Any:
         """Lightning's automatic-optimization closure: training step, zero_grad at a window's start, backward."""
 
         @torch.enable_grad()
         def closure() -> torch.Tensor | None:
-            ran.add(batch_idx)
-            loss = training_loss(batch, batch_idx)
-            if batch_idx % accumulate == 0:
-                pl_module.on_before_zero_grad(optimizer)
-                pl_module.optimizer_zero_grad(epoch, batch_idx, optimizer)
+            self.ran.add(batch_idx)
+            loss = self.training_loss(batch, batch_idx)
+            if batch_idx % self.accumulate == 0:
+                self.pl_module.on_before_zero_grad(self.optimizer)
+                self.pl_module.optimizer_zero_grad(self.epoch, batch_idx, self.optimizer)
             if loss is None:
                 return None
-            window[batch_idx] = loss.detach().float()
-            normalized = loss / accumulate
+            self.window[batch_idx] = loss.detach().float()
+            normalized = loss / self.accumulate
             result = normalized.detach().clone()  # the precision plugin scales the loss it is given
-            strategy.backward(normalized, optimizer)
+            self.strategy.backward(normalized, self.optimizer)
             return result
 
         return closure
 
-    batches = _batches(trainer.train_dataloader)
-    val_batches = _ValBatches(_val_batches(trainer, config), strategy) if config.evaluate == "val" else None
+    def step(self, lr: float, momentum: float | None = None, k: int = 0) -> tuple[float, bool]:
+        """One optimizer step at ``lr`` (and ``momentum`` where the optimizer has one): the mean loss of its
+        micro-batches over all ranks, and whether the optimizer really stepped (a GradScaler may skip it)."""
+        assert self.batches is not None
+        self.writer.write(lr, momentum if self.cycles else None)
+        self.window.clear()
+        self.ran.clear()
+        self.watch.begin()
+        strategy = self.strategy
+        for i in range(self.accumulate):
+            batch_idx = self.batch_idx
+            closure = self._closure(next(self.batches), batch_idx)
+            if i == self.accumulate - 1 or strategy.handles_gradient_accumulation:
+                self.pl_module.optimizer_step(self.epoch, batch_idx, self.stepping, closure)
+                if batch_idx not in self.ran:
+                    raise ValueError(
+                        f"{type(self.pl_module).__name__}.optimizer_step did not call optimizer_closure() in the "
+                        "LR range test; it must, as in fit: optimizer.step(closure=optimizer_closure)"
+                    )
+            else:
+                with _no_sync(strategy):
+                    closure()
+            self.batch_idx += 1
+        stepped = 1.0 if self.watch.stepped() else 0.0
+        window = self.window
+        total = torch.stack(list(window.values())).sum() if window else torch.zeros((), device=self.device)
+        local = torch.tensor([float(total), len(window), stepped], device=self.device)
+        total, counted, stepped = strategy.reduce(local, reduce_op="mean").tolist()
+        if counted == 0:
+            raise ValueError(
+                f"training_step returned None for all {self.accumulate} micro-batches of LR range test step {k}; "
+                "the test needs a loss to read"
+            )
+        return total / counted, stepped >= 1 - 1e-6
+
+
+def _sweep(
+    trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer, config: RangeTestConfig
+) -> _Curve:
+    val_batches = _ValBatches(_val_batches(trainer, config), trainer.strategy) if config.evaluate == "val" else None
     lrs: list[float] = []
     losses: list[float] = []
     best = first = math.inf
     avg = 0.0
-    batch_idx = skipped = in_a_row = 0
+    skipped = in_a_row = 0
     k = 0
     limit, extended = config.num_steps, False
-    pl_module.train()
-    try:
-        with watch:
-            while k < limit:
-                lr = config.lr(k)
-                writer.write(lr, None)
-                window.clear()
-                ran.clear()
-                watch.begin()
-                for i in range(accumulate):
-                    closure = closure_for(next(batches), batch_idx)
-                    if i == accumulate - 1 or strategy.handles_gradient_accumulation:
-                        pl_module.optimizer_step(epoch, batch_idx, stepping, closure)
-                        if batch_idx not in ran:
-                            raise ValueError(
-                                f"{type(pl_module).__name__}.optimizer_step did not call optimizer_closure() in the "
-                                "LR range test; it must, as in fit: optimizer.step(closure=optimizer_closure)"
-                            )
-                    else:
-                        with _no_sync(strategy):
-                            closure()
-                    batch_idx += 1
-                stepped = 1.0 if watch.stepped() else 0.0
-                total = torch.stack(list(window.values())).sum() if window else torch.zeros((), device=device)
-                local = torch.tensor([float(total), len(window), stepped], device=device)
-                total, counted, stepped = strategy.reduce(local, reduce_op="mean").tolist()
-                if counted == 0:
-                    raise ValueError(
-                        f"training_step returned None for all {accumulate} micro-batches of LR range test step {k}; "
-                        "the test needs a loss to read"
-                    )
-                value = total / counted
-                if stepped < 1 - 1e-6 and math.isfinite(value):  # the GradScaler skipped it: not a point
-                    skipped += 1
-                    in_a_row += 1
-                    if in_a_row >= SKIPPED_IN_A_ROW:
-                        why = (
-                            f"{in_a_row} optimizer steps in a row did not step the optimizer at lr {lr:.3g} (step {k})"
-                        )
-                        why += "; a GradScaler skips steps whose gradients overflow"
-                        return _Curve(lrs, losses, why, skipped, extended)
-                    continue
-                in_a_row = 0
-                if val_batches is not None and math.isfinite(value):
-                    value = val_batches.loss(pl_module, training_loss, device)
-                lrs.append(lr)
-                losses.append(value)
-                if not math.isfinite(value):
-                    return _Curve(lrs, losses, f"the loss became {value} at lr {lr:.3g} (step {k})", skipped, extended)
-                avg = config.smooth * avg + (1 - config.smooth) * value
-                smoothed = avg / (1 - config.smooth ** (k + 1))
-                best = min(best, smoothed)
-                first = smoothed if k == 0 else first
-                if smoothed > config.diverge * best and smoothed > first:
-                    why = f"the smoothed loss passed {config.diverge:g}x its best and its start"
-                    past = ", past max_lr" if extended else ""
-                    return _Curve(lrs, losses, f"diverged at lr {lr:.3g} (step {k}{past}): {why}", skipped, extended)
-                k += 1
-                if extended and _edge_complete(lrs, losses):
-                    why = f"the loss climbed back to its start at lr {lr:.3g} (step {k - 1}, past max_lr)"
+    with _Stepper(trainer, pl_module, optimizer) as stepper:
+        while k < limit:
+            lr = config.lr(k)
+            value, stepped = stepper.step(lr, None, k)
+            if not stepped and math.isfinite(value):  # the GradScaler skipped it: not a point
+                skipped += 1
+                in_a_row += 1
+                if in_a_row >= SKIPPED_IN_A_ROW:
+                    why = f"{in_a_row} optimizer steps in a row did not step the optimizer at lr {lr:.3g} (step {k})"
+                    why += "; a GradScaler skips steps whose gradients overflow"
                     return _Curve(lrs, losses, why, skipped, extended)
-                if k == config.num_steps and config.extra_steps and _needs_edge(lrs, losses, config):
-                    limit, extended = limit + config.extra_steps, True  # the edge rule needs more: go on
-    finally:
-        batches.close()
+                continue
+            in_a_row = 0
+            if val_batches is not None and math.isfinite(value):
+                value = val_batches.loss(pl_module, stepper.training_loss, stepper.device)
+            lrs.append(lr)
+            losses.append(value)
+            if not math.isfinite(value):
+                return _Curve(lrs, losses, f"the loss became {value} at lr {lr:.3g} (step {k})", skipped, extended)
+            avg = config.smooth * avg + (1 - config.smooth) * value
+            smoothed = avg / (1 - config.smooth ** (k + 1))
+            best = min(best, smoothed)
+            first = smoothed if k == 0 else first
+            if smoothed > config.diverge * best and smoothed > first:
+                why = f"the smoothed loss passed {config.diverge:g}x its best and its start"
+                past = ", past max_lr" if extended else ""
+                return _Curve(lrs, losses, f"diverged at lr {lr:.3g} (step {k}{past}): {why}", skipped, extended)
+            k += 1
+            if extended and _edge_complete(lrs, losses):
+                why = f"the loss climbed back to its start at lr {lr:.3g} (step {k - 1}, past max_lr)"
+                return _Curve(lrs, losses, why, skipped, extended)
+            if k == config.num_steps and config.extra_steps and _needs_edge(lrs, losses, config):
+                limit, extended = limit + config.extra_steps, True  # the edge rule needs more: go on
     if extended:
         why = (
             f"reached max_lr after {config.num_steps} steps before the loss turned back up, went on to lr "
@@ -634,6 +692,84 @@ def _sweep(
         )
         return _Curve(lrs, losses, why, skipped, extended)
     return _Curve(lrs, losses, f"reached max_lr after {config.num_steps} steps", skipped)
+
+
+# --- the second signal: short trials around the edge ----------------------------------------------------------
+# Chosen on the range-test corpus (recipes/range_test_corpus, trials.py and analyse_trials.py), leave one task out:
+TRIAL_LADDER = (-2, -1, 0, 1, 2)  # candidates: the edge suggestion times 2 ** j
+TRIAL_SHARE = 0.03  # a trial's length, as a share of the fit's optimizer steps ...
+TRIAL_MIN_STEPS = 30  # ... and at least this many
+TRIAL_BIAS = 2**0.5  # a short run favours a bolder peak than the whole run wants: the pick is divided by this
+
+
+def trial_length(config: RangeTestConfig, total: float) -> int | None:
+    """Optimizer steps of one trial in a fit of ``total`` steps; ``None`` where the fit's length is unknown."""
+    if config.trial_steps is not None:
+        return config.trial_steps
+    if not math.isfinite(total) or total <= 0:
+        return None
+    return max(TRIAL_MIN_STEPS, round(TRIAL_SHARE * total))
+
+
+def _trial(
+    trainer: pl.Trainer,
+    pl_module: pl.LightningModule,
+    optimizer: torch.optim.Optimizer,
+    peak: float,
+    steps: int,
+    val_batches: _ValBatches | None,
+) -> float:
+    """One-cycle compressed to ``steps`` at ``peak`` from the weights as they are; the validation loss after it
+    (the training loss of its last quarter where there is no validation data); ``inf`` where it blew up."""
+    shape = OneCycleSchedule(max_lr=peak, total_steps=steps)
+    tail: list[float] = []
+    with _Stepper(trainer, pl_module, optimizer) as stepper:
+        for k in range(steps):
+            lr, momentum = shape(k)
+            value, _ = stepper.step(lr, momentum, k)
+            if not math.isfinite(value):
+                return math.inf
+            if k >= steps - max(1, steps // 4):
+                tail.append(value)
+        if val_batches is not None:
+            value = val_batches.loss(pl_module, stepper.training_loss, stepper.device)
+            return value if math.isfinite(value) else math.inf
+    return sum(tail) / len(tail)
+
+
+def _trials(
+    trainer: pl.Trainer,
+    pl_module: pl.LightningModule,
+    optimizer: torch.optim.Optimizer,
+    config: RangeTestConfig,
+    edge: float,
+    snapshot: Snapshot,
+) -> dict[str, Any]:
+    """The short trials at ``edge * 2 ** j`` (``TRIAL_LADDER``), each from the state in ``snapshot``; what they
+    chose: the candidate of the lowest loss divided by ``TRIAL_BIAS``, or the edge itself where every trial blew
+    up or none trained better than the edge's."""
+    steps = trial_length(config, float(trainer.estimated_stepping_batches))
+    if steps is None:
+        return {"lr": None, "reason": "the fit's length is unknown (max_steps and max_epochs are -1)"}
+    val_batches = _ValBatches(_val_batches(trainer, config), trainer.strategy) if config.evaluate == "val" else None
+    candidates = [edge * 2.0**j for j in TRIAL_LADDER]
+    losses = []
+    for peak in candidates:
+        snapshot.restore()
+        losses.append(_trial(trainer, pl_module, optimizer, peak, steps, val_batches))
+    read = "validation loss" if val_batches is not None else "training loss of the last quarter"
+    out: dict[str, Any] = {"lrs": candidates, "losses": [x if math.isfinite(x) else None for x in losses]}
+    out.update(steps=steps, evaluated=read)
+    if not any(math.isfinite(x) for x in losses):
+        return {**out, "lr": None, "reason": f"all {len(losses)} trials blew up; the edge stands"}
+    best = min(range(len(losses)), key=lambda i: (losses[i], i))
+    lr = candidates[best] / TRIAL_BIAS
+    j = TRIAL_LADDER[best]
+    reason = (
+        f"{len(candidates)} trials of {steps} steps (one-cycle) at the edge x 2^{TRIAL_LADDER[0]}..{TRIAL_LADDER[-1]}: "
+        f"the lowest {read} ({losses[best]:.4g}) at x 2^{j}, divided by {TRIAL_BIAS:.3g} for the short horizon"
+    )
+    return {**out, "lr": lr, "reason": reason}
 
 
 def _has_val(trainer: pl.Trainer) -> bool:

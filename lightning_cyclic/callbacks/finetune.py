@@ -22,6 +22,7 @@ on its own. ``configure_optimizers`` must give the optimizer the trainable param
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import lightning.pytorch as pl
@@ -173,7 +174,8 @@ class FineTune(BaseFinetuning):
 
     # the schedule: two one-cycles -------------------------------------------------------------------
     def _range_test(self, trainer: pl.Trainer, pl_module: pl.LightningModule, phase: int) -> float:
-        config = (self.finder or LRFinder(verbose=False)).config
+        # the curve's reading alone: the trials' length is a share of the fit, and a phase is not one
+        config = replace((self.finder or LRFinder(verbose=False)).config, trials=False)
         result = run_range_test(trainer, pl_module, config)
         self.results[phase] = result
         lr = result.chosen.lr

@@ -48,6 +48,15 @@ class LRFinder(Callback):
             rule has no edge to read), it goes on, from the weights where they are and with the
             same spacing, up to ``extend * max_lr`` (at most ``num_steps`` more steps), until the
             loss has climbed back to its start or diverges; ``1`` never goes past ``max_lr``.
+        trials: after an ``edge`` reading, run the second signal of ``"auto"``: short trials, each
+            one-cycle compressed to ``trial_steps`` from the same starting state, at 1/4, 1/2, 1, 2
+            and 4 times the reading; the candidate with the lowest validation loss after its trial
+            (the training loss of its last quarter where there is no validation data), divided by
+            sqrt(2) for the short horizon's bias towards bold lrs, is what ``"auto"`` arguments
+            take (``result.chosen``); the curve's reading stays in ``result.suggestion``. Where
+            every trial blows up the reading stands. Undone as the test is.
+        trial_steps: optimizer steps of each trial; ``None`` (default): 3% of the fit's
+            optimizer steps, at least 30.
         save_dir: write ``lr_find.json`` (curve and suggestion) and ``lr_find.png`` there;
             ``None`` writes no files.
         verbose: print the suggestion and its confidence.
@@ -75,6 +84,8 @@ class LRFinder(Callback):
         save_dir: str | Path | None = None,
         verbose: bool = True,
         extend: float = 100.0,
+        trials: bool = True,
+        trial_steps: int | None = None,
     ) -> None:
         self.config = RangeTestConfig(
             min_lr=min_lr,
@@ -87,6 +98,8 @@ class LRFinder(Callback):
             evaluate=evaluate,
             val_batches=val_batches,
             extend=extend,
+            trials=trials,
+            trial_steps=trial_steps,
         )
         self.save_dir = Path(save_dir) if save_dir is not None else None
         self.verbose = verbose
@@ -100,7 +113,11 @@ class LRFinder(Callback):
     @property
     def state_key(self) -> str:
         # arguments added later are left out at their defaults, so checkpoints saved before they existed still match
-        later = {"extend": RangeTestConfig.extend}
+        later = {
+            "extend": RangeTestConfig.extend,
+            "trials": RangeTestConfig.trials,
+            "trial_steps": RangeTestConfig.trial_steps,
+        }
         kwargs = {k: v for k, v in self.config.__dict__.items() if k not in later or v != later[k]}
         return self._cached_state_key(**kwargs)
 
@@ -146,6 +163,10 @@ class LRFinder(Callback):
             rank_zero_info(
                 f"LRFinder: {len(result.lrs)} steps in {result.seconds:.1f}s, {result.stop_reason}; {s.rule} {found}"
             )
+            trials = result.extra.get("trials")
+            if trials is not None:
+                took = f"'auto' takes lr={chosen.lr:.3g}" if trials.get("lr") is not None else "the reading stands"
+                rank_zero_info(f"LRFinder: short trials: {trials['reason']}; {took}")
         warning = result.warning()
         if warning:
             rank_zero_warn(warning)
@@ -192,10 +213,12 @@ def lr_find(
     or ``pytorch_lightning``) with its accelerator, precision, gradient accumulation and
     clipping, so ``trainer`` itself is not touched and can ``fit`` afterwards; the given
     dataloaders' generators, and the global RNGs its helper fit draws from (a ``train_dataloader``
-    that builds its data with ``torch.randn``), are left as they were. ``finder_kwargs`` are :class:`LRFinder`'s.
+    that builds its data with ``torch.randn``), are left as they were. ``finder_kwargs`` are :class:`LRFinder`'s;
+    ``trials`` is off here unless given (give ``trial_steps`` with it: there is no fit to take a share of).
     For DDP, add ``LRFinder()`` to the callbacks instead. Under ``trainer.fast_dev_run`` it does
     not run and returns a result without a suggestion.
     """
+    finder_kwargs.setdefault("trials", False)  # the trials' length is a share of a fit, which this is not
     finder = LRFinder(**finder_kwargs)
     if _compat.fast_dev_run(trainer):
         rank_zero_warn(f"lr_find: the LR range test does not run: {FAST_DEV_RUN}")

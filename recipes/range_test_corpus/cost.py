@@ -1,4 +1,4 @@
-"""What the default range test costs inside the fit it precedes, on the corpus's long tasks.
+"""What ``max_lr="auto"`` (range test and short trials) costs inside the fit it precedes, on the long tasks.
 
     python recipes/range_test_corpus/cost.py                 # the long tasks (>= 2000 optimizer steps), 5 seeds
     python recipes/range_test_corpus/cost.py --quick         # one short task, 1 seed, 1 epoch (CI)
@@ -8,7 +8,7 @@ This script measures what a user pays: the same fit twice, one process, one thre
 
 * ``fixed``: ``OneCycle(max_lr=<the task's oracle lr>)``;
 * ``auto``: ``LRFinder()`` and ``OneCycle(max_lr="auto")``, every default (``evaluate="auto"``: the validation
-  loss where the task has a validation loader),
+  loss where the task has a validation loader; ``trials=True``: five short trials after the sweep),
 
 both with the task's data module (its validation loader where it has one, so validation runs every epoch, as in
 a user's fit). The range test's cost is measured two ways in the same fits: **(a)** the wall time of
@@ -39,9 +39,10 @@ sys.path.insert(0, str(HERE))
 
 import tasks as corpus  # noqa: E402
 from common import trainer  # noqa: E402
-from run import LONG, TARGETS, silence, task_datamodule, task_module, versions  # noqa: E402
+from run import LONG, silence, task_datamodule, task_module, versions  # noqa: E402
 
 QUICK_TASK = "digits-mlp-adamw-long"
+TARGET = 0.15  # all of "auto", range test and trials, as a share of the fit (issue target)
 
 
 def one_fit(task: corpus.Task, seed: int, variant: str, epochs: int, lr: float, root: str) -> dict:
@@ -70,10 +71,11 @@ def one_fit(task: corpus.Task, seed: int, variant: str, epochs: int, lr: float, 
     out = {"task": task.name, "seed": seed, "variant": variant, "seconds": seconds, "steps": fitted.global_step}
     if variant == "auto":
         result = finder.result
+        trials = result.extra.get("trials") or {}
         out.update(
             hook_seconds=sum(spent),
             finder_seconds=result.seconds,
-            finder_steps=result.optimizer_steps,
+            finder_steps=result.optimizer_steps + trials.get("steps", 0) * len(trials.get("lrs", [])),
             lr=result.chosen.lr,
         )
     return out
@@ -96,7 +98,7 @@ def report(rows: list[dict], meta: dict) -> str:
         f"{meta['cpus']} CPUs; torch {meta['versions'].get('torch')}, Lightning {meta['versions'].get('lightning')}.",
         "",
         "| task | steps | val loader | fixed: fit s (median) | (a) LRFinder.on_fit_start: s, % of fixed | "
-        "(b) auto - fixed: s, % of fixed | of which the sweep itself: s | sweep steps, % of the fit's |",
+        "(b) auto - fixed: s, % of fixed | of which the test itself: s | test steps (sweep + trials), % of the fit's |",
         "|---|---|---|---|---|---|---|---|",
     ]
     worst = 0.0
@@ -115,12 +117,12 @@ def report(rows: list[dict], meta: dict) -> str:
             f"| {name} | {steps} | {'yes' if task.val else 'no'} | {f:.2f} | {hook:.3f} s, {100 * hook / f:.1f}% | "
             f"{diff:.3f} s, {100 * diff / f:.1f}% | {sweep:.3f} | {sweep_steps:.0f}, {100 * sweep_steps / steps:.1f}% |"
         )
-    verdict = "met" if worst <= TARGETS["cost"] else "**missed**"
+    verdict = "met" if worst <= TARGET else "**missed**"
     if meta["quick"]:
         verdict = "not measured (--quick: 1 epoch)"
     lines += [
         "",
-        f"Target: the default range test costs at most {TARGETS['cost']:.0%} of the training on tasks of "
+        f"Target: all of `auto` (range test and trials) costs at most {TARGET:.0%} of the training on tasks of "
         f">= {LONG} optimizer steps: at most {100 * worst:.1f}% here by (a): {verdict}.",
     ]
     return "\n".join(lines)

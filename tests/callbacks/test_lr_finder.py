@@ -85,6 +85,14 @@ def fit_steps(module, finder):
     """
     n = finder.result.optimizer_steps
     assert [lr for _, lr, _, _ in module.seen[:n]] == finder.result.lrs
+    trials = finder.result.extra.get("trials")
+    if trials is not None:  # then each short trial: one-cycle compressed to its steps, at its candidate peak
+        steps = trials["steps"]
+        expected = [
+            OneCycleSchedule(max_lr=peak, total_steps=steps).lr(k) for peak in trials["lrs"] for k in range(steps)
+        ]
+        assert [lr for _, lr, _, _ in module.seen[n : n + len(expected)]] == pytest.approx(expected)
+        n += len(expected)
     assert all(step == 0 for step, *_ in module.seen[:n])  # the test moves no counter
     return module.seen[n:]
 
@@ -145,7 +153,7 @@ class Counter(Callback):
 
 def test_accumulation_steps_once_per_window_with_the_mean_loss_and_other_callbacks_see_nothing(tmp_path):
     module = RichModule(scheduler=False)
-    finder = LRFinder(min_lr=1e-4, max_lr=1e-1, num_steps=12, diverge=1e9, extend=1)
+    finder = LRFinder(min_lr=1e-4, max_lr=1e-1, num_steps=12, diverge=1e9, extend=1, trials=False)
     counter = Counter()
     trainer = tiny_trainer(tmp_path, [finder, counter], max_epochs=1, accumulate_grad_batches=3)
     trainer.fit(module, tiny_loader(n=64, batch_size=8))  # 8 batches: 3 optimizer steps in the real epoch
@@ -264,7 +272,7 @@ def test_a_curve_that_has_not_turned_up_by_max_lr_is_extended_and_auto_trains(tm
     assert result.lrs[100:] == [pytest.approx(result.config.lr(k)) for k in range(100, n)]  # same spacing on
     assert result.extra["extended_to"] == result.lrs[-1] > 10 and "past max_lr" in result.stop_reason
     assert result.suggestion.rule == "edge" and result.suggestion.lr > 1  # read where the loss turned up
-    assert schedule.resolved == {"max_lr": result.suggestion.lr}
+    assert schedule.resolved == {"max_lr": result.chosen.lr}  # as the short trials moved it
     assert trainer.global_step == 32
     start, last_epoch = module.losses[0], np.mean(module.losses[-8:])
     assert last_epoch < start / 5  # it trained: from about 300 to a small fraction of it
@@ -322,7 +330,7 @@ def test_onecycle_auto_takes_the_suggestion_in_the_same_fit(tmp_path):
     trainer = tiny_trainer(tmp_path, [schedule, finder], max_epochs=2)
     module = TinyModule(lr=0.01)
     trainer.fit(module, tiny_loader())
-    found = finder.result.suggestion.lr
+    found = finder.result.chosen.lr  # the edge reading, moved by the short trials
     assert found is not None and schedule.resolved == {"max_lr": found}
     expected = OneCycleSchedule(max_lr=found, total_steps=16)
     assert [lr for _, lr, _, _ in fit_steps(module, finder)] == [pytest.approx(expected.lr(k)) for k in range(16)]
@@ -331,7 +339,7 @@ def test_onecycle_auto_takes_the_suggestion_in_the_same_fit(tmp_path):
 def test_auto_runs_a_default_finder_when_none_is_given(tmp_path):
     schedule = OneCycle(max_lr="auto")
     tiny_trainer(tmp_path, [schedule], max_epochs=1).fit(TinyModule(), tiny_loader())
-    assert schedule.finder is not None and schedule.resolved["max_lr"] == schedule.finder.result.suggestion.lr
+    assert schedule.finder is not None and schedule.resolved["max_lr"] == schedule.finder.result.chosen.lr
 
 
 def test_warm_restarts_auto_takes_its_value_in_the_same_fit(tmp_path):
@@ -340,7 +348,7 @@ def test_warm_restarts_auto_takes_its_value_in_the_same_fit(tmp_path):
     module = TinyModule(lr=0.01)
     tiny_trainer(tmp_path, [finder, schedule], max_epochs=2).fit(module, tiny_loader())
     found = schedule.resolved["max_lr"]
-    assert found is not None and 0 < found <= finder.result.suggestion.lr
+    assert found is not None and 0 < found <= finder.result.chosen.lr
     expected = WarmRestartsSchedule(max_lr=found, cycle_len=4)
     assert [lr for _, lr, _, _ in fit_steps(module, finder)] == [pytest.approx(expected.lr(k)) for k in range(16)]
 
@@ -368,7 +376,7 @@ def test_cyclical_auto_takes_the_good_range(tmp_path):
     schedule = Cyclical(base_lr="auto", max_lr="auto", step_size_up=2)
     module = TinyModule(lr=0.01)
     tiny_trainer(tmp_path, [finder, schedule], max_epochs=1).fit(module, tiny_loader())
-    s = finder.result.suggestion
+    s = finder.result.chosen  # the good range, moved with the lr by the short trials
     assert schedule.resolved == {"base_lr": s.low, "max_lr": s.high} and s.low < s.high
     expected = CyclicalSchedule(base_lr=s.low, max_lr=s.high, step_size_up=2)
     assert [lr for _, lr, _, _ in fit_steps(module, finder)] == [pytest.approx(expected.lr(k)) for k in range(8)]
@@ -443,7 +451,7 @@ def test_evaluate_on_validation_batches_reads_them_as_one_batch_with_the_same_me
     curves = {}
     for fixed in (None, 8):
         pl.seed_everything(0)
-        finder = LRFinder(num_steps=40, evaluate="val", val_batches=2)
+        finder = LRFinder(num_steps=40, evaluate="val", val_batches=2, trials=False)
         module = SizedModule(fixed)
         tiny_trainer(tmp_path, [finder], max_epochs=1).fit(module, tiny_loader(), tiny_loader(n=32, seed=3))
         steps = len(finder.result.lrs)

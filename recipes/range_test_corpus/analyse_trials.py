@@ -1,0 +1,150 @@
+"""Which reading of the short trials (``trials.py``) gives the best peak, chosen leave-one-task-out.
+
+A rule reads, for one task and seed, the trials of one budget at the candidates of a window of the ladder
+(``edge * 2 ** j``), takes the candidate with the lowest loss (the validation loss where the task has
+validation data, else the training loss of the trial's last quarter), optionally refines it with a parabola
+through its neighbours in log2(lr), and divides by ``2 ** c`` (the short horizon's bias to bold lrs). It is
+scored by the regret read off the task's one-cycle grid at that lr (``interpolated_regret``: mean over seeds of
+the grid, linear in log lr), as the edge constants were chosen.
+
+The 14 tasks of the earlier corpus choose (leave-one-task-out among them); the 4 tasks added for stability
+(``NEW_TASKS``) are scored with the rule chosen on all 14 and never take part in choosing.
+
+    python recipes/range_test_corpus/analyse_trials.py
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+import run as study  # noqa: E402
+import tasks as corpus  # noqa: E402
+from trials import LADDER  # noqa: E402
+
+BUDGET = 0.03  # the share LRFinder's trials take (a trial's length is what the cost target allows)
+WINDOWS = [(-2, 2), (-3, 2), (-4, 2)]
+CORRECTIONS = (0.0, 0.5, 1.0)
+PICKS = ("argmin", "parabola", "quadfit")
+SIGNALS = ("val", "val4")  # the validation split, or its first 4 batches as LRFinder reads it
+
+
+def load(path: Path) -> dict:
+    out: dict = {}
+    for line in path.read_text().splitlines():
+        job = json.loads(line)
+        if "error" in job:
+            continue
+        out.setdefault((job["task"], job["seed"], job["budget"]), {})[job["j"]] = job
+    return out
+
+
+def signal(task: corpus.Task, job: dict, kind: str) -> float:
+    value = job.get(kind if task.val else "train_tail")
+    return math.inf if value is None or not math.isfinite(value) else value
+
+
+def pick(task, runs: dict, edge: float, rule) -> float | None:
+    """The lr a rule ``(budget, window, correction, pick, signal)`` reads off one task and seed's trials."""
+    _, window, correction, how, kind = rule
+    js = [j for j in LADDER if window[0] <= j <= window[1] and j in runs]
+    if not js:
+        return None
+    values = {j: signal(task, runs[j], kind) for j in js}
+    best = min(js, key=lambda j: (values[j], j))
+    x = float(best)
+    if how == "parabola" and best - 1 in values and best + 1 in values:
+        a, b, c = values[best - 1], values[best], values[best + 1]
+        if all(math.isfinite(v) for v in (a, b, c)):
+            den = a - 2 * b + c
+            if den > 0:
+                x = best + max(-0.5, min(0.5, 0.5 * (a - c) / den))
+    if how == "quadfit":
+        x = quadfit(values, best)
+    return edge * 2.0 ** (x - correction)
+
+
+def quadfit(values: dict, best: int) -> float:
+    """The vertex of a least-squares parabola through the finite points (log2 lr, loss), kept within half a
+    step of the window; the best point where the parabola opens downwards or too few points are finite."""
+    import numpy as np
+
+    pts = [(j, v) for j, v in values.items() if math.isfinite(v)]
+    if len(pts) < 3:
+        return float(best)
+    xs, ys = np.array([p[0] for p in pts], float), np.array([p[1] for p in pts], float)
+    a, b, _ = np.polyfit(xs, ys, 2)
+    if a <= 0:
+        return float(best)
+    return float(min(max(-b / (2 * a), xs.min() - 0.5), xs.max() + 0.5))
+
+
+def rules() -> list[tuple]:
+    return list(itertools.product((BUDGET,), WINDOWS, CORRECTIONS, PICKS, SIGNALS))
+
+
+def main() -> None:
+    results = json.loads((HERE / "results.json").read_text())
+    oracles = study.oracles_of(results)
+    trials = load(HERE / "trials.jsonl")
+    tasks = {t.name: t for t in corpus.TASKS}
+    names = sorted({k[0] for k in trials if k[0] in oracles})
+    seeds = {n: sorted({k[1] for k in trials if k[0] == n}) for n in names}
+    edge = {}
+    for test in results["range_tests"]:
+        if "finders" in test:
+            edge[(test["task"], test["seed"])] = test["finders"]["ours edge (val)"]["lr"]
+    complete = [n for n in names if all(len(trials.get((n, s, BUDGET), {})) == len(LADDER) for s in seeds[n])]
+
+    def lrs_of(name, rule):
+        return [pick(tasks[name], trials[(name, s, rule[0])], edge[(name, s)], rule) for s in seeds[name]]
+
+    def regret(name, rule):
+        return statistics.mean(study.interpolated_regret(oracles[name], lr) for lr in lrs_of(name, rule))
+
+    all_rules = rules()
+    table = {n: {r: regret(n, r) for r in all_rules} for n in complete}
+    base = [n for n in complete if n not in corpus.NEW_TASKS]
+    new = [n for n in complete if n in corpus.NEW_TASKS]
+
+    def choose(on):
+        return min(all_rules, key=lambda r: (statistics.mean(table[n][r] for n in on), all_rules.index(r)))
+
+    every = choose(base)
+    print(f"tasks complete: {len(complete)} ({len(base)} choose, {len(new)} held out)")
+    print(f"rule chosen on all {len(base)}: {every}")
+    rows = []
+    for name in complete:
+        rule = choose([n for n in base if n != name]) if name in base else every
+        edge_r = statistics.mean(study.interpolated_regret(oracles[name], edge[(name, s)]) for s in seeds[name])
+        lrs = lrs_of(name, rule)
+        good = [x for x in lrs if x]
+        spread = max(good) / min(good) if good else math.nan
+        oracle_lr = oracles[name]["onecycle"]["best_lr"]
+        rows.append((name, edge_r, table[name][rule], table[name][every], spread, oracle_lr, lrs, rule))
+    print(f"{'task':34s} {'edge':>7s} {'trial LOTO':>10s} {'in-sample':>9s} {'spread':>6s}  oracle lr / picks")
+    for name, e, t, ins, spread, olr, lrs, _ in rows:
+        mark = "  (held out)" if name in corpus.NEW_TASKS else ""
+        picks = " ".join(f"{x:.3g}" for x in lrs)
+        print(f"{name:34s} {e:7.2f} {t:10.2f} {ins:9.2f} {spread:6.2f}  {olr:.3g} / {picks}{mark}")
+    for label, group in (("earlier tasks (LOTO)", base), ("held out", new)):
+        if not group:
+            continue
+        es = [r[1] for r in rows if r[0] in group]
+        ts = [r[2] for r in rows if r[0] in group]
+        print(
+            f"{label}: edge median {statistics.median(es):.2f} worst {max(es):.2f}; "
+            f"trial median {statistics.median(ts):.2f} worst {max(ts):.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""The second signal of ``"auto"``: short one-cycle trials around the range test's reading, on a real Trainer."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lightning_cyclic import LRFinder, OneCycle, RangeTestResult, WarmRestarts, lr_find
+from lightning_cyclic.finder import TRIAL_BIAS, TRIAL_LADDER, RangeTestConfig, trial_length
+from lightning_cyclic.shapes import OneCycleSchedule
+from tests.helpers import RichModule, tiny_loader, tiny_trainer
+
+
+def fit(tmp_path, max_lr, callbacks=(), val=True, module=None):
+    torch.manual_seed(0)
+    module = module or RichModule(scheduler=False)
+    schedule = OneCycle(max_lr=max_lr)
+    trainer = tiny_trainer(tmp_path, [schedule, *callbacks], max_epochs=2)
+    val_loader = tiny_loader(n=32, seed=3, learnable=True) if val else None
+    trainer.fit(module, tiny_loader(learnable=True), val_loader)
+    return module, schedule
+
+
+def test_auto_takes_the_lowest_trial_divided_by_sqrt2_and_a_fit_given_that_lr_ends_identical(tmp_path, caplog):
+    finder = LRFinder(num_steps=60)
+    with caplog.at_level(logging.INFO):
+        found, schedule = fit(tmp_path, "auto", [finder])
+    result = finder.result
+    trials = result.extra["trials"]
+    edge = result.suggestion.lr
+    assert result.suggestion.rule == "edge" and edge is not None
+    assert trials["lrs"] == pytest.approx([edge * 2.0**j for j in TRIAL_LADDER])
+    assert trials["steps"] == 30 and trials["evaluated"] == "validation loss"  # 16 steps in the fit: the floor
+    losses = [math.inf if x is None else x for x in trials["losses"]]
+    best = int(np.argmin(losses))
+    assert result.chosen.rule == "trials" and result.chosen.lr == pytest.approx(trials["lrs"][best] / TRIAL_BIAS)
+    assert schedule.resolved == {"max_lr": result.chosen.lr}
+    assert "short trials" in caplog.text and f"'auto' takes lr={result.chosen.lr:.3g}" in caplog.text
+    # the trials trained the model 5 x 30 steps and left nothing behind: the same fit given that lr is identical
+    plain, _ = fit(tmp_path, result.chosen.lr)
+    for (name, a), (_, b) in zip(plain.state_dict().items(), found.state_dict().items()):
+        assert torch.equal(a, b), name
+    # the trials are part of the result a checkpoint holds
+    again = RangeTestResult.from_dict(result.to_dict())
+    assert again.extra["trials"] == trials and again.chosen.lr == result.chosen.lr
+
+
+def test_without_validation_data_a_trial_reads_the_training_loss_of_its_last_quarter(tmp_path):
+    finder = LRFinder(num_steps=40, trial_steps=12)
+    module, _ = fit(tmp_path, "auto", [finder], val=False)
+    trials = finder.result.extra["trials"]
+    assert trials["evaluated"] == "training loss of the last quarter" and trials["steps"] == 12
+    n = len(finder.result.lrs)
+    for i, loss in enumerate(trials["losses"]):
+        steps = module.calls[n + 12 * i : n + 12 * (i + 1)]
+        # each trial is one-cycle compressed to 12 steps at its candidate, the groups' 1:10 ratio kept
+        expected = OneCycleSchedule(max_lr=trials["lrs"][i], total_steps=12)
+        assert [lrs[1] for lrs, _ in steps] == pytest.approx([expected.lr(k) for k in range(12)])
+        assert [lrs[0] for lrs, _ in steps] == pytest.approx([expected.lr(k) / 10 for k in range(12)])
+        assert loss == pytest.approx(np.mean([value for _, value in steps[-3:]]), rel=1e-6)
+
+
+class NanAfter(RichModule):
+    """Its training loss is NaN from the ``after``-th training step on: every trial blows up."""
+
+    def __init__(self, after: int):
+        super().__init__(scheduler=False)
+        self.after, self.steps = after, 0
+
+    def training_step(self, batch, batch_idx):
+        out = super().training_step(batch, batch_idx)
+        if self.training:
+            self.steps += 1
+            if self.steps > self.after:
+                out["loss"] = out["loss"] * float("nan")
+        return out
+
+
+def test_where_every_trial_blows_up_the_reading_stands_and_says_so(tmp_path, caplog):
+    finder = LRFinder(num_steps=40, diverge=1e9, extend=1, trial_steps=6)
+    with caplog.at_level(logging.INFO):
+        fit(tmp_path, "auto", [finder], module=NanAfter(after=40))
+    result = finder.result
+    assert len(result.lrs) == 40 and result.suggestion.lr is not None
+    assert result.extra["trials"]["losses"] == [None] * 5 and result.extra["trials"]["lr"] is None
+    assert result.chosen == result.suggestion
+    assert "all 5 trials blew up; the edge stands" in caplog.text and "the reading stands" in caplog.text
+
+
+def test_schedules_that_do_not_warm_up_move_by_the_same_ratio(tmp_path):
+    finder = LRFinder(num_steps=60)
+    schedule = WarmRestarts(max_lr="auto", cycle_len=4, interval="step")
+    torch.manual_seed(0)
+    tiny_trainer(tmp_path, [finder, schedule], max_epochs=2).fit(
+        RichModule(scheduler=False), tiny_loader(learnable=True), tiny_loader(n=32, seed=3, learnable=True)
+    )
+    result = finder.result
+    ratio = result.chosen.lr / result.suggestion.lr
+    assert result.chosen_for(warmup=False).lr == pytest.approx(result.suggest(warmup=False).lr * ratio)
+    assert schedule.resolved["max_lr"] == pytest.approx(result.chosen_for(warmup=False).lr)
+
+
+def test_trial_length_is_a_share_of_the_fit_with_a_floor():
+    config = RangeTestConfig()
+    assert trial_length(config, 100) == 30 and trial_length(config, 2000) == 60 and trial_length(config, 1e5) == 3000
+    assert trial_length(config, math.inf) is None  # max_steps=-1 and max_epochs=-1: no share to take
+    assert trial_length(RangeTestConfig(trial_steps=7), math.inf) == 7
+
+
+def test_lr_find_runs_no_trials_unless_asked(tmp_path):
+    trainer = tiny_trainer(tmp_path, max_epochs=1)
+    plain = lr_find(trainer, RichModule(scheduler=False), train_dataloaders=tiny_loader(), num_steps=40, verbose=False)
+    assert "trials" not in plain.extra and plain.chosen == plain.suggestion
+    asked = lr_find(
+        trainer, RichModule(scheduler=False), train_dataloaders=tiny_loader(), num_steps=40, verbose=False,
+        trials=True, trial_steps=4,
+    )  # fmt: skip
+    assert asked.extra["trials"]["steps"] == 4 and len(asked.extra["trials"]["lrs"]) == len(TRIAL_LADDER)
+
+
+def test_trial_arguments_are_checked_and_keep_older_checkpoints_state_key():
+    with pytest.raises(ValueError, match="trial_steps must be >= 2, got 1"):
+        LRFinder(trial_steps=1)
+    with pytest.raises(ValueError, match="trials must be one of True, False, got 'yes'"):
+        LRFinder(trials="yes")
+    assert LRFinder().state_key == LRFinder(trials=True, trial_steps=None).state_key
+    assert "trial" not in LRFinder().state_key  # a checkpoint saved before the trials existed still matches
+    assert LRFinder(trials=False).state_key != LRFinder().state_key
