@@ -236,3 +236,22 @@ def swa_average(callback: Any) -> Any:
     model when the run reached SWA's last epoch; comparing with them tells whether it did.
     """
     return getattr(callback, "_average_model", None)
+
+
+# --- Optuna -------------------------------------------------------------------------------------------
+
+
+def optuna_trial(study: Any, number: int) -> Any:
+    """``optuna.trial.Trial`` for trial ``number`` of ``study``: a trial another process (the sweeper) asked for.
+
+    Optuna's public API hands out a ``Trial`` only from ``study.ask()``, which starts a new trial; a job that
+    reports to the trial its sweeper started reaches it by id, and the id is ``FrozenTrial._trial_id`` (private;
+    the same from Optuna 2 to 5, and what Optuna's own ``Trial`` and ``_tell`` use). ``Trial(study, trial_id)``
+    is public.
+    """
+    import optuna
+
+    frozen = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
+    if frozen is None:
+        raise ValueError(f"study {study.study_name!r} has no trial number {number}")
+    return optuna.trial.Trial(study, frozen._trial_id)

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -37,10 +38,17 @@ from lightning_cyclic.callbacks import (
     ScheduleCallback,
     SnapshotEnsemble,
 )
+from lightning_cyclic.callbacks.pruning import OptunaPruning
 from lightning_cyclic.checkpoint import SafeCheckpointIO
 from lightning_cyclic.optim import lr_scale_factor
 from lightning_cyclic.shapes._checks import check_choice, check_number
-from lightning_cyclic.sweeps import job_overrides, write_leaderboard_of_this_multirun, write_result
+from lightning_cyclic.sweeps import (
+    TRIAL_ENV,
+    job_overrides,
+    optuna_trial_of_this_job,
+    write_leaderboard_of_this_multirun,
+    write_result,
+)
 
 log = logging.getLogger(__name__)
 
@@ -340,7 +348,7 @@ def main(cfg: DictConfig) -> float | None:
     records with the message.
     """
     try:
-        metrics, _ = train(cfg)
+        metrics, objects = train(cfg)
     except ConfigError as err:
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
@@ -349,6 +357,11 @@ def main(cfg: DictConfig) -> float | None:
             raise
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    pruning = objects.get("pruning")
+    if pruning is not None and pruning.pruned_at is not None:  # the sweeper records the trial as pruned
+        import optuna
+
+        raise optuna.TrialPruned(pruning.reason())
     return metrics.get(cfg.get("optimized_metric"))
 
 
@@ -561,6 +574,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     # SIGTERM: every rank stops after the same step (Lightning's own handler can leave DDP ranks waiting for each
     # other); SaveOnInterrupt writes last.ckpt, and the exit status is 143, below
     callbacks.append(Preemption(ckpt_path=False))
+    # a trial of the app's Optuna sweeper with a pruner: report the optimized metric at every validation
+    trial = optuna_trial_of_this_job()
+    pruning = OptunaPruning(monitor=cfg.get("optimized_metric", "val/acc"), **trial) if trial else None
+    callbacks += [pruning] if pruning is not None else []
     loggers = []
     for name, node in (cfg.get("logger") or {}).items():
         if node:
@@ -617,6 +634,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
 
     terminated = ""
     with _ddp_children_join_this_job():
+        if trial and TRIAL_ENV not in os.environ:  # the DDP ranks Lightning starts follow rank 0's decisions
+            os.environ[TRIAL_ENV] = json.dumps(trial)
         try:
             trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         except SIGTERMException:  # Lightning stops at the next batch; its exception is a SystemExit with code 0
@@ -634,17 +653,18 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         metrics["ensemble/val_acc"] = ensemble.metrics["val_acc"]
     curves = _curves(trainer, cfg, schedule)
     metric = cfg.get("optimized_metric", "val/acc")
+    pruned = pruning.reason() if pruning is not None else ""
     if trainer.is_global_zero:
-        status = "terminated" if terminated else "finished"
-        write_result(cfg.paths.output_dir, metric, metrics, job_overrides(), status=status, reason=terminated)
+        status = "terminated" if terminated else "pruned" if pruned else "finished"
+        write_result(cfg.paths.output_dir, metric, metrics, job_overrides(), status=status, reason=terminated or pruned)
     if trainer.is_global_zero:
-        print(_summary(cfg, trainer, model, metrics, schedule, best, ensemble, curves, factor, terminated))
+        print(_summary(cfg, trainer, model, metrics, schedule, best, ensemble, curves, factor, terminated, pruned))
     if terminated:
         # a sweep stops here too (documented): record what ran so far, then exit as schedulers expect
         if trainer.is_global_zero:
             write_leaderboard_of_this_multirun(metric, cfg.get("optimized_mode", "max"))
         raise SystemExit(TERMINATED)
-    objects = {"trainer": trainer, "model": model, "datamodule": datamodule, "schedule": schedule}
+    objects = {"trainer": trainer, "model": model, "datamodule": datamodule, "schedule": schedule, "pruning": pruning}
     return metrics, {**objects, "best": best, "ensemble": ensemble, "curves": curves}
 
 
@@ -731,6 +751,7 @@ def _summary(
     curves: Path | None,
     factor: float | None,
     terminated: str = "",
+    pruned: str = "",
 ) -> str:
     """One screen: what was reached, with what lr, and where everything is."""
     acc, train_acc = metrics.get("val/acc"), metrics.get("train/acc")
@@ -739,6 +760,8 @@ def _summary(
     lines = ["", "[lightning_cyclic] " + ("TERMINATED: " if terminated else "") + head]
     if terminated:
         lines.append(f"  terminated: {terminated}")
+    if pruned:
+        lines.append(f"  {pruned}")
     if best is not None and best.restored:
         lines.append(f"  best weights restored: epoch {best.best_epoch}, {best.monitor} = {best.best_score:.4f}")
     if best is not None and best.stop_reason:

@@ -40,7 +40,7 @@ def job_overrides() -> list[str]:
         return []
 
 
-STATUSES = ("finished", "terminated", "failed")
+STATUSES = ("finished", "terminated", "pruned", "failed")
 
 
 def write_result(
@@ -51,7 +51,8 @@ def write_result(
     status: str = "finished",
     reason: str = "",
 ) -> Path:
-    """Record a job for the leaderboard: ``status`` is ``finished``, ``terminated`` or ``failed`` (with ``reason``)."""
+    """Record a job for the leaderboard: ``status`` is ``finished``, ``terminated``, ``pruned`` (an Optuna trial its
+    pruner stopped: the value is the best it reached) or ``failed`` (with ``reason``)."""
     check_choice("status", status, STATUSES)
     path = Path(folder) / RESULT
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +91,8 @@ def failure_reason(error: BaseException) -> str:
 
 
 def leaderboard(sweep_dir: str | Path, mode: str = "max") -> list[dict[str, Any]]:
-    """Every job's record under ``sweep_dir``, best first; jobs without a value (failed, damaged) last."""
+    """Every job's record under ``sweep_dir``, best first; pruned trials after the others (a value reached in a
+    part of the run only), jobs without a value (failed, damaged) last."""
     check_choice("mode", mode, ("min", "max"))
     rows = []
     for path in sorted(Path(sweep_dir).glob(f"*/{RESULT}"), key=lambda p: (len(p.parent.name), p.parent.name)):
@@ -101,8 +103,8 @@ def leaderboard(sweep_dir: str | Path, mode: str = "max") -> list[dict[str, Any]
     def key(row: dict[str, Any]) -> tuple[int, float]:
         value = row.get("value")
         if not isinstance(value, (int, float)) or not math.isfinite(value) or row.get("status") == "damaged":
-            return (1, 0.0)
-        return (0, -value if mode == "max" else value)
+            return (2, 0.0)
+        return (int(row.get("status") == "pruned"), -value if mode == "max" else value)
 
     return sorted(rows, key=key)
 
@@ -137,15 +139,29 @@ def format_table(rows: list[dict[str, Any]], metric: str) -> str:
 
 
 def write_leaderboard(sweep_dir: str | Path, metric: str, mode: str = "max") -> tuple[Path, str]:
-    rows = leaderboard(sweep_dir, mode)
+    """``leaderboard.csv`` in ``sweep_dir``, and the table to print.
+
+    Several processes may share a sweep folder (workers of one Optuna study): each writes it after each of its
+    jobs, and one that ends while another writes could leave the other's older picture. So a writer reads the
+    jobs again after writing, and writes again while they changed: the last file written lists every job that
+    had ended by then.
+    """
     path = Path(sweep_dir) / LEADERBOARD
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["rank", "job", metric, "overrides", "status", "reason"])
-    for i, row in enumerate(rows, 1):
-        writer.writerow([i, row["job"], row.get("value"), " ".join(row["overrides"]), row["status"], row["reason"]])
-    write_atomically(path, out.getvalue())
+    for _ in range(5):
+        rows = leaderboard(sweep_dir, mode)
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["rank", "job", metric, "overrides", "status", "reason"])
+        for i, row in enumerate(rows, 1):
+            writer.writerow([i, row["job"], row.get("value"), " ".join(row["overrides"]), row["status"], row["reason"]])
+        write_atomically(path, out.getvalue())
+        if _jobs(sweep_dir) == {(r["job"], r.get("status")) for r in rows}:
+            break
     return path, format_table(rows, metric)
+
+
+def _jobs(sweep_dir: str | Path) -> set[tuple[str, Any]]:
+    return {(p.parent.name, _read_result(p).get("status")) for p in Path(sweep_dir).glob(f"*/{RESULT}")}
 
 
 def best_of(path: str | Path, key: str) -> float:
@@ -224,16 +240,88 @@ class Leaderboard(HydraCallback):
         print(f"\n[lightning_cyclic] leaderboard ({self.metric}, {self.mode} first): {path}\n{table}")
         study = stored_study(config)
         if study is not None:
-            print(f"  the Optuna study: optuna-dashboard {study[1]}")
+            print(f"  the Optuna study: optuna-dashboard {storage_shown(study[1])}")
 
 
 def stored_study(config: DictConfig) -> tuple[str, str] | None:
     """``(study name, storage URL)`` of a multirun whose Optuna sweeper stores its study, else None."""
     sweeper = config.hydra.get("sweeper") or {}
-    storage = sweeper.get("storage")
+    url = storage_url(sweeper, config.hydra.runtime.cwd)
+    if url is None:
+        return None
+    return str(sweeper.get("study_name")), url
+
+
+SQLITE = "sqlite:///"
+
+
+def storage_url(sweeper: Any, cwd: str | Path) -> str | None:
+    """The storage of an Optuna sweeper's config, its file (if it has one) made absolute from ``cwd``, the folder
+    the sweep was started in, so that every job and worker opens the same one: ``journal: <file>`` as
+    ``journal:///<file>``, else ``storage`` (``sqlite:///<file>``, ``journal:///<file>``, any URL Optuna
+    accepts; ``None``: the study lives in the sweeper's memory only)."""
+    from lightning_cyclic.callbacks.pruning import JOURNAL
+
+    journal, storage = sweeper.get("journal"), sweeper.get("storage")
+    if journal:
+        storage = JOURNAL + str(journal)
     if not isinstance(storage, str) or not storage:
         return None
-    return str(sweeper.get("study_name")), storage
+    for scheme in (SQLITE, JOURNAL):
+        file = storage[len(scheme) :] if storage.startswith(scheme) else ""
+        if file and file != ":memory:":
+            return scheme + str(Path(cwd, file).resolve())
+    return storage
+
+
+def storage_shown(url: str) -> str:
+    """What ``optuna-dashboard`` takes for a storage URL: a journal's file path, or the URL."""
+    from lightning_cyclic.callbacks.pruning import JOURNAL
+
+    return url[len(JOURNAL) :] if url.startswith(JOURNAL) else url
+
+
+TRIAL_ENV = "LIGHTNING_CYCLIC_OPTUNA_PRUNING"  # a DDP job's trial, for the ranks Lightning starts (JSON)
+TRIAL_NUMBER, STUDY_NAME = "LIGHTNING_CYCLIC_OPTUNA_TRIAL", "LIGHTNING_CYCLIC_OPTUNA_STUDY"  # set by the sweeper
+
+
+def optuna_trial_of_this_job() -> dict[str, Any] | None:
+    """The arguments of :class:`~lightning_cyclic.callbacks.pruning.OptunaPruning` for a job that is a trial of
+    the app's Optuna sweeper with a pruner: the sweeper sets the trial's number in the job's environment
+    (``hydra.job.env_set``); the study's storage, name and pruner are the job's ``hydra.sweeper`` config. In a
+    DDP rank that Lightning started, all of it comes from the environment the job's rank 0 set
+    (:data:`TRIAL_ENV`). ``None`` for any other run.
+    """
+    import os
+
+    if os.environ.get(TRIAL_ENV):
+        found = json.loads(os.environ[TRIAL_ENV])
+        return found if isinstance(found, dict) else None
+    number = os.environ.get(TRIAL_NUMBER)
+    if not number:
+        return None
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from omegaconf import OmegaConf
+
+        hydra_cfg = HydraConfig.get()
+    except (ImportError, ValueError):  # not under @hydra.main
+        return None
+    sweeper: Any = hydra_cfg.sweeper  # (DictConfig; typed as Hydra's schema, which has no pruner)
+    if sweeper.get("pruner", "none") in ("none", None):
+        return None
+    url = storage_url(sweeper, hydra_cfg.runtime.cwd)
+    if url is None:  # the sweeper warned: a study in memory cannot be reached from a job
+        return None
+    args = sweeper.get("pruner_args")
+    return {
+        "trial": int(number),
+        "storage": url,
+        "study_name": os.environ.get(STUDY_NAME) or str(sweeper.study_name),
+        "pruner": str(sweeper.pruner),
+        "pruner_args": OmegaConf.to_container(args) if args is not None else {},
+        "warmup": sweeper.get("pruner_warmup", "auto"),
+    }
 
 
 UNUSABLE = "lc.around: "  # marks a range that cannot be built, and says why

@@ -90,19 +90,31 @@ def test_optuna_study_is_stored_in_the_sweep_folder_and_the_same_command_resumes
     assert set(result["best_params"]) == {"schedule.max_lr", "schedule.pct_start", "optimizer.weight_decay"}
 
 
-def test_a_trial_left_running_by_a_killed_sweep_is_recorded_as_failed_when_resumed(tmp_path):
+def test_a_trial_left_running_by_a_dead_sweeper_of_this_machine_is_recorded_as_failed_when_resumed(tmp_path):
+    import socket
+
     import optuna
 
-    from hydra_plugins.lightning_cyclic_plugins.optuna_sweeper import resume
+    from hydra_plugins.lightning_cyclic_plugins.optuna_sweeper import HOST, PID, resume
 
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     storage = f"sqlite:///{tmp_path}/optuna.db"
     study = optuna.create_study(study_name="s", storage=storage, sampler=optuna.samplers.RandomSampler(seed=0))
     study.tell(study.ask(), 0.5)
-    study.ask()  # its process was killed before it could tell
-    sampler = optuna.samplers.RandomSampler(seed=0)
-    assert resume("s", storage, sampler) == 2
-    assert [t.state.name for t in optuna.load_study(study_name="s", storage=storage).trials] == ["COMPLETE", "FAIL"]
-    assert resume("new", storage, sampler) == 0 and resume("s", None, sampler) == 0
+    owners = {"dead": int(dead.stdout), "alive": os.getppid()}  # a finished process; this test's parent
+    for pid in owners.values():
+        trial = study.ask()  # its sweeper asked, then (for "dead") was killed before it could tell
+        trial.set_user_attr(HOST, socket.gethostname())
+        trial.set_user_attr(PID, pid)
+    elsewhere = study.ask()
+    elsewhere.set_user_attr(HOST, "another-node")  # a worker of a shared study on another machine
+    elsewhere.set_user_attr(PID, int(dead.stdout))
+    study.ask()  # asked by someone else's code: not ours to end
+    assert resume(optuna.load_study(study_name="s", storage=storage)) == 5
+    states = [t.state.name for t in optuna.load_study(study_name="s", storage=storage).trials]
+    assert states == ["COMPLETE", "FAIL", "RUNNING", "RUNNING", "RUNNING"]
+    fresh = optuna.create_study(study_name="new", storage=storage)
+    assert resume(fresh) == 0
 
 
 def test_coarse_then_fine_centres_on_the_coarse_best(tmp_path):

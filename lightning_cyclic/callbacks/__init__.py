@@ -1,4 +1,5 @@
-"""Lightning callbacks: schedules, the LR range test, the guard, best-snapshot restore and snapshot ensembles."""
+"""Lightning callbacks: schedules, the LR range test, the guard, best-snapshot restore, snapshot ensembles, and
+Optuna pruning."""
 
 from lightning_cyclic.callbacks.best import BestSnapshot
 from lightning_cyclic.callbacks.ensemble import Ensemble, SnapshotEnsemble
@@ -7,6 +8,7 @@ from lightning_cyclic.callbacks.guard import Guard
 from lightning_cyclic.callbacks.lr_finder import LRFinder, lr_find
 from lightning_cyclic.callbacks.plateau import PlateauDecay
 from lightning_cyclic.callbacks.preemption import Preemption
+from lightning_cyclic.callbacks.pruning import OptunaPruning
 from lightning_cyclic.callbacks.sanity import InitialLossCheck
 from lightning_cyclic.callbacks.schedule import (
     CustomSchedule,
@@ -30,6 +32,7 @@ __all__ = [
     "InitialLossCheck",
     "LRFinder",
     "OneCycle",
+    "OptunaPruning",
     "PlateauDecay",
     "Preemption",
     "ScheduleCallback",
