@@ -62,7 +62,8 @@ def searches(args) -> list[dict]:
     n_lr, n_wd = grid_shape(args.trials)
     grid = [f"{key}={','.join(str(v) for v in log_points(*BOX[key], n))}" for key, n in zip(KEYS, (n_lr, n_wd))]
     out = [{"name": "grid", "label": f"grid {n_lr}x{n_wd}", "seed": None, "args": ["hparams_search=grid", *grid]}]
-    budget = ["hparams_search=coarse", f"hydra.sweeper.n_trials={args.trials}", *box]
+    # every trial to its end, as measured (the Optuna searches prune by default now)
+    budget = ["hparams_search=coarse", f"hydra.sweeper.n_trials={args.trials}", "hydra.sweeper.pruner=none", *box]
     for seed in args.sampler_seeds:
         out.append(
             {
