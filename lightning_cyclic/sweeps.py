@@ -290,7 +290,7 @@ def optuna_trial_of_this_job() -> dict[str, Any] | None:
     the app's Optuna sweeper with a pruner: the sweeper sets the trial's number in the job's environment
     (``hydra.job.env_set``); the study's storage, name and pruner are the job's ``hydra.sweeper`` config. In a
     DDP rank that Lightning started, all of it comes from the environment the job's rank 0 set
-    (:data:`TRIAL_ENV`). ``None`` for any other run.
+    (``TRIAL_ENV``). ``None`` for any other run.
     """
     import os
 

@@ -46,7 +46,7 @@ def open_storage(url: str) -> Any:
 
 
 def make_pruner(kind: str, warmup: int = 0, args: dict[str, Any] | None = None) -> Any:
-    """The Optuna pruner ``kind`` (one of :data:`PRUNERS`), silent before ``warmup`` steps; ``args`` are its own
+    """The Optuna pruner ``kind`` (one of ``PRUNERS``), silent before ``warmup`` steps; ``args`` are its own
     keywords (``percentile``, ``n_startup_trials``, ``reduction_factor``, ``lower``...), which win."""
     check_choice("pruner", kind, PRUNERS)
     import optuna
