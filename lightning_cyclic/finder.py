@@ -490,7 +490,7 @@ def run_range_test(trainer: pl.Trainer, pl_module: pl.LightningModule, config: R
         if val_before is not None:
             _compat.set_val_data_state(trainer, val_before)
     seconds = time.perf_counter() - start
-    extra = {
+    extra: dict[str, Any] = {
         "world_size": trainer.world_size,
         "accumulate_grad_batches": trainer.accumulate_grad_batches,
         "skipped_steps": curve.skipped,
@@ -746,8 +746,8 @@ def _trials(
     snapshot: Snapshot,
 ) -> dict[str, Any]:
     """The short trials at ``edge * 2 ** j`` (``TRIAL_LADDER``), each from the state in ``snapshot``; what they
-    chose: the candidate of the lowest loss divided by ``TRIAL_BIAS``, or the edge itself where every trial blew
-    up or none trained better than the edge's."""
+    chose: the candidate of the lowest loss divided by ``TRIAL_BIAS``; where every trial blew up, a quarter of
+    the lowest candidate."""
     steps = trial_length(config, float(trainer.estimated_stepping_batches))
     if steps is None:
         return {"lr": None, "reason": "the fit's length is unknown (max_steps and max_epochs are -1)"}
@@ -760,8 +760,12 @@ def _trials(
     read = "validation loss" if val_batches is not None else "training loss of the last quarter"
     out: dict[str, Any] = {"lrs": candidates, "losses": [x if math.isfinite(x) else None for x in losses]}
     out.update(steps=steps, evaluated=read)
-    if not any(math.isfinite(x) for x in losses):
-        return {**out, "lr": None, "reason": f"all {len(losses)} trials blew up; the edge stands"}
+    if not any(math.isfinite(x) for x in losses):  # even a quarter of the edge blew up: far below it, not at it
+        lr = candidates[0] / 4
+        reason = (
+            f"all {len(losses)} trials of {steps} steps blew up, the lowest at {candidates[0]:.3g}: a quarter of that"
+        )
+        return {**out, "lr": lr, "reason": reason}
     best = min(range(len(losses)), key=lambda i: (losses[i], i))
     lr = candidates[best] / TRIAL_BIAS
     j = TRIAL_LADDER[best]

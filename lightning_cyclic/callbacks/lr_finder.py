@@ -54,7 +54,8 @@ class LRFinder(Callback):
             (the training loss of its last quarter where there is no validation data), divided by
             sqrt(2) for the short horizon's bias towards bold lrs, is what ``"auto"`` arguments
             take (``result.chosen``); the curve's reading stays in ``result.suggestion``. Where
-            every trial blows up the reading stands. Undone as the test is.
+            every trial blows up, a quarter of the lowest candidate. Undone as the test is; one
+            line says what the trials chose and why.
         trial_steps: optimizer steps of each trial; ``None`` (default): 3% of the fit's
             optimizer steps, at least 30.
         save_dir: write ``lr_find.json`` (curve and suggestion) and ``lr_find.png`` there;
@@ -166,7 +167,11 @@ class LRFinder(Callback):
             trials = result.extra.get("trials")
             if trials is not None:
                 took = f"'auto' takes lr={chosen.lr:.3g}" if trials.get("lr") is not None else "the reading stands"
-                rank_zero_info(f"LRFinder: short trials: {trials['reason']}; {took}")
+                line = f"LRFinder: short trials: {trials['reason']}; {took}"
+                if trials.get("losses") and all(x is None for x in trials["losses"]):
+                    rank_zero_warn(line)  # the curve's reading would have blown up: worth a warning, not a note
+                else:
+                    rank_zero_info(line)
         warning = result.warning()
         if warning:
             rank_zero_warn(warning)

@@ -92,7 +92,7 @@ class Hooked(TinyModule):
 
 def test_optimizer_step_zero_grad_and_backward_hooks_of_the_module_run_in_the_range_test(tmp_path):
     module = Hooked()
-    finder = LRFinder(num_steps=10, diverge=1e9, extend=1, verbose=False)
+    finder = LRFinder(num_steps=10, diverge=1e9, extend=1, verbose=False, trials=False)
     probe = AtTrainStart(lambda trainer, m: list(m.events))
     fit(tmp_path, module, tiny_loader(), [finder, probe], accumulate_grad_batches=2)
     events = probe.value
@@ -146,9 +146,9 @@ class SeesCallbacks(TinyModule):
 
 def test_no_other_callback_sees_the_range_test_and_the_callbacks_list_comes_back(tmp_path):
     module, watcher = SeesCallbacks(), Watcher()
-    finder = LRFinder(num_steps=12, diverge=1e9, extend=1, verbose=False)
+    finder = LRFinder(num_steps=12, diverge=1e9, extend=1, verbose=False, trial_steps=3)
     trainer = fit(tmp_path, module, tiny_loader(), [watcher, finder])
-    assert len(finder.result.lrs) == 12
+    assert len(finder.result.lrs) == 12 and finder.result.extra["trials"]["steps"] == 3  # and 5 trials of 3 steps
     assert watcher.counts == {  # the fit's own 8 steps only
         "on_train_batch_start": 8,
         "on_before_optimizer_step": 8,
@@ -157,8 +157,9 @@ def test_no_other_callback_sees_the_range_test_and_the_callbacks_list_comes_back
         "on_before_zero_grad": 8,
     }
     assert trainer.callbacks is watcher.callbacks  # the very same list object
-    assert [len(cbs) for cbs in module.seen_callbacks[:12]] == [0] * 12  # empty during the test
-    assert all(watcher in cbs and finder in cbs for cbs in module.seen_callbacks[12:])
+    assert [len(cbs) for cbs in module.seen_callbacks[:27]] == [0] * 27  # empty during the sweep and the trials
+    assert len(module.seen_callbacks) == 27 + 8
+    assert all(watcher in cbs and finder in cbs for cbs in module.seen_callbacks[27:])
 
 
 # --- a sweep extended past max_lr ---------------------------------------------------------------------
@@ -176,7 +177,7 @@ def regression_fit(tmp_path, callbacks, **kwargs):
 
 def test_an_extended_sweep_steps_once_per_window_and_leaves_the_fit_bit_identical(tmp_path):
     plain, _ = regression_fit(tmp_path, [], accumulate_grad_batches=2)
-    finder = LRFinder(verbose=False)
+    finder = LRFinder(verbose=False, trials=False)
     found, trainer = regression_fit(tmp_path, [finder], accumulate_grad_batches=2)
     result = finder.result
     assert result.outcome == "extended" and result.optimizer_steps > 100  # it went on past max_lr
