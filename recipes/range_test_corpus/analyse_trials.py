@@ -10,7 +10,7 @@ the grid, linear in log lr), as the edge constants were chosen.
 The 14 tasks of the earlier corpus choose (leave-one-task-out among them); the 4 tasks added for stability
 (``NEW_TASKS``) are scored with the rule chosen on all 14 and never take part in choosing.
 
-    python recipes/range_test_corpus/analyse_trials.py
+    python recipes/range_test_corpus/analyse_trials.py     # prints the table and writes trials.md
 """
 
 from __future__ import annotations
@@ -118,9 +118,10 @@ def main() -> None:
     def choose(on):
         return min(all_rules, key=lambda r: (statistics.mean(table[n][r] for n in on), all_rules.index(r)))
 
+    out: list[str] = []
     every = choose(base)
-    print(f"tasks complete: {len(complete)} ({len(base)} choose, {len(new)} held out)")
-    print(f"rule chosen on all {len(base)}: {every}")
+    out.append(f"tasks complete: {len(complete)} ({len(base)} choose, {len(new)} held out)")
+    out.append(f"rule chosen on all {len(base)}: {every}")
     rows = []
     for name in complete:
         rule = choose([n for n in base if n != name]) if name in base else every
@@ -130,20 +131,23 @@ def main() -> None:
         spread = max(good) / min(good) if good else math.nan
         oracle_lr = oracles[name]["onecycle"]["best_lr"]
         rows.append((name, edge_r, table[name][rule], table[name][every], spread, oracle_lr, lrs, rule))
-    print(f"{'task':34s} {'edge':>7s} {'trial LOTO':>10s} {'in-sample':>9s} {'spread':>6s}  oracle lr / picks")
+    out.append(f"{'task':34s} {'edge':>7s} {'trial LOTO':>10s} {'in-sample':>9s} {'spread':>6s}  oracle lr / picks")
     for name, e, t, ins, spread, olr, lrs, _ in rows:
         mark = "  (held out)" if name in corpus.NEW_TASKS else ""
         picks = " ".join(f"{x:.3g}" for x in lrs)
-        print(f"{name:34s} {e:7.2f} {t:10.2f} {ins:9.2f} {spread:6.2f}  {olr:.3g} / {picks}{mark}")
+        out.append(f"{name:34s} {e:7.2f} {t:10.2f} {ins:9.2f} {spread:6.2f}  {olr:.3g} / {picks}{mark}")
     for label, group in (("earlier tasks (LOTO)", base), ("held out", new)):
         if not group:
             continue
         es = [r[1] for r in rows if r[0] in group]
         ts = [r[2] for r in rows if r[0] in group]
-        print(
+        out.append(
             f"{label}: edge median {statistics.median(es):.2f} worst {max(es):.2f}; "
             f"trial median {statistics.median(ts):.2f} worst {max(ts):.2f}"
         )
+    text = "\n".join(out)
+    print(text)
+    (HERE / "trials.md").write_text("```\n" + text + "\n```\n")
 
 
 if __name__ == "__main__":

@@ -188,10 +188,13 @@ METHODS = {
     # ours as a user adds it to a fit, in the same run as the peers: the range test inside the fit (LRFinder's
     # defaults, the validation loss where the task has validation), then one-cycle at its choice; and the same
     # with Guard() (its defaults), which rolls a blow-up back and lowers the peak
-    "auto": "ours: OneCycle(max_lr='auto') + LRFinder() in the fit, the task's optimizer",
-    "auto-guard": "ours: OneCycle(max_lr='auto') + LRFinder() + Guard() in the fit, the task's optimizer",
+    "auto": "ours, the curve alone: OneCycle(max_lr='auto') + LRFinder(trials=False) in the fit",
+    "auto-guard": "ours, the curve alone: OneCycle(max_lr='auto') + LRFinder(trials=False) + Guard() in the fit",
+    # with the second signal, LRFinder's default: short trials around the curve's reading
+    "auto-trials": "ours: OneCycle(max_lr='auto') + LRFinder() in the fit (range test, then short trials)",
+    "auto-trials-guard": "ours: OneCycle(max_lr='auto') + LRFinder() + Guard() in the fit",
 }
-OURS_IN_FIT = ("auto", "auto-guard")
+OURS_IN_FIT = ("auto", "auto-guard", "auto-trials", "auto-trials-guard")
 WARMUP = 0.05  # share of the run the schedule-free and AdamW warmups take
 
 
@@ -324,8 +327,8 @@ def fit_peer(task: corpus.Task, seed: int, method: str, epochs: int, root: str) 
     if ours:
         from lightning_cyclic import Guard, LRFinder, OneCycle
 
-        callbacks += [OneCycle(max_lr="auto", log=False), LRFinder(verbose=False)]
-        callbacks += [Guard(verbose=False)] if method == "auto-guard" else []
+        callbacks += [OneCycle(max_lr="auto", log=False), LRFinder(verbose=False, trials="trials" in method)]
+        callbacks += [Guard(verbose=False)] if method.endswith("guard") else []
     start = time.perf_counter()
     fitted = trainer(root, callbacks, max_epochs=epochs)
     if ours:  # the validation loader where the task has one: the range test reads it
@@ -337,7 +340,10 @@ def fit_peer(task: corpus.Task, seed: int, method: str, epochs: int, root: str) 
     found = {"d": float(group["d"])} if "d" in group else {}  # Prodigy's and D-Adaptation's step-size estimate
     if ours:
         found["max_lr"] = callbacks[1].resolved["max_lr"] if callbacks[1].resolved else None  # (lr: a job key)
-        if method == "auto-guard":
+        trials = callbacks[2].result.extra.get("trials") if callbacks[2].result else None
+        if trials is not None:
+            found["trials"] = trials
+        if method.endswith("guard"):
             found.update(rollbacks=callbacks[3].rollbacks, lr_scale=callbacks[3].lr_scale)
     return {"best": best, "curve": values, "seconds": time.perf_counter() - start, "steps": fitted.global_step,
             **found}  # fmt: skip
@@ -943,6 +949,7 @@ def peer_lines(results: dict, oracles: dict, finders: dict) -> tuple[list[str], 
             f"| {column} | {fmt(acc['median'])} | {fmt(acc['worst'])} | {acc['within_1']} of {acc['tasks']} "
             f"| {pct(rmse['median'])} | {pct(rmse['worst'])} | {rmse['within_1']} of {rmse['tasks']} |"
         )
+    lines += held_out_lines(tasks, rows, finders, methods)
     failed = [
         f"- {t['name']}, {m}: " + "; ".join(sorted(set(rows[t["name"]][m]["failed"])))
         for t in tasks
@@ -955,6 +962,43 @@ def peer_lines(results: dict, oracles: dict, finders: dict) -> tuple[list[str], 
     if not_run:
         lines += ["", f"Not run (yet, or their data is not installed here): {', '.join(not_run)}."]
     return lines, {"rows": rows, "summary": summary}
+
+
+def held_out_lines(tasks: list[dict], rows: dict, finders: dict, methods: list[str]) -> list[str]:
+    """The summary again, split: the tasks the rule and its second signal were developed on, and the tasks held
+    out from all tuning (``corpus.HELD_OUT``). Accuracy tasks (the RMSE ones are all earlier tasks)."""
+    groups = {
+        "earlier": [t for t in tasks if t["name"] not in corpus.HELD_OUT and t["metric"] == "acc"],
+        "held out": [t for t in tasks if t["name"] in corpus.HELD_OUT and t["metric"] == "acc"],
+    }
+    if not groups["held out"]:
+        return []
+    names = {k: ", ".join(t["name"] for t in v) for k, v in groups.items()}
+    lines = [
+        "",
+        "### Held out: the tasks nothing was tuned on",
+        "",
+        f"Accuracy tasks only; regret in points. Earlier ({len(groups['earlier'])}): the tasks the `edge` rule, its "
+        f"constants and the short trials were chosen on. Held out ({len(groups['held out'])}): {names['held out']}.",
+        "",
+        "| method | earlier: median | earlier: worst | held out: median | held out: worst | held out: within 1 point |",
+        "|---|---|---|---|---|---|",
+    ]
+    for column in [DEFAULT, "torch-lr-finder", *methods]:
+        source = finders if column in finders[tasks[0]["name"]] else rows
+        cells = []
+        for group in groups.values():
+            values = [source[t["name"]][column]["regret"] for t in group]
+            values = [v for v in values if v is not None]
+            cells.append((statistics.median(values), max(values), sum(v <= 1.0 for v in values), len(values))
+                         if values else None)  # fmt: skip
+        earlier, held = cells
+        lines.append(
+            f"| {column} | {fmt(earlier[0]) if earlier else 'n/a'} | {fmt(earlier[1]) if earlier else 'n/a'} "
+            f"| {fmt(held[0]) if held else 'n/a'} | {fmt(held[1]) if held else 'n/a'} "
+            f"| {f'{held[2]} of {held[3]}' if held else 'n/a'} |"
+        )
+    return lines
 
 
 def confidence_rows(results: dict, rows: dict) -> list[tuple[str, int, object, float]]:
@@ -1325,7 +1369,7 @@ def run_jobs(jobs: list[dict], processes: int, journal: Journal, label: str) -> 
 
 def estimated_cost(task: corpus.Task, epochs: int) -> float:
     """A rough relative cost of one training, to start the long jobs first."""
-    per_step = {"mlp": 1.0, "plain-mlp": 1.0, "cnn": 3.0, "cnn1d": 3.0, "gru": 3.0, "resnet": 10.0}
+    per_step = {"mlp": 1.0, "plain-mlp": 1.0, "cnn": 3.0, "plain-cnn": 6.0, "cnn1d": 3.0, "gru": 3.0, "resnet": 10.0}
     per_step["transformer"] = 10.0 * task.model_kwargs.get("layers", 1)
     return corpus.total_steps(task, epochs) * per_step[task.model] + 300
 
@@ -1379,7 +1423,10 @@ def collect(plan: Plan, journal: Journal, candidates: list[corpus.Task], meta: d
         "range_tests": [journal.get(j) for t in scope for j in plan.range_tests(t)],
         "grid": [journal.get(j) for t in scope for j in plan.grid_jobs(t)],
         "trainings": [],
-        "peers": [r for t in scope for j in plan.peers(t) if (r := journal.get(j))],
+        # every method's runs in the journal, whichever ``--methods`` ran this time
+        "peers": [
+            r for t in scope for j in Plan(len(plan.seeds), plan.quick, list(METHODS)).peers(t) if (r := journal.get(j))
+        ],
     }
     if not scope:
         return results, []
