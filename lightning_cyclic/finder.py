@@ -273,7 +273,7 @@ class RangeTestResult:
         n = len(self.lrs)
         ax.plot(self.lrs, self.losses[:n], color="0.75", linewidth=0.8, label="loss")
         ax.plot(self.lrs, self.smoothed[:n], color="tab:blue", label=f"smoothed (beta={self.config.smooth})")
-        s = self.chosen
+        s = self.suggestion if self.suggestion else self.chosen  # the curve's reading (the trials' choice below)
         which = "" if s is self.suggestion else " (fallback)"
         if s.low is not None and s.high is not None:
             ax.axvspan(s.low, s.high, color="tab:green", alpha=0.12, label="good range")
@@ -285,11 +285,19 @@ class RangeTestResult:
             else:
                 label = f"suggestion ({s.rule}{which}): {s.lr:.3g}"
             ax.axvline(s.lr, color="tab:red", linestyle="--", label=label)
+        trials = self.extra.get("trials") or {}
+        if trials.get("losses"):  # the short trials: each candidate's loss after its trial, and what they chose
+            points = [(lr, x) for lr, x in zip(trials["lrs"], trials["losses"]) if x is not None]
+            if points:
+                ax.plot(*zip(*points), "x", color="tab:purple", markersize=7, label="loss after each short trial")
+            if trials.get("lr") is not None:
+                ax.axvline(trials["lr"], color="tab:purple", linestyle="-.", label=f"short trials: {trials['lr']:.3g}")
         ax.set_xscale("log")
         ax.set_xlabel("learning rate")
         ax.set_ylabel("loss")
         finite = [x for x in self.smoothed[:n] if math.isfinite(x)]
-        lowest = min([x for x in self.losses[:n] if math.isfinite(x)] + finite, default=None)
+        tried = [x for x in (self.extra.get("trials") or {}).get("losses") or [] if x is not None]
+        lowest = min([x for x in self.losses[:n] if math.isfinite(x)] + finite + tried, default=None)
         if finite and lowest is not None:  # keep the divergence from flattening the interesting part
             top = min(max(finite), finite[0] * 1.5) if finite[0] > 0 else max(finite)
             top = max(top, finite[0])
