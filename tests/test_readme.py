@@ -1,4 +1,5 @@
-"""The README's code, run as a newcomer runs it, so that it cannot drift from what the package does.
+"""The code of the README and of the guide (``docs/guide/*.md``), run as a newcomer runs it, so that no page can
+drift from what the package does. On every page:
 
 - every ```python block runs, with the reader's own ``model`` and ``datamodule`` standing in (a small MLP on
   digits), and whatever it trains finishes;
@@ -6,7 +7,9 @@
   optimizer steps): a single run trains, a sweep (``-m``) composes and passes the config checks for its first job,
   a DDP run composes (the 2-process runs are tests of their own in ``test_sweeps.py``);
 - every ```console block (``$ command`` then what it printed) is run in full, as a real process, and prints
-  exactly the lines the README shows (run folders and timings aside).
+  exactly the lines the page shows (run folders and timings aside).
+
+Each test is named by its page and line: ``test_python_block_runs[docs/guide/schedules.md:42]``.
 """
 
 from __future__ import annotations
@@ -24,28 +27,32 @@ import pytest
 from tests.conftest import CONF, ROOT
 
 README = ROOT / "README.md"
-TEXT = README.read_text()
+PAGES = {path.relative_to(ROOT).as_posix(): path for path in [README, *sorted((ROOT / "docs" / "guide").glob("*.md"))]}
+TEXTS = {name: path.read_text() for name, path in PAGES.items()}
 
 
-def _ids(value) -> str:
-    return f"line{value}" if isinstance(value, int) else ""
-
-
-def blocks(lang: str) -> list[tuple[int, str]]:
-    """``(line number, body)`` of every fenced block of ``lang``."""
+def blocks(lang: str, page: str | None = None) -> list[tuple[str, int, str]]:
+    """``(page, line number, body)`` of every fenced block of ``lang``, on every page or on ``page``."""
     return [
-        (TEXT[: m.start()].count("\n") + 1, m.group(1))
-        for m in re.finditer(rf"^```{lang}\n(.*?)^```", TEXT, re.S | re.M)
+        (name, text[: m.start()].count("\n") + 1, m.group(1))
+        for name, text in TEXTS.items()
+        if page in (None, name)
+        for m in re.finditer(rf"^```{lang}\n(.*?)^```", text, re.S | re.M)
     ]
+
+
+def params(cases: list[tuple]) -> list:
+    """Each case as a test named by its page and line (``README.md:42``)."""
+    return [pytest.param(*case, id=f"{case[0]}:{case[1]}") for case in cases]
 
 
 HEADS = (["python", "train.py"], ["lightning-cyclic", "train"], ["python", "-m", "lightning_cyclic", "train"])
 
 
-def commands() -> list[tuple[int, list[str]]]:
-    """The app's commands in the bash blocks: ``(line, arguments after train.py)``, continuations joined."""
+def commands(page: str | None = None) -> list[tuple[str, int, list[str]]]:
+    """The app's commands in the bash blocks: ``(page, line, arguments after train.py)``, continuations joined."""
     out = []
-    for start, body in blocks("bash"):
+    for name, start, body in blocks("bash", page):
         joined = body.replace("\\\n", " ")
         for offset, line in enumerate(joined.splitlines()):
             words = shlex.split(line, comments=True)
@@ -54,7 +61,7 @@ def commands() -> list[tuple[int, list[str]]]:
                 for i in range(len(words) - n + 1):
                     if words[i : i + n] == head:
                         args = [w for w in words[i + n :] if w not in ("&", "&&")]
-                        out.append((start + offset + 1, args))
+                        out.append((name, start + offset + 1, args))
                         break
     return out
 
@@ -76,14 +83,14 @@ def readers_model_and_data():
     return model, datamodule
 
 
-@pytest.mark.parametrize("line, code", blocks("python"), ids=_ids)
-def test_readme_python_block_runs(line, code, tmp_path, monkeypatch):
+@pytest.mark.parametrize("page, line, code", params(blocks("python")))
+def test_python_block_runs(page, line, code, tmp_path, monkeypatch):
     import lightning.pytorch as pl
 
     monkeypatch.chdir(tmp_path)
     model, datamodule = readers_model_and_data()
     namespace = {"model": model, "datamodule": datamodule, "__name__": "readme"}
-    exec(compile(code, f"README.md:{line}", "exec", dont_inherit=True), namespace)  # not this file's __future__
+    exec(compile(code, f"{page}:{line}", "exec", dont_inherit=True), namespace)  # not this file's __future__
     if "configure_optimizers" in namespace:  # a method of the reader's LightningModule: a subclass that has it
         readers = type("ReadersModule", (type(model),), {"configure_optimizers": namespace["configure_optimizers"]})
         model = readers(model.net, model.optimizer_factory, datamodule.input_shape, 10)
@@ -92,7 +99,7 @@ def test_readme_python_block_runs(line, code, tmp_path, monkeypatch):
         assert namespace["trainer"].lr_scheduler_configs[0].interval == "step"
     trainer = namespace.get("trainer")
     if trainer is not None:
-        assert trainer.state.finished and trainer.global_step > 0, f"README.md:{line}"
+        assert trainer.state.finished and trainer.global_step > 0, f"{page}:{line}"
     for name in re.findall(r'path="([^"]+\.png)"', code):
         assert (tmp_path / name).stat().st_size > 10_000
     if "best" in namespace:
@@ -146,13 +153,13 @@ def _fill_placeholders(args: list[str], tmp_path: Path) -> list[str]:
     return filled
 
 
-@pytest.mark.parametrize("line, args", commands(), ids=_ids)
-def test_readme_command_runs_in_a_fast_form(line, args, tmp_path, monkeypatch):
+@pytest.mark.parametrize("page, line, args", params(commands()))
+def test_command_runs_in_a_fast_form(page, line, args, tmp_path, monkeypatch):
     from lightning_cyclic.run import check_config, train
 
     monkeypatch.chdir(tmp_path)
     config_dir = None
-    if "--config-dir" in args:  # the reader's own model config beside ours, as the README's comment describes
+    if "--config-dir" in args:  # the reader's own model config beside ours, as the page's comment describes
         i = args.index("--config-dir")
         config_dir = tmp_path / args[i + 1]
         (config_dir / "model").mkdir(parents=True)
@@ -170,13 +177,23 @@ def test_readme_command_runs_in_a_fast_form(line, args, tmp_path, monkeypatch):
         return
     cfg = _compose(_fill_placeholders(args, tmp_path) + FAST, tmp_path / "run", config_dir)
     _, objects = train(cfg)
-    assert 0 < objects["trainer"].global_step <= 3, f"README.md:{line}"  # debug=fast: one step
+    assert 0 < objects["trainer"].global_step <= 3, f"{page}:{line}"  # debug=fast: one step
 
 
 def test_the_readme_has_commands_of_each_kind():
-    kinds = {("-m" in a, any(x.startswith("trainer=ddp") for x in a)) for _, a in commands()}
+    """The pages together show every kind of command (single runs, sweeps, DDP, DDP sweeps), and the front page
+    shows a block of each kind the tests run: code, an app command, a command with what it printed."""
+    assert PAGES.keys() > {"README.md", "docs/guide/app.md", "docs/guide/sweeps.md"}  # the guide was found
+    kinds = {("-m" in a, any(x.startswith("trainer=ddp") for x in a)) for _, _, a in commands()}
     assert kinds == {(False, False), (True, False), (False, True), (True, True)}
-    assert len(commands()) >= 20 and len(blocks("python")) >= 5
+    assert len(commands()) >= 20 and len(blocks("python")) >= 5 and len(console_blocks()) >= 3
+    assert commands("README.md") and blocks("python", "README.md") and blocks("console", "README.md")
+
+
+def test_the_front_page_is_a_front_page():
+    """The README stays short enough to read in a few minutes: the rest of it is the guide."""
+    size = len(README.read_bytes())
+    assert size <= 12 * 1024, f"README.md is {size} bytes: move what is not the front page's to docs/guide/"
 
 
 # --- the outputs the README shows --------------------------------------------------------------
@@ -184,12 +201,12 @@ def test_the_readme_has_commands_of_each_kind():
 RUN_FOLDER = re.compile(r"(outputs|multirun)/\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d(-[0-9a-f]{6})?")
 
 
-def console_blocks() -> list[tuple[int, str, list[str]]]:
+def console_blocks() -> list[tuple[str, int, str, list[str]]]:
     out = []
-    for line, body in blocks("console"):
+    for page, line, body in blocks("console"):
         first, *shown = body.rstrip("\n").splitlines()
-        assert first.startswith("$ "), f"README.md:{line}: a console block starts with the command"
-        out.append((line, first[2:], shown))
+        assert first.startswith("$ "), f"{page}:{line}: a console block starts with the command"
+        out.append((page, line, first[2:], shown))
     return out
 
 
@@ -197,13 +214,11 @@ def _normalised(lines: list[str]) -> list[str]:
     return [RUN_FOLDER.sub(r"\1/<run>", line.rstrip()) for line in lines]
 
 
-@pytest.mark.parametrize(
-    "line, command, shown", console_blocks(), ids=lambda v: f"line{v}" if isinstance(v, int) else ""
-)
-def test_readme_sample_output_is_what_the_command_prints(line, command, shown, tmp_path):
+@pytest.mark.parametrize("page, line, command, shown", params(console_blocks()))
+def test_sample_output_is_what_the_command_prints(page, line, command, shown, tmp_path):
     words = shlex.split(command)
     assert words[:2] == ["python", "train.py"], command
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "CUDA_VISIBLE_DEVICES": ""}  # the README's numbers: CPU
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "CUDA_VISIBLE_DEVICES": ""}  # the pages' numbers: CPU
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # as the reader runs it (make test sets one thread)
         env.pop(name, None)
     done = subprocess.run(
@@ -213,7 +228,7 @@ def test_readme_sample_output_is_what_the_command_prints(line, command, shown, t
     assert done.returncode == 0, done.stderr[-3000:]
     printed = _normalised(done.stdout.splitlines())
     expected = _normalised(shown)
-    # the README shows a stretch of what was printed, from its first line on
+    # the page shows a stretch of what was printed, from its first line on
     start = next((i for i, text in enumerate(printed) if text == expected[0]), None)
-    assert start is not None, f"README.md:{line}: {expected[0]!r} not printed; printed:\n" + "\n".join(printed[-30:])
-    assert printed[start : start + len(expected)] == expected, f"README.md:{line}"
+    assert start is not None, f"{page}:{line}: {expected[0]!r} not printed; printed:\n" + "\n".join(printed[-30:])
+    assert printed[start : start + len(expected)] == expected, f"{page}:{line}"
