@@ -33,6 +33,7 @@ from lightning_cyclic.callbacks import (
     BestSnapshot,
     FineTune,
     Guard,
+    LRFinder,
     PlateauDecay,
     Preemption,
     ScheduleCallback,
@@ -788,7 +789,10 @@ def _summary(
     elif schedule is not None:
         used = ", ".join(f"{k}={v:.4g}" for k, v in (schedule.resolved or {}).items())
         given = ", ".join(f"{k}={_number(schedule.params[k])}" for k in ("base_lr", "max_lr") if k in schedule.params)
-        lr = used + " (found by the LR range test)" if used else given
+        finder = next((cb for cb in _compat.trainer_callbacks(trainer) if isinstance(cb, LRFinder)), None)
+        trials = ((finder.result.extra.get("trials") or {}) if finder and finder.result else {}).get("lr")
+        how = "the LR range test and its short trials" if trials is not None else "the LR range test"
+        lr = f"{used} (found by {how})" if used else given
         lines.append(f"  schedule: {type(schedule).__name__}, {lr}")
         peak = {**schedule.params, **(schedule.resolved or {})}.get("max_lr")
         mult = dict(getattr(model, "lr_mult", None) or {})
