@@ -51,13 +51,17 @@ def test_corpus_covers_the_required_kinds_of_task(corpus):
     assert any(t.model == "gru" and t.val for t in tasks)
     assert any(t.model == "plain-mlp" and t.model_kwargs["depth"] >= 8 for t in tasks)
     assert set(corpus.NEW_TASKS) <= {t.name for t in tasks}
+    # and three held out from every choice: a language model, an LSTM with SGD, a deep plain CNN
+    assert set(corpus.HELD_OUT) == set(corpus.NEW_TASKS) | {t.name for t in corpus.OUTSIDE} and len(corpus.OUTSIDE) == 3
+    assert {t.data for t in corpus.OUTSIDE} >= {"text"} and "plain-cnn" in {t.model for t in corpus.OUTSIDE}
+    assert any(t.model_kwargs.get("cell") == "lstm" and t.optimizer == "sgd" for t in corpus.OUTSIDE)
     assert {t.val for t in tasks} == {True, False}
     assert {t.metric for t in tasks} == {"acc", "rmse"}
     assert {"digits", "mnist1d", "diabetes", "breast_cancer", "wine"} <= {t.data for t in tasks}
     assert any(t.data in ("clusters", "pointer") for t in tasks)  # generated here
     assert sum(corpus.total_steps(t) >= 2000 for t in tasks) >= 3
     for t in tasks:
-        assert len(t.lrs) >= 9, t.name
+        assert len(t.lrs) >= (8 if t in corpus.OUTSIDE else 9), t.name
         assert all(b / a == pytest.approx(10 ** (1 / 3)) for a, b in zip(t.lrs, t.lrs[1:]))
         assert t.optimizer in ("sgd", "adamw") and t.data in corpus.LOADERS and t.model in corpus.MODELS
         assert corpus.total_steps(t) >= 100, t.name  # Lightning's Tuner sweeps at most the run's steps
