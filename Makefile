@@ -10,7 +10,7 @@ TORCH ?= torch==2.13.0
 # everything is there): a stamp per interpreter and torch build
 STAMP := .make/installed-$(subst /,_,$(PYTHON))-$(subst =,_,$(TORCH))
 
-.PHONY: install data train test test-all test-lightning-oldest test-wheel lint typecheck docs preview
+.PHONY: install data train test test-all test-lightning-oldest test-extras test-wheel lint typecheck docs preview
 
 install: $(STAMP)
 
@@ -54,6 +54,7 @@ PYTEST := OMP_NUM_THREADS=1 $(PYTHON) -m pytest -q -p no:cacheprovider -n auto -
 test: install data lint typecheck docs
 	$(PYTEST) -m "not slow"
 	$(MAKE) --no-print-directory test-lightning-oldest
+	$(MAKE) --no-print-directory test-extras
 
 # The oldest Lightning pyproject.toml allows: the callbacks and their integration tests run on it too, in a venv
 # that sees every package of $(PYTHON)'s environment (a .pth file adds its site-packages after its own) and
@@ -72,6 +73,14 @@ test-lightning-oldest: install
 		"pytorch-lightning==$(LIGHTNING_OLDEST)" "setuptools<81"
 	OMP_NUM_THREADS=1 $(OLDEST_VENV)/bin/python -m pytest -m "not slow" -q -p no:cacheprovider -n auto \
 		tests/integration tests/callbacks tests/test_mixins.py tests/test_optim.py
+
+# Every extra as users install it (tests/test_fresh_install.py, marked slow; about 3 minutes on 2 cores): fresh venvs,
+# pip's own resolution of the built wheel, nothing of [dev]; torch is this environment's version (the local CPU
+# wheel), installed once and hard-linked into each venv. The core fits with the callbacks, [app] runs
+# `lightning-cyclic train`, [sweeps] a two-trial `train.py -m hparams_search=optuna` with pruning, and [sweeps] goes
+# beside Optuna 5 and SQLAlchemy 2 without changing them (pip's install report). -rP prints what pip resolved.
+test-extras: install
+	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -q -p no:cacheprovider -rP tests/test_fresh_install.py
 
 test-all: install data lint
 	$(PYTEST)

@@ -1,0 +1,168 @@
+"""Each extra as pip installs it today: a fresh venv per extra, pip's own resolution, the documented command.
+
+``make test-extras`` (part of ``make test``, so CI runs it) runs this file; it is marked slow, so the main test run
+leaves it out. Every run resolves again, from nothing, as a user's ``pip install`` would: a new release (a
+pre-release that pip accepts, a dependency that moved) shows here before a user meets it. What differs from a
+user's machine is only the speed:
+
+- torch: ``pip install torch==<the version of this environment>`` (the local CPU wheel, never an unpinned torch that
+  would pull a CUDA build) goes once into a template venv (kept in ``.make/``), whose site-packages every fresh
+  venv starts from as hard links: a venv where the user ran ``pip install torch`` first, in a second, not twenty;
+- the wheel of this tree (``conftest.wheel``), installed with its extra and nothing pinned, ``--no-compile`` (Python
+  compiles what is imported, as it runs: half the install time); pip's cache as it is.
+
+What runs in each: the core (``pip install lightning-cyclic``) fits a tiny module with ``OneCycle`` and the other
+callbacks; ``[app]`` runs ``lightning-cyclic train`` (the README's command, one short epoch); ``[sweeps]`` runs
+``python train.py -m hparams_search=optuna`` for two trials with pruning on. And ``[sweeps]`` goes into a venv that
+already holds Optuna 5 and SQLAlchemy 2 without changing either (pip's install report, then ``pip list``).
+
+Each test prints what pip resolved (``pytest -rP`` shows it; ``make test-extras`` does).
+``tests/test_install.py`` (``make test-wheel``) goes further into the app in venvs it keeps between runs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import sysconfig
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.test_extras import QUICK_FIT
+from tests.test_install import ENV, QUICK, run
+
+# about 3 minutes on 2 cores: make test-extras (in make test), make test-all; one pytest-xdist worker runs them, with
+# tests/test_install.py (the wheel fixture builds in the clone: two at once would collide)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("wheel_venvs")]
+
+ENV = {**ENV, "OMP_NUM_THREADS": "1"}
+SHOWN = ("torch", "lightning", "hydra-core", "omegaconf", "optuna", "sqlalchemy")  # the versions each test prints
+SITE = Path(sysconfig.get_paths()["purelib"]).relative_to(sysconfig.get_paths()["data"])  # lib/python3.X/site-packages
+
+
+def pip(python: Path, *args: str | Path, cwd: Path) -> subprocess.CompletedProcess:
+    done = run([python, "-m", "pip", *args], cwd=cwd, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return done
+
+
+def installed(python: Path, cwd: Path) -> dict[str, str]:
+    """``pip list``: distribution name (lower case) -> version."""
+    listing = json.loads(pip(python, "list", "--format", "json", cwd=cwd).stdout)
+    return {d["name"].lower().replace("_", "-"): d["version"] for d in listing}
+
+
+def resolved(versions: dict[str, str]) -> str:
+    return ", ".join(f"{name} {versions[name]}" for name in SHOWN if name in versions)
+
+
+@pytest.fixture(scope="session")
+def torch_template() -> Path:
+    """A venv holding what ``pip install torch==<this environment's torch>`` installs, and nothing else: built once
+    under ``.make/`` (half a minute) and kept, since it holds only the local torch wheel and what that requires."""
+    torch = f"torch=={version('torch')}"
+    folder = ROOT / ".make" / f"{torch.replace('==', '-')}-py{sys.version_info[0]}.{sys.version_info[1]}-template"
+    if not (folder / "done").is_file():
+        shutil.rmtree(folder, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True, timeout=300)
+        pip(folder / "bin" / "python", "install", "-q", torch, cwd=folder)
+        (folder / "done").write_text(torch)
+    return folder
+
+
+def fresh_venv(folder: Path, torch_template: Path) -> Path:
+    """A new venv at ``folder`` whose site-packages is the torch template's, as hard links (pip replaces a file
+    by unlinking it, so nothing it installs or removes here reaches the template)."""
+    subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True, timeout=300)
+    shutil.rmtree(folder / SITE)
+    linked = subprocess.run(["cp", "-al", str(torch_template / SITE), str(folder / SITE)], timeout=300)
+    if linked.returncode != 0:  # another filesystem (a tmpfs /tmp): a copy
+        shutil.rmtree(folder / SITE, ignore_errors=True)
+        subprocess.run(["cp", "-a", str(torch_template / SITE), str(folder / SITE)], check=True, timeout=600)
+    return folder / "bin" / "python"
+
+
+def install(python: Path, spec: str, cwd: Path) -> dict:
+    """``pip install --report`` of ``spec``; the report (what pip installed), after checking torch stayed."""
+    report = cwd / "report.json"
+    pip(python, "install", "-q", "--no-compile", "--report", report, spec, cwd=cwd)  # .pyc of what is imported only
+    got = json.loads(report.read_text())
+    names = {item["metadata"]["name"].lower() for item in got["install"]}
+    assert "torch" not in names, "pip replaced the torch that was there"  # so no CUDA build comes down
+    return got
+
+
+def test_the_core_alone_fits_with_the_callbacks(wheel, torch_template, tmp_path):
+    """``pip install lightning-cyclic``: a tiny fit with ``LRFinder``, ``OneCycle(max_lr="auto")`` and the rest."""
+    python = fresh_venv(tmp_path / "venv", torch_template)
+    report = install(python, str(wheel), cwd=tmp_path)
+    names = {item["metadata"]["name"].lower() for item in report["install"]}
+    assert {"lightning", "torchmetrics", "numpy"} <= names
+    assert not names & {"hydra-core", "omegaconf", "optuna", "matplotlib", "scikit-learn", "rich"}, names
+    (tmp_path / "fit.py").write_text(QUICK_FIT)
+    done = run([python, "-I", "fit.py"], cwd=tmp_path)  # -I: only the venv's packages, nothing of the clone
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert done.stdout.strip().splitlines()[-1] == "[] 16", done.stdout[-2000:]  # 16 steps, no extra imported
+    print("core:", resolved(installed(python, tmp_path)))
+
+
+def test_the_app_extra_runs_lightning_cyclic_train(wheel, torch_template, tmp_path):
+    """``pip install "lightning-cyclic[app]"`` then the README's ``lightning-cyclic train schedule=onecycle``."""
+    python = fresh_venv(tmp_path / "venv", torch_template)
+    install(python, f"{wheel}[app]", cwd=tmp_path)
+    out = tmp_path / "run"
+    command = [python.parent / "lightning-cyclic", "train", "schedule=onecycle", *QUICK, f"hydra.run.dir={out}"]
+    done = run(command, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert "[lightning_cyclic] val/acc = " in done.stdout and "schedule: OneCycle" in done.stdout, done.stdout
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+    print("[app]:", resolved(installed(python, tmp_path)))
+
+
+def test_the_sweeps_extra_runs_an_optuna_sweep_with_pruning(wheel, torch_template, tmp_path):
+    """``pip install "lightning-cyclic[sweeps]"`` then ``python train.py -m hparams_search=optuna``: two trials,
+    each reporting its validations to the study (pruning is on by default), the leaderboard written."""
+    python = fresh_venv(tmp_path / "venv", torch_template)
+    install(python, f"{wheel}[sweeps]", cwd=tmp_path)
+    shutil.copy(ROOT / "train.py", tmp_path / "train.py")  # the clone's script, run beside no clone: the wheel's app
+    sweep = tmp_path / "sweep"
+    quick = [o for o in QUICK if not o.startswith("trainer.max_epochs=")] + ["trainer.max_epochs=2"]  # 2 reports
+    command = [python, "train.py", "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", *quick]
+    done = run([*command, f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert "Traceback" not in done.stderr, done.stderr[-4000:]
+    assert (sweep / "leaderboard.csv").is_file() and f"optuna-dashboard sqlite:///{sweep}/optuna.db" in done.stdout
+    study = (
+        "import json, optuna, sys\n"
+        "study = optuna.load_study(study_name='onecycle', storage=sys.argv[1])\n"
+        "print(json.dumps([[t.state.name, len(t.intermediate_values)] for t in study.trials]))\n"
+    )
+    trials = run([python, "-c", study, f"sqlite:///{sweep}/optuna.db"], cwd=tmp_path)
+    assert trials.returncode == 0, trials.stderr[-3000:]
+    states = json.loads(trials.stdout.strip().splitlines()[-1])
+    assert len(states) == 2 and all(state in ("COMPLETE", "PRUNED") and reports >= 1 for state, reports in states)
+    print("[sweeps]:", resolved(installed(python, tmp_path)), "| trials:", states)
+
+
+def test_the_sweeps_extra_installs_beside_optuna_5_and_sqlalchemy_2(wheel, torch_template, tmp_path):
+    """A project that already has Optuna 5 and SQLAlchemy 2 (MLflow's, a web app's): ``[sweeps]`` keeps both."""
+    python = fresh_venv(tmp_path / "venv", torch_template)
+    pip(python, "install", "-q", "--no-compile", "optuna==5.1.0", "sqlalchemy>=2", cwd=tmp_path)
+    before = installed(python, tmp_path)
+    assert before["optuna"] == "5.1.0" and int(before["sqlalchemy"].split(".")[0]) >= 2, resolved(before)
+    report = install(python, f"{wheel}[sweeps]", cwd=tmp_path)
+    changed = {item["metadata"]["name"].lower() for item in report["install"]} & {"optuna", "sqlalchemy", "alembic"}
+    assert not changed, f"pip would change {changed} (the report's install list)"
+    after = installed(python, tmp_path)
+    assert {name: after[name] for name in ("optuna", "sqlalchemy", "alembic")} == {
+        name: before[name] for name in ("optuna", "sqlalchemy", "alembic")
+    }
+    assert "lightning-cyclic" in after and "hydra-core" in after
+    check = run([python, "-m", "pip", "check"], cwd=tmp_path)
+    assert check.returncode == 0, check.stdout[-3000:]
+    print("beside Optuna 5 and SQLAlchemy 2:", resolved(after))
