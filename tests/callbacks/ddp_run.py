@@ -113,6 +113,7 @@ if __name__ == "__main__":
         record.update(
             max_lr=callbacks[0].resolved["max_lr"],
             curve=callbacks[1].result.losses,
+            trials=callbacks[1].result.extra.get("trials"),
             unchanged=probe.unchanged,
         )
     (out / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))

@@ -42,6 +42,9 @@ def test_ddp_range_test_gives_every_rank_one_curve_and_one_lr(tmp_path):
     ranks = run_ddp(tmp_path, "auto")
     assert ranks[0]["curve"] == ranks[1]["curve"] and len(ranks[0]["curve"]) >= 10
     assert ranks[0]["max_lr"] == ranks[1]["max_lr"] > 0
+    # the short trials ran on both ranks through the same all-reduces: the same losses, the same choice
+    assert ranks[0]["trials"] == ranks[1]["trials"] and ranks[0]["trials"]["lr"] == ranks[0]["max_lr"]
+    assert len(ranks[0]["trials"]["losses"]) == 5
     assert ranks[0]["unchanged"] and ranks[1]["unchanged"]  # weights restored on both ranks
     schedule = OneCycleSchedule(max_lr=ranks[0]["max_lr"], total_steps=6)
     assert ranks[0]["seen"] == ranks[1]["seen"]
