@@ -1043,6 +1043,7 @@ def confidence_lines(results: dict, rows: dict) -> list[str]:
             )
         else:
             lines.append(f"| {level} | 0 | - | - | - |")
+    lines += trials_by_confidence(results, pairs)
     scores, regrets = [c.score for _, _, c, _ in pairs], [r for *_, r in pairs]
     rho = spearman(scores, regrets)
     worst = max(pairs, key=lambda p: p[3])
@@ -1053,6 +1054,35 @@ def confidence_lines(results: dict, rows: dict) -> list[str]:
         f"{worst[1]}) came with {worst[2].describe()}.",
     ]
     return lines
+
+
+def trials_by_confidence(results: dict, pairs: list) -> list[str]:
+    """What the short trials (``auto-trials``) change against the curve alone (``auto``), seed by seed, split by
+    the confidence the curve's reading had: the cost of always running them where the curve was sure, and what
+    they buy where it was not. Both trained in the fit, same seed; regret in points."""
+    oracles = oracles_of(results)
+    peers = {(r["task"], r["seed"], r["method"]): r for r in results.get("peers", []) if "error" not in r}
+    metric = {t["name"]: t["metric"] for t in results["tasks"]}
+    out = ["", "Regret of `auto` (the curve alone) and `auto-trials` (with the short trials), the same seeds, by the "
+           "curve's confidence:", "", "| confidence | seeds | auto: median / worst | auto-trials: median / worst | "
+           "trials better by > 1 pp | worse by > 1 pp |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for level in ("high", "medium", "low"):
+        both = []
+        for task, seed, c, _ in pairs:
+            a, b = peers.get((task, seed, "auto")), peers.get((task, seed, "auto-trials"))
+            if c.level == level and a and b:
+                o = oracles[task]["oracle"]
+                both.append((regret_of(metric[task], o, a["best"]), regret_of(metric[task], o, b["best"])))
+        if not both:
+            out.append(f"| {level} | 0 | - | - | - | - |")
+            continue
+        xs, ys = [x for x, _ in both], [y for _, y in both]
+        out.append(
+            f"| {level} | {len(both)} | {fmt(statistics.median(xs))} / {fmt(max(xs))} "
+            f"| {fmt(statistics.median(ys))} / {fmt(max(ys))} | {sum(y < x - 1 for x, y in both)} "
+            f"| {sum(y > x + 1 for x, y in both)} |"
+        )
+    return out
 
 
 def spearman(xs: list[float], ys: list[float]) -> float:
