@@ -1266,6 +1266,17 @@ def plot(results: dict, derived: dict, path: Path):
         xs = [max(rows[t["name"]][f]["regret"], 0.0) for t in tasks]
         top = max(top, *xs)
         ax.plot(xs, ys, linestyle="none", markersize=7, label=f, **styles[f])
+    # ours as a user runs it now, trained in the fit: the range test and its short trials (a peer row)
+    peer_rows_ = (derived.get("peers") or {}).get("rows") or {}
+    done = [(j, peer_rows_[t["name"]]["auto-trials"]["regret"]) for j, t in enumerate(tasks)
+            if t["name"] in peer_rows_ and "auto-trials" in peer_rows_[t["name"]]]  # fmt: skip
+    done = [(j, r) for j, r in done if r is not None]
+    if done:
+        ys = [len(tasks) - 1 - j - 0.42 for j, _ in done]
+        xs = [max(r, 0.0) for _, r in done]
+        top = max(top, *xs)
+        ax.plot(xs, ys, linestyle="none", marker="*", markersize=13, color="black",
+                label="ours in the fit: auto with its short trials")  # fmt: skip
     for j in range(len(tasks) - 1):
         ax.axhline(j + 0.5, color="0.85", linewidth=0.8, gid="separator")  # between tasks: not data
     ax.set_yticks(range(len(tasks)))
@@ -1283,7 +1294,10 @@ def plot(results: dict, derived: dict, path: Path):
         "regret of one-cycle at the suggestion (accuracy points; RMSE tasks: % of the oracle's RMSE; "
         "below 0 shown at 0)"
     )
-    ax.set_title("Range-test suggestions against the one-cycle oracle (0 = as good as the best grid max_lr)")
+    ax.set_title(
+        "Range-test suggestions, and auto with its short trials, against the one-cycle oracle "
+        "(0 = as good as the best grid max_lr)"
+    )
     ax.grid(alpha=0.3, axis="x")
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=10, title="finder (hollow: training loss)")
     ax.tick_params(labelsize=10)
