@@ -216,3 +216,22 @@ def test_two_worker_processes_share_one_study_through_a_journal_file(tmp_path):
         if t.state.name == "COMPLETE":
             assert result["value"] == pytest.approx(t.value)
     assert f"optuna-dashboard {journal}" in outputs[0][0] + outputs[1][0]
+
+
+def test_submitit_jobs_report_to_their_trials_and_are_pruned(tmp_path):
+    """The cluster path: each trial runs in a process of submitit's own (``submitit_local``, as SLURM would run it),
+    opens the study from storage by its number, reports and is pruned."""
+    folder = tmp_path / "sweep"
+    sweep(
+        "hparams_search=optuna",
+        "hydra/launcher=local",
+        "hydra.sweeper.n_trials=2",
+        *ALWAYS_PRUNE,
+        *QUICK,
+        f"hydra.sweep.dir={folder}",
+    )
+    trials = trials_of(f"sqlite:///{folder}/optuna.db")
+    assert [t.state.name for t in trials] == ["PRUNED", "PRUNED"]
+    assert all(t.user_attrs.get("pruned_at") for t in trials)
+    assert any((folder / ".submitit").iterdir())  # the jobs went through submitit
+    assert set(board(folder)) == {"0", "1"} and {r["status"] for r in board(folder).values()} == {"pruned"}
