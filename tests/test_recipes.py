@@ -145,6 +145,19 @@ def test_sweep_quick_run(tmp_path):
     assert (tmp_path / "sweep.png").stat().st_size > 10_000
 
 
+def test_sweep_pruning_quick_run_writes_as_it_goes_and_resumes(tmp_path):
+    done = run_recipe("sweep/pruning.py", "--quick", "--out", str(tmp_path))
+    assert "| digits | TPE, no pruning | " in done.stdout and "| digits | TPE + median, warmup auto | " in done.stdout
+    records = [json.loads(line) for line in (tmp_path / "pruning.jsonl").read_text().splitlines()]
+    assert [(r["variant"], len(r["trials"])) for r in records] == [("none", 2), ("auto", 4)]
+    for r in records:  # each trial: its state from the study, its epochs from its run folder
+        assert all(t["state"] in ("COMPLETE", "PRUNED") and t["epochs"] == len(t["curve"]) == 1 for t in r["trials"])
+    assert records[0]["trials"][0]["params"] == records[1]["trials"][0]["params"]  # one sampler seed
+    assert (tmp_path / "pruning.png").stat().st_size > 10_000 and "| target |" in (tmp_path / "pruning.md").read_text()
+    again = run_recipe("sweep/pruning.py", "--quick", "--out", str(tmp_path))  # every search done: none runs again
+    assert "seed 0:" not in again.stdout and len((tmp_path / "pruning.jsonl").read_text().splitlines()) == 2
+
+
 def test_optimizer_defaults_study_quick_run_chooses_and_checks_every_schedule(tmp_path):
     done = run_recipe("optimizers/defaults.py", "--quick", "--jobs", "1", "--out", str(tmp_path))
     runs = json.loads((tmp_path / "defaults.json").read_text())["runs"]
