@@ -235,3 +235,13 @@ def test_submitit_jobs_report_to_their_trials_and_are_pruned(tmp_path):
     assert all(t.user_attrs.get("pruned_at") for t in trials)
     assert any((folder / ".submitit").iterdir())  # the jobs went through submitit
     assert set(board(folder)) == {"0", "1"} and {r["status"] for r in board(folder).values()} == {"pruned"}
+
+
+def test_a_trial_is_never_pruned_at_its_last_validation(tmp_path):
+    """A run that has spent its whole budget keeps its result: at the last validation nothing is pruned."""
+    folder = tmp_path / "sweep"
+    quick = [a for a in QUICK if not a.startswith("trainer.max_epochs")]
+    sweep("hparams_search=optuna", "hydra.sweeper.n_trials=1", "trainer.max_epochs=1", *ALWAYS_PRUNE, *quick,
+          f"hydra.sweep.dir={folder}")  # fmt: skip
+    trials = trials_of(f"sqlite:///{folder}/optuna.db")
+    assert [t.state.name for t in trials] == ["COMPLETE"] and len(trials[0].intermediate_values) == 1

@@ -200,7 +200,9 @@ class OptunaPruning(Callback):
                 value = float(metric)
                 try:
                     self._trial.report(value, self.validations)
-                    prune = self.validations >= self.warmup_used and bool(self._trial.should_prune())
+                    # never at the last validation: the run is spent, pruning it would only drop its result
+                    last = self.validations >= validations_planned(trainer)
+                    prune = self.validations >= self.warmup_used and not last and bool(self._trial.should_prune())
                 except Exception as err:  # the storage went away mid-run: the run goes on
                     self._warn_once("report", f"could not report to the trial ({type(err).__name__}: {err})")
         prune = bool(trainer.strategy.broadcast(prune, src=0))
