@@ -32,16 +32,17 @@ import argparse
 import csv
 import json
 import math
-import os
-import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+
+from run import sweep_process  # noqa: E402  (run.py, beside this file)
+
 TASKS = {"digits": ["data=digits"], "mnist1d": ["data=mnist1d"]}
 LABELS = {"digits": "digits", "mnist1d": "MNIST-1D"}
 VAL_SIZE = {"digits": 359, "mnist1d": 1000}  # validation examples: one of them is 1/VAL_SIZE of val/acc
@@ -85,15 +86,8 @@ def command(task: str, variant: str, seed: int, trials: int, epochs: int, out: P
 def run_search(args: list[str], sweep_dir: Path) -> float | None:
     """``python train.py -m ...``; its output goes to ``<sweep_dir>.log``. Returns seconds (None: it failed)."""
     full = [sys.executable, "train.py", "-m", *args, *FIXED, f"hydra.sweep.dir={sweep_dir}"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    shutil.rmtree(sweep_dir, ignore_errors=True)  # a fresh study: an earlier run's optuna.db there would be resumed
-    sweep_dir.parent.mkdir(parents=True, exist_ok=True)
-    log = sweep_dir.parent / f"{sweep_dir.name}.log"
-    start = time.perf_counter()
-    with open(log, "w") as f:
-        done = subprocess.run(full, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT)
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:  # said, and the other searches go on; a rerun tries it again
+    code, seconds, log = sweep_process(full, sweep_dir)
+    if code != 0:  # said, and the other searches go on; a rerun tries it again
         print(f"{' '.join(full)} failed:\n{log.read_text()[-3000:]}", file=sys.stderr, flush=True)
         return None
     return seconds

@@ -86,10 +86,9 @@ def searches(args) -> list[dict]:
     return out
 
 
-def run_search(search: dict, sweep_dir: Path, epochs: int) -> float:
-    """``python train.py -m ...`` for one search; its output goes to ``<sweep_dir>.log``. Returns seconds."""
-    command = [sys.executable, "train.py", "-m", *search["args"], f"trainer.max_epochs={epochs}", *FIXED]
-    command.append(f"hydra.sweep.dir={sweep_dir}")
+def sweep_process(command: list[str], sweep_dir: Path) -> tuple[int, float, Path]:
+    """Run ``command`` (a ``train.py -m`` sweep into ``sweep_dir``, started afresh) from the repository root, one
+    thread, its output into ``<sweep_dir>.log``: its return code, seconds and log."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     shutil.rmtree(sweep_dir, ignore_errors=True)  # a fresh study: an earlier run's optuna.db there would be resumed
     sweep_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -97,8 +96,15 @@ def run_search(search: dict, sweep_dir: Path, epochs: int) -> float:
     start = time.perf_counter()
     with open(log, "w") as f:
         done = subprocess.run(command, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT)
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
+    return done.returncode, time.perf_counter() - start, log
+
+
+def run_search(search: dict, sweep_dir: Path, epochs: int) -> float:
+    """``python train.py -m ...`` for one search; its output goes to ``<sweep_dir>.log``. Returns seconds."""
+    command = [sys.executable, "train.py", "-m", *search["args"], f"trainer.max_epochs={epochs}", *FIXED]
+    command.append(f"hydra.sweep.dir={sweep_dir}")
+    code, seconds, log = sweep_process(command, sweep_dir)
+    if code != 0:
         raise SystemExit(f"{search['label']} failed ({' '.join(command)}):\n{log.read_text()[-3000:]}")
     return seconds
 
