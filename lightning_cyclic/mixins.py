@@ -82,7 +82,7 @@ class ScheduleMixin(_Module):
                     f"{type(schedule).__name__}(... 'auto') needs the LR range test, which runs after "
                     f"configure_optimizers: pass the schedule to the Trainer's callbacks instead"
                 )
-            schedule = schedule.build(**schedule._plan_run(self.trainer))  # the callback's own rule, one place
+            schedule = schedule.build(**schedule.planned(self.trainer))  # the callback's own rule, one place
         if not isinstance(schedule, Schedule):
             raise TypeError(
                 f"schedule must be a schedule callback, a lightning_cyclic.shapes.Schedule or None, "

@@ -684,7 +684,7 @@ def _curves(trainer: pl.Trainer, cfg: DictConfig, schedule: Any) -> Path | None:
     drawn = getattr(schedule, "schedule", None)  # PlateauDecay has none (it decides from the metrics): the log
     if isinstance(schedule, ScheduleCallback) and drawn is None and not schedule.auto:  # schedule_via=scheduler
         try:
-            drawn = schedule.build(**schedule._plan_run(trainer))
+            drawn = schedule.build(**schedule.planned(trainer))
         except ValueError:  # a run too short for it (fast_dev_run): the logged lr, if any
             drawn = None
     try:

@@ -314,7 +314,8 @@ class ScheduleCallback(Callback):
         return key
 
     # ------------------------------------------------------------------------
-    def _plan_run(self, trainer: pl.Trainer) -> RunPlan:
+    def planned(self, trainer: pl.Trainer) -> RunPlan:
+        """This fit's run in optimizer steps (see :func:`plan`), checked against what the schedule needs."""
         name = type(self).__name__
         try:
             run = plan(trainer, self.interval, self.total_steps)
@@ -357,7 +358,7 @@ class ScheduleCallback(Callback):
             self.schedule = None
             return
         self._manual = not pl_module.automatic_optimization  # (the step below counts batches under manual)
-        plan = self._plan_run(trainer)
+        plan = self.planned(trainer)
         if self._plan is not None and _compat.reload_every(trainer):
             plan = self._plan  # epochs change length: the checkpoint's unit, re-planned at each epoch (see _epoch_of)
         elif self._plan is not None and self._plan != plan:
