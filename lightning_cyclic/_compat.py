@@ -255,3 +255,31 @@ def optuna_trial(study: Any, number: int) -> Any:
     if frozen is None:
         raise ValueError(f"study {study.study_name!r} has no trial number {number}")
     return optuna.trial.Trial(study, frozen._trial_id)
+
+
+# --- torchmetrics ---------------------------------------------------------------------------------------
+
+
+def metric_state_names(metric: Any) -> list[str]:
+    """The names of a torchmetrics ``Metric``'s states (those of ``add_state``).
+
+    Private: ``Metric._defaults``. Its public ``metric_state`` reads the same names, but only from torchmetrics 1.1
+    on; the package allows 1.0.
+    """
+    return list(metric._defaults)
+
+
+def metric_counters(metric: Any) -> dict[str, Any]:
+    """What a torchmetrics ``Metric`` keeps beside its states: how often ``update`` ran, and ``compute()``'s cache.
+
+    Private: ``Metric._update_count`` and ``Metric._computed``. The public ``update_count`` cannot be set, and
+    ``reset()``, the only public way to change either, also clears the states. :func:`set_metric_counters` puts
+    them back.
+    """
+    return {"_update_count": metric._update_count, "_computed": metric._computed}
+
+
+def set_metric_counters(metric: Any, counters: dict[str, Any]) -> None:
+    """Put back what :func:`metric_counters` read (the same two private attributes)."""
+    for name, value in counters.items():
+        setattr(metric, name, value)

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from lightning_cyclic import _compat
+
 
 def to_cpu(obj: Any) -> Any:
     """A deep copy with every tensor detached and cloned to the CPU."""
@@ -46,7 +48,7 @@ def set_rng_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def _metric_states(model: nn.Module) -> dict[str, dict[str, Any]]:
+def _metric_states(model: nn.Module) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
     try:
         from torchmetrics import Metric
     except ImportError:  # pragma: no cover - torchmetrics is a dependency
@@ -54,10 +56,8 @@ def _metric_states(model: nn.Module) -> dict[str, dict[str, Any]]:
     out = {}
     for name, module in model.named_modules():
         if isinstance(module, Metric):
-            state = {attr: to_cpu(getattr(module, attr)) for attr in module._defaults}
-            state["_update_count"] = module._update_count
-            state["_computed"] = to_cpu(module._computed)
-            out[name] = state
+            states = {attr: to_cpu(getattr(module, attr)) for attr in _compat.metric_state_names(module)}
+            out[name] = (states, to_cpu(_compat.metric_counters(module)))
     return out
 
 
@@ -162,14 +162,11 @@ class Snapshot:
                 module.training = self.modes[name]
         if self.metrics:
             modules = dict(model.named_modules())
-            for name, state in self.metrics.items():
+            for name, (states, counters) in self.metrics.items():
                 metric = modules[name]
-                device = metric.device
-                for attr, value in state.items():
-                    if attr in ("_update_count", "_computed"):
-                        setattr(metric, attr, value)
-                    else:
-                        setattr(metric, attr, _to_device(value, device))
+                for attr, value in states.items():
+                    setattr(metric, attr, _to_device(value, metric.device))
+                _compat.set_metric_counters(metric, counters)
         for opt, state, tensors in zip(self.optimizers, self.optimizer_states, self.group_tensors):
             # load_state_dict keeps 'step' on the CPU and casts the rest to each param's device and dtype
             opt.load_state_dict(copy.deepcopy(state))
