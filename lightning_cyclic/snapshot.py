@@ -154,7 +154,7 @@ class Snapshot:
             if grad is None:
                 p.grad = None
             elif p.grad is None:
-                p.grad = grad.to(p.device)
+                p.grad = grad.to(p.device, copy=True)  # a copy: backward adds into it in place
             else:
                 p.grad.copy_(grad)
         for name, module in model.named_modules():
@@ -184,8 +184,10 @@ class Snapshot:
 
 
 def _to_device(value: Any, device: torch.device) -> Any:
+    """A copy of ``value`` on ``device``, never the kept one itself: a metric's ``update`` adds into its states in
+    place, and the snapshot may be restored again."""
     if isinstance(value, torch.Tensor):
-        return value.to(device)
+        return value.to(device, copy=True)
     if isinstance(value, list):
         return [_to_device(v, device) for v in value]
     return value
