@@ -156,6 +156,14 @@ class ParamGroupWriter:
         self.owner = owner
         self._warned = False
 
+    def momentum_missing(self) -> str | None:
+        """The warning to give once, where no param group has a momentum to cycle (``None`` where one has); the
+        writes then stay quiet about it."""
+        if any(momentum_key(g) is not None for g in self.optimizer.param_groups):
+            return None
+        self._warned = True
+        return momentum_warning(self.optimizer, self.owner)
+
     def write(self, lr: float, momentum: float | None) -> None:
         # Runs at every optimizer step, so set_momentum is inlined here, and an Adam-family ``betas``
         # tuple is rebuilt only when its momentum changes (otherwise the tuple written would be equal).

@@ -2,6 +2,9 @@
 Optuna pruning."""
 
 from lightning_cyclic.callbacks.best import BestSnapshot
+from lightning_cyclic.callbacks.composed import CustomSchedule, Sequential
+from lightning_cyclic.callbacks.cycles import Cyclical, OneCycle, WarmRestarts
+from lightning_cyclic.callbacks.decays import WarmupDecay, WarmupStableDecay
 from lightning_cyclic.callbacks.ensemble import Ensemble, SnapshotEnsemble
 from lightning_cyclic.callbacks.finetune import FineTune
 from lightning_cyclic.callbacks.guard import Guard
@@ -10,16 +13,7 @@ from lightning_cyclic.callbacks.plateau import PlateauDecay
 from lightning_cyclic.callbacks.preemption import Preemption
 from lightning_cyclic.callbacks.pruning import OptunaPruning
 from lightning_cyclic.callbacks.sanity import InitialLossCheck
-from lightning_cyclic.callbacks.schedule import (
-    CustomSchedule,
-    Cyclical,
-    OneCycle,
-    ScheduleCallback,
-    Sequential,
-    WarmRestarts,
-    WarmupDecay,
-    WarmupStableDecay,
-)
+from lightning_cyclic.callbacks.schedule import ScheduleCallback
 from lightning_cyclic.callbacks.schedule_free import ScheduleFree
 
 __all__ = [

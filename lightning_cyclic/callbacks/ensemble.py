@@ -27,7 +27,7 @@ from typing_extensions import override
 
 from lightning_cyclic._compat import Callback, has_val_source, setup_val_data, trainer_callbacks
 from lightning_cyclic.callbacks.best import cpu_state
-from lightning_cyclic.callbacks.schedule import WarmRestarts
+from lightning_cyclic.callbacks.cycles import WarmRestarts
 from lightning_cyclic.shapes import WarmRestartsSchedule
 from lightning_cyclic.shapes._checks import check_number
 

@@ -31,8 +31,10 @@ from lightning.pytorch.callbacks import BaseFinetuning
 from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
+from lightning_cyclic.callbacks.arguments import AUTO
+from lightning_cyclic.callbacks.composed import Sequential
+from lightning_cyclic.callbacks.cycles import OneCycle
 from lightning_cyclic.callbacks.lr_finder import LRFinder
-from lightning_cyclic.callbacks.schedule import AUTO, OneCycle, Sequential
 from lightning_cyclic.finder import run_range_test
 from lightning_cyclic.optim import layer_decay_groups
 from lightning_cyclic.shapes._checks import check_number

@@ -1,7 +1,8 @@
-"""A schedule's arguments, declared once: what each one is, and what it may be.
+"""A schedule's arguments, declared once: what each one is, what it may be, and what it means.
 
-Every :class:`~lightning_cyclic.shapes.Schedule` lists its arguments in ``ARGS``, a table of :class:`Arg`:
-the kind of value, its range, and its unit:
+Each argument of a :class:`~lightning_cyclic.shapes.Schedule` is one dataclass field made by :func:`arg`: its
+default, an :class:`Arg` (the kind of value, its range, and its unit) and one line of documentation. The schedule's
+``ARGS`` table is read off those fields, in their order:
 
     lr      an lr: scaled by the app's ``lr_scaling``, and where ``auto`` is set, "auto" takes a part of the
             LR range test's suggestion
@@ -11,20 +12,24 @@ the kind of value, its range, and its unit:
 
 The schedule checks its arguments against the table when it is built, and the callbacks check theirs against
 the same table when they are made (an "auto" argument is skipped until the range test has run); the callbacks'
-length conversion, their "auto" arguments and the app's lr scaling are read off it. Checks that relate two
-arguments (``min_lr <= max_lr``) are the schedule's ``check_relations``.
+length conversion, their "auto" arguments and the app's lr scaling are read off it, and the shipped callbacks'
+signatures and docstrings are generated from the fields (``python -m lightning_cyclic.callbacks.generate``).
+Checks that relate two arguments (``min_lr <= max_lr``) are the schedule's ``check_relations``. A schedule of
+one's own may also set ``ARGS`` by hand, a dict of :class:`Arg`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, field
 from typing import Any
 
 from lightning_cyclic.shapes._checks import _is_number, check_choice, check_moms, check_number
 
 UNITS = ("lr", "length", "plain")
 KINDS = ("number", "integer", "choice", "moms", "callable", "positions")
+# other spellings a choice still takes (one word per concept is shown and stored: the value on the right)
+ALIASES = {"cos": "cosine"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,8 @@ class Arg:
             check_number(name, value, self.low, self.high, **bounds)
             return value
         if self.kind == "choice":
+            if isinstance(value, str) and ALIASES.get(value) in self.choices:
+                return ALIASES[value]
             check_choice(name, value, self.choices)
             return value
         if self.kind == "moms":
@@ -75,6 +82,26 @@ class Arg:
         if list(value) != sorted(value):
             raise ValueError(f"{name} must be increasing, got {list(value)!r}")
         return tuple(value)
+
+
+def arg(
+    default: Any = MISSING,
+    *,
+    doc: str,
+    unit: str = "plain",
+    kind: str = "number",
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    choices: tuple[Any, ...] = (),
+    optional: bool = False,
+    auto: str | None = None,
+) -> Any:
+    """One argument of a schedule, as its dataclass field: the default (none: required), what it may be (the
+    keywords of :class:`Arg`) and ``doc``, the line that documents it wherever the argument appears."""
+    check = Arg(unit, kind, low, high, low_open, high_open, choices, optional, auto)
+    return field(default=default, metadata={"arg": check, "doc": doc})
 
 
 def numbers(values: dict[str, Any], *names: str) -> bool:

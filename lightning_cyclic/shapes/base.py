@@ -20,6 +20,22 @@ from lightning_cyclic.shapes.args import Arg
 TOTAL_STEPS = Arg(low=0, low_open=True, optional=True)  # every schedule's run length, in optimizer steps
 
 
+class _DeclaredArgs:
+    """A schedule's ``ARGS``: the :class:`Arg` of each field made by :func:`~lightning_cyclic.shapes.args.arg`,
+    in field order (read once per class). A schedule that sets ``ARGS`` itself shadows this."""
+
+    def __init__(self) -> None:
+        self._read: dict[type, dict[str, Arg]] = {}
+
+    def __get__(self, obj: object, owner: type) -> Mapping[str, Arg]:
+        table = self._read.get(owner)
+        if table is None:
+            if "__dataclass_fields__" not in vars(owner):  # (the dataclass decorator has not run on it yet)
+                return {}
+            table = self._read[owner] = {f.name: f.metadata["arg"] for f in fields(owner) if "arg" in f.metadata}
+        return table
+
+
 def anneal_cos(start: float, end: float, pct: float) -> float:
     """Cosine from ``start`` (pct=0) to ``end`` (pct=1)."""
     return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
@@ -35,7 +51,7 @@ def anneal_exp(start: float, end: float, pct: float) -> float:
     return start * (end / start) ** pct
 
 
-ANNEALS = {"cos": anneal_cos, "linear": anneal_linear, "exp": anneal_exp}
+ANNEALS = {"cosine": anneal_cos, "linear": anneal_linear, "exp": anneal_exp}
 
 
 def inverse_momentum(moms: tuple[float, float], lr: float, lr_low: float, lr_high: float) -> float:
@@ -65,8 +81,8 @@ class Schedule(ABC):
     """
 
     needs_total: ClassVar[bool] = False
-    # the arguments, declared once (see lightning_cyclic.shapes.args): checked here, read by the callbacks
-    ARGS: ClassVar[Mapping[str, Arg]] = {}
+    # the arguments, declared once as fields (see lightning_cyclic.shapes.args): checked here, read by the callbacks
+    ARGS: ClassVar[Mapping[str, Arg]] = _DeclaredArgs()  # type: ignore[assignment]  # a table read off the fields
 
     @classmethod
     def check_arguments(cls, values: Mapping[str, Any], skip: Collection[str] = ()) -> dict[str, Any]:

@@ -17,10 +17,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from lightning_cyclic.shapes._checks import check_choice
-from lightning_cyclic.shapes.args import Arg, numbers
+from lightning_cyclic.shapes.args import arg, numbers
 from lightning_cyclic.shapes.base import Schedule
 
 MODES = ("triangular", "triangular2", "exp_range")
@@ -33,28 +33,61 @@ class CyclicalSchedule(Schedule):
     The arguments are those of :class:`~lightning_cyclic.Cyclical`, with the step sizes in optimizer steps.
     """
 
-    base_lr: float
-    max_lr: float
-    step_size_up: float = 2000
-    step_size_down: float | None = None
-    mode: str = "triangular"
-    gamma: float = 1.0
-    scale_fn: Callable[[float], float] | None = None
-    scale_mode: str | None = None
-    moms: tuple[float, float] | None = (0.9, 0.8)
+    base_lr: float = arg(
+        unit="lr",
+        low=0,
+        auto="low",
+        doc='the lower bound the lr cycles between; ``"auto"`` takes the low end of the LR range test\'s good '
+        "range (where the loss starts to fall), as Smith describes.",
+    )
+    max_lr: float = arg(
+        unit="lr",
+        low=0,
+        low_open=True,
+        auto="high",
+        doc='the upper bound; ``"auto"`` takes the high end of the good range (the suggestion).',
+    )
+    step_size_up: float = arg(
+        2000, unit="length", low=0, low_open=True, doc="length of the rising half, in ``interval`` units."
+    )
+    step_size_down: float | None = arg(
+        None,
+        unit="length",
+        low=0,
+        low_open=True,
+        optional=True,
+        doc="length of the falling half (default: ``step_size_up``).",
+    )
+    mode: str = arg(
+        "triangular",
+        kind="choice",
+        choices=MODES,
+        optional=True,  # unused with a scale_fn
+        doc='``"triangular"``, ``"triangular2"`` (amplitude halves each cycle) or ``"exp_range"`` (amplitude '
+        "times ``gamma**step``).",
+    )
+    gamma: float = arg(1.0, low=0, high=1, low_open=True, doc="decay per optimizer step for ``exp_range``.")
+    scale_fn: Callable[[float], float] | None = arg(
+        None,
+        kind="callable",
+        optional=True,
+        doc="a custom amplitude function of the cycle or of the optimizer step (see ``scale_mode``); overrides "
+        "``mode``.",
+    )
+    scale_mode: str | None = arg(
+        None,
+        kind="choice",
+        choices=("cycle", "iterations"),
+        optional=True,
+        doc='what ``scale_fn`` takes: the cycle (``"cycle"``, the default) or the optimizer step (``"iterations"``).',
+    )
+    moms: tuple[float, float] | None = arg(
+        (0.9, 0.8),
+        kind="moms",
+        optional=True,
+        doc="``(high, low)`` momentum, cycled inversely; ``None`` leaves it alone.",
+    )
     total_steps: float | None = None  # unused: a cyclical schedule has no end
-
-    ARGS: ClassVar[dict[str, Arg]] = {
-        "base_lr": Arg("lr", low=0, auto="low"),  # "auto": where the range test's loss starts to fall
-        "max_lr": Arg("lr", low=0, low_open=True, auto="high"),  # "auto": the suggestion
-        "step_size_up": Arg("length", low=0, low_open=True),
-        "step_size_down": Arg("length", low=0, low_open=True, optional=True),
-        "mode": Arg(kind="choice", choices=MODES, optional=True),  # unused with a scale_fn
-        "gamma": Arg(low=0, high=1, low_open=True),
-        "scale_fn": Arg(kind="callable", optional=True),
-        "scale_mode": Arg(kind="choice", choices=("cycle", "iterations"), optional=True),
-        "moms": Arg(kind="moms", optional=True),
-    }
 
     @classmethod
     def check_relations(cls, values: dict[str, Any]) -> None:

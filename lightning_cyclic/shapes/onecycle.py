@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from lightning_cyclic.shapes._checks import check_number
-from lightning_cyclic.shapes.args import Arg
+from lightning_cyclic.shapes.args import arg
 from lightning_cyclic.shapes.base import ANNEALS, Schedule, set_fields
 
 # (end_step, start_lr, end_lr, start_momentum, end_momentum)
@@ -37,26 +37,44 @@ class OneCycleSchedule(Schedule):
     optimizer steps.
     """
 
-    max_lr: float
+    max_lr: float = arg(
+        unit="lr",
+        low=0,
+        low_open=True,
+        auto="lr",
+        doc='peak lr (of the param group with the largest lr; others keep their ratio), or ``"auto"``: the LR '
+        "range test's suggestion, found at the start of this ``fit`` (each new fit runs the test again, with one "
+        "line saying so; a fit resumed from a checkpoint keeps the lr found before).",
+    )
+    pct_start: float = arg(
+        0.3,
+        low=0,
+        high=1,
+        low_open=True,
+        high_open=True,
+        doc="fraction of the run spent rising, in (0, 1) (in (0, 0.5] with ``three_phase``).",
+    )
+    div_factor: float = arg(25.0, low=0, low_open=True, doc="the run starts at ``max_lr / div_factor``.")
+    final_div_factor: float = arg(
+        1e4, low=0, low_open=True, doc="and ends at ``max_lr / div_factor / final_div_factor``."
+    )
+    anneal: str = arg("cosine", kind="choice", choices=("cosine", "linear"), doc='``"cosine"`` or ``"linear"``.')
+    three_phase: bool = arg(
+        False,
+        kind="choice",
+        choices=(True, False),
+        doc="rise, fall back to the start, then annihilate (fastai's older form).",
+    )
+    moms: tuple[float, float] | None = arg(
+        (0.95, 0.85),
+        kind="moms",
+        optional=True,
+        doc="``(high, low)`` momentum, low where lr peaks; ``None`` leaves momentum alone.",
+    )
     total_steps: float | None = None
-    pct_start: float = 0.3
-    anneal: str = "cos"
-    div_factor: float = 25.0
-    final_div_factor: float = 1e4
-    three_phase: bool = False
-    moms: tuple[float, float] | None = (0.95, 0.85)
     _phases: tuple[_Phase, ...] = field(init=False, repr=False, compare=False, default=())
 
     needs_total: ClassVar[bool] = True
-    ARGS: ClassVar[dict[str, Arg]] = {
-        "max_lr": Arg("lr", low=0, low_open=True, auto="lr"),
-        "pct_start": Arg(low=0, high=1, low_open=True, high_open=True),
-        "div_factor": Arg(low=0, low_open=True),
-        "final_div_factor": Arg(low=0, low_open=True),
-        "anneal": Arg(kind="choice", choices=("cos", "linear")),
-        "three_phase": Arg(kind="choice", choices=(True, False)),
-        "moms": Arg(kind="moms", optional=True),
-    }
 
     @classmethod
     def check_relations(cls, values: dict[str, Any]) -> None:

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
-from lightning_cyclic.shapes.args import Arg, numbers
+from lightning_cyclic.shapes.args import arg, numbers
 from lightning_cyclic.shapes.base import Schedule, anneal_cos, inverse_momentum
 
 
@@ -39,32 +39,57 @@ class WarmRestartsSchedule(Schedule):
     optimizer steps.
     """
 
-    max_lr: float
-    cycle_len: float
-    cycle_mult: float = 1.0
-    min_lr: float = 0.0
-    cycle_decay: float = 1.0
-    cycle_limit: int | None = None
-    warmup: float = 0
-    warmup_lr_init: float | None = None
-    moms: tuple[float, float] | None = None
-    restart_warmup: float = 0
-    k_decay: float = 1.0
+    max_lr: float = arg(
+        unit="lr",
+        low=0,
+        low_open=True,
+        auto="lr",
+        doc='peak lr of the first cycle, or ``"auto"``: the LR range test\'s suggestion, and with the default rule '
+        "``edge`` never more than the edge / ``EDGE_DIV[1]`` (a third): a restart jumps to ``max_lr`` in one step "
+        "on trained weights, where one-cycle warms up to it.",
+    )
+    cycle_len: float = arg(unit="length", low=0, low_open=True, doc="length of the first cycle, in ``interval`` units.")
+    cycle_mult: float = arg(
+        1.0,
+        low=0,
+        low_open=True,
+        doc="each cycle is this many times longer than the last (a float > 0; below 1 the cycles shrink, and "
+        "``cycle_limit`` is required).",
+    )
+    min_lr: float = arg(0.0, unit="lr", low=0, doc="the lr at the end of every cycle.")
+    cycle_decay: float = arg(1.0, low=0, high=1, low_open=True, doc="peak multiplier per restart, in (0, 1].")
+    cycle_limit: int | None = arg(
+        None,
+        kind="integer",
+        low=1,
+        optional=True,
+        doc="after this many cycles hold ``min_lr`` (default: cycle forever).",
+    )
+    warmup: float = arg(0, unit="length", low=0, doc="linear warmup before the first cycle, in ``interval`` units.")
+    warmup_lr_init: float | None = arg(
+        None, unit="lr", low=0, optional=True, doc="lr at the start of warmup (default ``min_lr``)."
+    )
+    moms: tuple[float, float] | None = arg(
+        None,
+        kind="moms",
+        optional=True,
+        doc="``(high, low)`` momentum, moving inversely to lr; ``None`` (default) leaves it alone.",
+    )
+    restart_warmup: float = arg(
+        0,
+        unit="length",
+        low=0,
+        doc="every cycle after the first rises linearly from ``min_lr`` to its peak over this many ``interval`` "
+        "units (at most half the cycle) instead of jumping there.",
+    )
+    k_decay: float = arg(
+        1.0,
+        low=0,
+        low_open=True,
+        doc="the cosine follows ``(t / T) ** k_decay`` of each cycle (timm's ``k_decay``): above 1 the lr stays "
+        "high longer, below 1 it falls sooner.",
+    )
     total_steps: float | None = None  # unused: restarts run as long as training does
-
-    ARGS: ClassVar[dict[str, Arg]] = {
-        "max_lr": Arg("lr", low=0, low_open=True, auto="lr"),
-        "cycle_len": Arg("length", low=0, low_open=True),
-        "cycle_mult": Arg(low=0, low_open=True),
-        "min_lr": Arg("lr", low=0),
-        "cycle_decay": Arg(low=0, high=1, low_open=True),
-        "cycle_limit": Arg(kind="integer", low=1, optional=True),
-        "warmup": Arg("length", low=0),
-        "warmup_lr_init": Arg("lr", low=0, optional=True),
-        "moms": Arg(kind="moms", optional=True),
-        "restart_warmup": Arg("length", low=0),
-        "k_decay": Arg(low=0, low_open=True),
-    }
 
     @classmethod
     def check_relations(cls, values: dict[str, Any]) -> None:

@@ -25,9 +25,9 @@ import bisect
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
-from lightning_cyclic.shapes.args import Arg, numbers
+from lightning_cyclic.shapes.args import arg, numbers
 from lightning_cyclic.shapes.base import Schedule, anneal_cos, inverse_momentum
 
 DECAYS = ("constant", "step", "multistep", "exponential", "inverse_sqrt", "cosine", "linear", "poly")
@@ -41,32 +41,62 @@ class WarmupDecaySchedule(Schedule):
     The arguments are those of :class:`~lightning_cyclic.WarmupDecay`, with its lengths in optimizer steps.
     """
 
-    max_lr: float
-    decay: str = "cosine"
-    warmup: float = 0
-    warmup_lr_init: float = 0.0
+    max_lr: float = arg(
+        unit="lr",
+        low=0,
+        low_open=True,
+        auto="lr",
+        doc='the lr at the end of warmup, or ``"auto"`` (the LR range test\'s suggestion).',
+    )
+    decay: str = arg(
+        "cosine",
+        kind="choice",
+        choices=DECAYS,
+        doc='``"cosine"``, ``"linear"``, ``"poly"`` (to ``min_lr`` at the end of the run), ``"step"``, '
+        '``"multistep"``, ``"exponential"``, ``"inverse_sqrt"`` or ``"constant"``.',
+    )
+    warmup: float = arg(
+        0,
+        unit="length",
+        low=0,
+        doc="warmup length in ``interval`` units (as long as the run or longer, before a decay that ends with the "
+        "run: a tenth of the run, with a warning).",
+    )
+    warmup_lr_init: float = arg(0.0, unit="lr", low=0, doc="the lr where warmup starts.")
+    min_lr: float = arg(0.0, unit="lr", low=0, doc="end of cosine/linear/poly, floor of the others.")
+    step_size: float = arg(
+        1,
+        unit="length",
+        low=0,
+        low_open=True,
+        doc='``"step"`` decays by ``gamma`` every ``step_size``; ``"exponential"`` by ``gamma`` per ``step_size`` '
+        "smoothly.",
+    )
+    milestones: Sequence[float] = arg(
+        (),
+        unit="length",
+        kind="positions",
+        low=0,
+        doc='positions (after warmup) where ``"multistep"`` multiplies by ``gamma``.',
+    )
+    gamma: float = arg(
+        0.1,
+        low=0,
+        high=1,
+        low_open=True,
+        doc='the factor of ``"step"``, ``"multistep"`` and ``"exponential"``, in (0, 1].',
+    )
+    power: float = arg(1.0, low=0, low_open=True, doc='exponent of ``"poly"``.')
+    timescale: float | None = arg(
+        None, unit="length", low=0, low_open=True, optional=True, doc='``s`` of ``"inverse_sqrt"``.'
+    )
+    moms: tuple[float, float] | None = arg(
+        None,
+        kind="moms",
+        optional=True,
+        doc="``(high, low)`` momentum, moving inversely to lr; ``None`` (default) leaves it alone.",
+    )
     total_steps: float | None = None
-    min_lr: float = 0.0
-    step_size: float = 1
-    milestones: Sequence[float] = ()
-    gamma: float = 0.1
-    power: float = 1.0
-    timescale: float | None = None
-    moms: tuple[float, float] | None = None
-
-    ARGS: ClassVar[dict[str, Arg]] = {
-        "max_lr": Arg("lr", low=0, low_open=True, auto="lr"),
-        "decay": Arg(kind="choice", choices=DECAYS),
-        "warmup": Arg("length", low=0),
-        "warmup_lr_init": Arg("lr", low=0),
-        "min_lr": Arg("lr", low=0),
-        "step_size": Arg("length", low=0, low_open=True),
-        "milestones": Arg("length", kind="positions", low=0),
-        "gamma": Arg(low=0, high=1, low_open=True),
-        "power": Arg(low=0, low_open=True),
-        "timescale": Arg("length", low=0, low_open=True, optional=True),
-        "moms": Arg(kind="moms", optional=True),
-    }
 
     @classmethod
     def check_relations(cls, values: dict[str, Any]) -> None:

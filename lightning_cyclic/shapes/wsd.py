@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from lightning_cyclic.shapes.args import Arg, numbers
+from lightning_cyclic.shapes.args import arg, numbers
 from lightning_cyclic.shapes.base import Schedule, inverse_momentum
 
 ANNEALS = ("linear", "cosine", "1-sqrt")
@@ -40,27 +40,47 @@ class WarmupStableDecaySchedule(Schedule):
     in optimizer steps.
     """
 
-    max_lr: float
-    warmup: float = 0
-    decay_pct: float = 0.2
-    decay_len: float | None = None
-    anneal: str = "1-sqrt"
-    min_lr: float = 0.0
-    warmup_lr_init: float = 0.0
-    moms: tuple[float, float] | None = None
+    max_lr: float = arg(
+        unit="lr",
+        low=0,
+        low_open=True,
+        auto="lr",
+        doc='the lr of the stable phase, or ``"auto"`` (the LR range test\'s suggestion).',
+    )
+    warmup: float = arg(0, unit="length", low=0, doc="linear warmup length, in ``interval`` units.")
+    decay_pct: float = arg(
+        0.2,
+        low=0,
+        high=1,
+        low_open=True,
+        doc="the decay's share of the run, in (0, 1] (used when ``decay_len`` is not given).",
+    )
+    decay_len: float | None = arg(
+        None,
+        unit="length",
+        low=0,
+        low_open=True,
+        optional=True,
+        doc="the decay's length in ``interval`` units (instead of a share of the run).",
+    )
+    anneal: str = arg(
+        "1-sqrt",
+        kind="choice",
+        choices=ANNEALS,
+        doc='the decay\'s shape: ``"linear"``, ``"cosine"`` or ``"1-sqrt"`` (``1 - sqrt(p)``, the best of the three '
+        "in Hägele et al. 2024).",
+    )
+    min_lr: float = arg(0.0, unit="lr", low=0, doc="the lr at the end of the decay.")
+    warmup_lr_init: float = arg(0.0, unit="lr", low=0, doc="the lr where warmup starts.")
+    moms: tuple[float, float] | None = arg(
+        None,
+        kind="moms",
+        optional=True,
+        doc="``(high, low)`` momentum, moving inversely to lr; ``None`` (default) leaves it alone.",
+    )
     total_steps: float | None = None
 
     needs_total: ClassVar[bool] = True
-    ARGS: ClassVar[dict[str, Arg]] = {
-        "max_lr": Arg("lr", low=0, low_open=True, auto="lr"),
-        "warmup": Arg("length", low=0),
-        "decay_pct": Arg(low=0, high=1, low_open=True),
-        "decay_len": Arg("length", low=0, low_open=True, optional=True),
-        "anneal": Arg(kind="choice", choices=ANNEALS),
-        "min_lr": Arg("lr", low=0),
-        "warmup_lr_init": Arg("lr", low=0),
-        "moms": Arg(kind="moms", optional=True),
-    }
 
     @classmethod
     def decay_steps(cls, values: Mapping[str, Any], total: float) -> float:

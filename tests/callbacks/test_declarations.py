@@ -1,6 +1,8 @@
-"""One declaration per schedule: the shape's ``ARGS`` table; the callbacks and the app's configs follow it.
+"""One declaration per schedule: the shape's fields (``arg(...)``: default, check, documentation); the callbacks'
+signatures and docstrings are generated from them, and the app's configs follow them.
 
-These tests fail when the three drift apart: a callback argument the shape does not declare (or another default),
+These tests fail when they drift apart: generated code that is not current, a callback argument the shape does not
+declare (or another default),
 a config key the callback does not take, a config value that differs from the callback's default without being
 one of the app's stated choices. They also drive a schedule declared by a user (``CustomSchedule``).
 """
@@ -8,15 +10,21 @@ one of the app's stated choices. They also drive a schedule declared by a user (
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import inspect
 import math
+import textwrap
+import types
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
 from omegaconf import OmegaConf
 
 from lightning_cyclic import CustomSchedule, Cyclical, OneCycle, WarmRestarts, WarmupDecay, WarmupStableDecay
-from lightning_cyclic.shapes import Arg, Schedule
+from lightning_cyclic.callbacks import ScheduleCallback, generate
+from lightning_cyclic.shapes import Arg, OneCycleSchedule, Schedule
+from lightning_cyclic.shapes.args import arg
 from tests.conftest import CONF
 from tests.helpers import TinyModule, tiny_loader, tiny_trainer
 
@@ -39,6 +47,52 @@ def test_a_callbacks_arguments_are_its_shapes_declared_ones_with_the_same_defaul
         assert f"    {name}:" in callback.__doc__, f"{callback.__name__}'s docstring does not describe {name}"
     lengths = {n for n, a in shape.ARGS.items() if a.unit == "length"}
     assert set(callback(**_required(callback)).lengths) == lengths
+
+
+def test_the_callbacks_generated_code_is_what_their_shapes_declare():
+    # a shape's field changed without `python -m lightning_cyclic.callbacks.generate` fails here
+    for name in generate.MODULES:
+        module = importlib.import_module(name)
+        source = Path(module.__file__).read_text()
+        assert generate.render(source, module) == source, f"{name} is not current: run the generator"
+
+
+def test_an_argument_added_to_a_shape_reaches_the_callbacks_signature_and_docstring():
+    # the generator reads the shape's fields: a new one appears in __init__ and in the Args, documented
+    @dataclasses.dataclass(frozen=True)
+    class Wider(OneCycleSchedule):
+        floor: float = arg(0.0, unit="lr", low=0, doc="the lowest lr the run may reach.")
+
+    class WiderCycle(ScheduleCallback):
+        """One-cycle with a floor.
+
+        Args:
+            max_lr: stale
+        """
+
+        schedule_cls = Wider
+        default_interval = None
+        takes_total_steps = True
+
+        def __init__(self, max_lr):
+            pass
+
+    module = types.SimpleNamespace(WiderCycle=WiderCycle)
+    source = inspect.getsource(WiderCycle)
+    out = generate.render(textwrap.dedent(source), module)
+    assert "        floor: float = 0.0," in out
+    assert "        floor: the lowest lr the run may reach." in out
+    assert "max_lr: stale" not in out and "One-cycle with a floor." in out
+    namespace = {}
+    exec(  # the generated class runs: the new argument is checked against its declaration
+        "from __future__ import annotations\n" + out,
+        {**vars(importlib.import_module("lightning_cyclic.callbacks.cycles")), "Wider": Wider},
+        namespace,
+    )
+    made = namespace["WiderCycle"](max_lr=0.1, floor=0.001)
+    assert made.params["floor"] == 0.001
+    with pytest.raises(ValueError, match="floor must be >= 0, got -1"):
+        namespace["WiderCycle"](max_lr=0.1, floor=-1)
 
 
 def _required(callback) -> dict:

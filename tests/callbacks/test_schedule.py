@@ -224,7 +224,7 @@ def test_schedule_lr_in_configure_optimizers_resumes_exactly(tmp_path):
         (lambda: OneCycle(max_lr=0.1, pct_start=1.5), r"pct_start must be in \(0, 1\), got 1.5"),
         (lambda: Cyclical(base_lr=0.1, max_lr=0.2, interval="batch"), "interval must be one of 'step', 'epoch', got"),
         (lambda: WarmRestarts(max_lr=0.1, cycle_len=0), "cycle_len must be > 0, got 0"),
-        (lambda: WarmupDecay(max_lr=0.1, decay="cos"), "decay must be one of"),
+        (lambda: WarmupDecay(max_lr=0.1, decay="sine"), "decay must be one of"),
         (lambda: OneCycle(max_lr=0.1, total_steps=2.5), "total_steps must be an integer, got 2.5"),
     ],
 )

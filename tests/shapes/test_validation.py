@@ -17,7 +17,7 @@ from lightning_cyclic.shapes import CyclicalSchedule, OneCycleSchedule, WarmRest
         (OneCycleSchedule, dict(max_lr=-1), "max_lr must be > 0, got -1"),
         (OneCycleSchedule, dict(max_lr="big"), "max_lr must be a number > 0, got 'big'"),
         (OneCycleSchedule, dict(max_lr=float("nan")), "max_lr must be a number > 0, got nan"),
-        (OneCycleSchedule, dict(max_lr=0.1, anneal="cosine"), "anneal must be one of 'cos', 'linear', got 'cosine'"),
+        (OneCycleSchedule, dict(max_lr=0.1, anneal="sine"), "anneal must be one of 'cosine', 'linear', got 'sine'"),
         (OneCycleSchedule, dict(max_lr=0.1, div_factor=0), "div_factor must be > 0, got 0"),
         (OneCycleSchedule, dict(max_lr=0.1, moms=(0.95, 1.2)), "moms must be a pair (high, low) with each value"),
         (OneCycleSchedule, dict(max_lr=0.1, moms=0.9), "moms must be a pair (high, low)"),
@@ -38,7 +38,7 @@ from lightning_cyclic.shapes import CyclicalSchedule, OneCycleSchedule, WarmRest
         (WarmRestartsSchedule, dict(max_lr=0.1, cycle_len=10, min_lr=0.2), "min_lr must be < max_lr"),
         (WarmRestartsSchedule, dict(max_lr=0.1, cycle_len=10, cycle_limit=1.5), "cycle_limit must be an integer"),
         (WarmRestartsSchedule, dict(max_lr=0.1, cycle_len=10, cycle_decay=0), "cycle_decay must be in (0, 1], got 0"),
-        (WarmupDecaySchedule, dict(max_lr=0.1, decay="cos"), "decay must be one of 'constant', 'step'"),
+        (WarmupDecaySchedule, dict(max_lr=0.1, decay="sine"), "decay must be one of 'constant', 'step'"),
         (WarmupDecaySchedule, dict(max_lr=0.1, decay="multistep"), "milestones must be a non-empty list"),
         (WarmupDecaySchedule, dict(max_lr=0.1, milestones=[30, 10]), "milestones must be increasing, got [30, 10]"),
         (WarmupDecaySchedule, dict(max_lr=0.1, warmup=-1), "warmup must be >= 0, got -1"),
@@ -59,3 +59,14 @@ def test_schedule_needing_a_length_says_so_when_evaluated_without_one():
 def test_open_ended_schedules_need_no_length():
     assert WarmupDecaySchedule(max_lr=0.1, decay="exponential", gamma=0.5).lr(2) == pytest.approx(0.025)
     assert WarmRestartsSchedule(max_lr=0.1, cycle_len=4).lr(4) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(
+    ("cls", "name", "kwargs"),
+    [(OneCycleSchedule, "anneal", {}), (WarmupDecaySchedule, "decay", {"total_steps": 10})],
+)
+def test_cosine_is_one_word_and_the_short_spelling_still_works(cls, name, kwargs):
+    # "cosine" is the word everywhere; torch's "cos" (OneCycleLR's anneal_strategy) is taken and stored as it
+    short = cls(max_lr=0.1, **{name: "cos"}, **kwargs)
+    assert getattr(short, name) == "cosine"
+    assert short == cls(max_lr=0.1, **{name: "cosine"}, **kwargs)
