@@ -89,16 +89,6 @@ def get_momentum(group: dict[str, Any]) -> float | None:
     return float(group["betas"][0]) if key == "betas" else float(group["momentum"])
 
 
-def set_momentum(group: dict[str, Any], value: float) -> bool:
-    """Write ``value`` as the group's momentum; ``False`` if the group has none."""
-    key = momentum_key(group)
-    if key == "betas":
-        group["betas"] = (value, *tuple(group["betas"])[1:])
-    elif key == "momentum":
-        group["momentum"] = value
-    return key is not None
-
-
 def lr_ratios(lrs: Sequence[float]) -> list[float]:
     """Each group's lr relative to the largest: the schedule's lr goes to the largest group."""
     lrs = [float(lr) for lr in lrs]
@@ -165,7 +155,7 @@ class ParamGroupWriter:
         return momentum_warning(self.optimizer, self.owner)
 
     def write(self, lr: float, momentum: float | None) -> None:
-        # Runs at every optimizer step, so set_momentum is inlined here, and an Adam-family ``betas``
+        # Runs at every optimizer step, so it keeps to plain dict writes, and an Adam-family ``betas``
         # tuple is rebuilt only when its momentum changes (otherwise the tuple written would be equal).
         for group, ratio in zip(self.optimizer.param_groups, self.ratios):
             old = group["lr"]

@@ -13,6 +13,7 @@ from typing_extensions import override
 from lightning_cyclic.callbacks.lr_finder import LRFinder
 from lightning_cyclic.callbacks.schedule import ScheduleCallback, as_pair
 from lightning_cyclic.shapes import Schedule, SequenceSchedule
+from lightning_cyclic.shapes.compose import check_boundaries
 
 __all__ = ["CustomSchedule", "Sequential"]
 
@@ -62,11 +63,7 @@ class Sequential(ScheduleCallback):
                 )
         if isinstance(boundaries, Sequence) and not isinstance(boundaries, str):
             boundaries = list(boundaries)
-        if isinstance(boundaries, list) and len(boundaries) != len(parts) - 1:
-            raise ValueError(
-                f"boundaries must hold one position fewer than parts: got {len(boundaries)} boundaries for "
-                f"{len(parts)} parts"
-            )
+        check_boundaries(len(parts), boundaries)
         self.parts = list(parts)
         # the parts by their arguments: in the state_key, so two sequences of other parts keep two states
         params = {"boundaries": boundaries, "schedules": tuple(repr(part) for part in self.parts)}

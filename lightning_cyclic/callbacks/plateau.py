@@ -26,8 +26,9 @@ from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
 from lightning_cyclic.callbacks.best import BestSnapshot
-from lightning_cyclic.callbacks.schedule import INTERVALS, plan
+from lightning_cyclic.callbacks.plan import INTERVALS, plan
 from lightning_cyclic.shapes._checks import check_choice, check_number
+from lightning_cyclic.shapes.base import warmup_lr
 
 
 class PlateauDecay(BestSnapshot):
@@ -164,7 +165,7 @@ class PlateauDecay(BestSnapshot):
     def _group_lr(self, base: float, step: float | None = None) -> float:
         lr = max(base * self.factor ** len(self.cuts), self.min_lr)
         if step is not None and step < self._warmup_steps:
-            return self.warmup_lr_init + (lr - self.warmup_lr_init) * step / self._warmup_steps
+            return warmup_lr(self.warmup_lr_init, lr, step, self._warmup_steps)
         return lr
 
     def _write(self, trainer: pl.Trainer) -> None:

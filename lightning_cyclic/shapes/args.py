@@ -104,6 +104,18 @@ def arg(
     return field(default=default, metadata={"arg": check, "doc": doc})
 
 
+def check_order(values: dict[str, Any], low: str, high: str, strict: bool = False, about_high: bool = False) -> None:
+    """``values[low] <= values[high]`` (``<`` where ``strict``), where both are numbers; else a ``ValueError``
+    naming both, said of ``low`` (or of ``high``, ``about_high``: the argument a user sets against the other)."""
+    if not numbers(values, low, high) or values[low] < values[high] or (values[low] == values[high] and not strict):
+        return
+    first, relation, second = (high, ">", low) if about_high else (low, "<", high)
+    relation += "" if strict else "="
+    raise ValueError(
+        f"{first} must be {relation} {second}, got {first}={values[first]!r} and {second}={values[second]!r}"
+    )
+
+
 def numbers(values: dict[str, Any], *names: str) -> bool:
     """Whether every one of ``names`` holds a number (not "auto", not None, not skipped): a relation between
     them can be checked."""

@@ -46,6 +46,11 @@ def anneal_linear(start: float, end: float, pct: float) -> float:
     return (end - start) * pct + start
 
 
+def warmup_lr(start: float, end: float, step: float, length: float) -> float:
+    """Linear warmup: ``start`` at step 0, ``end`` at step ``length`` (every warmup here is this one line)."""
+    return start + (end - start) * step / length
+
+
 def anneal_exp(start: float, end: float, pct: float) -> float:
     """Geometric from ``start`` (pct=0) to ``end`` (pct=1); both must be > 0."""
     return start * (end / start) ** pct

@@ -20,6 +20,14 @@ from lightning_cyclic.shapes.args import Arg
 from lightning_cyclic.shapes.base import Schedule
 
 
+def check_boundaries(parts: int, boundaries: Any) -> None:
+    """One boundary fewer than the ``parts`` (a count), where ``boundaries`` is a list; else a ``ValueError``."""
+    if isinstance(boundaries, Sequence) and not isinstance(boundaries, str) and len(boundaries) != parts - 1:
+        raise ValueError(
+            f"boundaries must hold one position fewer than parts: got {len(boundaries)} boundaries for {parts} parts"
+        )
+
+
 @dataclass(frozen=True)
 class SequenceSchedule(Schedule):
     """``parts[0]`` until ``boundaries[0]``, then ``parts[1]`` from its step 0, and so on.
@@ -45,11 +53,7 @@ class SequenceSchedule(Schedule):
         for i, part in enumerate(parts):
             if not isinstance(part, Schedule):
                 raise ValueError(f"parts[{i}] must be a Schedule, got {type(part).__name__}")
-        if boundaries is not None and len(boundaries) != len(parts) - 1:
-            raise ValueError(
-                f"boundaries must hold one position fewer than parts: got {len(boundaries)} boundaries for "
-                f"{len(parts)} parts"
-            )
+        check_boundaries(len(parts), boundaries)
 
     def __post_init__(self) -> None:
         super().__post_init__()

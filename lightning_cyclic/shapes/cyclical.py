@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lightning_cyclic.shapes._checks import check_choice
-from lightning_cyclic.shapes.args import arg, numbers
+from lightning_cyclic.shapes.args import arg, check_order
 from lightning_cyclic.shapes.base import Schedule
 
 MODES = ("triangular", "triangular2", "exp_range")
@@ -91,10 +91,7 @@ class CyclicalSchedule(Schedule):
 
     @classmethod
     def check_relations(cls, values: dict[str, Any]) -> None:
-        if numbers(values, "base_lr", "max_lr") and values["max_lr"] < values["base_lr"]:
-            raise ValueError(
-                f"max_lr must be >= base_lr, got max_lr={values['max_lr']!r} and base_lr={values['base_lr']!r}"
-            )
+        check_order(values, "base_lr", "max_lr", about_high=True)
         if "mode" in values and values.get("scale_fn") is None:
             check_choice("mode", values["mode"], MODES)
 

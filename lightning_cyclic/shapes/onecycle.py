@@ -110,13 +110,13 @@ class OneCycleSchedule(Schedule):
             self._total()  # raises the clear "needs total_steps" error
         step = min(max(step, 0.0), self._phases[-1][0])  # hold the final value past the end
         start = 0.0
-        for i, phase in enumerate(self._phases):
+        for phase in self._phases[:-1]:
             end = phase[0]
-            if step <= end or i == len(self._phases) - 1:
-                pct = 1.0 if end == start else (step - start) / (end - start)
-                return phase, pct
+            if step <= end:
+                return phase, 1.0 if end == start else (step - start) / (end - start)
             start = end
-        raise AssertionError("unreachable")  # pragma: no cover
+        last = self._phases[-1]  # (the step is held at its end above)
+        return last, 1.0 if last[0] == start else (step - start) / (last[0] - start)
 
     def lr(self, step: float) -> float:
         (_, start, end, _, _), pct = self._locate(step)

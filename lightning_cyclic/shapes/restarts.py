@@ -27,8 +27,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from lightning_cyclic.shapes.args import arg, numbers
-from lightning_cyclic.shapes.base import Schedule, anneal_cos, inverse_momentum
+from lightning_cyclic.shapes.args import arg, check_order, numbers
+from lightning_cyclic.shapes.base import Schedule, anneal_cos, inverse_momentum, warmup_lr
 
 
 @dataclass(frozen=True)
@@ -93,10 +93,7 @@ class WarmRestartsSchedule(Schedule):
 
     @classmethod
     def check_relations(cls, values: dict[str, Any]) -> None:
-        if numbers(values, "min_lr", "max_lr") and values["min_lr"] >= values["max_lr"]:
-            raise ValueError(
-                f"min_lr must be < max_lr, got min_lr={values['min_lr']!r} and max_lr={values['max_lr']!r}"
-            )
+        check_order(values, "min_lr", "max_lr", strict=True)
         if numbers(values, "cycle_mult") and values["cycle_mult"] < 1 and values.get("cycle_limit") is None:
             raise ValueError(
                 f"cycle_mult={values['cycle_mult']!r} < 1 shrinks the cycles towards zero length, so it needs a "
@@ -131,7 +128,7 @@ class WarmRestartsSchedule(Schedule):
         step = max(step, 0.0)
         start_lr = self.min_lr if self.warmup_lr_init is None else self.warmup_lr_init
         if step < self.warmup:
-            return start_lr + (self.max_lr - start_lr) * step / self.warmup, self.max_lr
+            return warmup_lr(start_lr, self.max_lr, step, self.warmup), self.max_lr
         if self.cycle_limit is not None and step >= self.cycle_end(self.cycle_limit - 1):
             return self.min_lr, self.max_lr * self.cycle_decay ** (self.cycle_limit - 1)
         i, into, length = self.cycle_position(step - self.warmup)

@@ -27,8 +27,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lightning_cyclic.shapes.args import arg, numbers
-from lightning_cyclic.shapes.base import Schedule, anneal_cos, inverse_momentum
+from lightning_cyclic.shapes.args import arg, check_order, numbers
+from lightning_cyclic.shapes.base import Schedule, anneal_cos, anneal_linear, inverse_momentum, warmup_lr
 
 DECAYS = ("constant", "step", "multistep", "exponential", "inverse_sqrt", "cosine", "linear", "poly")
 ENDED = ("cosine", "linear", "poly")  # decays that need the run's length
@@ -100,10 +100,7 @@ class WarmupDecaySchedule(Schedule):
 
     @classmethod
     def check_relations(cls, values: dict[str, Any]) -> None:
-        if numbers(values, "min_lr", "max_lr") and values["min_lr"] > values["max_lr"]:
-            raise ValueError(
-                f"min_lr must be <= max_lr, got min_lr={values['min_lr']!r} and max_lr={values['max_lr']!r}"
-            )
+        check_order(values, "min_lr", "max_lr")
         decay = values.get("decay", "cosine")
         if decay == "multistep" and "milestones" in values and not values["milestones"]:
             raise ValueError("milestones must be a non-empty list when decay='multistep', got []")
@@ -118,14 +115,10 @@ class WarmupDecaySchedule(Schedule):
     def requires_total(cls, values: Mapping[str, Any]) -> bool:
         return values.get("decay", "cosine") in ENDED
 
-    @property
-    def needs_total(self) -> bool:  # type: ignore[override]
-        return self.decay in ENDED
-
     def lr(self, step: float) -> float:
         step = max(step, 0.0)
         if step < self.warmup:
-            return self.warmup_lr_init + (self.max_lr - self.warmup_lr_init) * step / self.warmup
+            return warmup_lr(self.warmup_lr_init, self.max_lr, step, self.warmup)
         t = step - self.warmup
         top, bottom, decay = self.max_lr, self.min_lr, self.decay
         if decay in ENDED:
@@ -133,7 +126,7 @@ class WarmupDecaySchedule(Schedule):
             if decay == "cosine":
                 return anneal_cos(top, bottom, p)
             if decay == "linear":
-                return top + (bottom - top) * p
+                return anneal_linear(top, bottom, p)
             return bottom + (top - bottom) * (1 - p) ** self.power
         if decay == "constant":
             return top

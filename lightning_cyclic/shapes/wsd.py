@@ -26,8 +26,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from lightning_cyclic.shapes.args import arg, numbers
-from lightning_cyclic.shapes.base import Schedule, inverse_momentum
+from lightning_cyclic.shapes.args import arg, check_order, numbers
+from lightning_cyclic.shapes.base import ANNEALS as ANNEAL_FUNCTIONS
+from lightning_cyclic.shapes.base import Schedule, inverse_momentum, warmup_lr
 
 ANNEALS = ("linear", "cosine", "1-sqrt")
 
@@ -90,10 +91,7 @@ class WarmupStableDecaySchedule(Schedule):
 
     @classmethod
     def check_relations(cls, values: dict[str, Any]) -> None:
-        if numbers(values, "min_lr", "max_lr") and values["min_lr"] > values["max_lr"]:
-            raise ValueError(
-                f"min_lr must be <= max_lr, got min_lr={values['min_lr']!r} and max_lr={values['max_lr']!r}"
-            )
+        check_order(values, "min_lr", "max_lr")
         if numbers(values, "total_steps"):
             total, warmup = values["total_steps"], values.get("warmup", 0)
             decay = cls.decay_steps(values, total)
@@ -111,18 +109,14 @@ class WarmupStableDecaySchedule(Schedule):
     def lr(self, step: float) -> float:
         step = max(step, 0.0)
         if step < self.warmup:
-            return self.warmup_lr_init + (self.max_lr - self.warmup_lr_init) * step / self.warmup
+            return warmup_lr(self.warmup_lr_init, self.max_lr, step, self.warmup)
         start, decay = self._decay_start()
         if step < start:
             return self.max_lr
         p = min((step - start) / decay, 1.0) if decay > 0 else 1.0
-        if self.anneal == "linear":
-            factor = 1.0 - p
-        elif self.anneal == "cosine":
-            factor = 0.5 * (1.0 + math.cos(math.pi * p))
-        else:
-            factor = 1.0 - math.sqrt(p)
-        return self.min_lr + (self.max_lr - self.min_lr) * factor
+        if self.anneal == "1-sqrt":
+            return self.min_lr + (self.max_lr - self.min_lr) * (1.0 - math.sqrt(p))
+        return ANNEAL_FUNCTIONS[self.anneal](self.max_lr, self.min_lr, p)
 
     def momentum(self, step: float) -> float | None:
         if self.moms is None:
