@@ -9,10 +9,10 @@ from lightning_cyclic._extras import needs
 from lightning_cyclic.shapes import Schedule
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
     """pyplot, on the Agg backend (files only, no window) unless the user's session chose one: a backend set
     with ``MPLBACKEND``, pyplot already imported (the user's own backend), or a Jupyter kernel (figures show
-    inline: every plotting function returns its figure)."""
+    inline: every plotting function returns its figure). Every picture of the package draws through it."""
     import os
     import sys
 
@@ -24,6 +24,9 @@ def _pyplot() -> Any:
             matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     return plt
+
+
+_pyplot = pyplot  # the recipes' name for it
 
 
 def schedule_curve(schedule: Any, total_steps: int, steps_per_epoch: int = 1) -> tuple[list, list, list]:
@@ -52,7 +55,7 @@ def plot_schedule(
     callback (``OneCycle(...)``; ``steps_per_epoch`` then converts its epoch
     lengths). Saves a PNG at ``path`` if given; returns the matplotlib figure.
     """
-    plt = _pyplot()
+    plt = pyplot()
     steps, lrs, moms = schedule_curve(schedule, total_steps, steps_per_epoch)
     if ax is None:
         fig, ax = plt.subplots(figsize=(6, 3.2))
@@ -111,7 +114,7 @@ def plot_training_curves(
     exactly, at every optimizer step of the logged range; without it the logged ``lr`` column is drawn, one
     point per ``log_every_n_steps``. Every line has a legend entry. Returns the figure (saved at ``path`` if given).
     """
-    plt = _pyplot()
+    plt = pyplot()
     m = _read_metrics(metrics_csv)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
     train = m.get("train/loss_step") or m.get("train/loss") or []

@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, NamedTuple
 
+from lightning_cyclic._deprecation import renamed_keywords
 from lightning_cyclic.shapes._checks import check_choice, check_number
 
 MIN_POINTS = 10
@@ -80,13 +81,26 @@ class Suggestion:
         return cls(**kwargs)
 
 
+class EMA:
+    """Debiased exponential moving average (as Adam debiases its moments), one value at a time: ``beta=0`` is no
+    smoothing. The range test smooths its curve as it goes, to stop where it diverges; :func:`ema` after it."""
+
+    def __init__(self, beta: float):
+        self.beta = beta
+        self.avg = 0.0
+        self.count = 0
+
+    def add(self, value: float) -> float:
+        """The average with ``value`` added."""
+        self.avg = self.beta * self.avg + (1 - self.beta) * value
+        self.count += 1
+        return self.avg / (1 - self.beta**self.count)
+
+
 def ema(losses: Sequence[float], beta: float) -> list[float]:
-    """Debiased exponential moving average (as Adam debiases its moments): ``beta=0`` is no smoothing."""
-    out, avg = [], 0.0
-    for i, loss in enumerate(losses):
-        avg = beta * avg + (1 - beta) * loss
-        out.append(avg / (1 - beta ** (i + 1)))
-    return out
+    """The :class:`EMA` after each of ``losses``."""
+    average = EMA(beta)
+    return [average.add(loss) for loss in losses]
 
 
 def finite_prefix(lrs: Sequence[float], losses: Sequence[float]) -> tuple[list[float], list[float]]:
@@ -294,12 +308,13 @@ def confidence(lrs: Sequence[float], raw: Sequence[float], rule: str = "edge") -
     return Confidence(level, score, noise, depth, spread, weakest)
 
 
+@renamed_keywords(warmup="warms_up")
 def edge(
     lrs: Sequence[float],
     raw: Sequence[float],
     smoothed: Sequence[float],
     edge_div: float | None = None,
-    warmup: bool = True,
+    warms_up: bool = True,
 ) -> Suggestion:
     """The lr where training becomes unstable, divided by ``edge_div`` (default: :func:`edge_divisor`).
 
@@ -320,7 +335,7 @@ def edge(
     and is divided by ``EDGE_DIV[1]``. Good range: from where the loss has
     fallen a tenth of the way to its minimum, up to the suggestion.
 
-    ``warmup=False`` is for a schedule that jumps to the suggested lr in one step, on weights that have
+    ``warms_up=False`` is for a schedule that jumps to the suggested lr in one step, on weights that have
     trained (a warm restart) rather than warming up to it as one-cycle does: the divisor is then at least
     ``EDGE_DIV[1]`` whatever the depth (measured on MNIST-1D, where a restart to edge/1.5 undid a third of
     the training: ``recipes/sgdr_snapshot_ensemble``).
@@ -334,7 +349,7 @@ def edge(
             "reaches the lr where training becomes unstable",
         )
     div = edge_divisor(reading.depth) if edge_div is None else edge_div
-    if not warmup:
+    if not warms_up:
         div = max(div, EDGE_DIV[1])
     lr = reading.at / div
     levels = "" if reading.levels == len(EDGE_LEVELS) else f" ({reading.levels} of {len(EDGE_LEVELS)} levels reached)"
@@ -351,16 +366,17 @@ RULES: dict[str, Callable[[Sequence[float], Sequence[float], Sequence[float]], S
 }
 
 
+@renamed_keywords(warmup="warms_up")
 def suggest(
     lrs: Sequence[float],
     losses: Sequence[float],
     rule: str = "edge",
     smooth: float = 0.9,
-    warmup: bool = True,
+    warms_up: bool = True,
 ) -> Suggestion:
     """Apply ``rule`` to a range-test curve of raw ``losses`` at ``lrs``; never raises on bad curves.
 
-    ``warmup``: whether the schedule warms up to the suggested lr (one-cycle, warmup + decay: the default) or
+    ``warms_up``: whether the schedule warms up to the suggested lr (one-cycle, warmup + decay: the default) or
     jumps to it in one step (warm restarts); read by ``edge``, the rule whose divisor depends on it."""
     check_choice("rule", rule, tuple(RULES))
     check_number("smooth", smooth, 0, 1, high_open=True)
@@ -371,7 +387,7 @@ def suggest(
     if why:
         return Suggestion(rule, None, reason=why)
     smoothed = ema(losses, smooth)
-    s = edge(lrs, losses, smoothed, warmup=warmup) if rule == "edge" else RULES[rule](lrs, losses, smoothed)
+    s = edge(lrs, losses, smoothed, warms_up=warms_up) if rule == "edge" else RULES[rule](lrs, losses, smoothed)
     return replace(s, confidence=confidence(lrs, losses, rule)) if s else s
 
 

@@ -41,7 +41,7 @@ class RangeTestSweep(Schedule):
         return self.extended_lr(min(step, self.num_steps - 1))
 
     def extended_lr(self, step: float) -> float:
-        """The lr of step ``step`` with the sweep's spacing, also past ``num_steps - 1``, where :meth:`lr` holds
+        """The lr of step ``step`` with the sweep's spacing, also past ``num_steps - 1``, where ``lr`` holds
         ``max_lr``: a range test that goes on past ``max_lr`` keeps its spacing."""
         anneal = anneal_exp if self.mode == "exponential" else anneal_linear
         return anneal(self.min_lr, self.max_lr, max(step, 0.0) / (self.num_steps - 1))
