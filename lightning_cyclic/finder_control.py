@@ -1,0 +1,145 @@
+"""The range test's decisions, in plain Python: which lr each step takes, when the sweep stops or goes on past
+``max_lr``, how long the short trials run and which of them wins.
+
+:func:`~lightning_cyclic.finder.run_range_test` asks these and does the steps; nothing here knows torch or
+Lightning, so every rule can be tried on a curve written by hand, as :mod:`~lightning_cyclic.suggest`'s are.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from lightning_cyclic.finder_result import RangeTestConfig
+from lightning_cyclic.suggest import EDGE_LEVELS, EMA, read_edge, unreadable
+
+SKIPPED_IN_A_ROW = 25  # a fresh fp16 GradScaler (scale 2**16) is down to 2**-9 after 25 overflows: stop there
+
+
+class SweepControl:
+    """The sweep of one range test, one step at a time.
+
+    The loop takes an optimizer step at :attr:`lr` and reports it: :meth:`skip` where the optimizer did not step
+    (a GradScaler skipped it; that lr is tried again), :meth:`add` with the step's loss otherwise. It stops when
+    ``stop_reason`` is set: the loss became NaN/inf, its smoothed value passed ``diverge`` times its best and
+    its start, the sweep reached ``max_lr``, or too many steps in a row were skipped. A curve that reaches
+    ``max_lr`` before the ``edge`` rule can read it goes on with the same spacing, up to ``extend * max_lr``
+    (``extra_steps`` more), until its loss has climbed back to its start.
+    """
+
+    def __init__(self, config: RangeTestConfig):
+        self.config = config
+        self.lrs: list[float] = []
+        self.losses: list[float] = []
+        self.skipped = 0  # optimizer steps the GradScaler skipped, tried again at the same lr
+        self.extended = False  # the sweep went on past max_lr
+        self.stop_reason = ""
+        self._sweep = config.sweep
+        self._steps = config.num_steps  # where the sweep ends, unless extended
+        self._in_a_row = 0
+        self._smoothed = EMA(config.smooth)
+        self._best = self._first = math.inf
+
+    @property
+    def k(self) -> int:
+        """The step :attr:`lr` belongs to: the number of points of the curve so far."""
+        return len(self.lrs)
+
+    @property
+    def lr(self) -> float:
+        """The lr of the next step."""
+        return self._sweep.extended_lr(self.k)
+
+    def counts(self, loss: float, stepped: bool) -> bool:
+        """Whether a step is a point of the curve: the optimizer stepped, or its loss is NaN/inf (the end)."""
+        return stepped or not math.isfinite(loss)
+
+    def skip(self) -> None:
+        """The optimizer did not step at :attr:`lr`: no point; the same lr comes again, up to ``SKIPPED_IN_A_ROW``
+        times in a row."""
+        self.skipped += 1
+        self._in_a_row += 1
+        if self._in_a_row >= SKIPPED_IN_A_ROW:
+            self.stop_reason = (
+                f"{self._in_a_row} optimizer steps in a row did not step the optimizer at lr {self.lr:.3g} "
+                f"(step {self.k}); a GradScaler skips steps whose gradients overflow"
+            )
+
+    def add(self, loss: float) -> None:
+        """The loss of the step at :attr:`lr`: a point of the curve; then the rules that end or extend the sweep."""
+        config, lr, k = self.config, self.lr, self.k
+        self._in_a_row = 0
+        self.lrs.append(lr)
+        self.losses.append(loss)
+        if not math.isfinite(loss):
+            self.stop_reason = f"the loss became {loss} at lr {lr:.3g} (step {k})"
+            return
+        smoothed = self._smoothed.add(loss)
+        self._best = min(self._best, smoothed)
+        self._first = smoothed if k == 0 else self._first
+        past = ", past max_lr" if self.extended else ""
+        if smoothed > config.diverge * self._best and smoothed > self._first:
+            why = f"the smoothed loss passed {config.diverge:g}x its best and its start"
+            self.stop_reason = f"diverged at lr {lr:.3g} (step {k}{past}): {why}"
+        elif self.extended and edge_complete(self.lrs, self.losses):
+            self.stop_reason = f"the loss climbed back to its start at lr {lr:.3g} (step {k}, past max_lr)"
+        elif self.k == config.num_steps and config.extra_steps and needs_edge(self.lrs, self.losses, config):
+            self._steps, self.extended = self._steps + config.extra_steps, True
+        elif self.k >= self._steps:
+            self.stop_reason = f"reached max_lr after {config.num_steps} steps"
+            if self.extended:
+                self.stop_reason += (
+                    f" before the loss turned back up, went on to lr {lr:.3g} ({self.k - config.num_steps} more "
+                    f"steps, extend={config.extend:g})"
+                )
+
+
+def needs_edge(lrs: list[float], losses: list[float], config: RangeTestConfig) -> bool:
+    """The ``edge`` rule reads nothing off this curve only because the loss has not turned back up yet."""
+    return config.suggestion == "edge" and not unreadable(lrs, losses, config.smooth) and read_edge(lrs, losses) is None
+
+
+def edge_complete(lrs: list[float], losses: list[float]) -> bool:
+    """The loss has climbed back all of the way to its start: every level the ``edge`` rule reads is there."""
+    reading = read_edge(lrs, losses)
+    return reading is not None and reading.levels == len(EDGE_LEVELS)
+
+
+# --- the second signal: short trials around the edge ----------------------------------------------------------
+# Chosen on the range-test corpus (recipes/range_test_corpus, trials.py and analyse_trials.py), leave one task out:
+TRIAL_LADDER = (-2, -1, 0, 1, 2)  # candidates: the edge suggestion times 2 ** j
+TRIAL_SHARE = 0.03  # a trial's length, as a share of the fit's optimizer steps ...
+TRIAL_MIN_STEPS = 30  # ... and at least this many
+TRIAL_BIAS = 2**0.5  # a short run favours a bolder peak than the whole run wants: the pick is divided by this
+
+
+def trial_length(config: RangeTestConfig, total: float) -> int | None:
+    """Optimizer steps of one trial in a fit of ``total`` steps; ``None`` where the fit's length is unknown."""
+    if config.trial_steps is not None:
+        return config.trial_steps
+    if not math.isfinite(total) or total <= 0:
+        return None
+    return max(TRIAL_MIN_STEPS, round(TRIAL_SHARE * total))
+
+
+def trial_peaks(edge: float) -> list[float]:
+    """The peak lr of each trial: the edge suggestion times ``2 ** j`` for ``j`` in ``TRIAL_LADDER``."""
+    return [edge * 2.0**j for j in TRIAL_LADDER]
+
+
+def choose_trial(peaks: list[float], losses: list[float], steps: int, evaluated: str) -> dict[str, Any]:
+    """What the trials at ``peaks`` chose from their ``losses`` (``inf`` for a trial that blew up): the peak of the
+    lowest loss divided by ``TRIAL_BIAS``; where every trial blew up, a quarter of the lowest peak. The record
+    ``extra["trials"]`` holds, with the lr and the reason."""
+    out: dict[str, Any] = {"lrs": peaks, "losses": [x if math.isfinite(x) else None for x in losses]}
+    out.update(steps=steps, evaluated=evaluated)
+    if not any(math.isfinite(x) for x in losses):  # even a quarter of the edge blew up: far below it, not at it
+        reason = f"all {len(losses)} trials of {steps} steps blew up, the lowest at {peaks[0]:.3g}: a quarter of that"
+        return {**out, "lr": peaks[0] / 4, "reason": reason}
+    best = min(range(len(losses)), key=lambda i: (losses[i], i))
+    reason = (
+        f"{len(peaks)} trials of {steps} steps (one-cycle) at the edge x 2^{TRIAL_LADDER[0]}..{TRIAL_LADDER[-1]}: "
+        f"the lowest {evaluated} ({losses[best]:.4g}) at x 2^{TRIAL_LADDER[best]}, divided by {TRIAL_BIAS:.3g} for "
+        "the short horizon"
+    )
+    return {**out, "lr": peaks[best] / TRIAL_BIAS, "reason": reason}

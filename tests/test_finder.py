@@ -1,0 +1,173 @@
+"""The range test's decisions on curves written by hand: the lr of each step, when the sweep stops or goes on
+past max_lr, and the short trials' length and choice. No torch is needed for any of them."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import warnings
+
+import pytest
+
+from lightning_cyclic.finder_control import (
+    SKIPPED_IN_A_ROW,
+    TRIAL_BIAS,
+    TRIAL_MIN_STEPS,
+    SweepControl,
+    choose_trial,
+    trial_length,
+    trial_peaks,
+)
+from lightning_cyclic.finder_result import RangeTestConfig, RangeTestResult
+from lightning_cyclic.shapes import RangeTestSweep
+from lightning_cyclic.suggest import EMA, ema, suggest
+from tests.conftest import ROOT
+from tests.shapes.test_torch_free import BLOCKED
+
+
+def sweep_over(config: RangeTestConfig, curve: list[float]) -> SweepControl:
+    """The control fed ``curve`` one loss a step until it stops (or the curve runs out)."""
+    sweep = SweepControl(config)
+    for loss in curve:
+        if sweep.stop_reason:
+            break
+        sweep.add(loss)
+    return sweep
+
+
+def test_each_step_takes_the_sweeps_lr_and_the_sweep_ends_at_max_lr():
+    config = RangeTestConfig(min_lr=1e-4, max_lr=1.0, num_steps=20, suggestion="valley")
+    sweep = sweep_over(config, [2.0 - 0.01 * k for k in range(50)])
+    assert sweep.lrs == [RangeTestSweep(min_lr=1e-4, max_lr=1.0, num_steps=20).lr(k) for k in range(20)]
+    assert sweep.lrs[-1] == pytest.approx(1.0) and not sweep.extended and sweep.skipped == 0
+    assert sweep.stop_reason == "reached max_lr after 20 steps"  # valley reads a falling curve: nothing to extend
+
+
+def test_config_lr_is_the_sweep_shapes_lr_and_goes_on_past_its_end():
+    config = RangeTestConfig(min_lr=1e-3, max_lr=10.0, num_steps=5)
+    shape = config.sweep
+    assert [config.lr(k) for k in range(5)] == [shape.lr(k) for k in range(5)]  # one formula: equal, not close
+    assert shape.lr(9) == shape.lr(4) == 10.0  # the schedule holds max_lr ...
+    assert config.lr(8) == shape.extended_lr(8) == pytest.approx(1e5)  # ... the range test goes on, a decade a step
+    assert config.lr(-1) == shape.lr(-1) == 1e-3
+
+
+def test_a_nan_loss_is_the_last_point():
+    sweep = sweep_over(RangeTestConfig(num_steps=30), [2.0, 1.9, math.nan, 1.0])
+    assert len(sweep.lrs) == 3 and math.isnan(sweep.losses[-1])
+    assert sweep.stop_reason == f"the loss became nan at lr {sweep.lrs[-1]:.3g} (step 2)"
+
+
+def test_the_sweep_stops_where_the_smoothed_loss_passes_diverge_times_its_best_and_its_start():
+    curve = [2.0 - 0.05 * k for k in range(20)] + [1.0 * 1.5**k for k in range(30)]
+    config = RangeTestConfig(num_steps=100, smooth=0.8, diverge=3.0)
+    smoothed = ema(curve, 0.8)
+    first = next(i for i, x in enumerate(smoothed) if x > 3.0 * min(smoothed[: i + 1]) and x > smoothed[0])
+    sweep = sweep_over(config, curve)
+    assert len(sweep.lrs) == first + 1 and sweep.losses == curve[: first + 1]
+    assert sweep.stop_reason.startswith(f"diverged at lr {sweep.lrs[-1]:.3g} (step {first}): the smoothed loss")
+    assert "passed 3x its best and its start" in sweep.stop_reason
+
+
+def test_a_curve_the_edge_rule_cannot_read_yet_goes_on_past_max_lr_until_it_climbs_back():
+    config = RangeTestConfig(num_steps=40, diverge=1e9)
+    assert config.extra_steps == 9  # 100x max_lr is 9.75 steps on at 39 steps per 8 decades
+    climbs = sweep_over(config, [2.0 - k / 40 for k in range(40)] + [3.0] * 20)
+    assert climbs.extended and len(climbs.lrs) == 42 and climbs.lrs[40:] == [config.lr(40), config.lr(41)]
+    assert climbs.stop_reason == f"the loss climbed back to its start at lr {climbs.lrs[-1]:.3g} (step 41, past max_lr)"
+    falls = sweep_over(config, [2.0 - k / 60 for k in range(60)])
+    assert falls.extended and len(falls.lrs) == 49
+    assert falls.stop_reason == (
+        f"reached max_lr after 40 steps before the loss turned back up, went on to lr {falls.lrs[-1]:.3g} "
+        "(9 more steps, extend=100)"
+    )
+    for stays in (dict(extend=1), dict(suggestion="steepest")):  # no extension asked for, or a rule that reads it
+        sweep = sweep_over(RangeTestConfig(num_steps=40, diverge=1e9, **stays), [2.0 - k / 60 for k in range(60)])
+        assert not sweep.extended and len(sweep.lrs) == 40
+
+
+def test_a_skipped_step_is_no_point_and_the_same_lr_comes_again_up_to_a_limit():
+    sweep = SweepControl(RangeTestConfig(num_steps=50))
+    sweep.add(2.0)
+    lr = sweep.lr
+    assert not sweep.counts(2.0, stepped=False) and sweep.counts(math.inf, stepped=False) and sweep.counts(2.0, True)
+    for _ in range(SKIPPED_IN_A_ROW - 1):
+        sweep.skip()
+    sweep.add(1.9)  # a step that counts starts the count again
+    assert sweep.lrs == [sweep.lrs[0], lr] and sweep.skipped == SKIPPED_IN_A_ROW - 1 and not sweep.stop_reason
+    for _ in range(SKIPPED_IN_A_ROW):
+        sweep.skip()
+    assert sweep.skipped == 2 * SKIPPED_IN_A_ROW - 1 and len(sweep.lrs) == 2
+    assert sweep.stop_reason == (
+        f"{SKIPPED_IN_A_ROW} optimizer steps in a row did not step the optimizer at lr {sweep.lr:.3g} (step 2); "
+        "a GradScaler skips steps whose gradients overflow"
+    )
+
+
+def test_the_running_average_is_the_curves_average():
+    losses = [2.0, 1.5, 3.0, 0.5, 0.25]
+    average = EMA(0.9)
+    assert [average.add(x) for x in losses] == ema(losses, 0.9)
+    assert ema(losses, 0.0) == losses and ema([4.0], 0.9) == [pytest.approx(4.0)]  # debiased from the first value
+
+
+def test_the_trials_length_and_their_choice():
+    assert trial_length(RangeTestConfig(trial_steps=7), 10_000) == 7
+    assert trial_length(RangeTestConfig(), math.inf) is None and trial_length(RangeTestConfig(), -1) is None
+    assert trial_length(RangeTestConfig(), 100) == TRIAL_MIN_STEPS and trial_length(RangeTestConfig(), 10_000) == 300
+    peaks = trial_peaks(0.1)
+    assert peaks == pytest.approx([0.025, 0.05, 0.1, 0.2, 0.4])
+    chosen = choose_trial(peaks, [1.0, 0.5, 0.7, 0.5, math.inf], 30, "validation loss")  # a tie: the lower peak
+    assert chosen["lr"] == pytest.approx(0.05 / TRIAL_BIAS) and chosen["losses"] == [1.0, 0.5, 0.7, 0.5, None]
+    assert chosen["steps"] == 30 and chosen["evaluated"] == "validation loss"
+    assert "the lowest validation loss (0.5) at x 2^-1" in chosen["reason"]
+    blown = choose_trial(peaks, [math.inf] * 5, 30, "validation loss")
+    assert blown["lr"] == pytest.approx(0.025 / 4) and "all 5 trials of 30 steps blew up" in blown["reason"]
+
+
+def test_warmup_the_old_name_of_warms_up_still_works_and_says_so():
+    lrs = [10 ** (-4 + k / 10) for k in range(40)]
+    losses = [2.0 - 0.01 * k if k < 30 else 2.0 + (k - 30) for k in range(40)]
+    result = RangeTestResult(lrs, losses, RangeTestConfig(), suggest(lrs, losses))
+    with pytest.warns(DeprecationWarning, match=r"suggest\(warmup=...\) is deprecated: the argument is now warms_up"):
+        old = suggest(lrs, losses, warmup=False)
+    assert old == suggest(lrs, losses, warms_up=False) != suggest(lrs, losses)
+    with pytest.warns(DeprecationWarning, match=r"RangeTestResult.chosen_for\(warmup=...\)"):
+        assert result.chosen_for(warmup=False) == result.chosen_for(warms_up=False)
+    with pytest.raises(TypeError, match=r"got both warmup=False and warms_up=True; warmup is the old name"):
+        suggest(lrs, losses, warmup=False, warms_up=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result.suggest(warms_up=False)
+
+
+def test_the_names_importable_from_the_finder_module():
+    from lightning_cyclic import finder
+    from lightning_cyclic.finder import _NotMergeable, merge_batches  # noqa: F401
+
+    for name in finder.__all__:
+        assert getattr(finder, name) is not None, name
+    assert finder.RangeTestResult is RangeTestResult and finder.SweepControl is SweepControl
+
+
+USE_THE_CONTROL = """
+from lightning_cyclic.finder_control import SweepControl
+from lightning_cyclic.finder_result import RangeTestConfig, RangeTestResult
+from lightning_cyclic.suggest import suggest
+
+sweep = SweepControl(RangeTestConfig(num_steps=30))
+while not sweep.stop_reason:
+    sweep.add(2.0 - 0.02 * sweep.k if sweep.k < 20 else 1.6 + sweep.k)
+result = RangeTestResult(sweep.lrs, sweep.losses, sweep.config, suggest(sweep.lrs, sweep.losses))
+assert RangeTestResult.from_dict(result.to_dict()).suggestion == result.suggestion and result.suggestion
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "lightning", "numpy")))
+"""
+
+
+def test_the_decisions_and_the_result_need_no_torch_lightning_or_numpy():
+    done = subprocess.run(
+        [sys.executable, "-c", BLOCKED + USE_THE_CONTROL], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "[]"
