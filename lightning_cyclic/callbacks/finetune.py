@@ -13,8 +13,9 @@ phase a one-cycle, the backbone at lower lrs than the head.
 "auto"`` runs it again when the backbone is unfrozen, on the whole model with its new groups: the lr that suits
 the head alone is rarely the one that suits the whole network.
 
-It builds on Lightning's ``BaseFinetuning`` (the freezing, the param groups added mid-fit, their restore on
-resume) and replaces ``BackboneFinetuning`` rather than sitting beside it (both would add the backbone to the
+It is a :class:`~lightning_cyclic.Sequential` of the two one-cycles (the schedule's hooks are that class's own),
+and a Lightning ``BaseFinetuning`` (the freezing, the param groups added mid-fit, their restore on resume). It
+replaces ``BackboneFinetuning`` rather than sitting beside it (both would add the backbone to the
 optimizer): the schedule here is the whole run's, the backbone's lr moves with the head's instead of ramping
 on its own. ``configure_optimizers`` must give the optimizer the trainable parameters only
 (``filter(lambda p: p.requires_grad, self.parameters())``), as for ``BackboneFinetuning``.
@@ -35,12 +36,13 @@ from lightning_cyclic.callbacks.arguments import AUTO
 from lightning_cyclic.callbacks.composed import Sequential
 from lightning_cyclic.callbacks.cycles import OneCycle
 from lightning_cyclic.callbacks.lr_finder import LRFinder
+from lightning_cyclic.callbacks.schedule import ScheduleCallback
 from lightning_cyclic.finder import run_range_test
 from lightning_cyclic.optim import layer_decay_groups
 from lightning_cyclic.shapes._checks import check_number
 
 
-class FineTune(BaseFinetuning):
+class FineTune(Sequential, BaseFinetuning):
     """Freeze the backbone for ``freeze_epochs``, then unfreeze it with discriminative lrs (see the module).
 
     Args:
@@ -85,7 +87,6 @@ class FineTune(BaseFinetuning):
         finder: LRFinder | None = None,
         log: bool = True,
     ) -> None:
-        super().__init__()
         if not isinstance(backbone, str) or not backbone:
             raise ValueError(f"backbone must be the name of the module's backbone attribute, got {backbone!r}")
         check_number("freeze_epochs", freeze_epochs, 1, integer=True)
@@ -99,23 +100,29 @@ class FineTune(BaseFinetuning):
             raise ValueError("max_lr must be a number > 0 or 'auto', got None")
         self.div_factor, self.final_div_factor, self.moms = div_factor, final_div_factor, moms
         self.pct_start, self.frozen_pct_start = pct_start, frozen_pct_start
-        self._cycle(1.0, pct_start), self._cycle(1.0, frozen_pct_start)  # the phases' arguments, checked now
         self.backbone, self.freeze_epochs = backbone, freeze_epochs
         self.max_lr, self.unfrozen_max_lr = max_lr, unfrozen_max_lr
         self.backbone_lr_mult, self.layer_decay = backbone_lr_mult, layer_decay
-        self.train_bn, self.log = train_bn, log
-        self.finder = finder
-        self._fresh()
+        self.train_bn = train_bn
+        # the phases' arguments, checked now; their peaks are known at the start of fit (see _phases)
+        parts = [self._cycle(1.0, frozen_pct_start), self._cycle(1.0, pct_start)]
+        super().__init__(parts, boundaries=[freeze_epochs], interval="epoch", log=log)
+        self.finder = finder  # (the range tests' settings; the phases take numbers)
 
+    @override
     def _fresh(self) -> None:
         """The state of one fit: each ``fit`` starts frozen, with its own range tests, unless it resumes."""
-        self._internal_optimizer_metadata = {}  # BaseFinetuning's: the param groups added in this fit
+        super()._fresh()
+        self._internal_optimizer_metadata: dict[int, Any] = {}  # BaseFinetuning's: the param groups added
         self._restarting = False
         self.lrs: list[float | None] = [None, None]  # the peaks of the two phases, once known
         self.results: list[Any] = [None, None]  # the range tests' results, where they ran
         self.unfrozen = False
-        self._schedule: Sequential | None = None
-        self._pending: dict[str, Any] | None = None  # a checkpoint's schedule state, for the schedule to come
+
+    @property
+    @override
+    def state_key(self) -> str:
+        return type(self).__qualname__  # one FineTune to a Trainer, as BaseFinetuning's key says
 
     # freezing (BaseFinetuning) ------------------------------------------------------------------------
     def _backbone(self, pl_module: pl.LightningModule) -> torch.nn.Module:
@@ -137,16 +144,10 @@ class FineTune(BaseFinetuning):
             )
         return module
 
-    @property
-    def schedule(self) -> Any:
-        """The schedule of the whole run as built now (both phases), or ``None`` before training."""
-        return self._schedule.schedule if self._schedule is not None else None
-
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if stage == "fit":  # a callback's state belongs to one fit: a checkpoint's is loaded after setup
-            self._fresh()
-        super().setup(trainer, pl_module, stage)  # freezes the backbone (of a new fit: not unfrozen)
+        ScheduleCallback.setup(self, trainer, pl_module, stage)  # a new fit's state; a checkpoint's is loaded later
+        BaseFinetuning.setup(self, trainer, pl_module, stage)  # freezes the backbone (of a new fit: not unfrozen)
 
     @override
     def freeze_before_training(self, pl_module: pl.LightningModule) -> None:
@@ -198,18 +199,18 @@ class FineTune(BaseFinetuning):
             log=False,
         )
 
-    def _phases(self) -> Sequential:
-        """The two phases (on a run too short for the second, Sequential leaves it out, with one warning)."""
+    def _phases(self) -> list[ScheduleCallback]:
+        """The two phases at their peaks (on a run too short for the second, Sequential leaves it out, with one
+        warning)."""
         first, second = self.lrs
         if first is None:
             raise RuntimeError("FineTune: phase 1's lr is not known before on_fit_start")
         second = second if second is not None else first / 2  # (until a phase-2 range test says otherwise)
-        parts = [self._cycle(first, self.frozen_pct_start), self._cycle(second, self.pct_start)]
-        return Sequential(parts, boundaries=[self.freeze_epochs], interval="epoch", log=self.log)
+        return [self._cycle(first, self.frozen_pct_start), self._cycle(second, self.pct_start)]
 
     @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        super().on_fit_start(trainer, pl_module)  # a resume puts back the param groups added before
+        BaseFinetuning.on_fit_start(self, trainer, pl_module)  # a resume puts back the param groups added before
         if self.unfrozen:
             self.make_trainable(self._backbone(pl_module))  # (setup froze it again)
         first = self.lrs[0]
@@ -220,60 +221,30 @@ class FineTune(BaseFinetuning):
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._schedule = self._phases()
-        if self._pending is not None:
-            self._schedule.load_state_dict(self._pending)
-            self._pending = None
-        self._schedule.on_train_start(trainer, pl_module)
+        self.parts = self._phases()
+        super().on_train_start(trainer, pl_module)
 
     @override
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         was = self.unfrozen
-        super().on_train_epoch_start(trainer, pl_module)  # finetune_function: unfreeze at freeze_epochs
+        BaseFinetuning.on_train_epoch_start(self, trainer, pl_module)  # finetune_function: unfreeze at freeze_epochs
         if self.unfrozen and not was and self.unfrozen_max_lr == AUTO and self.lrs[1] is None:
             self.lrs[1] = self._range_test(trainer, pl_module, 1)  # the whole model, every group at its ratio
-            self._rebuild(trainer, pl_module)
-
-    def _rebuild(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Phase 2's peak is known now: the schedule again, with the param groups' ratios as they are."""
-        old = self._schedule
-        self._schedule = self._phases()
-        if old is not None:
-            self._schedule.load_state_dict(old.state_dict())
-        self._schedule.on_train_start(trainer, pl_module)
-
-    @override
-    def on_train_batch_start(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
-    ) -> None:
-        if self._schedule is not None:
-            self._schedule.on_train_batch_start(trainer, pl_module, batch, batch_idx)
-
-    @override
-    def on_train_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        if self._schedule is not None:
-            self._schedule.on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-
-    @override
-    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
-        if self._schedule is not None:
-            self._schedule.on_before_optimizer_step(trainer, pl_module, optimizer)
+            self.on_train_start(trainer, pl_module)  # phase 2's peak is known now: the schedule again
 
     # checkpoints ------------------------------------------------------------------------------------
     @override
     def state_dict(self) -> dict[str, Any]:
         return {
-            **super().state_dict(),
+            **BaseFinetuning.state_dict(self),
             "lrs": list(self.lrs),
             "unfrozen": self.unfrozen,
-            "schedule": self._schedule.state_dict() if self._schedule is not None else self._pending,
+            "schedule": super().state_dict(),
         }
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        super().load_state_dict(state_dict)
+        BaseFinetuning.load_state_dict(self, state_dict)
         self.lrs = list(state_dict.get("lrs", [None, None]))
         self.unfrozen = bool(state_dict.get("unfrozen", False))
-        self._pending = state_dict.get("schedule")
+        super().load_state_dict(state_dict.get("schedule") or {})
