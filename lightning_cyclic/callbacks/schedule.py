@@ -7,8 +7,9 @@ closed-form schedule of ``trainer.global_step``. So gradient accumulation,
 give the planned trajectory, and nothing ever raises "tried to step N times":
 past the planned end the schedule holds its final value.
 
-Lengths are given in ``interval`` units ("step" or "epoch"); :meth:`ScheduleCallback.build`
-is the one place where epochs become optimizer steps, from :func:`plan`. Where epochs change length
+Lengths are given in ``interval`` units ("step" or "epoch");
+:meth:`~lightning_cyclic.callbacks.arguments.ScheduleArguments.build` is the one place where epochs become
+optimizer steps, from :func:`plan`. Where epochs change length
 (``reload_dataloaders_every_n_epochs`` with a train dataloader of another length each epoch), a schedule in
 epochs is placed at the epochs completed plus the share of the current epoch done, so its restarts and
 milestones fall on the real epoch boundaries; a schedule in steps is re-planned at each epoch for the steps
@@ -78,9 +79,9 @@ class ScheduleCallback(ScheduleArguments):
     A subclass sets ``schedule_cls`` (a :class:`~lightning_cyclic.shapes.Schedule`, whose fields declare the
     arguments once) and passes the arguments to ``__init__``; this class checks them at once against that
     declaration ("auto" ones once the range test has filled them), reads off it which arguments are lengths
-    (converted from epochs here, in :meth:`build`) and which may be "auto", builds the schedule once per fit at
-    ``on_train_start`` from :func:`plan` and writes it before every optimizer step (:meth:`_next`, the one place
-    that decides the lr).
+    (converted from epochs in :meth:`~lightning_cyclic.callbacks.arguments.ScheduleArguments.build`) and which
+    may be "auto", builds the schedule once per fit at ``on_train_start`` from :func:`plan` and writes it before
+    every optimizer step (``_next``, the one place that decides the lr).
 
     Logging: ``lr`` and ``momentum`` (the schedule's values, i.e. those of the group with the
     largest lr) go straight to ``trainer.loggers`` at Lightning's ``log_every_n_steps``, at the same
