@@ -10,7 +10,7 @@ TORCH ?= torch==2.13.0
 # everything is there): a stamp per interpreter and torch build
 STAMP := .make/installed-$(subst /,_,$(PYTHON))-$(subst =,_,$(TORCH))
 
-.PHONY: install data train test test-all test-lightning-oldest test-extras test-wheel lint typecheck docs preview
+.PHONY: install data train test test-all test-lightning-oldest test-extras test-wheel lint typecheck docs preview generate
 
 install: $(STAMP)
 
@@ -37,6 +37,10 @@ train: install
 lint: install
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
+
+# the schedule callbacks' signatures and Args, written from their shapes' fields (a test fails when they are stale)
+generate: install
+	$(PYTHON) -m lightning_cyclic.callbacks.generate
 
 # the package's types, as pyproject.toml's [tool.mypy] configures them
 typecheck: install
