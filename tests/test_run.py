@@ -477,3 +477,40 @@ def test_every_number_and_choice_of_every_group_refuses_a_wrong_value_naming_the
         train(make_cfg(*chosen, *extra, f"{key}={value}", "progress_bar=none", "trainer.max_steps=1"))
     message = str(caught.value)
     assert name in message and value in message and "\n" not in message, message
+
+
+# --- a model of one's own: the callbacks monitor what it logs ------------------------------------------
+
+
+from lightning_cyclic.models import Classifier  # noqa: E402
+
+
+class LogsItsOwnMetric(Classifier):
+    """A reader's own model (the app's, with one more metric): it also logs the validation error rate."""
+
+    def validation_step(self, batch, batch_idx):
+        super().validation_step(batch, batch_idx)
+        x, y = batch
+        self.log("val/err", (self(x).argmax(-1) != y).float().mean())
+
+
+OWN_MODEL = "model._target_=tests.test_run.LogsItsOwnMetric"
+
+
+def test_callbacks_monitor_a_metric_that_only_the_users_own_model_logs(make_cfg):
+    from lightning_cyclic.run import ConfigError
+
+    on_err = ["callbacks.best_snapshot.monitor=val/err", "callbacks.best_snapshot.mode=min",
+              "callbacks.model_checkpoint.monitor=val/err", "callbacks.model_checkpoint.mode=min"]  # fmt: skip
+    metrics, objects = train(make_cfg(OWN_MODEL, *on_err, "trainer.max_epochs=3", "progress_bar=none"))
+    best = objects["best"]
+    assert best.monitor == "val/err" and best.restored and 0 <= best.best_score < 0.5
+    assert metrics["val/err"] == pytest.approx(best.best_score)  # validated again after the restore
+    with pytest.raises(ConfigError, match=r"best_snapshot.monitor='val/err' is not a metric the model \(Classifier\)"):
+        train(make_cfg(*on_err, "trainer.max_epochs=1", "progress_bar=none"))  # the app's own model logs no val/err
+
+
+def test_a_metric_the_users_own_model_does_not_log_is_named_at_fit_time_with_those_it_does(make_cfg):
+    with pytest.raises(RuntimeError, match=r"BestSnapshot\(monitor='val/nothing'\) found no such metric; .*val/err"):
+        train(make_cfg(OWN_MODEL, "callbacks.best_snapshot.monitor=val/nothing", "trainer.max_epochs=1",
+                       "progress_bar=none"))  # fmt: skip
