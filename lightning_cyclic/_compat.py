@@ -283,3 +283,17 @@ def set_metric_counters(metric: Any, counters: dict[str, Any]) -> None:
     """Put back what :func:`metric_counters` read (the same two private attributes)."""
     for name, value in counters.items():
         setattr(metric, name, value)
+
+
+# --- Hydra --------------------------------------------------------------------------------------------
+
+
+def hydra_job_error(job_return: Any) -> BaseException:
+    """The exception a failed Hydra job raised, as a callback's ``on_job_end`` receives it.
+
+    Private: ``JobReturn._return_value``. The public ``return_value`` re-raises it after writing "Error executing
+    job" to stderr, which Hydra's sweeper does once itself for each failed job; Hydra's own job-logging callback
+    reads the private field too.
+    """
+    error: BaseException = job_return._return_value
+    return error

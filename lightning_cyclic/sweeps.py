@@ -211,15 +211,10 @@ class Leaderboard(HydraCallback):
 
         folder = Path(config.hydra.runtime.output_dir)
         if job_return.status == JobStatus.FAILED and not (folder / RESULT).exists():
-            error = job_return._return_value  # the exception Hydra caught (job_return.return_value re-raises it)
-            write_result(
-                folder,
-                self.metric,
-                {},
-                list(config.hydra.overrides.task),
-                status="failed",
-                reason=failure_reason(error),
-            )
+            from lightning_cyclic._compat import hydra_job_error
+
+            reason = failure_reason(hydra_job_error(job_return))
+            write_result(folder, self.metric, {}, list(config.hydra.overrides.task), status="failed", reason=reason)
         sweep_dir = Path(config.hydra.sweep.dir)
         if sweep_dir.exists():
             write_leaderboard(sweep_dir, self.metric, self.mode)
