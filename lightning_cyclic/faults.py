@@ -2,7 +2,7 @@
 
 - :class:`SaveOnInterrupt` writes ``last.ckpt`` (the latest state) on SIGTERM or Ctrl-C, before the other
   callbacks react; :func:`fit` reports a SIGTERM and where to resume from; the app then exits with
-  :data:`TERMINATED`, as cluster schedulers expect of a preempted job.
+  ``TERMINATED`` (143), as cluster schedulers expect of a preempted job.
 - :func:`checkpoint_to_resume` is ``ckpt_path`` as a local file, read once before anything trains;
   ``ckpt_path=last`` is the newest ``last.ckpt`` of an earlier run of the same config.
 - :func:`ddp_children_join_this_job`: in a multirun, the DDP ranks Lightning starts run this job, in its folder.
@@ -67,8 +67,8 @@ class SaveOnInterrupt(Callback):
 def fit(trainer: pl.Trainer, model: Any, datamodule: Any, ckpt_path: str | None, saver: SaveOnInterrupt) -> str:
     """``trainer.fit``; returns ``""``, or what a SIGTERM stopped and where the run resumes from.
 
-    Lightning stops at the next batch and raises its ``SIGTERMException`` (a ``SystemExit`` with code 0); the app
-    reports it and exits with :data:`TERMINATED` itself.
+    On SIGTERM, ``Preemption`` stops every rank at the same batch and ``fit`` raises a ``SIGTERMException`` (a
+    ``SystemExit``); the app reports it, then exits with ``TERMINATED`` (143).
     """
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)

@@ -4,7 +4,7 @@
 object once, in order (data, optimizer, model, schedule and its range test, callbacks, loggers), each inside
 :func:`~lightning_cyclic.validate.config_errors`, so the builds are the config's validation; then the Trainer
 with all of them; then it fits and reports. The faults (a SIGTERM, a resume, the DDP ranks of a sweep's job) are
-handled in :mod:`lightning_cyclic.faults`, the summary and the curves drawn in :mod:`lightning_cyclic.report`.
+handled in :mod:`lightning_cyclic.faults`, the summary and the curves drawn in ``lightning_cyclic.report``.
 """
 
 from __future__ import annotations
