@@ -23,7 +23,6 @@ from lightning_cyclic.callbacks import (
     BestSnapshot,
     FineTune,
     Guard,
-    LRFinder,
     PlateauDecay,
     ScheduleCallback,
     SnapshotEnsemble,
@@ -138,25 +137,10 @@ def summary(
         )
     if ensemble is not None and ensemble.metrics:
         lines.append(f"  snapshot ensemble of {len(ensemble.snapshots)}: val/acc = {ensemble.metrics['val_acc']:.4f}")
-    if isinstance(schedule, PlateauDecay):
-        base, now, cuts = schedule.base_lr(), schedule.lead_lr(), schedule.cuts
-        at = f" (after epochs {', '.join(str(c[0]) for c in cuts)})" if cuts else ""
-        lines.append(f"  schedule: PlateauDecay on {schedule.monitor}, lr {number(base)} -> {number(now)}, "
-                     f"{len(cuts)} cut{'' if len(cuts) == 1 else 's'}{at}")  # fmt: skip
-    elif isinstance(schedule, FineTune):
-        first, second = schedule.lrs
-        share = f"layers x{schedule.layer_decay:g} each" if schedule.layer_decay else f"x{schedule.backbone_lr_mult:g}"
-        lines.append(f"  schedule: FineTune, {schedule.backbone} frozen for {schedule.freeze_epochs} epoch(s) at peak "
-                     f"{number(first)}, then peak {number(second)}, the backbone at {share} of the head")  # fmt: skip
-    elif schedule is not None:
-        used = ", ".join(f"{k}={v:.4g}" for k, v in (schedule.resolved or {}).items())
-        given = ", ".join(f"{k}={number(schedule.params[k])}" for k in ("base_lr", "max_lr") if k in schedule.params)
-        finder = next((cb for cb in _compat.trainer_callbacks(trainer) if isinstance(cb, LRFinder)), None)
-        trials = ((finder.result.extra.get("trials") or {}) if finder and finder.result else {}).get("lr")
-        how = "the LR range test and its short trials" if trials is not None else "the LR range test"
-        lr = f"{used} (found by {how})" if used else given
-        lines.append(f"  schedule: {type(schedule).__name__}, {lr}")
-        peak = {**schedule.params, **(schedule.resolved or {})}.get("max_lr")
+    if schedule is not None:
+        lines.append(f"  schedule: {schedule.describe(trainer)}")
+        params = getattr(schedule, "params", {})
+        peak = {**params, **(getattr(schedule, "resolved", None) or {})}.get("max_lr")
         mult = dict(getattr(model, "lr_mult", None) or {})
         if mult and isinstance(peak, (int, float)):
             lines.append(f"  lr per param group (model.lr_mult), at the peak: {_group_peaks(model, mult, peak)}")

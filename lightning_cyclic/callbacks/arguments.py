@@ -22,6 +22,7 @@ from lightning_cyclic.shapes import Schedule
 from lightning_cyclic.shapes._checks import check_choice, check_number
 
 AUTO = "auto"
+LRS = ("base_lr", "max_lr")  # the lrs a run's summary names
 
 
 class ScheduleArguments(Callback):
@@ -170,6 +171,18 @@ class ScheduleArguments(Callback):
                 f"{type(self).__name__}: a new fit: the LR range test runs again (the last fit's {found} is not reused)"
             )
         self._resolve_auto(trainer, pl_module)
+
+    def describe(self, trainer: pl.Trainer) -> str:
+        """One line for a run's summary: the callback and its lr, found by the range test or given."""
+        name = type(self).__name__
+        if not self.resolved:
+            given = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.params.items() if k in LRS]
+            return ", ".join([name, *given])
+        used = ", ".join(f"{k}={v:.4g}" for k, v in self.resolved.items())
+        finder = self.finder or next((c for c in _compat.trainer_callbacks(trainer) if isinstance(c, LRFinder)), None)
+        result = finder.result if finder is not None else None
+        trials = result is not None and (result.extra.get("trials") or {}).get("lr") is not None
+        return f"{name}, {used} (found by the LR range test{' and its short trials' if trials else ''})"
 
     @property
     def state_key(self) -> str:

@@ -232,6 +232,16 @@ class FineTune(Sequential, BaseFinetuning):
             self.lrs[1] = self._range_test(trainer, pl_module, 1)  # the whole model, every group at its ratio
             self.on_train_start(trainer, pl_module)  # phase 2's peak is known now: the schedule again
 
+    @override
+    def describe(self, trainer: pl.Trainer) -> str:
+        """One line for a run's summary: the frozen phase, the two peaks, the backbone's share."""
+        first, second = (f"{v:.4g}" if isinstance(v, float) else str(v) for v in self.lrs)
+        share = f"layers x{self.layer_decay:g} each" if self.layer_decay else f"x{self.backbone_lr_mult:g}"
+        return (
+            f"FineTune, {self.backbone} frozen for {self.freeze_epochs} epoch(s) at peak {first}, then peak {second}, "
+            f"the backbone at {share} of the head"
+        )
+
     # checkpoints ------------------------------------------------------------------------------------
     @override
     def state_dict(self) -> dict[str, Any]:

@@ -162,6 +162,13 @@ class PlateauDecay(BestSnapshot):
             return None
         return max(self._group_lr(base) for base in self._base[0])
 
+    def describe(self, trainer: pl.Trainer) -> str:
+        """One line for a run's summary: the monitor, the lr before and now, and the cuts."""
+        base, now, cuts = self.base_lr(), self.lead_lr(), self.cuts
+        at = f" (after epochs {', '.join(str(c[0]) for c in cuts)})" if cuts else ""
+        lrs = " -> ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in (base, now))
+        return f"PlateauDecay on {self.monitor}, lr {lrs}, {len(cuts)} cut{'' if len(cuts) == 1 else 's'}{at}"
+
     def _group_lr(self, base: float, step: float | None = None) -> float:
         lr = max(base * self.factor ** len(self.cuts), self.min_lr)
         if step is not None and step < self._warmup_steps:
