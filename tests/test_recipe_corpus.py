@@ -267,3 +267,30 @@ def test_cost_inside_the_fit_quick_run_times_the_range_test(tmp_path):
     assert auto["finder_steps"] > 10 and auto["lr"] > 0
     table = (tmp_path / "cost.md").read_text()
     assert "| digits-mlp-adamw-long | " in table and "not measured (--quick" in table
+
+
+def test_spot_checks_quick_run_journals_each_job_and_resumes(tmp_path):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, str(FOLDER / "spot_checks.py"), "--quick", "--journal", str(tmp_path / "j.jsonl")]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = [json.loads(line) for line in (tmp_path / "j.jsonl").read_text().splitlines()]
+    assert [(r["check"], r["method"]) for r in records] == [
+        *[("mnist1d-cnn", m) for m in ("auto", "auto-curve", "constant-0.01", "constant-0.03", "constant-0.1")],
+        ("digits-noval", "auto"),
+        ("digits-val", "auto"),
+    ]
+    assert not any("error" in r for r in records)
+    by = {(r["check"], r["method"]): r for r in records}
+    auto, curve = by["mnist1d-cnn", "auto"], by["mnist1d-cnn", "auto-curve"]
+    assert auto["trials"]["lr"] == auto["max_lr"] == auto["chosen_lr"] > 0 and curve["trials"] is None
+    assert curve["max_lr"] == curve["curve_lr"] == auto["curve_lr"]  # the same seed: the same range test
+    for check in ("digits-noval", "digits-val"):  # stopped once auto has its lr, in a fit planned for 1 epoch
+        r = by[check, "auto"]
+        assert r["steps"] == 0 and r["planned_steps"] == 45 and r["max_lr"] == r["chosen_lr"] > 0
+    assert "| `auto` (range test + short trials, the default) |" in done.stdout
+    assert "| digits-val | yes |" in done.stdout
+    checks = _module("spot_checks")  # started again on that journal, it would run nothing
+    jobs = checks.plan(quick=True)
+    assert len(jobs) == 7 and checks.pending(jobs, checks.read_journal(tmp_path / "j.jsonl")) == []
+    assert checks.pending(jobs, {}) == jobs
