@@ -174,3 +174,11 @@ def test_a_run_no_longer_than_the_frozen_phase_trains_the_head_alone_and_says_so
     assert all(torch.equal(a, b) for a, b in zip(start, at.by_epoch[0])) and not callback.unfrozen
     phase1 = OneCycleSchedule(max_lr=0.1, total_steps=8, pct_start=0.99, div_factor=5, final_div_factor=1e4)
     assert [lrs for _, lrs in module.seen] == [[pytest.approx(phase1.lr(k))] for k in range(8)]
+
+
+def test_it_describes_its_phases_for_a_runs_summary(tmp_path):
+    callback = FineTune(max_lr=0.1, unfrozen_max_lr=0.05, freeze_epochs=1, backbone_lr_mult=0.1)
+    trainer = tiny_trainer(tmp_path, [callback], max_epochs=2)
+    trainer.fit(WithBackbone(), tiny_loader())
+    expected = "FineTune, backbone frozen for 1 epoch(s) at peak 0.1, then peak 0.05, the backbone at x0.1 of the head"
+    assert callback.describe(trainer) == expected

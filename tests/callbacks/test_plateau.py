@@ -61,6 +61,7 @@ def test_restore_best_puts_the_best_weights_back_before_each_cut_and_at_the_end(
     assert seen.lrs[4] == pytest.approx(0.05) and seen.lrs[7] == pytest.approx(0.025)
     assert callback.best_epoch == 4 and trainer.current_epoch == 8
     assert_weights(module, weights.by_epoch[4])  # the best, put back at the end of fit
+    assert callback.describe(trainer) == "PlateauDecay on score, lr 0.1 -> 0.025, 2 cuts (after epochs 3, 6)"
 
 
 def test_restore_best_continues_from_the_best_point(tmp_path):

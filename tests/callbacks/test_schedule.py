@@ -12,7 +12,7 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelChec
 from lightning.pytorch.loggers import CSVLogger
 from torch.optim import lr_scheduler as L
 
-from lightning_cyclic import Cyclical, OneCycle, ScheduleLR, WarmRestarts, WarmupDecay
+from lightning_cyclic import Cyclical, LRFinder, OneCycle, ScheduleLR, WarmRestarts, WarmupDecay
 from lightning_cyclic.shapes import OneCycleSchedule
 from tests.helpers import TinyModule, tiny_loader, tiny_trainer
 
@@ -268,3 +268,19 @@ def test_a_warmup_shorter_than_the_run_and_open_ended_decays_are_left_as_given(t
         assert s.schedule.warmup == 15
         fit(tmp_path / "b", [s := WarmupDecay(max_lr=0.2, warmup=40, decay="inverse_sqrt")], max_epochs=2)
         assert s.schedule.warmup == 40  # nothing to decay towards: a long warmup is the user's choice
+
+
+def test_a_schedule_describes_itself_for_a_runs_summary(tmp_path):
+    given = OneCycle(max_lr=0.1)
+    tiny_trainer(tmp_path, [given], max_epochs=1).fit(TinyModule(), tiny_loader())
+    assert given.describe(given_trainer := tiny_trainer(tmp_path)) == "OneCycle, max_lr=0.1"
+    found = OneCycle(max_lr="auto")
+    trainer = tiny_trainer(tmp_path, [found], max_epochs=2)
+    trainer.fit(TinyModule(), tiny_loader(n=256, learnable=True))
+    line = found.describe(trainer)
+    assert line == f"OneCycle, max_lr={found.resolved['max_lr']:.4g} (found by the LR range test and its short trials)"
+    curve_alone = OneCycle(max_lr="auto", finder=LRFinder(trials=False, verbose=False))
+    trainer = tiny_trainer(tmp_path, [curve_alone], max_epochs=2)
+    trainer.fit(TinyModule(), tiny_loader(n=256, learnable=True))
+    assert curve_alone.describe(trainer).endswith("(found by the LR range test)")
+    assert Cyclical(base_lr=0.01, max_lr=0.1).describe(given_trainer) == "Cyclical, base_lr=0.01, max_lr=0.1"
