@@ -26,9 +26,6 @@ def pyplot() -> Any:
     return plt
 
 
-_pyplot = pyplot  # the recipes' name for it
-
-
 def schedule_curve(schedule: Any, total_steps: int, steps_per_epoch: int = 1) -> tuple[list, list, list]:
     """``(steps, lrs, momentums)`` of a schedule or schedule callback over ``total_steps`` steps."""
     if not isinstance(schedule, Schedule):

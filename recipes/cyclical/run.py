@@ -75,9 +75,9 @@ def report(runs, datasets) -> str:
 
 def plot(path: Path, steps_per_epoch: int = 23, epochs: int = 10):
     from lightning_cyclic import Cyclical, plot_schedule
-    from lightning_cyclic.plot import _pyplot
+    from lightning_cyclic.plot import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
     for ax, (mode, gamma) in zip(axes, MODES.items()):
         cb = Cyclical(base_lr=0.01, max_lr=0.2, step_size_up=2, mode=mode, gamma=gamma, interval="epoch")

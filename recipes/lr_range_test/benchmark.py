@@ -116,10 +116,10 @@ def report(runs, datasets) -> str:
 
 def plot_curves(runs, datasets, path: Path):
     from lightning_cyclic.finder import RangeTestConfig, RangeTestResult
-    from lightning_cyclic.plot import _pyplot
+    from lightning_cyclic.plot import pyplot
     from lightning_cyclic.suggest import suggest
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 3.8), squeeze=False)
     for ax, dataset in zip(axes[0], datasets):
         rows = [r for r in runs if r["dataset"] == dataset]

@@ -208,9 +208,9 @@ def _panel(ax, series: list, zoom: list[str], inset_at: list[float], ylabel: str
 
 
 def plot(path: Path, runs: list[dict], rows: list[dict], best_lr: float):
-    from lightning_cyclic.plot import _pyplot
+    from lightning_cyclic.plot import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     losses, accs = [], []
     for row in rows:
         config = row["config"]

@@ -118,9 +118,9 @@ def report(runs, datasets, names) -> str:
 def plot(runs, datasets, names, path: Path):
     """Per dataset: best accuracy per optimizer and arm (mean and sd of the seeds as a point with error bars:
     the axis does not start at zero, so no bars), then each optimizer's curves."""
-    from lightning_cyclic.plot import _pyplot
+    from lightning_cyclic.plot import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
     arms = {"constant": ("tab:gray", "--", "constant lr (default)"), "onecycle": ("tab:orange", "-", "one-cycle")}

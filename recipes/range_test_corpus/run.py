@@ -1245,9 +1245,9 @@ def fmt_constants(c) -> str:
 
 def plot(results: dict, derived: dict, path: Path):
     """Regret per task (rows) for every finder (markers), symlog x axis from 0, targets dashed."""
-    from lightning_cyclic.plot import _pyplot
+    from lightning_cyclic.plot import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     tasks = results["tasks"]
     rows = derived["finders"]
     fig, ax = plt.subplots(figsize=(13, max(5.0, 1.2 + 0.7 * len(tasks))))

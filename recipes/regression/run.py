@@ -122,9 +122,9 @@ def best_grid_lr(runs) -> str:
 
 def plot(runs, path: Path):
     """Validation RMSE per epoch of the three strategies, mean over the seeds with their range."""
-    from lightning_cyclic.plot import _pyplot
+    from lightning_cyclic.plot import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     best_lr = best_grid_lr(runs)
     series = {
         "Adam, lr 1e-3": [r["adam"]["curve"] for r in runs],

@@ -15,7 +15,7 @@ from lightning_cyclic import (
     WarmupStableDecay,
     plot_schedule,
 )
-from lightning_cyclic.plot import _pyplot
+from lightning_cyclic.plot import pyplot
 from lightning_cyclic.shapes import LambdaSchedule
 
 EPOCHS, STEPS_PER_EPOCH = 10, 50
@@ -60,7 +60,7 @@ OUT = Path(__file__).resolve().parents[2] / "docs" / "schedules.png"
 
 def draw(path: Path = OUT):
     """Every schedule of ``SCHEDULES`` in one figure, saved at ``path``; returns the figure."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = (len(SCHEDULES) + 1) // 2
     fig, axes = plt.subplots(rows, 2, figsize=(11, 2.75 * rows))
     for ax, (title, callback) in zip(axes.flat, SCHEDULES.items()):

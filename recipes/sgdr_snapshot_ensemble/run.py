@@ -115,9 +115,9 @@ def report(runs, datasets) -> str:
 
 
 def plot(run, path: Path):
-    from lightning_cyclic.plot import _pyplot
+    from lightning_cyclic.plot import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     s = run["sgdr"]
     fig, ax = plt.subplots(figsize=(8, 3.6))
     ax.plot(range(len(s["lrs"])), s["lrs"], color="tab:blue", label="lr (SGDR)")

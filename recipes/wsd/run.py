@@ -132,9 +132,9 @@ def extension_table(runs) -> str:
 
 
 def plot(runs, path: Path):
-    from lightning_cyclic.plot import _pyplot
+    from lightning_cyclic.plot import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     ext = [r for r in runs if r["part"] == "extension"]
     datasets = list(dict.fromkeys(r["dataset"] for r in ext))
     fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 3.8), squeeze=False)
