@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import math
 import statistics
+from collections import deque
 from typing import Any, ClassVar
 
 import lightning.pytorch as pl
@@ -29,9 +30,7 @@ from typing_extensions import override
 
 from lightning_cyclic import _compat
 from lightning_cyclic._compat import Callback
-from lightning_cyclic.callbacks.best import cpu_state
 from lightning_cyclic.shapes._checks import check_choice, check_number
-from lightning_cyclic.snapshot import to_cpu
 
 # a snapshot becomes the good one only if its loss is at most this many times the good one's: a run that has
 # drifted up since (the weights damaged by a jump the rules did not call a blow-up) is not where to roll back to
@@ -39,20 +38,69 @@ WORSE = 1.5
 # a rise that stays counts only above this share of the run's first losses: a loss that doubles from 0.05 to 0.1
 # (a cross-entropy that started at 2.3) is the noise of a nearly fitted model, not a blow-up
 FLOOR = 0.1
+_LOWEST = -math.inf
+_SHARED = frozenset((int, float, bool, str, type(None)))  # values a snapshot may share: none changes in place
+
+
+def _copy(value: Any, into: Any, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> Any:
+    """A copy of ``value`` with every tensor on the CPU: a tensor of ``into`` (an earlier copy of the same structure)
+    of the same shape and dtype is reused, its copy listed in ``pairs`` (to copy all at once); others are new."""
+    kind = type(value)
+    if kind in _SHARED:
+        return value
+    if isinstance(value, torch.Tensor):
+        if (
+            type(into) is torch.Tensor
+            and (kind is torch.Tensor or kind is torch.nn.Parameter)  # (not a subclass: a sharded tensor)
+            and into.shape == value.shape
+            and into.dtype == value.dtype
+            and value.layout == into.layout == torch.strided
+        ):
+            pairs.append((into, value))
+            return into
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        old = into if isinstance(into, dict) else {}
+        return {k: v if type(v) in _SHARED else _copy(v, old.get(k), pairs) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        olds = into if type(into) is kind and len(into) == len(value) else (None,) * len(value)
+        items = [v if type(v) in _SHARED else _copy(v, o, pairs) for v, o in zip(value, olds)]
+        return items if kind is list else tuple(items)
+    return copy.deepcopy(value)
 
 
 class _Good:
     """What a rollback puts back: the weights, every optimizer's state, the precision plugin's (a GradScaler's)
-    state, and the loss history as it was, all copied to the CPU."""
+    state, and the loss history as it was, all copied to the CPU (into the memory of ``reuse``, a snapshot no
+    longer needed, where it fits)."""
 
-    def __init__(self, trainer: pl.Trainer, pl_module: pl.LightningModule, history: list[float], patience: int) -> None:
+    weights: dict[str, torch.Tensor]
+    optimizers: list[dict[str, Any]]
+    precision: dict[str, Any]
+
+    @torch.no_grad()
+    def __init__(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        history: deque[float],
+        patience: int,
+        reuse: _Good | None = None,
+    ) -> None:
         self.step = trainer.global_step
-        self.weights = cpu_state(pl_module)
-        self.optimizers = [to_cpu(opt.state_dict()) for opt in trainer.optimizers]
-        self.precision = to_cpu(trainer.precision_plugin.state_dict())
+        pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        old = reuse.optimizers if reuse is not None else []
+        self.weights = _copy(pl_module.state_dict(), reuse and reuse.weights, pairs)
+        self.optimizers = [
+            _copy(opt.state_dict(), old[i] if i < len(old) else None, pairs) for i, opt in enumerate(trainer.optimizers)
+        ]
+        self.precision = _copy(trainer.precision_plugin.state_dict(), reuse and reuse.precision, pairs)
+        if pairs:
+            intos, values = zip(*pairs)
+            torch._foreach_copy_(intos, values)
         self.history = list(history)
         # the loss where it was taken (the median of the last ``patience`` steps; None before there are any)
-        self.level = statistics.median(history[-patience:]) if history else None
+        self.level = statistics.median(self.history[-patience:]) if history else None
 
     def no_worse_than(self, other: _Good) -> bool:
         """Whether this snapshot's loss is at most ``WORSE`` times the other's (it may replace it as the good one)."""
@@ -157,13 +205,17 @@ class Guard(Callback):
         self.rollbacks = 0
         self.events: list[dict[str, Any]] = []
         self.gave_up = False
-        self.history: list[float] = []  # the training loss of each optimizer step (the last window + patience)
+        # the training loss of each optimizer step (the last window + patience)
+        self.history: deque[float] = deque(maxlen=self.window + self.patience)
         self._level: float | None = None  # the median of history[:-patience], refreshed every patience steps
         self._level_due = 0
         self._initial = 0.0  # the median of the first ``patience`` losses of the run
+        self._calm = -math.inf  # a loss up to this cannot be a rise (-inf: the level is not known yet)
         self._skip_left = 0
         self._good: _Good | None = None
         self._pending: _Good | None = None
+        self._spare: _Good | None = None  # a snapshot no longer needed, whose memory the next one reuses
+        self._reduce = False  # whether the loss is averaged over ranks
         self._loss: torch.Tensor | None = None  # this step's loss so far (micro-batches add up)
         self._verdict: str | None = None  # this step's: None (not read yet), "" (healthy) or the reason
         self._verdict_step = 0  # the optimizer step it is about
@@ -221,22 +273,43 @@ class Guard(Callback):
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._trainer = trainer
+        self._reduce = trainer.world_size > 1
         self._release()
         if self.lr_scale != 1.0:  # a resumed run that was scaled (else the hooks come with the first rollback)
             self._hook(trainer)
         self._good = _Good(trainer, pl_module, self.history, self.patience)  # the start (or the resume point) is good
-        self._pending = None
+        self._pending = self._spare = None
         self._log(trainer)
 
+    # the three hooks below run at every step: they do as little as they can (their cost: recipes/guard)
     @override
     def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor) -> None:
-        loss = loss.detach()
-        self._loss = loss if self._loss is None else self._loss + loss
+        # kept as it is until the step reads it (its graph is freed by the backward); micro-batches add up detached
+        self._loss = loss if self._loss is None else self._loss.detach() + loss.detach()
 
     @override
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
         if self._verdict is None:  # once per batch, however many optimizers step in it
-            self._verdict, self._verdict_step = self._read(trainer), trainer.global_step
+            # this step's loss (the mean over ranks): ``""`` if healthy, else why it is a blow-up
+            loss, self._loss, verdict = self._loss, None, ""
+            if loss is not None:  # (None: a training_step that returned None, nothing to read)
+                if self._reduce:
+                    loss = trainer.strategy.reduce(loss.detach().float(), reduce_op="mean")
+                value = loss.tolist()  # (a Python float, read faster than float(loss))
+                if type(value) is not float:
+                    value = float(loss)
+                history = self.history
+                # most steps: finite, no jump over the last loss, and below the level's bar
+                if _LOWEST < value <= self._calm and value <= self.spike * history[-1]:
+                    history.append(value)
+                    self._level_due -= 1
+                    if self._level_due <= 0:
+                        verdict = self._refresh(value)
+                else:
+                    verdict = self._judge(value)
+            self._verdict = verdict
+            if verdict:
+                self._verdict_step = trainer.global_step
         if self._verdict or self._skip_left:
             optimizer.zero_grad(set_to_none=True)  # no update: a parameter without a gradient is left as it is
 
@@ -253,18 +326,21 @@ class Guard(Callback):
         if self._skip_left:
             self._skip_left -= 1
             return
-        step = trainer.global_step
-        if step % self.every == 0:
+        if trainer.global_step % self.every == 0:
             pending, good = self._pending, self._good
-            # ``every`` healthy steps have passed since it was taken, and it is no worse than the good one
-            if pending is not None and (good is None or pending.no_worse_than(good)):
-                self._good = pending
-            self._pending = _Good(trainer, pl_module, self.history, self.patience)
+            if pending is not None:
+                # ``every`` healthy steps have passed since it was taken, and it is no worse than the good one
+                if good is None or pending.no_worse_than(good):
+                    self._good, self._spare = pending, good
+                else:
+                    self._spare = pending
+            self._pending = _Good(trainer, pl_module, self.history, self.patience, self._spare)
+            self._spare = None
 
     @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._release()
-        self._good = self._pending = None  # the memory goes with the fit
+        self._good = self._pending = self._spare = None  # the memory goes with the fit
         self._trainer = None
 
     @override
@@ -272,23 +348,16 @@ class Guard(Callback):
         self._release()
 
     # --- deciding --------------------------------------------------------------------------------
-    def _read(self, trainer: pl.Trainer) -> str:
-        """This step's loss (the mean over ranks), recorded; ``""`` if healthy, else why it is a blow-up."""
-        loss, self._loss = self._loss, None
-        if loss is None:  # a training_step that returned None: nothing to read
-            return ""
-        if trainer.world_size > 1:
-            loss = trainer.strategy.reduce(loss.float(), reduce_op="mean")
-        value = float(loss)
+    def _judge(self, value: float) -> str:
+        """The rules in full, for a step that the quick test in ``on_before_optimizer_step`` could not clear:
+        ``""`` if healthy, else why it is a blow-up."""
         if not math.isfinite(value):
             return f"the training loss is {value}"
-        # Every step pays for a comparison or two; the medians and the maximum are taken only when the loss is
-        # high enough for them to matter (the level is refreshed every ``patience`` steps)
-        history = self.history
-        last = history[-1] if history else math.inf
-        history.append(value)
-        if len(history) > self.window + self.patience:
-            del history[0]
+        # the medians and the maximum are taken only when the loss is high enough for them to matter (the level
+        # is refreshed every ``patience`` steps)
+        last = self.history[-1] if self.history else math.inf
+        self.history.append(value)
+        history = list(self.history)
         if value > self.spike * last and len(history) > self.patience:  # the last loss is a floor of the highest
             before = history[-self.window - 1 : -1]
             highest = max(before)
@@ -300,12 +369,28 @@ class Guard(Callback):
         if len(history) < 2 * self.patience:  # a level of at least as many steps as the recent median
             if len(history) == self.patience:
                 self._initial = statistics.median(history)
+                self._set_calm()
             return ""
         self._level_due -= 1
         if self._level is None or self._level_due <= 0:
-            self._level, self._level_due = statistics.median(history[: -self.patience]), self.patience
-        if value <= self.spike * self._level or value <= FLOOR * self._initial:  # (a rise shows in this step too)
-            return ""
+            return self._refresh(value)
+        return "" if value <= self._calm else self._rise()  # (a rise shows in this step too)
+
+    def _refresh(self, value: float) -> str:
+        """The level taken again (every ``patience`` steps), and this step's loss judged by it."""
+        self._level, self._level_due = statistics.median(list(self.history)[: -self.patience]), self.patience
+        self._set_calm()
+        return "" if value <= self._calm else self._rise()
+
+    def _set_calm(self) -> None:
+        if self._level is None or not self.history:
+            self._calm = -math.inf
+        else:
+            self._calm = max(self.spike * self._level, FLOOR * self._initial)
+
+    def _rise(self) -> str:
+        """Why the loss is a rise that stays, or ``""``."""
+        history = list(self.history)
         level = statistics.median(history[: -self.patience])
         recent = statistics.median(history[-self.patience :])
         if level > 0 and recent > self.spike * level and recent > FLOOR * self._initial:
@@ -321,8 +406,8 @@ class Guard(Callback):
         if good is None:  # (on_train_start takes one)
             raise RuntimeError("Guard has no snapshot: on_train_start has not run")
         good.restore(trainer, pl_module)
-        self.history, self._level = list(good.history), None
-        self._pending = None
+        self.history, self._level, self._calm = deque(good.history, self.history.maxlen), None, -math.inf
+        self._spare, self._pending = self._pending or self._spare, None
         event = {"step": step, "reason": reason, "restored_step": good.step, "level": good.level}
         if self.rollbacks >= self.max_rollbacks:
             self.gave_up = True
@@ -360,7 +445,7 @@ class Guard(Callback):
             "rollbacks": self.rollbacks,
             "events": self.events,
             "gave_up": self.gave_up,
-            "history": self.history,
+            "history": list(self.history),
             # the cached level and the run's first losses: a resume decides as the run would have
             "level": [self._level, self._level_due, self._initial],
             "skip_left": self._skip_left,
@@ -372,8 +457,9 @@ class Guard(Callback):
         self.rollbacks = int(state_dict.get("rollbacks", 0))
         self.events = list(state_dict.get("events", []))
         self.gave_up = bool(state_dict.get("gave_up", False))
-        self.history = list(state_dict.get("history", []))
+        self.history = deque(state_dict.get("history", []), self.window + self.patience)
         self._level, self._level_due, self._initial = state_dict.get("level", (None, 0, 0.0))
+        self._set_calm()
         self._skip_left = int(state_dict.get("skip_left", 0))
 
     def __repr__(self) -> str:

@@ -3,13 +3,16 @@
     python recipes/guard/run.py                 # the corpus tasks at 1, 3 and 10x their oracle lr; overhead; picture
     python recipes/guard/run.py --quick         # one task, one epoch, two repeats (CI runs it)
     python recipes/guard/run.py --report-only   # table.md and guard.png again from results.json
+    python recipes/guard/run.py --overhead-only # the overhead measured again, into results.json and table.md
 
 1. **Bold peaks.** Every task of ``recipes/range_test_corpus`` (its data, model, optimizer, batch, epochs and
    scoring) trains one-cycle at 1x, 3x and 10x the best ``max_lr`` of that study's one-cycle grid, with and
    without ``Guard()`` (its defaults), seed 0. The regret is against that study's oracle (mean over its seeds),
    in accuracy points or % of the oracle's RMSE. At 1x the Guard should do nothing (false alarms are counted).
 2. **Overhead.** A tiny model (a linear layer on 4,096 random samples, batch 32, 640 steps) fits with and without
-   ``Guard()``, alternately, ``--repeats`` times; the overhead is the median of the paired time ratios.
+   ``Guard()``, alternately, ``--repeats`` times; the overhead is the median of the paired time ratios. A Guard
+   whose hooks time themselves gives the share of the fit spent inside them, and the same timer around an empty
+   callback's three hooks gives the timer's own share.
 3. **Picture.** The digits MLP of ``tests/callbacks/test_guard.py`` at ``max_lr`` 3.0 (one-cycle trains it at
    0.3): the training loss and the lr each step was given, with and without the Guard, rollbacks marked.
 
@@ -61,24 +64,49 @@ def bold_fit(job: dict) -> dict:
     return out
 
 
-def timed_guard():
-    """A Guard whose hooks (the callback's and the optimizer's step hooks) add up the seconds spent in them."""
+HOOKS = ("on_before_backward", "on_before_optimizer_step", "on_train_batch_end", "_scale_lrs", "_unscale_lrs")
+
+
+def timed(base=None):
+    """A Guard (or ``base``) whose hooks (the callback's and the optimizer's step hooks) add up the seconds spent
+    in them."""
     from lightning_cyclic import Guard
 
-    class Timed(Guard):
+    base = base or Guard
+
+    class Timed(base):
         seconds = 0.0
 
-    for name in ("on_before_backward", "on_before_optimizer_step", "on_train_batch_end", "_scale_lrs", "_unscale_lrs"):
+    for name in HOOKS:
+        if not hasattr(base, name):
+            continue
 
-        def timed(self, *args, __hook=getattr(Guard, name), **kwargs):  # noqa: B008  (bound per name)
+        def clocked(self, *args, __hook=getattr(base, name), **kwargs):  # noqa: B008  (bound per name)
             start = time.perf_counter()
             try:
                 return __hook(self, *args, **kwargs)
             finally:
                 type(self).seconds += time.perf_counter() - start
 
-        setattr(Timed, name, timed)
+        setattr(Timed, name, clocked)
     return Timed()
+
+
+def idle():
+    """A callback with the Guard's three training hooks, empty: timed as the Guard is, the timer's own cost."""
+    import lightning.pytorch as pl
+
+    class Idle(pl.Callback):
+        def on_before_backward(self, trainer, pl_module, loss):
+            pass
+
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+            pass
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            pass
+
+    return Idle
 
 
 def tiny_fit(guard, epochs: int) -> float:
@@ -110,25 +138,26 @@ def tiny_fit(guard, epochs: int) -> float:
     return time.perf_counter() - start
 
 
-def _share(timed, epochs: int) -> float:
-    seconds = tiny_fit(timed, epochs)
-    return type(timed).seconds / seconds
+def _share(callback, epochs: int) -> float:
+    seconds = tiny_fit(callback, epochs)
+    return type(callback).seconds / seconds
 
 
 def overhead(repeats: int, epochs: int) -> dict:
     from lightning_cyclic import Guard
 
     tiny_fit(None, 1)  # warm up (imports, first allocations)
-    plain, guarded, inside = [], [], []
+    plain, guarded, inside, timer = [], [], [], []
     for _ in range(repeats):
         plain.append(tiny_fit(None, epochs))
         guarded.append(tiny_fit(Guard(), epochs))
-        timed = timed_guard()
-        inside.append(_share(timed, epochs))
+        inside.append(_share(timed(), epochs))
+        timer.append(_share(timed(idle()), epochs))
     ratios = [g / p for p, g in zip(plain, guarded)]
     steps = 128 * epochs
     return {
         "hooks_share": statistics.median(inside),
+        "timer_share": statistics.median(timer),
         "repeats": repeats,
         "steps": steps,
         "plain_s": statistics.median(plain),
@@ -244,10 +273,12 @@ def report(results: dict) -> str:
             f"### Overhead when nothing goes wrong: a tiny model, {o['steps']} steps, {o['repeats']} paired fits",
             "",
             "| fit without Guard (median) | with Guard (median) | fit difference (median of paired ratios) | "
-            "per step | time inside the Guard's hooks (median share of the fit) |",
-            "|---|---|---|---|---|",
+            "per step | time inside the Guard's hooks (median share of the fit) | the timer alone (the same hooks, "
+            "empty) |",
+            "|---|---|---|---|---|---|",
             f"| {o['plain_s']:.3f} s | {o['guard_s']:.3f} s | {100 * o['overhead']:+.2f}% | "
-            f"{o['per_step_us']:+.1f} µs | {100 * o['hooks_share']:.2f}% |",
+            f"{o['per_step_us']:+.1f} µs | {100 * o['hooks_share']:.2f}% | "
+            + (f"{100 * o['timer_share']:.2f}% |" if "timer_share" in o else "not measured |"),
         ]
     p = results.get("picture")
     if p:
@@ -308,11 +339,20 @@ def main() -> None:
     parser = arguments(__doc__, HERE, seeds=1, quick="one task, one epoch, two repeats: a smoke run")
     parser.add_argument("--repeats", type=int, default=15, help="paired fits of the overhead measurement")
     parser.add_argument("--report-only", action="store_true", help="table.md and guard.png from results.json")
+    parser.add_argument("--overhead-only", action="store_true", help="measure the overhead again into results.json")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     results_path = args.out / "results.json"
     if args.report_only:
         results = json.loads(results_path.read_text())
+    elif args.overhead_only:
+        quiet()
+        import torch
+
+        torch.set_num_threads(1)
+        results = json.loads(results_path.read_text())
+        results["overhead"] = overhead(args.repeats, 5)
+        results_path.write_text(json.dumps(results, indent=1))
     else:
         quiet()
         import torch
@@ -356,9 +396,10 @@ def main() -> None:
         results_path.write_text(json.dumps(results, indent=1))
     table = report(results)
     (args.out / "table.md").write_text(table + "\n")
-    import matplotlib.pyplot as plt
+    if not args.overhead_only:  # (the picture's runs are as they were)
+        import matplotlib.pyplot as plt
 
-    plt.close(plot(results, args.out / "guard.png"))
+        plt.close(plot(results, args.out / "guard.png"))
     print(table)
 
 
