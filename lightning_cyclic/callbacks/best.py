@@ -1,21 +1,11 @@
 """``BestSnapshot``: early stopping that keeps the best weights and puts them back.
 
-Lightning's ``EarlyStopping`` stops but leaves the *last* weights in the model.
-``BestSnapshot`` tracks the best value of a logged metric, keeps a copy of
-the weights that scored it (on the CPU: no accelerator memory, no file unless
-asked), optionally stops after ``patience`` evaluations without improvement,
-stops cleanly when the loss or the metric turns NaN/inf, and whatever ended
-``fit`` -- ``max_epochs``, ``max_steps``, an early stop, a NaN, an exception
-or Ctrl-C -- puts the best weights back into the model.
-
-The weights kept are the ones that were *evaluated*: a callback that swaps other
-weights in for validation (Lightning's ``WeightAveraging`` / ``EMAWeightAveraging``
-put the average in at ``on_validation_epoch_start``) gets its evaluated weights
-kept, whatever the order of the callbacks.
-
-Lightning's ``StochasticWeightAveraging`` is the exception to the restore: it writes its average into the
-model at ``on_train_end`` of a run that reached its last epoch, and that average is what a user who added it
-wants after ``fit``; ``BestSnapshot`` keeps it, says so, and leaves its best snapshot in ``snapshot``.
+Lightning's ``EarlyStopping`` stops but leaves the *last* weights in the model. ``BestSnapshot`` tracks the best
+value of a logged metric, keeps a copy of the weights that scored it (on the CPU: no accelerator memory, no file
+unless asked), optionally stops after ``patience`` evaluations without improvement, stops cleanly when the loss or
+the metric turns NaN/inf, and whatever ended ``fit`` (``max_epochs``, ``max_steps``, an early stop, a NaN, an
+exception or Ctrl-C) puts the best weights back into the model: which weights, and when, the class says (with
+``EMAWeightAveraging`` and ``StochasticWeightAveraging``).
 """
 
 from __future__ import annotations
@@ -31,13 +21,9 @@ from typing_extensions import override
 
 from lightning_cyclic import _compat
 from lightning_cyclic._compat import Callback
-from lightning_cyclic.optim import is_schedule_free
+from lightning_cyclic.callbacks.blowup import nonfinite_loss
+from lightning_cyclic.callbacks.weights import cpu_state, holds_swa_average, save_state, training_point_warning
 from lightning_cyclic.shapes._checks import check_choice, check_number
-
-
-def cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """A copy of ``module.state_dict()`` on the CPU."""
-    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
 
 class BestSnapshot(Callback):
@@ -86,7 +72,7 @@ class BestSnapshot(Callback):
       stop, a NaN, an exception) has no average in the model and gets the best snapshot back as usual.
     """
 
-    mode_dict: ClassVar[dict[str, Any]] = {"min": torch.lt, "max": torch.gt}
+    modes: ClassVar[tuple[str, ...]] = ("min", "max")
 
     def __init__(
         self,
@@ -104,7 +90,7 @@ class BestSnapshot(Callback):
     ) -> None:
         if not isinstance(monitor, str) or not monitor:
             raise ValueError(f"monitor must be the name of a logged metric, got {monitor!r}")
-        check_choice("mode", mode, tuple(self.mode_dict))
+        check_choice("mode", mode, self.modes)
         if patience is not None:
             check_number("patience", patience, 1, integer=True)
         check_number("min_delta", min_delta, 0)
@@ -184,15 +170,10 @@ class BestSnapshot(Callback):
         # on_validation_epoch_start has run, so these are the weights the metric will be computed with
         if self._candidate is None and self._tracking(trainer):
             self._candidate = cpu_state(pl_module)
-            if not self._warned_schedule_free and any(
-                is_schedule_free(o) and o.param_groups[0].get("train_mode") for o in trainer.optimizers
-            ):
+            warning = "" if self._warned_schedule_free else training_point_warning(trainer, "BestSnapshot")
+            if warning:
                 self._warned_schedule_free = True
-                rank_zero_warn(
-                    "BestSnapshot: a schedule-free optimizer is in train mode during validation, so the weights "
-                    "evaluated (and kept) are its training point, not its average. Add lightning_cyclic.ScheduleFree() "
-                    "to the callbacks: it puts the optimizer in eval mode for validation and checkpoints."
-                )
+                rank_zero_warn(warning)
 
     @override
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -237,23 +218,10 @@ class BestSnapshot(Callback):
     ) -> None:
         if not self.check_finite or self._guarded:
             return
-        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        local_bad = isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss.detach()).all())
-        bad = local_bad
-        if trainer.world_size > 1:
-            bad = trainer.strategy.reduce_boolean_decision(local_bad, all=False)
-        if not bad:
-            return
-        self._diverged = True
-        value = float(loss.detach().float().mean()) if isinstance(loss, torch.Tensor) else math.nan
-        where = ""
-        if trainer.world_size > 1:  # every rank is here: say which one's loss it was, with its value
-            device = loss.device if isinstance(loss, torch.Tensor) else pl_module.device
-            mine = torch.tensor([float(local_bad), value], device=device, dtype=torch.float64)
-            gathered = trainer.strategy.all_gather(mine).reshape(-1, 2).cpu()
-            rank = next(r for r in range(len(gathered)) if gathered[r, 0] > 0)
-            value, where = float(gathered[rank, 1]), f" on rank {rank}"
-        self._stop(trainer, f"the training loss is {value}{where} after {trainer.global_step} optimizer steps")
+        reason = nonfinite_loss(trainer, pl_module, outputs)
+        if reason:
+            self._diverged = True
+            self._stop(trainer, reason)
 
     # restore ----------------------------------------------------------------
     def _restore(self, pl_module: pl.LightningModule, why: str) -> None:
@@ -285,26 +253,13 @@ class BestSnapshot(Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # the snapshot is final here (no validation follows); the weights go back later, at on_fit_end
         if self.save_path is not None and self.snapshot is not None and trainer.is_global_zero:
-            self.save_path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(self.snapshot, self.save_path)
-
-    def _holds_swa_average(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> bool:
-        """Whether the model's parameters are ``StochasticWeightAveraging``'s average (it wrote it at
-        ``on_train_end``: the run reached its last epoch)."""
-        swa = _compat.swa_callback(trainer)
-        if swa is None or swa.n_averaged is None or int(swa.n_averaged) == 0:
-            return False
-        average = _compat.swa_average(swa)
-        if average is None:
-            return False
-        pairs = list(zip(average.parameters(), pl_module.parameters()))
-        return bool(pairs) and all(torch.equal(a.detach().cpu(), p.detach().cpu()) for a, p in pairs)
+            save_state(self.snapshot, self.save_path)
 
     @override
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # after every callback's on_train_end, which may write other weights into the model
         if self.restore and self.snapshot is not None and not self.restored:
-            if self._holds_swa_average(trainer, pl_module):
+            if holds_swa_average(trainer, pl_module):
                 self.kept_swa_average = True
                 rank_zero_info(
                     f"{type(self).__name__}: the model holds StochasticWeightAveraging's average, written at the "

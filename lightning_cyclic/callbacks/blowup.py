@@ -1,0 +1,134 @@
+"""When a training loss is a blow-up: the rules of :class:`~lightning_cyclic.Guard`, and the NaN/inf check on
+which :class:`~lightning_cyclic.BestSnapshot` stops a run."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import deque
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+# a rise that stays counts only above this share of the run's first losses: a loss that doubles from 0.05 to 0.1
+# (a cross-entropy that started at 2.3) is the noise of a nearly fitted model, not a blow-up
+FLOOR = 0.1
+_LOWEST = -math.inf
+
+
+class BlowupRules:
+    """The Guard's rules over the training loss of each optimizer step, as a mixin that holds their state:
+    ``history`` (the last ``window + patience`` losses), the level (the median of all but the last ``patience``,
+    taken again every ``patience`` steps) and the run's first losses. The class that mixes it in sets ``spike``,
+    ``patience`` and ``window``."""
+
+    spike: float
+    patience: int
+    window: int
+
+    def _fresh_rules(self) -> None:
+        # the training loss of each optimizer step (the last window + patience)
+        self.history: deque[float] = deque(maxlen=self.window + self.patience)
+        self._level: float | None = None  # the median of history[:-patience], refreshed every patience steps
+        self._level_due = 0
+        self._initial = 0.0  # the median of the first ``patience`` losses of the run
+        self._calm = -math.inf  # a loss up to this cannot be a rise (-inf: the level is not known yet)
+
+    def _check(self, value: float) -> str:
+        """This step's loss, recorded: ``""`` if healthy, else why it is a blow-up."""
+        history = self.history
+        # most steps: finite, no jump over the last loss, and below the level's bar (two comparisons)
+        if _LOWEST < value <= self._calm and value <= self.spike * history[-1]:
+            history.append(value)
+            self._level_due -= 1
+            return self._refresh(value) if self._level_due <= 0 else ""
+        return self._judge(value)
+
+    def _judge(self, value: float) -> str:
+        """The rules in full, for a step that the quick test of :meth:`_check` could not clear."""
+        if not math.isfinite(value):
+            return f"the training loss is {value}"
+        # the medians and the maximum are taken only when the loss is high enough for them to matter (the level
+        # is refreshed every ``patience`` steps)
+        last = self.history[-1] if self.history else math.inf
+        self.history.append(value)
+        history = list(self.history)
+        if value > self.spike * last and len(history) > self.patience:  # the last loss is a floor of the highest
+            before = history[-self.window - 1 : -1]
+            highest = max(before)
+            if value > self.spike * highest:  # one step that throws the weights out
+                return (
+                    f"the training loss jumped to {value:.4g}, {value / highest:.1f}x the highest of the last "
+                    f"{len(before)} steps"
+                )
+        if len(history) < 2 * self.patience:  # a level of at least as many steps as the recent median
+            if len(history) == self.patience:
+                self._initial = statistics.median(history)
+                self._set_calm()
+            return ""
+        self._level_due -= 1
+        if self._level is None or self._level_due <= 0:
+            return self._refresh(value)
+        return "" if value <= self._calm else self._rise()  # (a rise shows in this step too)
+
+    def _refresh(self, value: float) -> str:
+        """The level taken again (every ``patience`` steps), and this step's loss judged by it."""
+        self._level, self._level_due = statistics.median(list(self.history)[: -self.patience]), self.patience
+        self._set_calm()
+        return "" if value <= self._calm else self._rise()
+
+    def _set_calm(self) -> None:
+        if self._level is None or not self.history:
+            self._calm = -math.inf
+        else:
+            self._calm = max(self.spike * self._level, FLOOR * self._initial)
+
+    def _rise(self) -> str:
+        """Why the loss is a rise that stays, or ``""``."""
+        history = list(self.history)
+        level = statistics.median(history[: -self.patience])
+        recent = statistics.median(history[-self.patience :])
+        if level > 0 and recent > self.spike * level and recent > FLOOR * self._initial:
+            return (
+                f"the training loss rose to {recent:.4g} (median of the last {self.patience} steps), "
+                f"{recent / level:.1f}x its level of {level:.4g}"
+            )
+        return ""
+
+    def _rewind(self, history: list[float]) -> None:
+        """The losses as they were at a rollback's snapshot; the level is taken again from them."""
+        self.history, self._level, self._calm = deque(history, self.history.maxlen), None, -math.inf
+
+    def _rules_state(self) -> dict[str, Any]:
+        return {
+            "history": list(self.history),
+            # the cached level and the run's first losses: a resume decides as the run would have
+            "level": [self._level, self._level_due, self._initial],
+        }
+
+    def _load_rules(self, state_dict: dict[str, Any]) -> None:
+        self.history = deque(state_dict.get("history", []), self.window + self.patience)
+        self._level, self._level_due, self._initial = state_dict.get("level", (None, 0, 0.0))
+        self._set_calm()
+
+
+def nonfinite_loss(trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any) -> str:
+    """Why the training loss of this batch (``outputs`` of ``on_train_batch_end``) is NaN/inf on some rank, with
+    that rank and its value, or ``""``: decided on all ranks together."""
+    loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+    local_bad = isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss.detach()).all())
+    bad = local_bad
+    if trainer.world_size > 1:
+        bad = trainer.strategy.reduce_boolean_decision(local_bad, all=False)
+    if not bad:
+        return ""
+    value = float(loss.detach().float().mean()) if isinstance(loss, torch.Tensor) else math.nan
+    where = ""
+    if trainer.world_size > 1:  # every rank is here: say which one's loss it was, with its value
+        device = loss.device if isinstance(loss, torch.Tensor) else pl_module.device
+        mine = torch.tensor([float(local_bad), value], device=device, dtype=torch.float64)
+        gathered = trainer.strategy.all_gather(mine).reshape(-1, 2).cpu()
+        rank = next(r for r in range(len(gathered)) if gathered[r, 0] > 0)
+        value, where = float(gathered[rank, 1]), f" on rank {rank}"
+    return f"the training loss is {value}{where} after {trainer.global_step} optimizer steps"
