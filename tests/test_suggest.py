@@ -85,13 +85,13 @@ def test_without_warmup_the_edge_is_divided_by_at_least_the_deep_divisor():
     """A warm restart jumps to its peak in one step: a shallow curve's edge/1.5 is too bold there; a deep one is
     divided as it was."""
     shallow, deep = curve(floor=2.1), curve()
-    assert suggest(LRS, shallow, "edge", warmup=False).lr == pytest.approx(read_edge(LRS, shallow).at / EDGE_DIV[1])
-    assert suggest(LRS, deep, "edge", warmup=False).lr == pytest.approx(suggest(LRS, deep, "edge").lr)
+    assert suggest(LRS, shallow, "edge", warms_up=False).lr == pytest.approx(read_edge(LRS, shallow).at / EDGE_DIV[1])
+    assert suggest(LRS, deep, "edge", warms_up=False).lr == pytest.approx(suggest(LRS, deep, "edge").lr)
     for rule in ("valley", "steepest", "minimum"):  # the other rules have no divisor to raise
-        assert suggest(LRS, shallow, rule, warmup=False) == suggest(LRS, shallow, rule)
+        assert suggest(LRS, shallow, rule, warms_up=False) == suggest(LRS, shallow, rule)
     result = RangeTestResult(LRS, shallow, RangeTestConfig(), suggest(LRS, shallow))
-    assert result.chosen_for(warmup=True) == result.chosen
-    assert result.chosen_for(warmup=False).lr == pytest.approx(read_edge(LRS, shallow).at / EDGE_DIV[1])
+    assert result.chosen_for(warms_up=True) == result.chosen
+    assert result.chosen_for(warms_up=False).lr == pytest.approx(read_edge(LRS, shallow).at / EDGE_DIV[1])
 
 
 def test_edge_takes_a_fixed_divisor_when_given():

@@ -102,8 +102,8 @@ def test_schedules_that_do_not_warm_up_move_by_the_same_ratio(tmp_path):
     )
     result = finder.result
     ratio = result.chosen.lr / result.suggestion.lr
-    assert result.chosen_for(warmup=False).lr == pytest.approx(result.suggest(warmup=False).lr * ratio)
-    assert schedule.resolved["max_lr"] == pytest.approx(result.chosen_for(warmup=False).lr)
+    assert result.chosen_for(warms_up=False).lr == pytest.approx(result.suggest(warms_up=False).lr * ratio)
+    assert schedule.resolved["max_lr"] == pytest.approx(result.chosen_for(warms_up=False).lr)
 
 
 def test_trial_length_is_a_share_of_the_fit_with_a_floor():
