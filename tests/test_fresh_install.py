@@ -13,8 +13,9 @@ user's machine is only the speed:
 
 What runs in each: the core (``pip install lightning-cyclic``) fits a tiny module with ``OneCycle`` and the other
 callbacks; ``[app]`` runs ``lightning-cyclic train`` (the README's command, one short epoch); ``[sweeps]`` runs
-``python train.py -m hparams_search=optuna`` for two trials with pruning on. And ``[sweeps]`` goes into a venv that
-already holds Optuna 5 and SQLAlchemy 2 without changing either (pip's install report, then ``pip list``).
+``python train.py -m hparams_search=optuna`` for two trials with pruning on, in a venv that already held Optuna 5
+and SQLAlchemy 2, which it leaves as they were (pip's install report, then ``pip list``; an empty venv resolves the
+same versions for ``[sweeps]``, so one venv checks both).
 
 Each test prints what pip resolved (``pytest -rP`` shows it; ``make test-extras`` does).
 ``tests/test_install.py`` (``make test-wheel``) goes further into the app in venvs it keeps between runs.
@@ -124,11 +125,28 @@ def test_the_app_extra_runs_lightning_cyclic_train(wheel, torch_template, tmp_pa
     print("[app]:", resolved(installed(python, tmp_path)))
 
 
-def test_the_sweeps_extra_runs_an_optuna_sweep_with_pruning(wheel, torch_template, tmp_path):
-    """``pip install "lightning-cyclic[sweeps]"`` then ``python train.py -m hparams_search=optuna``: two trials,
-    each reporting its validations to the study (pruning is on by default), the leaderboard written."""
+def test_the_sweeps_extra_installs_beside_optuna_5_and_runs_an_optuna_sweep_with_pruning(
+    wheel, torch_template, tmp_path
+):
+    """A project that already has Optuna 5 and SQLAlchemy 2 (MLflow's, a web app's): ``pip install
+    "lightning-cyclic[sweeps]"`` keeps both, then ``python train.py -m hparams_search=optuna`` runs two trials on
+    them, each reporting its validations to the study (pruning is on by default), the leaderboard written. (Pip's
+    own resolution of ``[sweeps]`` in an empty venv picks these same versions: Optuna 5.1, SQLAlchemy 2.)"""
     python = fresh_venv(tmp_path / "venv", torch_template)
-    install(python, f"{wheel}[sweeps]", cwd=tmp_path)
+    pip(python, "install", "-q", "--no-compile", "optuna==5.1.0", "sqlalchemy>=2", cwd=tmp_path)
+    before = installed(python, tmp_path)
+    assert before["optuna"] == "5.1.0" and int(before["sqlalchemy"].split(".")[0]) >= 2, resolved(before)
+    report = install(python, f"{wheel}[sweeps]", cwd=tmp_path)
+    changed = {item["metadata"]["name"].lower() for item in report["install"]} & {"optuna", "sqlalchemy", "alembic"}
+    assert not changed, f"pip would change {changed} (the report's install list)"
+    after = installed(python, tmp_path)
+    assert {name: after[name] for name in ("optuna", "sqlalchemy", "alembic")} == {
+        name: before[name] for name in ("optuna", "sqlalchemy", "alembic")
+    }
+    assert "lightning-cyclic" in after and "hydra-core" in after
+    check = run([python, "-m", "pip", "check"], cwd=tmp_path)
+    assert check.returncode == 0, check.stdout[-3000:]
+
     shutil.copy(ROOT / "train.py", tmp_path / "train.py")  # the clone's script, run beside no clone: the wheel's app
     sweep = tmp_path / "sweep"
     quick = [o for o in QUICK if not o.startswith("trainer.max_epochs=")] + ["trainer.max_epochs=2"]  # 2 reports
@@ -146,23 +164,4 @@ def test_the_sweeps_extra_runs_an_optuna_sweep_with_pruning(wheel, torch_templat
     assert trials.returncode == 0, trials.stderr[-3000:]
     states = json.loads(trials.stdout.strip().splitlines()[-1])
     assert len(states) == 2 and all(state in ("COMPLETE", "PRUNED") and reports >= 1 for state, reports in states)
-    print("[sweeps]:", resolved(installed(python, tmp_path)), "| trials:", states)
-
-
-def test_the_sweeps_extra_installs_beside_optuna_5_and_sqlalchemy_2(wheel, torch_template, tmp_path):
-    """A project that already has Optuna 5 and SQLAlchemy 2 (MLflow's, a web app's): ``[sweeps]`` keeps both."""
-    python = fresh_venv(tmp_path / "venv", torch_template)
-    pip(python, "install", "-q", "--no-compile", "optuna==5.1.0", "sqlalchemy>=2", cwd=tmp_path)
-    before = installed(python, tmp_path)
-    assert before["optuna"] == "5.1.0" and int(before["sqlalchemy"].split(".")[0]) >= 2, resolved(before)
-    report = install(python, f"{wheel}[sweeps]", cwd=tmp_path)
-    changed = {item["metadata"]["name"].lower() for item in report["install"]} & {"optuna", "sqlalchemy", "alembic"}
-    assert not changed, f"pip would change {changed} (the report's install list)"
-    after = installed(python, tmp_path)
-    assert {name: after[name] for name in ("optuna", "sqlalchemy", "alembic")} == {
-        name: before[name] for name in ("optuna", "sqlalchemy", "alembic")
-    }
-    assert "lightning-cyclic" in after and "hydra-core" in after
-    check = run([python, "-m", "pip", "check"], cwd=tmp_path)
-    assert check.returncode == 0, check.stdout[-3000:]
-    print("beside Optuna 5 and SQLAlchemy 2:", resolved(after))
+    print("[sweeps] beside Optuna 5 and SQLAlchemy 2:", resolved(after), "| trials:", states)
