@@ -156,48 +156,29 @@ def test_ckpt_path_last_resumes_the_latest_run_of_the_same_config(tmp_path):
 
 
 def test_sigkill_leaves_a_whole_last_ckpt_that_resumes(tmp_path):
-    from lightning_cyclic.checkpoint import SafeCheckpointIO
-
-    out = tmp_path / "run"
-    last = out / "checkpoints" / "last.ckpt"
-    proc = start(out, "trainer.max_epochs=300")
-    wait_for(last, proc)
-    time.sleep(1.5)  # a few more epoch-end saves: the kill may land in one
-    proc.kill()
-    proc.communicate(timeout=60)
-    state = SafeCheckpointIO().load_checkpoint(last, weights_only=True)  # whole, and its checksum agrees
-    assert state["global_step"] > 0 and state["global_step"] % 23 == 0  # an epoch end: 23 steps an epoch
-    SafeCheckpointIO().save_checkpoint(state, last)  # a temp file the kill left (if any) goes at the next save
-    assert not [p for p in last.parent.iterdir() if p.name.endswith(".tmp")]
-    resumed = subprocess.run(
-        [sys.executable, "train.py", f"hydra.run.dir={tmp_path / 'resumed'}", *FAST, "trainer.max_epochs=300",
-         f"ckpt_path={last}", f"trainer.max_steps={state['global_step'] + 5}"],
-        cwd=ROOT, env={**os.environ, "PYTHONWARNINGS": "ignore"}, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"{state['global_step'] + 5} optimizer steps" in resumed.stdout
-
-
-def test_a_killed_auto_run_resumes_at_the_lr_it_found_without_a_new_range_test(tmp_path):
-    # max_lr=auto: the range test and its short trials run at the start; a SIGKILL after an epoch, and the resumed
-    # run goes on at the lr the checkpoint holds, with no range test of its own
+    # with max_lr=auto: the range test and its short trials run at the start, and the resumed run goes on at the lr
+    # the checkpoint holds, with no range test of its own
     from lightning_cyclic.checkpoint import SafeCheckpointIO
 
     out = tmp_path / "run"
     last = out / "checkpoints" / "last.ckpt"
     proc = start(out, "trainer.max_epochs=40", "schedule.max_lr=auto")
     wait_for(last, proc)
+    time.sleep(1.5)  # a few more epoch-end saves: the kill may land in one
     proc.kill()
     _, stderr = proc.communicate(timeout=60)
     assert "LRFinder: short trials:" in stderr, stderr[-3000:]  # the first run ran the test and its trials
-    state = SafeCheckpointIO().load_checkpoint(last, weights_only=True)
+    state = SafeCheckpointIO().load_checkpoint(last, weights_only=True)  # whole, and its checksum agrees
+    assert state["global_step"] > 0 and state["global_step"] % 23 == 0  # an epoch end: 23 steps an epoch
+    SafeCheckpointIO().save_checkpoint(state, last)  # a temp file the kill left (if any) goes at the next save
+    assert not [p for p in last.parent.iterdir() if p.name.endswith(".tmp")]
     found = next(v["resolved"] for k, v in state["callbacks"].items() if k.startswith("OneCycle"))["max_lr"]
     resumed = run(tmp_path / "resumed", "trainer.max_epochs=40", "schedule.max_lr=auto", f"ckpt_path={last}",
                   f"trainer.max_steps={state['global_step'] + 5}")  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"{state['global_step'] + 5} optimizer steps" in resumed.stdout
     assert "LRFinder:" not in resumed.stderr + resumed.stdout  # no new range test
     assert f"schedule: OneCycle, max_lr={found:.4g} (found by the LR range test and its short trials)" in resumed.stdout
-    assert f"{state['global_step'] + 5} optimizer steps" in resumed.stdout
 
 
 def test_a_nan_at_a_fixed_step_is_rolled_back_by_the_guard_and_the_run_goes_on(tmp_path):
