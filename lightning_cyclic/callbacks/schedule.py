@@ -168,17 +168,17 @@ class ScheduleCallback(ScheduleArguments):
         self._next(trainer)
 
     def _optimizers(self, trainer: pl.Trainer) -> list[Any]:
-        optimizers = trainer.optimizers
-        chosen = list(optimizers) if self.optimizer is None else None
-        if chosen is None:
-            bad = [i for i in self.optimizer or () if i >= len(optimizers)]
-            if bad:
-                given = self.optimizer if len(self.optimizer or ()) > 1 else (self.optimizer or (0,))[0]
-                raise ValueError(
-                    f"{type(self).__name__}(optimizer={given}) names an optimizer that configure_optimizers did not "
-                    f"return: it returned {len(optimizers)} (indices 0..{len(optimizers) - 1})"
-                )
-            chosen = [optimizers[i] for i in self.optimizer or ()]
+        optimizers, indices = trainer.optimizers, self.optimizer
+        if indices is None:
+            chosen = list(optimizers)
+        elif any(i >= len(optimizers) for i in indices):
+            given = indices if len(indices) > 1 else indices[0]
+            raise ValueError(
+                f"{type(self).__name__}(optimizer={given}) names an optimizer that configure_optimizers did not "
+                f"return: it returned {len(optimizers)} (indices 0..{len(optimizers) - 1})"
+            )
+        else:
+            chosen = [optimizers[i] for i in indices]
         free = [type(opt).__name__ for opt in chosen if is_schedule_free(opt)]
         if free:
             name = type(self).__name__

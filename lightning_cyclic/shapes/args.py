@@ -104,6 +104,16 @@ def arg(
     return field(default=default, metadata={"arg": check, "doc": doc})
 
 
+def inverse_moms() -> Any:
+    """The ``moms`` argument of a schedule whose momentum, where given, moves inversely to its lr (off by default)."""
+    return arg(
+        None,
+        kind="moms",
+        optional=True,
+        doc="``(high, low)`` momentum, moving inversely to lr; ``None`` (default) leaves it alone.",
+    )
+
+
 def check_order(values: dict[str, Any], low: str, high: str, strict: bool = False, about_high: bool = False) -> None:
     """``values[low] <= values[high]`` (``<`` where ``strict``), where both are numbers; else a ``ValueError``
     naming both, said of ``low`` (or of ``high``, ``about_high``: the argument a user sets against the other)."""

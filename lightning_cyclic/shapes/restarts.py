@@ -27,7 +27,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from lightning_cyclic.shapes.args import arg, check_order, numbers
+from lightning_cyclic.shapes.args import arg, check_order, inverse_moms, numbers
 from lightning_cyclic.shapes.base import Schedule, anneal_cos, inverse_momentum, warmup_lr
 
 
@@ -69,12 +69,7 @@ class WarmRestartsSchedule(Schedule):
     warmup_lr_init: float | None = arg(
         None, unit="lr", low=0, optional=True, doc="lr at the start of warmup (default ``min_lr``)."
     )
-    moms: tuple[float, float] | None = arg(
-        None,
-        kind="moms",
-        optional=True,
-        doc="``(high, low)`` momentum, moving inversely to lr; ``None`` (default) leaves it alone.",
-    )
+    moms: tuple[float, float] | None = inverse_moms()
     restart_warmup: float = arg(
         0,
         unit="length",

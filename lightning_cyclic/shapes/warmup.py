@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lightning_cyclic.shapes.args import arg, check_order, numbers
+from lightning_cyclic.shapes.args import arg, check_order, inverse_moms, numbers
 from lightning_cyclic.shapes.base import Schedule, anneal_cos, anneal_linear, inverse_momentum, warmup_lr
 
 DECAYS = ("constant", "step", "multistep", "exponential", "inverse_sqrt", "cosine", "linear", "poly")
@@ -90,12 +90,7 @@ class WarmupDecaySchedule(Schedule):
     timescale: float | None = arg(
         None, unit="length", low=0, low_open=True, optional=True, doc='``s`` of ``"inverse_sqrt"``.'
     )
-    moms: tuple[float, float] | None = arg(
-        None,
-        kind="moms",
-        optional=True,
-        doc="``(high, low)`` momentum, moving inversely to lr; ``None`` (default) leaves it alone.",
-    )
+    moms: tuple[float, float] | None = inverse_moms()
     total_steps: float | None = None
 
     @classmethod

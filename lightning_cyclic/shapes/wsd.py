@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from lightning_cyclic.shapes.args import arg, check_order, numbers
+from lightning_cyclic.shapes.args import arg, check_order, inverse_moms, numbers
 from lightning_cyclic.shapes.base import ANNEALS as ANNEAL_FUNCTIONS
 from lightning_cyclic.shapes.base import Schedule, inverse_momentum, warmup_lr
 
@@ -73,12 +73,7 @@ class WarmupStableDecaySchedule(Schedule):
     )
     min_lr: float = arg(0.0, unit="lr", low=0, doc="the lr at the end of the decay.")
     warmup_lr_init: float = arg(0.0, unit="lr", low=0, doc="the lr where warmup starts.")
-    moms: tuple[float, float] | None = arg(
-        None,
-        kind="moms",
-        optional=True,
-        doc="``(high, low)`` momentum, moving inversely to lr; ``None`` (default) leaves it alone.",
-    )
+    moms: tuple[float, float] | None = inverse_moms()
     total_steps: float | None = None
 
     needs_total: ClassVar[bool] = True
