@@ -4,8 +4,8 @@ which :class:`~lightning_cyclic.BestSnapshot` stops a run."""
 from __future__ import annotations
 
 import math
-import statistics
 from collections import deque
+from itertools import islice
 from typing import Any
 
 import lightning.pytorch as pl
@@ -15,6 +15,14 @@ import torch
 # (a cross-entropy that started at 2.3) is the noise of a nearly fitted model, not a blow-up
 FLOOR = 0.1
 _LOWEST = -math.inf
+
+
+def median(values: Any) -> float:
+    """The median of an iterable of floats (``statistics.median``'s value: the mean of the middle two of an even
+    count), sorted once with no copy before (the level is taken every ``patience`` steps)."""
+    ordered = sorted(values)
+    half = len(ordered) // 2
+    return ordered[half] if len(ordered) % 2 else (ordered[half - 1] + ordered[half]) / 2
 
 
 class BlowupRules:
@@ -64,7 +72,7 @@ class BlowupRules:
                 )
         if len(history) < 2 * self.patience:  # a level of at least as many steps as the recent median
             if len(history) == self.patience:
-                self._initial = statistics.median(history)
+                self._initial = median(history)
                 self._set_calm()
             return ""
         self._level_due -= 1
@@ -74,7 +82,8 @@ class BlowupRules:
 
     def _refresh(self, value: float) -> str:
         """The level taken again (every ``patience`` steps), and this step's loss judged by it."""
-        self._level, self._level_due = statistics.median(list(self.history)[: -self.patience]), self.patience
+        history = self.history
+        self._level, self._level_due = median(islice(history, len(history) - self.patience)), self.patience
         self._set_calm()
         return "" if value <= self._calm else self._rise()
 
@@ -87,8 +96,8 @@ class BlowupRules:
     def _rise(self) -> str:
         """Why the loss is a rise that stays, or ``""``."""
         history = list(self.history)
-        level = statistics.median(history[: -self.patience])
-        recent = statistics.median(history[-self.patience :])
+        level = median(history[: -self.patience])
+        recent = median(history[-self.patience :])
         if level > 0 and recent > self.spike * level and recent > FLOOR * self._initial:
             return (
                 f"the training loss rose to {recent:.4g} (median of the last {self.patience} steps), "

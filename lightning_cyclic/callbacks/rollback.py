@@ -5,7 +5,6 @@ of every later step."""
 from __future__ import annotations
 
 import copy
-import statistics
 from collections import deque
 from typing import Any, cast
 
@@ -13,6 +12,7 @@ import lightning.pytorch as pl
 import torch
 
 from lightning_cyclic import _compat
+from lightning_cyclic.callbacks.blowup import median
 
 # a snapshot becomes the good one only if its loss is at most this many times the good one's: a run that has
 # drifted up since (the weights damaged by a jump the rules did not call a blow-up) is not where to roll back to
@@ -79,7 +79,7 @@ class RollbackPoint:
             torch._foreach_copy_(intos, values)
         self.history = list(history)
         # the loss where it was taken (the median of the last ``patience`` steps; None before there are any)
-        self.level = statistics.median(self.history[-patience:]) if history else None
+        self.level = median(self.history[-patience:]) if history else None
 
     def no_worse_than(self, other: RollbackPoint) -> bool:
         """Whether this snapshot's loss is at most ``WORSE`` times the other's (it may replace it as the good one)."""
