@@ -110,6 +110,7 @@ def test_ctrl_c_also_writes_the_latest_state(tmp_path, signum, code):
     assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] > before
 
 
+@pytest.mark.slow  # (CI time: four train.py processes at once, 26 s; `make test-all` runs it)
 def test_runs_and_sweeps_started_together_get_their_own_folders(tmp_path):
     """Four processes at once, from a folder of their own (the default outputs/ and multirun/ paths)."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}

@@ -145,6 +145,7 @@ def test_a_failed_trial_ends_the_sweep_with_the_default_max_failure_rate(tmp_pat
     assert board(folder)["0"]["status"] == "failed"
 
 
+@pytest.mark.slow  # (CI time: the submitit twin below checks the same pruning in the fast set)
 def test_joblib_workers_report_to_their_trials_and_are_pruned(tmp_path):
     folder = tmp_path / "sweep"
     sweep(

@@ -145,6 +145,7 @@ def test_sweep_quick_run(tmp_path):
     assert (tmp_path / "sweep.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow  # (CI time: pruning is checked in tests/test_optuna_sweeper.py; `make test-all` runs it)
 def test_sweep_pruning_quick_run_writes_as_it_goes_and_resumes(tmp_path):
     done = run_recipe("sweep/pruning.py", "--quick", "--out", str(tmp_path))
     assert "| digits | TPE, no pruning | " in done.stdout and "| digits | TPE + median, warmup auto | " in done.stdout
