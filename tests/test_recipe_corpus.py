@@ -294,3 +294,22 @@ def test_spot_checks_quick_run_journals_each_job_and_resumes(tmp_path):
     jobs = checks.plan(quick=True)
     assert len(jobs) == 7 and checks.pending(jobs, checks.read_journal(tmp_path / "j.jsonl")) == []
     assert checks.pending(jobs, {}) == jobs
+
+
+def test_the_trials_rule_the_study_chose_is_what_lr_finder_does():
+    """``analyse_trials.py``'s leave-one-task-out choice, read off the journal, is LRFinder's trials as shipped: the
+    candidates, their length, the short-horizon correction, the argmin of the loss on 4 validation batches."""
+    from lightning_cyclic import LRFinder
+    from lightning_cyclic.finder_control import TRIAL_BIAS, TRIAL_LADDER, TRIAL_SHARE
+
+    code = "import json, analyse_trials; print(json.dumps(analyse_trials.analyse()[1]))"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=FOLDER, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    chosen = json.loads(done.stdout.strip().splitlines()[-1])
+    budget, (low, high), correction, how, signal = chosen["first"]
+    assert budget == TRIAL_SHARE and TRIAL_LADDER == tuple(range(low, high + 1))
+    assert 2.0**correction == pytest.approx(TRIAL_BIAS) and how == "argmin"
+    assert signal == "val4" and LRFinder().config.val_batches == 4
+    # the search within the cost cap chose a rule that is not shipped (trials.md: it fails a held-out task)
+    assert chosen["capped"] != chosen["first"]

@@ -34,8 +34,15 @@ import run as study  # noqa: E402
 import tasks as corpus  # noqa: E402
 from trials import LADDER  # noqa: E402
 
-BUDGET = 0.03  # the share LRFinder's trials take (a trial's length is what the cost target allows)
+BUDGET = 0.03  # the first search's trial length, as a share of the fit's optimizer steps
+# The second search, for the cost target (all of ``auto`` at most 15% of the fit's time): the trials together may
+# take at most CAP of the fit's optimizer steps (the sweep takes another 4-5%, and a trial's step costs about 0.8
+# of a fit's: 5 trials of 3% came to 15.1% of the fit), at either trial length, in the first search's windows or
+# the two four-candidate windows of the alternatives. Fixed before the 2% trials were run.
+CAP = 0.12
+CAPPED_BUDGETS = (0.02, 0.03)
 WINDOWS = [(-2, 2), (-3, 2), (-4, 2)]
+CAPPED_WINDOWS = [*WINDOWS, (-1, 2), (-2, 1)]
 CORRECTIONS = (0.0, 0.5, 1.0)
 PICKS = ("argmin", "parabola", "quadfit")
 SIGNALS = ("val", "val4")  # the validation split, or its first 4 batches as LRFinder reads it
@@ -124,11 +131,17 @@ ALTERNATIVES = [
 ]
 
 
-def rules() -> list[tuple]:
-    return list(itertools.product((BUDGET,), WINDOWS, CORRECTIONS, PICKS, SIGNALS))
+def rules(budgets=(BUDGET,), windows=WINDOWS) -> list[tuple]:
+    return list(itertools.product(budgets, windows, CORRECTIONS, PICKS, SIGNALS))
 
 
-def main() -> None:
+def capped_rules() -> list[tuple]:
+    """The second search: every budget and window whose trials take at most ``CAP`` of the fit's steps."""
+    return [r for r in rules(CAPPED_BUDGETS, CAPPED_WINDOWS) if (r[1][1] - r[1][0] + 1) * r[0] <= CAP + 1e-9]
+
+
+def analyse() -> tuple[str, dict[str, tuple]]:
+    """The tables as text, and the rule each search chose (``"first"``, ``"capped"``)."""
     results = json.loads((HERE / "results.json").read_text())
     oracles = study.oracles_of(results)
     trials = load(HERE / "trials.jsonl")
@@ -139,50 +152,61 @@ def main() -> None:
     for test in results["range_tests"]:
         if "finders" in test:
             edge[(test["task"], test["seed"])] = test["finders"]["ours edge (val)"]["lr"]
-    complete = [n for n in names if all(len(trials.get((n, s, BUDGET), {})) == len(LADDER) for s in seeds[n])]
+    budgets = sorted({BUDGET, *CAPPED_BUDGETS})
+    complete = [
+        n for n in names if all(len(trials.get((n, s, b), {})) == len(LADDER) for s in seeds[n] for b in budgets)
+    ]
+    base = [n for n in complete if n not in corpus.NEW_TASKS]
+    new = [n for n in complete if n in corpus.NEW_TASKS]
 
     def lrs_of(name, rule):
         return [pick(tasks[name], trials[(name, s, rule[0])], edge[(name, s)], rule) for s in seeds[name]]
 
-    def regret(name, rule):
-        return statistics.mean(study.interpolated_regret(oracles[name], lr) for lr in lrs_of(name, rule))
-
-    all_rules = rules()
-    table = {n: {r: regret(n, r) for r in all_rules} for n in complete}
-    base = [n for n in complete if n not in corpus.NEW_TASKS]
-    new = [n for n in complete if n in corpus.NEW_TASKS]
-
-    def choose(on):
-        return min(all_rules, key=lambda r: (statistics.mean(table[n][r] for n in on), all_rules.index(r)))
-
     out: list[str] = []
-    every = choose(base)
-    out.append(f"tasks complete: {len(complete)} ({len(base)} choose, {len(new)} held out)")
-    out.append(f"rule chosen on all {len(base)}: {every}")
-    rows = []
-    for name in complete:
-        rule = choose([n for n in base if n != name]) if name in base else every
-        edge_r = statistics.mean(study.interpolated_regret(oracles[name], edge[(name, s)]) for s in seeds[name])
-        lrs = lrs_of(name, rule)
-        good = [x for x in lrs if x]
-        spread = max(good) / min(good) if good else math.nan
-        oracle_lr = oracles[name]["onecycle"]["best_lr"]
-        rows.append((name, edge_r, table[name][rule], table[name][every], spread, oracle_lr, lrs, rule))
-    out.append(f"{'task':34s} {'edge':>7s} {'trial LOTO':>10s} {'in-sample':>9s} {'spread':>6s}  oracle lr / picks")
-    for name, e, t, ins, spread, olr, lrs, _ in rows:
-        mark = "  (held out)" if name in corpus.NEW_TASKS else ""
-        picks = " ".join(f"{x:.3g}" for x in lrs)
-        out.append(f"{name:34s} {e:7.2f} {t:10.2f} {ins:9.2f} {spread:6.2f}  {olr:.3g} / {picks}{mark}")
-    for label, group in (("earlier tasks (LOTO)", base), ("held out", new)):
-        if not group:
-            continue
-        es = [r[1] for r in rows if r[0] in group]
-        ts = [r[2] for r in rows if r[0] in group]
-        out.append(
-            f"{label}: edge median {statistics.median(es):.2f} worst {max(es):.2f}; "
-            f"trial median {statistics.median(ts):.2f} worst {max(ts):.2f}"
-        )
-    out.append("")
+
+    def search(all_rules: list[tuple], title: str) -> tuple:
+        """Choose among ``all_rules`` leave-one-task-out on the earlier tasks; the table of what each task got."""
+        table = {n: {r: statistics.mean(study.interpolated_regret(oracles[n], lr) for lr in lrs_of(n, r))
+                     for r in all_rules} for n in complete}  # fmt: skip
+
+        def choose(on):
+            return min(all_rules, key=lambda r: (statistics.mean(table[n][r] for n in on), all_rules.index(r)))
+
+        every = choose(base)
+        out.append(f"{title}: {len(all_rules)} rules")
+        out.append(f"tasks complete: {len(complete)} ({len(base)} choose, {len(new)} held out)")
+        out.append(f"rule chosen on all {len(base)}: {every}")
+        rows = []
+        for name in complete:
+            rule = choose([n for n in base if n != name]) if name in base else every
+            edge_r = statistics.mean(study.interpolated_regret(oracles[name], edge[(name, s)]) for s in seeds[name])
+            lrs = lrs_of(name, rule)
+            good = [x for x in lrs if x]
+            spread = max(good) / min(good) if good else math.nan
+            oracle_lr = oracles[name]["onecycle"]["best_lr"]
+            rows.append((name, edge_r, table[name][rule], table[name][every], spread, oracle_lr, lrs, rule))
+        out.append(f"{'task':34s} {'edge':>7s} {'trial LOTO':>10s} {'in-sample':>9s} {'spread':>6s}  oracle lr / picks")
+        for name, e, t, ins, spread, olr, lrs, _ in rows:
+            mark = "  (held out)" if name in corpus.NEW_TASKS else ""
+            picks = " ".join(f"{x:.3g}" for x in lrs)
+            out.append(f"{name:34s} {e:7.2f} {t:10.2f} {ins:9.2f} {spread:6.2f}  {olr:.3g} / {picks}{mark}")
+        for label, group in (("earlier tasks (LOTO)", base), ("held out", new)):
+            if not group:
+                continue
+            es = [r[1] for r in rows if r[0] in group]
+            ts = [r[2] for r in rows if r[0] in group]
+            wide = sum(r[4] > 1.5 for r in rows if r[0] in group)
+            out.append(
+                f"{label}: edge median {statistics.median(es):.2f} worst {max(es):.2f}; "
+                f"trial median {statistics.median(ts):.2f} worst {max(ts):.2f}; spread > 1.5x on {wide} of {len(es)}"
+            )
+        out.append("")
+        return every
+
+    chosen = {
+        "first": search(rules(), "first search (3% trials)"),
+        "capped": search(capped_rules(), f"second search (the trials at most {CAP:.0%} of the fit's steps)"),
+    }
     out.append("alternatives, fixed (in-sample on the earlier tasks; the held-out ones never chose anything):")
     head = f"{'median':>14s} {'worst':>6s} {'>1.5x':>6s}"
     out.append(f"{'':24s} {'earlier tasks':>28s}  {'held out':>28s}")
@@ -199,7 +223,11 @@ def main() -> None:
             wide = f"{sum(x > 1.5 for x in spreads)}/{len(spreads)}"
             cells.append(f"{statistics.median(regrets):14.2f} {max(regrets):6.2f} {wide:>6s}")
         out.append(f"{label:24s} {cells[0]}  {cells[1]}")
-    text = "\n".join(out)
+    return "\n".join(out), chosen
+
+
+def main() -> None:
+    text, _ = analyse()
     print(text)
     (HERE / "trials.md").write_text("```\n" + text + "\n```\n")
 

@@ -35,7 +35,7 @@ import tasks as corpus  # noqa: E402
 from common import trainer  # noqa: E402
 
 LADDER = (-4, -3, -2, -1, 0, 1, 2)  # candidates: edge * 2 ** j
-BUDGETS = (0.03, 0.1)  # a trial's share of the task's run
+BUDGETS = (0.02, 0.03, 0.1)  # a trial's share of the task's run
 FLOOR = 30  # optimizer steps a trial takes at least
 
 
