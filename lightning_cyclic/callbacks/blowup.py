@@ -14,6 +14,12 @@ import torch
 # a rise that stays counts only above this share of the run's first losses: a loss that doubles from 0.05 to 0.1
 # (a cross-entropy that started at 2.3) is the noise of a nearly fitted model, not a blow-up
 FLOOR = 0.1
+# a run whose loss fell by at least LEARNT of where it started, and whose median over ``patience`` steps climbs
+# back by LOST of that fall, has lost what it learnt: a collapse to the chance level (a too bold lr), which the
+# rules by ratio do not see when the fall was less than ``spike``-fold
+LEARNT = 0.1
+LOST = 0.9
+SPAN = 3  # ... over the last SPAN * patience steps (the recipe's 21 runs at their best lr: no false alarm)
 _LOWEST = -math.inf
 
 
@@ -28,8 +34,8 @@ def median(values: Any) -> float:
 class BlowupRules:
     """The Guard's rules over the training loss of each optimizer step, as a mixin that holds their state:
     ``history`` (the last ``window + patience`` losses), the level (the median of all but the last ``patience``,
-    taken again every ``patience`` steps) and the run's first losses. The class that mixes it in sets ``spike``,
-    ``patience`` and ``window``."""
+    taken again every ``patience`` steps), the run's first losses and the lowest median of ``patience`` steps it
+    reached (read at the same times). The class that mixes it in sets ``spike``, ``patience`` and ``window``."""
 
     spike: float
     patience: int
@@ -41,6 +47,7 @@ class BlowupRules:
         self._level: float | None = None  # the median of history[:-patience], refreshed every patience steps
         self._level_due = 0
         self._initial = 0.0  # the median of the first ``patience`` losses of the run
+        self._lowest = math.inf  # the lowest median of the last ``patience`` losses, at each refresh of the level
         self._calm = -math.inf  # a loss up to this cannot be a rise (-inf: the level is not known yet)
 
     def _check(self, value: float) -> str:
@@ -84,6 +91,7 @@ class BlowupRules:
         """The level taken again (every ``patience`` steps), and this step's loss judged by it."""
         history = self.history
         self._level, self._level_due = median(islice(history, len(history) - self.patience)), self.patience
+        self._lowest = min(self._lowest, median(islice(history, len(history) - self.patience, None)))
         self._set_calm()
         return "" if value <= self._calm else self._rise()
 
@@ -91,7 +99,12 @@ class BlowupRules:
         if self._level is None or not self.history:
             self._calm = -math.inf
         else:
-            self._calm = max(self.spike * self._level, FLOOR * self._initial)
+            self._calm = min(max(self.spike * self._level, FLOOR * self._initial), self._lost_bar())
+
+    def _lost_bar(self) -> float:
+        """The loss above which the run has lost what it learnt (``inf`` until it has learnt ``LEARNT``)."""
+        fall = self._initial - self._lowest
+        return self._initial - (1 - LOST) * fall if self._initial > 0 and fall >= LEARNT * self._initial else math.inf
 
     def _rise(self) -> str:
         """Why the loss is a rise that stays, or ``""``."""
@@ -103,22 +116,33 @@ class BlowupRules:
                 f"the training loss rose to {recent:.4g} (median of the last {self.patience} steps), "
                 f"{recent / level:.1f}x its level of {level:.4g}"
             )
+        # a collapse stays: the median of a longer span must be back too (a healthy run's loss can climb back for a
+        # few steps at the peak of a warmup; none of the 21 tasks' runs at their best one-cycle lr stayed back)
+        span = min(SPAN * self.patience, len(history))
+        if recent >= self._lost_bar() and (back := median(history[-span:])) >= self._lost_bar():
+            return (
+                f"the training loss rose back to {back:.4g} (median of the last {span} steps), near where "
+                f"the run started ({self._initial:.4g}) from its lowest of {self._lowest:.4g}: what it learnt is lost"
+            )
         return ""
 
-    def _rewind(self, history: list[float]) -> None:
-        """The losses as they were at a rollback's snapshot; the level is taken again from them."""
+    def _rewind(self, history: list[float], lowest: float) -> None:
+        """The losses and the lowest as they were at a rollback's snapshot; the level is taken again from them."""
         self.history, self._level, self._calm = deque(history, self.history.maxlen), None, -math.inf
+        self._lowest = lowest  # (back at the start, the run has learnt nothing yet: no collapse until it has)
 
     def _rules_state(self) -> dict[str, Any]:
         return {
             "history": list(self.history),
-            # the cached level and the run's first losses: a resume decides as the run would have
-            "level": [self._level, self._level_due, self._initial],
+            # the cached level, the run's first losses and its lowest: a resume decides as the run would have
+            "level": [self._level, self._level_due, self._initial, self._lowest],
         }
 
     def _load_rules(self, state_dict: dict[str, Any]) -> None:
         self.history = deque(state_dict.get("history", []), self.window + self.patience)
-        self._level, self._level_due, self._initial = state_dict.get("level", (None, 0, 0.0))
+        level = list(state_dict.get("level", (None, 0, 0.0)))
+        self._level, self._level_due, self._initial = level[:3]
+        self._lowest = level[3] if len(level) > 3 else math.inf  # (a checkpoint from before the rule: not known)
         self._set_calm()
 
 

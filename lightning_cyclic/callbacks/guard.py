@@ -41,7 +41,11 @@ class Guard(BlowupRules, ScaledSteps, Callback):
     steps at too high an lr do); or one whose median over the last ``patience`` optimizer steps
     is more than ``spike`` times its median over the ``window`` steps before them (a rise that
     stays, not one bad batch) and more than a tenth of the run's first losses (a nearly fitted
-    model's loss doubling from 0.05 to 0.1 is noise). The loss is taken to be positive (a cross-entropy, an error).
+    model's loss doubling from 0.05 to 0.1 is noise); or, once the median of ``patience`` steps has
+    fallen by a tenth of the run's first losses, one whose median over the last ``patience`` steps
+    climbs back by nine tenths of that fall (a run that collapses to the chance level has lost what
+    it learnt, though its loss rose less than ``spike``-fold). The loss is taken to be positive (a
+    cross-entropy, an error).
     On a blow-up the Guard
 
     1. skips the update of that step (a non-finite loss never reaches the weights),
@@ -149,7 +153,7 @@ class Guard(BlowupRules, ScaledSteps, Callback):
         if self.lr_scale != 1.0:  # a resumed run that was scaled (else the hooks come with the first rollback)
             self._hook(trainer)
         # the start (or the resume point) is good
-        self._good = RollbackPoint(trainer, pl_module, self.history, self.patience)
+        self._good = RollbackPoint(trainer, pl_module, self.history, self.patience, lowest=self._lowest)
         self._pending = self._spare = None
         self._log(trainer)
 
@@ -196,7 +200,7 @@ class Guard(BlowupRules, ScaledSteps, Callback):
                     self._good, self._spare = pending, good
                 else:
                     self._spare = pending
-            self._pending = RollbackPoint(trainer, pl_module, self.history, self.patience, self._spare)
+            self._pending = RollbackPoint(trainer, pl_module, self.history, self.patience, self._spare, self._lowest)
             self._spare = None
 
     @override
@@ -216,7 +220,7 @@ class Guard(BlowupRules, ScaledSteps, Callback):
         if good is None:  # (on_train_start takes one)
             raise RuntimeError("Guard has no snapshot: on_train_start has not run")
         good.restore(trainer, pl_module)
-        self._rewind(good.history)
+        self._rewind(good.history, good.lowest)
         self._spare, self._pending = self._pending or self._spare, None
         event = {"step": step, "reason": reason, "restored_step": good.step, "level": good.level}
         if self.rollbacks >= self.max_rollbacks:

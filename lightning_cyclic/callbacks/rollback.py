@@ -5,6 +5,7 @@ of every later step."""
 from __future__ import annotations
 
 import copy
+import math
 from collections import deque
 from typing import Any, cast
 
@@ -65,6 +66,7 @@ class RollbackPoint:
         history: deque[float],
         patience: int,
         reuse: RollbackPoint | None = None,
+        lowest: float = math.inf,
     ) -> None:
         self.step = trainer.global_step
         pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -78,6 +80,7 @@ class RollbackPoint:
             intos, values = zip(*pairs)
             torch._foreach_copy_(intos, values)
         self.history = list(history)
+        self.lowest = lowest  # the run's lowest median of ``patience`` steps so far (the Guard's rules)
         # the loss where it was taken (the median of the last ``patience`` steps; None before there are any)
         self.level = median(self.history[-patience:]) if history else None
 

@@ -365,3 +365,61 @@ def test_a_rollback_to_before_backbone_finetuning_added_its_param_group(tmp_path
     optimizer = trainer.optimizers[0]
     assert len(optimizer.param_groups) == 2 and finite(module)  # the backbone's group stays, and trains on
     assert all(p in optimizer.state for p in module.backbone.parameters())
+
+
+class Collapsing(TinyModule):
+    """The tiny classifier on learnable data, whose outputs go flat (the chance level, no gradient) from optimizer
+    step ``at`` until the Guard has rolled back: a collapse too small for the ratio rules (the loss, fallen to
+    about 0.75, climbs back to 1.1, under twice its level)."""
+
+    def __init__(self, at: int, guard: Guard):
+        super().__init__(lr=0.02)
+        self.at, self.guard = at, guard
+        self.losses: list[float] = []
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self(x)
+        if self.global_step >= self.at and not self.guard.events:
+            logits = logits * 0
+        loss = nn.functional.cross_entropy(logits, y)
+        self.losses.append(float(loss))
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.lr, momentum=0.9)
+
+
+def test_a_run_that_collapses_to_the_chance_level_is_rolled_back_and_learns_again(tmp_path):
+    guard = Guard(verbose=False)
+    module = Collapsing(at=40, guard=guard)
+    trainer = fit(tmp_path, module, [guard], max_epochs=24)
+    assert module.losses[38] < 0.9 and module.losses[44] == pytest.approx(math.log(3))  # it had learnt, then lost
+    [event] = guard.events
+    assert "what it learnt is lost" in event["reason"] and event["restored_step"] < 40
+    assert 40 <= event["step"] <= 40 + 3 * guard.patience  # seen once the median of 3 x patience steps is back
+    assert trainer.global_step == 192 and not guard.gave_up and guard.lr_scale == 0.5
+    before, last = sum(module.losses[32:40]) / 8, sum(module.losses[-8:]) / 8  # an epoch's mean, before and at the end
+    assert last < before and finite(module)  # it learns again from the weights put back, past where it was
+
+
+def test_the_collapse_rule_needs_a_tenth_learnt_and_restarts_with_the_snapshot():
+    def fed(guard, losses):  # each loss through the rules as the Guard's step hook feeds them
+        verdicts = [guard._check(v) if guard.history else guard._judge(v) for v in losses]
+        return [(i, why) for i, why in enumerate(verdicts) if why]
+
+    flat = [2.3 + 0.1 * math.sin(i) for i in range(200)]  # never a tenth below its start: nothing learnt to lose
+    assert fed(Guard(), flat) == []
+    fell = [2.3] * 20 + [1.9] * 30 + [2.3] * 30  # fell by 17%, then back to the start and stays
+    guard = Guard()
+    [(step, why), *_] = fed(guard, fell)
+    assert 50 <= step <= 50 + 3 * guard.patience and "what it learnt is lost" in why
+    kept = [2.3] * 20 + [1.9] * 30 + [2.2] * 30  # three quarters of the fall lost: not yet nine tenths
+    assert fed(Guard(), kept) == []
+    # back at a snapshot taken before it learnt anything, the losses of the start are no collapse
+    guard._rewind([], math.inf)
+    assert fed(guard, [2.3] * 40) == []
+    # and the lowest so far goes with the state of a resumed run
+    again = Guard()
+    again.load_state_dict(Guard().state_dict() | {"level": [*guard.state_dict()["level"][:3], 1.9]})
+    assert again._lowest == 1.9
