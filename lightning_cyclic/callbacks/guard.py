@@ -1,9 +1,10 @@
 """``Guard``: roll a run back when its training loss blows up, and go on at a lower lr.
 
 What large-model training does by hand, as one callback: watch the training loss;
-when it turns NaN/inf, or rises and stays far above where it was, put back the
-last good weights and optimizer state (kept in memory, on the CPU), scale the lr
-of every later step down by ``factor``, and go on with the next batches. After
+when it turns NaN/inf, rises and stays far above where it was, or climbs back to
+where the run started (a collapse to the chance level), put back the last good
+weights and optimizer state (kept in memory, on the CPU), scale the lr of every
+later step down by ``factor``, and go on with the next batches. After
 ``max_rollbacks`` rollbacks it gives up: the good weights go back and the fit
 stops, with one message that says what happened.
 
