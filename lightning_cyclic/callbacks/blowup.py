@@ -101,6 +101,10 @@ class BlowupRules:
         else:
             self._calm = min(max(self.spike * self._level, FLOOR * self._initial), self._lost_bar())
 
+    def _lost(self, level: float | None) -> bool:
+        """Whether a loss of ``level`` is back where the run started, by the collapse rule's bar."""
+        return level is not None and level >= self._lost_bar()
+
     def _lost_bar(self) -> float:
         """The loss above which the run has lost what it learnt (``inf`` until it has learnt ``LEARNT``)."""
         fall = self._initial - self._lowest

@@ -69,7 +69,7 @@ class Guard(BlowupRules, ScaledSteps, Callback):
         window: the optimizer steps before them whose median is the loss's level.
         every: a snapshot is taken every this many optimizer steps; it becomes the good one
             once ``every`` more steps have passed without a blow-up, if its loss is no more than
-            1.5 times the good one's.
+            1.5 times the good one's and not back where the run started (the collapse rule's bar).
         max_rollbacks: rollbacks allowed before the Guard gives up; ``0`` gives up at once.
         skip_batches: optimizer steps after a rollback whose update is skipped.
         verbose: say what happened at each rollback.
@@ -196,8 +196,9 @@ class Guard(BlowupRules, ScaledSteps, Callback):
         if trainer.global_step % self.every == 0:
             pending, good = self._pending, self._good
             if pending is not None:
-                # ``every`` healthy steps have passed since it was taken, and it is no worse than the good one
-                if good is None or pending.no_worse_than(good):
+                # ``every`` healthy steps have passed since it was taken, it is no worse than the good one, and it
+                # was not taken after the run lost what it had learnt (a collapse the rules see only later)
+                if (good is None or pending.no_worse_than(good)) and not self._lost(pending.level):
                     self._good, self._spare = pending, good
                 else:
                     self._spare = pending

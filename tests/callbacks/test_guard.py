@@ -423,3 +423,28 @@ def test_the_collapse_rule_needs_a_tenth_learnt_and_restarts_with_the_snapshot()
     again = Guard()
     again.load_state_dict(Guard().state_dict() | {"level": [*guard.state_dict()["level"][:3], 1.9]})
     assert again._lowest == 1.9
+
+
+class Scripted(TinyModule):
+    """A training loss that follows a script by optimizer step (the weights get no gradient from it): 2.3, then
+    1.9 from step 10, then back to 2.3 from step 40 until the Guard has rolled back, then 1.5."""
+
+    def __init__(self, guard: Guard):
+        super().__init__()
+        self.guard = guard
+
+    def training_step(self, batch, batch_idx):
+        step = self.global_step
+        script = 1.5 if self.guard.events else 2.3 if step < 10 or step >= 40 else 1.9
+        return self(batch[0]).sum() * 0 + script
+
+
+def test_a_snapshot_taken_after_a_collapse_is_never_the_one_rolled_back_to(tmp_path):
+    # snapshots every 5 steps: the one of step 50, its loss (the median of its last 10) back at the start, would be
+    # trusted at step 55, before the collapse rule (a climb held over 3 x patience steps) fires
+    guard = Guard(every=5, verbose=False)
+    fit(tmp_path, Scripted(guard), [guard], max_epochs=10)
+    [event] = guard.events
+    assert "what it learnt is lost" in event["reason"] and event["step"] >= 55
+    # the last snapshot whose loss was below the bar: 5 steps into the collapse, the median 2.1 (1.9 and 2.3)
+    assert event["restored_step"] == 45 and event["level"] == pytest.approx(2.1)
