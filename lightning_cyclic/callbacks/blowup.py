@@ -40,6 +40,7 @@ class BlowupRules:
     spike: float
     patience: int
     window: int
+    collapse: bool  # whether the collapse rule is on
 
     def _fresh_rules(self) -> None:
         # the training loss of each optimizer step (the last window + patience)
@@ -108,7 +109,9 @@ class BlowupRules:
     def _lost_bar(self) -> float:
         """The loss above which the run has lost what it learnt (``inf`` until it has learnt ``LEARNT``)."""
         fall = self._initial - self._lowest
-        return self._initial - (1 - LOST) * fall if self._initial > 0 and fall >= LEARNT * self._initial else math.inf
+        if not self.collapse or self._initial <= 0 or fall < LEARNT * self._initial:
+            return math.inf
+        return self._initial - (1 - LOST) * fall
 
     def _rise(self) -> str:
         """Why the loss is a rise that stays, or ``""``."""

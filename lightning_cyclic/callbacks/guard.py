@@ -73,6 +73,8 @@ class Guard(BlowupRules, ScaledSteps, Callback):
         max_rollbacks: rollbacks allowed before the Guard gives up; ``0`` gives up at once.
         skip_batches: optimizer steps after a rollback whose update is skipped.
         verbose: say what happened at each rollback.
+        collapse: also count a climb back to where the run started as a blow-up (the last rule above); ``False``
+            for a run whose loss may rightly go back there (new data, a curriculum).
 
     After ``fit``: ``lr_scale``, ``rollbacks``, ``events`` (one dict per blow-up: its step,
     reason, loss, level and the scale from then on) and ``gave_up``.
@@ -101,6 +103,7 @@ class Guard(BlowupRules, ScaledSteps, Callback):
         max_rollbacks: int = 4,
         skip_batches: int = 0,
         verbose: bool = True,
+        collapse: bool = True,
     ) -> None:
         check_number("factor", factor, 0, 1, low_open=True, high_open=True)
         check_number("spike", spike, 1, low_open=True)
@@ -110,8 +113,10 @@ class Guard(BlowupRules, ScaledSteps, Callback):
         check_number("max_rollbacks", max_rollbacks, 0, integer=True)
         check_number("skip_batches", skip_batches, 0, integer=True)
         check_choice("verbose", verbose, (True, False))
+        check_choice("collapse", collapse, (True, False))
         self.factor, self.spike, self.patience, self.window = float(factor), float(spike), patience, window
         self.every, self.max_rollbacks, self.skip_batches, self.verbose = every, max_rollbacks, skip_batches, verbose
+        self.collapse = collapse
         self._fresh()
 
     def _fresh(self) -> None:
@@ -277,5 +282,6 @@ class Guard(BlowupRules, ScaledSteps, Callback):
     def __repr__(self) -> str:
         return (
             f"Guard(factor={self.factor}, spike={self.spike}, patience={self.patience}, window={self.window}, "
-            f"every={self.every}, max_rollbacks={self.max_rollbacks}, skip_batches={self.skip_batches})"
+            f"every={self.every}, max_rollbacks={self.max_rollbacks}, skip_batches={self.skip_batches}, "
+            f"collapse={self.collapse})"
         )

@@ -439,6 +439,14 @@ class Scripted(TinyModule):
         return self(batch[0]).sum() * 0 + script
 
 
+def test_collapse_false_leaves_a_climb_back_to_the_start_alone(tmp_path):
+    guard = Guard(verbose=False, collapse=False)
+    fit(tmp_path, Collapsing(at=40, guard=guard), [guard], max_epochs=12)
+    assert guard.events == [] and "collapse=False" in repr(guard)
+    with pytest.raises(ValueError, match="collapse must be one of True, False, got 'yes'"):
+        Guard(collapse="yes")
+
+
 def test_a_snapshot_taken_after_a_collapse_is_never_the_one_rolled_back_to(tmp_path):
     # snapshots every 5 steps: the one of step 50, its loss (the median of its last 10) back at the start, would be
     # trusted at step 55, before the collapse rule (a climb held over 3 x patience steps) fires
