@@ -40,6 +40,7 @@ import torch
 
 from lightning_cyclic import _compat
 from lightning_cyclic.finder_control import (
+    GUARDED_TRIAL_BIAS,
     SKIPPED_IN_A_ROW,
     TRIAL_BIAS,
     TRIAL_LADDER,
@@ -68,6 +69,7 @@ from lightning_cyclic.suggest import suggest
 __all__ = [
     "EVALUATE",
     "FAST_DEV_RUN",
+    "GUARDED_TRIAL_BIAS",
     "OUTCOMES",
     "SKIPPED_IN_A_ROW",
     "TRIAL_BIAS",
@@ -144,7 +146,8 @@ def run_range_test(trainer: pl.Trainer, pl_module: pl.LightningModule, config: R
             sweep = _sweep(trainer, pl_module, optimizer, config, val_batches)
             suggestion = suggest(sweep.lrs, sweep.losses, config.suggestion, config.smooth)
             if config.trials and config.suggestion == "edge" and suggestion.lr is not None:
-                trials = _trials(trainer, pl_module, optimizer, config, suggestion.lr, snapshot, val_batches)
+                guarded = any(getattr(callback, "catches_bold_peaks", False) for callback in callbacks)
+                trials = _trials(trainer, pl_module, optimizer, config, suggestion.lr, snapshot, val_batches, guarded)
     finally:
         _compat.set_trainer_callbacks(trainer, callbacks)
         for loader, iterator in kept:
@@ -239,6 +242,7 @@ def _trials(
     edge: float,
     snapshot: Snapshot,
     val_batches: ValBatches | None,
+    guarded: bool,
 ) -> dict[str, Any]:
     """The short trials at each of :func:`~lightning_cyclic.finder_control.trial_peaks` of ``edge``, each from the
     state in ``snapshot``, and what they chose (:func:`~lightning_cyclic.finder_control.choose_trial`)."""
@@ -251,4 +255,4 @@ def _trials(
         snapshot.restore()
         losses.append(_trial(trainer, pl_module, optimizer, peak, steps, val_batches))
     evaluated = "validation loss" if val_batches is not None else "training loss of the last quarter"
-    return choose_trial(peaks, losses, steps, evaluated)
+    return choose_trial(peaks, losses, steps, evaluated, guarded)

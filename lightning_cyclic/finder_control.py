@@ -110,7 +110,10 @@ def edge_complete(lrs: list[float], losses: list[float]) -> bool:
 TRIAL_LADDER = (-2, -1, 0, 1, 2)  # candidates: the edge suggestion times 2 ** j
 TRIAL_SHARE = 0.03  # a trial's length, as a share of the fit's optimizer steps ...
 TRIAL_MIN_STEPS = 30  # ... and at least this many
-TRIAL_BIAS = 2**0.5  # a short run favours a bolder peak than the whole run wants: the pick is divided by this
+TRIAL_BIAS = 2**0.5  # a short run favours a bolder peak than the whole run wants: the pick is divided by this ...
+# ... unless a callback that rolls a too bold peak back (``Guard``: ``catches_bold_peaks``) is in the fit: chosen
+# on the corpus's earlier tasks, trained in the fit (recipes/range_test_corpus, auto-trials-guard)
+GUARDED_TRIAL_BIAS = 1.0
 
 
 def trial_length(config: RangeTestConfig, total: float) -> int | None:
@@ -127,9 +130,12 @@ def trial_peaks(edge: float) -> list[float]:
     return [edge * 2.0**j for j in TRIAL_LADDER]
 
 
-def choose_trial(peaks: list[float], losses: list[float], steps: int, evaluated: str) -> dict[str, Any]:
+def choose_trial(
+    peaks: list[float], losses: list[float], steps: int, evaluated: str, guarded: bool = False
+) -> dict[str, Any]:
     """What the trials at ``peaks`` chose from their ``losses`` (``inf`` for a trial that blew up): the peak of the
-    lowest loss divided by ``TRIAL_BIAS``; where every trial blew up, a quarter of the lowest peak. The record
+    lowest loss divided by ``TRIAL_BIAS`` (``GUARDED_TRIAL_BIAS`` where ``guarded``: a callback in the fit rolls a
+    too bold peak back); where every trial blew up, a quarter of the lowest peak. The record
     ``extra["trials"]`` holds, with the lr and the reason."""
     out: dict[str, Any] = {"lrs": peaks, "losses": [x if math.isfinite(x) else None for x in losses]}
     out.update(steps=steps, evaluated=evaluated)
@@ -137,9 +143,14 @@ def choose_trial(peaks: list[float], losses: list[float], steps: int, evaluated:
         reason = f"all {len(losses)} trials of {steps} steps blew up, the lowest at {peaks[0]:.3g}: a quarter of that"
         return {**out, "lr": peaks[0] / 4, "reason": reason}
     best = min(range(len(losses)), key=lambda i: (losses[i], i))
+    bias = GUARDED_TRIAL_BIAS if guarded else TRIAL_BIAS
+    how = (
+        "as it is (a Guard in the fit rolls a too bold peak back)"
+        if bias == 1
+        else f"divided by {bias:.3g} for the short horizon"
+    )
     reason = (
         f"{len(peaks)} trials of {steps} steps (one-cycle) at the edge x 2^{TRIAL_LADDER[0]}..{TRIAL_LADDER[-1]}: "
-        f"the lowest {evaluated} ({losses[best]:.4g}) at x 2^{TRIAL_LADDER[best]}, divided by {TRIAL_BIAS:.3g} for "
-        "the short horizon"
+        f"the lowest {evaluated} ({losses[best]:.4g}) at x 2^{TRIAL_LADDER[best]}, {how}"
     )
-    return {**out, "lr": peaks[best] / TRIAL_BIAS, "reason": reason}
+    return {**out, "lr": peaks[best] / bias, "reason": reason, "guarded": guarded}

@@ -11,6 +11,7 @@ import warnings
 import pytest
 
 from lightning_cyclic.finder_control import (
+    GUARDED_TRIAL_BIAS,
     SKIPPED_IN_A_ROW,
     TRIAL_BIAS,
     TRIAL_MIN_STEPS,
@@ -124,6 +125,10 @@ def test_the_trials_length_and_their_choice():
     assert "the lowest validation loss (0.5) at x 2^-1" in chosen["reason"]
     blown = choose_trial(peaks, [math.inf] * 5, 30, "validation loss")
     assert blown["lr"] == pytest.approx(0.025 / 4) and "all 5 trials of 30 steps blew up" in blown["reason"]
+    # with a Guard in the fit (it rolls a too bold peak back) the pick is taken as it is
+    guarded = choose_trial(peaks, [1.0, 0.5, 0.7, 0.5, math.inf], 30, "validation loss", guarded=True)
+    assert guarded["lr"] == pytest.approx(0.05 * GUARDED_TRIAL_BIAS) == pytest.approx(0.05) and guarded["guarded"]
+    assert "as it is (a Guard in the fit" in guarded["reason"] and not chosen["guarded"]
 
 
 def test_warmup_the_old_name_of_warms_up_still_works_and_says_so():

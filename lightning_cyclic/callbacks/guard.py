@@ -92,6 +92,8 @@ class Guard(BlowupRules, ScaledSteps, Callback):
 
     # BestSnapshot (and PlateauDecay) leave a non-finite training loss to a callback that says this
     handles_nonfinite_loss: ClassVar[bool] = True
+    # with it in the fit, ``max_lr="auto"`` takes the short trials' pick as it is (not divided by sqrt(2))
+    catches_bold_peaks: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -52,7 +52,8 @@ class LRFinder(Callback):
             one-cycle compressed to ``trial_steps`` from the same starting state, at 1/4, 1/2, 1, 2
             and 4 times the reading; the candidate with the lowest validation loss after its trial
             (the training loss of its last quarter where there is no validation data), divided by
-            sqrt(2) for the short horizon's bias towards bold lrs, is what ``"auto"`` arguments
+            sqrt(2) for the short horizon's bias towards bold lrs (taken as it is where a ``Guard``
+            is in the fit: it rolls a too bold peak back), is what ``"auto"`` arguments
             take (``result.chosen``); the curve's reading stays in ``result.suggestion``. Where
             every trial blows up, a quarter of the lowest candidate. Undone as the test is; one
             line says what the trials chose and why.

@@ -192,9 +192,12 @@ METHODS = {
     "auto-guard": "ours, the curve alone: OneCycle(max_lr='auto') + LRFinder(trials=False) + Guard() in the fit",
     # with the second signal, LRFinder's default: short trials around the curve's reading
     "auto-trials": "ours: OneCycle(max_lr='auto') + LRFinder() in the fit (range test, then short trials)",
-    "auto-trials-guard": "ours: OneCycle(max_lr='auto') + LRFinder() + Guard() in the fit",
+    "auto-trials-guard": "ours: OneCycle(max_lr='auto') + LRFinder() + Guard() in the fit (with the Guard in the fit, "
+    "the trials' pick is taken as it is)",
+    "auto-trials-guard-sqrt2": "ours, before: as auto-trials-guard with the trials' pick divided by sqrt(2), as "
+    "without a Guard",
 }
-OURS_IN_FIT = ("auto", "auto-guard", "auto-trials", "auto-trials-guard")
+OURS_IN_FIT = ("auto", "auto-guard", "auto-trials", "auto-trials-guard", "auto-trials-guard-sqrt2")
 WARMUP = 0.05  # share of the run the schedule-free and AdamW warmups take
 
 
@@ -325,10 +328,13 @@ def fit_peer(task: corpus.Task, seed: int, method: str, epochs: int, root: str) 
 
     callbacks: list = [Score()]
     if ours:
-        from lightning_cyclic import Guard, LRFinder, OneCycle
+        from lightning_cyclic import Guard, LRFinder, OneCycle, finder_control
+
+        # (read when the trials choose: the earlier default, for the comparison)
+        finder_control.GUARDED_TRIAL_BIAS = finder_control.TRIAL_BIAS if method.endswith("sqrt2") else 1.0
 
         callbacks += [OneCycle(max_lr="auto", log=False), LRFinder(verbose=False, trials="trials" in method)]
-        callbacks += [Guard(verbose=False)] if method.endswith("guard") else []
+        callbacks += [Guard(verbose=False)] if "guard" in method else []
     start = time.perf_counter()
     fitted = trainer(root, callbacks, max_epochs=epochs)
     if ours:  # the validation loader where the task has one: the range test reads it

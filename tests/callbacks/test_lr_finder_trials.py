@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_cyclic import LRFinder, OneCycle, RangeTestResult, WarmRestarts, lr_find
-from lightning_cyclic.finder import TRIAL_BIAS, TRIAL_LADDER, RangeTestConfig, trial_length
+from lightning_cyclic import Guard, LRFinder, OneCycle, RangeTestResult, WarmRestarts, lr_find
+from lightning_cyclic.finder import GUARDED_TRIAL_BIAS, TRIAL_BIAS, TRIAL_LADDER, RangeTestConfig, trial_length
 from lightning_cyclic.shapes import OneCycleSchedule
 from tests.helpers import RichModule, tiny_loader, tiny_trainer
 
@@ -47,6 +47,21 @@ def test_auto_takes_the_lowest_trial_divided_by_sqrt2_and_a_fit_given_that_lr_en
     # the trials are part of the result a checkpoint holds
     again = RangeTestResult.from_dict(result.to_dict())
     assert again.extra["trials"] == trials and again.chosen.lr == result.chosen.lr
+
+
+def test_with_a_guard_in_the_fit_auto_takes_the_lowest_trial_as_it_is(tmp_path, caplog):
+    # the same fit as above, a Guard added: the same trials, their pick not divided (the Guard catches a too bold
+    # peak; chosen on the corpus's earlier tasks, trained in the fit)
+    plain = LRFinder(num_steps=60)
+    fit(tmp_path, "auto", [plain])
+    guarded = LRFinder(num_steps=60)
+    with caplog.at_level(logging.INFO):
+        _, schedule = fit(tmp_path, "auto", [guarded, Guard(verbose=False)])
+    trials, before = guarded.result.extra["trials"], plain.result.extra["trials"]
+    assert trials["losses"] == before["losses"] and trials["guarded"] and not before["guarded"]
+    assert guarded.result.chosen.lr == pytest.approx(plain.result.chosen.lr * TRIAL_BIAS)
+    assert schedule.resolved == {"max_lr": guarded.result.chosen.lr} and GUARDED_TRIAL_BIAS == 1.0
+    assert "as it is (a Guard in the fit rolls a too bold peak back)" in trials["reason"]
 
 
 def test_without_validation_data_a_trial_reads_the_training_loss_of_its_last_quarter(tmp_path):
