@@ -125,8 +125,8 @@ class BlowupRules:
             )
         # a collapse stays: the median of a longer span must be back too (a healthy run's loss can climb back for a
         # few steps at the peak of a warmup; none of the 21 tasks' runs at their best one-cycle lr stayed back)
-        span = min(SPAN * self.patience, len(history))
-        if recent >= self._lost_bar() and (back := median(history[-span:])) >= self._lost_bar():
+        span, bar = min(SPAN * self.patience, len(history)), self._lost_bar()
+        if recent >= bar and (back := median(history[-span:])) >= bar:
             return (
                 f"the training loss rose back to {back:.4g} (median of the last {span} steps), near where "
                 f"the run started ({self._initial:.4g}) from its lowest of {self._lowest:.4g}: what it learnt is lost"

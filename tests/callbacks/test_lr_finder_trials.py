@@ -49,14 +49,13 @@ def test_auto_takes_the_lowest_trial_divided_by_sqrt2_and_a_fit_given_that_lr_en
     assert again.extra["trials"] == trials and again.chosen.lr == result.chosen.lr
 
 
-def test_with_a_guard_in_the_fit_auto_takes_the_lowest_trial_as_it_is(tmp_path, caplog):
+def test_with_a_guard_in_the_fit_auto_takes_the_lowest_trial_as_it_is(tmp_path):
     # the same fit as above, a Guard added: the same trials, their pick not divided (the Guard catches a too bold
     # peak; chosen on the corpus's earlier tasks, trained in the fit)
     plain = LRFinder(num_steps=60)
     fit(tmp_path, "auto", [plain])
     guarded = LRFinder(num_steps=60)
-    with caplog.at_level(logging.INFO):
-        _, schedule = fit(tmp_path, "auto", [guarded, Guard(verbose=False)])
+    _, schedule = fit(tmp_path, "auto", [guarded, Guard(verbose=False)])
     trials, before = guarded.result.extra["trials"], plain.result.extra["trials"]
     assert trials["losses"] == before["losses"] and trials["guarded"] and not before["guarded"]
     assert guarded.result.chosen.lr == pytest.approx(plain.result.chosen.lr * TRIAL_BIAS)
