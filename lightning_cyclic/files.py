@@ -32,10 +32,14 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _remove_stale_temps(path: Path) -> None:
-    """A killed writer leaves its temp file (no cleanup runs under SIGKILL); the next write of ``path`` removes it."""
-    for old in path.parent.glob(f".{path.name}.*.tmp"):
-        pid = old.name[len(path.name) + 2 : -len(".tmp")]
+def _remove_stale_temps(folder: Path) -> None:
+    """A killed writer leaves its temp file (no cleanup runs under SIGKILL); the next write into ``folder`` removes it.
+
+    Any file's temp, not only the one being written: a killed save of ``epoch019.ckpt`` or its checksum is never
+    written again under that name. Only names of this module's form (``.<name>.<pid>.tmp``) whose writer is gone.
+    """
+    for old in folder.glob(".*.tmp"):
+        pid = old.name[: -len(".tmp")].rpartition(".")[2]
         if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
             old.unlink(missing_ok=True)
 
@@ -50,10 +54,10 @@ def write_atomically(
     ``write`` is the content (bytes, or text as UTF-8) or a function that writes into the open binary
     file. ``before_replace(tmp)`` runs on the whole temp file just before the rename (to record its
     checksum first). A reader sees the old file or the new one, never half of one; no temp file survives
-    a failure; one left by a killed writer goes at the next write of ``path``.
+    a failure; one left by a killed writer (of any file in the folder) goes at the next write there.
     """
     path = Path(path)
-    _remove_stale_temps(path)
+    _remove_stale_temps(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:

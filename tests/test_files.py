@@ -44,6 +44,18 @@ def test_a_writer_killed_mid_write_leaves_the_old_file_and_the_next_write_remove
     assert path.read_text() == "new\n" and temps(tmp_path) == []
 
 
+def test_a_killed_writers_temp_goes_at_the_next_write_of_any_file_in_the_folder(tmp_path):
+    # a killed save of epoch019.ckpt's checksum is never written again under its name: the next save of last.ckpt
+    # (any file in the folder) removes it; a file of another form that merely ends in .tmp is not ours to touch
+    proc = killed_writer(tmp_path / "epoch019.ckpt.sha256")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    (tmp_path / "notes.tmp").write_text("someone else's")
+    assert temps(tmp_path) == [f".epoch019.ckpt.sha256.{proc.pid}.tmp", "notes.tmp"]
+    write_atomically(tmp_path / "last.ckpt", b"whole")
+    assert temps(tmp_path) == ["notes.tmp"] and not (tmp_path / "epoch019.ckpt.sha256").exists()
+
+
 def test_a_live_writers_temp_file_is_left_alone(tmp_path):
     path = tmp_path / "leaderboard.csv"
     proc = killed_writer(path)
