@@ -34,10 +34,17 @@ pytorch_lightning = _optional_pytorch_lightning()
 _CALLBACK_BASES: tuple[type, ...] = (_lightning.Callback,)
 _MODULE_TYPES: tuple[type, ...] = (_lightning.LightningModule,)
 _SWA_TYPES: tuple[type, ...] = (_lightning.callbacks.StochasticWeightAveraging,)
+# Lightning's WeightAveraging (EMAWeightAveraging's base): 2.6 and later
+_AVERAGING_TYPES: tuple[type, ...] = tuple(
+    t for t in (getattr(_lightning.callbacks, "WeightAveraging", None),) if t is not None
+)
 if pytorch_lightning is not None:
     _CALLBACK_BASES += (pytorch_lightning.Callback,)
     _MODULE_TYPES += (pytorch_lightning.LightningModule,)
     _SWA_TYPES += (pytorch_lightning.callbacks.StochasticWeightAveraging,)
+    _AVERAGING_TYPES += tuple(
+        t for t in (getattr(pytorch_lightning.callbacks, "WeightAveraging", None),) if t is not None
+    )
 
 
 class Callback(*_CALLBACK_BASES):  # type: ignore[misc]
@@ -236,6 +243,39 @@ def swa_average(callback: Any) -> Any:
     model when the run reached SWA's last epoch; comparing with them tells whether it did.
     """
     return getattr(callback, "_average_model", None)
+
+
+def weight_averages(trainer: Any) -> list[tuple[Any, dict[str, Any]]]:
+    """The running weight averages of the Trainer's averaging callbacks, as ``(callback, state)``: Lightning's
+    ``WeightAveraging`` (``EMAWeightAveraging``'s base) and ``StochasticWeightAveraging``, of either namespace.
+
+    ``state`` holds the live tensors (read it, copy it; :func:`load_weight_average` puts a copy back): the averaged
+    parameters and buffers and how many updates they hold. Private: ``WeightAveraging._average_model`` (a torch
+    ``AveragedModel``, whose state dict has its ``n_averaged``); ``StochasticWeightAveraging._average_model`` (a
+    copy of the module) and its public ``n_averaged`` (``None`` until its first average). Neither has a public way to
+    set its average back; their checkpoint hooks do the same through these attributes.
+    """
+    found = []
+    for callback in trainer_callbacks(trainer):
+        average = getattr(callback, "_average_model", None)
+        if average is None or not isinstance(callback, _AVERAGING_TYPES + _SWA_TYPES):
+            continue
+        state: dict[str, Any] = {"model": average.state_dict()}
+        if isinstance(callback, _SWA_TYPES):
+            state["n_averaged"] = getattr(callback, "n_averaged", None)
+        found.append((callback, state))
+    return found
+
+
+def load_weight_average(callback: Any, state: dict[str, Any]) -> None:
+    """Put a state of :func:`weight_averages` back into ``callback``'s running average (copied into its tensors)."""
+    callback._average_model.load_state_dict(state["model"])
+    if "n_averaged" in state:
+        n, now = state["n_averaged"], callback.n_averaged
+        if now is None:  # (no average yet now: none then either)
+            callback.n_averaged = None if n is None else n.clone()
+        else:  # no average then is a count of 0 (SWA's next update copies the weights in, as its first does)
+            now.fill_(0) if n is None else now.copy_(n)
 
 
 # --- Optuna -------------------------------------------------------------------------------------------

@@ -50,8 +50,10 @@ class Guard(BlowupRules, ScaledSteps, Callback):
     On a blow-up the Guard
 
     1. skips the update of that step (a non-finite loss never reaches the weights),
-    2. puts back the last good snapshot: the weights, every optimizer's state and the
-       GradScaler's, as they were at least ``every`` healthy steps before,
+    2. puts back the last good snapshot: the weights, every optimizer's state, the
+       GradScaler's and the running average of Lightning's weight-averaging callbacks
+       (``EMAWeightAveraging``, ``StochasticWeightAveraging``: the steps rolled back leave
+       no trace in it), as they were at least ``every`` healthy steps before,
     3. multiplies the lr of every later optimizer step by ``factor`` (on top of any earlier
        rollback's), whatever sets the lr: a schedule callback, a torch scheduler, a constant,
     4. skips the updates of the next ``skip_batches`` steps, if asked, and goes on with the
@@ -81,7 +83,8 @@ class Guard(BlowupRules, ScaledSteps, Callback):
 
     Under DDP the loss each decision reads is the mean over ranks (one all-reduce of a scalar
     per step), so every rank decides the same and keeps the same weights. Memory: two copies of
-    the weights and the optimizer state on the CPU (the good snapshot and the next one). The
+    the weights, the optimizer state and any weight average on the CPU (the good snapshot and
+    the next one). The
     snapshots are not in checkpoints: a resumed run takes its first good snapshot where it
     resumes, and keeps the scale, the rollbacks and the loss history it had.
 

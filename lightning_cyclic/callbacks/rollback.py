@@ -1,6 +1,6 @@
-"""What a :class:`~lightning_cyclic.Guard`'s rollback does: it puts back the weights, every optimizer's state and
-the GradScaler's, copied to the CPU every few steps into the memory of the copy they replace, and it scales the lr
-of every later step."""
+"""What a :class:`~lightning_cyclic.Guard`'s rollback does: it puts back the weights, every optimizer's state, the
+GradScaler's and the running averages of EMA/SWA callbacks, copied to the CPU every few steps into the memory of
+the copy they replace, and it scales the lr of every later step."""
 
 from __future__ import annotations
 
@@ -51,12 +51,14 @@ def _copy(value: Any, into: Any, pairs: list[tuple[torch.Tensor, torch.Tensor]])
 
 class RollbackPoint:
     """What a rollback puts back: the weights, every optimizer's state, the precision plugin's (a GradScaler's)
-    state, and the loss history as it was, all copied to the CPU (into the memory of ``reuse``, a snapshot no
-    longer needed, where it fits)."""
+    state, the running average of each weight-averaging callback (Lightning's ``EMAWeightAveraging``,
+    ``WeightAveraging``, ``StochasticWeightAveraging``) and the loss history as it was, all copied to the CPU (into
+    the memory of ``reuse``, a snapshot no longer needed, where it fits)."""
 
     weights: dict[str, torch.Tensor]
     optimizers: list[dict[str, Any]]
     precision: dict[str, Any]
+    averages: list[tuple[Any, dict[str, Any]]]
 
     @torch.no_grad()
     def __init__(
@@ -76,6 +78,9 @@ class RollbackPoint:
             _copy(opt.state_dict(), old[i] if i < len(old) else None, pairs) for i, opt in enumerate(trainer.optimizers)
         ]
         self.precision = _copy(trainer.precision_plugin.state_dict(), reuse and reuse.precision, pairs)
+        # the running averages of Lightning's weight-averaging callbacks (EMA, SWA): the steps rolled back leave them
+        olds = dict(reuse.averages) if reuse is not None else {}
+        self.averages = [(cb, _copy(state, olds.get(cb), pairs)) for cb, state in _compat.weight_averages(trainer)]
         if pairs:
             intos, values = zip(*pairs)
             torch._foreach_copy_(intos, values)
@@ -104,6 +109,8 @@ class RollbackPoint:
                 group.update(kept)
         if self.precision:
             trainer.precision_plugin.load_state_dict(copy.deepcopy(self.precision))
+        for callback, average in self.averages:
+            _compat.load_weight_average(callback, average)
 
 
 class ScaledSteps:
