@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from itertools import islice
-from typing import Any
+from typing import Any, cast
 
 import lightning.pytorch as pl
 import torch
@@ -50,6 +50,9 @@ class BlowupRules:
         self._initial = 0.0  # the median of the first ``patience`` losses of the run
         self._lowest = math.inf  # the lowest median of the last ``patience`` losses, at each refresh of the level
         self._calm = -math.inf  # a loss up to this cannot be a rise (-inf: the level is not known yet)
+        # after a rollback to before the run had learnt a tenth: the refreshes of the level left for it to learn one
+        # again (None: no such rollback, or learnt since)
+        self._relearn: int | None = None
 
     def _check(self, value: float) -> str:
         """This step's loss, recorded: ``""`` if healthy, else why it is a blow-up."""
@@ -94,7 +97,28 @@ class BlowupRules:
         self._level, self._level_due = median(islice(history, len(history) - self.patience)), self.patience
         self._lowest = min(self._lowest, median(islice(history, len(history) - self.patience, None)))
         self._set_calm()
+        if self._relearn is not None:
+            return self._relearnt() or ("" if value <= self._calm else self._rise())
         return "" if value <= self._calm else self._rise()
+
+    def _learnt(self) -> bool:
+        """Whether the run's lowest has fallen by ``LEARNT`` of its first losses."""
+        return self._initial > 0 and self._initial - self._lowest >= LEARNT * self._initial
+
+    def _relearnt(self) -> str:
+        """After a rollback to before the run had learnt: ``""`` while it may still learn again, else why not."""
+        if self._learnt():
+            self._relearn = None
+            return ""
+        self._relearn = left = cast(int, self._relearn) - 1
+        if left > 0:
+            return ""
+        self._relearn = None
+        return (
+            f"the training loss has not fallen by a tenth of where the run started ({self._initial:.4g}) since the "
+            f"rollback to before it had (median of the last {self.patience} steps {self._lowest:.4g} at its lowest): "
+            "it is stuck, the lr still too bold"
+        )
 
     def _set_calm(self) -> None:
         if self._level is None or not self.history:
@@ -133,16 +157,22 @@ class BlowupRules:
             )
         return ""
 
-    def _rewind(self, history: list[float], lowest: float) -> None:
-        """The losses and the lowest as they were at a rollback's snapshot; the level is taken again from them."""
+    def _rewind(self, history: list[float], lowest: float, relearn: int = 0) -> None:
+        """The losses and the lowest as they were at a rollback's snapshot; the level is taken again from them.
+        A snapshot from before the run had learnt a tenth (its start): the run must learn one within about
+        ``relearn`` optimizer steps after the rollback, or it is stuck (``0``: no such limit)."""
         self.history, self._level, self._calm = deque(history, self.history.maxlen), None, -math.inf
         self._lowest = lowest  # (back at the start, the run has learnt nothing yet: no collapse until it has)
+        self._relearn = None
+        if relearn and self.collapse and self._initial > 0 and not self._learnt():
+            self._relearn = -(-relearn // self.patience) + 1  # (in refreshes of the level: one each patience steps)
 
     def _rules_state(self) -> dict[str, Any]:
         return {
             "history": list(self.history),
             # the cached level, the run's first losses and its lowest: a resume decides as the run would have
             "level": [self._level, self._level_due, self._initial, self._lowest],
+            "relearn": self._relearn,
         }
 
     def _load_rules(self, state_dict: dict[str, Any]) -> None:
@@ -150,6 +180,7 @@ class BlowupRules:
         level = list(state_dict.get("level", (None, 0, 0.0)))
         self._level, self._level_due, self._initial = level[:3]
         self._lowest = level[3] if len(level) > 3 else math.inf  # (a checkpoint from before the rule: not known)
+        self._relearn = state_dict.get("relearn")
         self._set_calm()
 
 

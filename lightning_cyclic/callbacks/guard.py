@@ -27,7 +27,7 @@ from typing_extensions import override
 
 from lightning_cyclic import _compat
 from lightning_cyclic._compat import Callback
-from lightning_cyclic.callbacks.blowup import FLOOR, BlowupRules
+from lightning_cyclic.callbacks.blowup import FLOOR, SPAN, BlowupRules
 from lightning_cyclic.callbacks.rollback import WORSE, RollbackPoint, ScaledSteps
 from lightning_cyclic.shapes._checks import check_choice, check_number
 
@@ -45,7 +45,10 @@ class Guard(BlowupRules, ScaledSteps, Callback):
     model's loss doubling from 0.05 to 0.1 is noise); or, once the median of ``patience`` steps has
     fallen by a tenth of the run's first losses, one whose median over the last ``patience`` steps
     climbs back by nine tenths of that fall (a run that collapses to the chance level has lost what
-    it learnt, though its loss rose less than ``spike``-fold). The loss is taken to be positive (a
+    it learnt, though its loss rose less than ``spike``-fold); or, after a rollback to a snapshot
+    from before the run had learnt a tenth (its start), one that has not fallen by a tenth again
+    within as many steps as were rolled back plus ``3 x patience`` (the run is stuck at the
+    chance level: the scaled lr is still too bold). The loss is taken to be positive (a
     cross-entropy, an error).
     On a blow-up the Guard
 
@@ -55,7 +58,9 @@ class Guard(BlowupRules, ScaledSteps, Callback):
        (``EMAWeightAveraging``, ``StochasticWeightAveraging``: the steps rolled back leave
        no trace in it), as they were at least ``every`` healthy steps before,
     3. multiplies the lr of every later optimizer step by ``factor`` (on top of any earlier
-       rollback's), whatever sets the lr: a schedule callback, a torch scheduler, a constant,
+       rollback's), whatever sets the lr: a schedule callback, a torch scheduler, a constant;
+       back at a snapshot from before the run had learnt a tenth, the scale rises to that over
+       as many steps as were rolled back (``rewarm``), as a run's first steps warm up,
     4. skips the updates of the next ``skip_batches`` steps, if asked, and goes on with the
        data where it is (the batches between the snapshot and the blow-up are not replayed),
     5. logs ``guard/lr_scale`` and ``guard/rollbacks`` and says what it did in one line.
@@ -75,8 +80,11 @@ class Guard(BlowupRules, ScaledSteps, Callback):
         max_rollbacks: rollbacks allowed before the Guard gives up; ``0`` gives up at once.
         skip_batches: optimizer steps after a rollback whose update is skipped.
         verbose: say what happened at each rollback.
-        collapse: also count a climb back to where the run started as a blow-up (the last rule above); ``False``
-            for a run whose loss may rightly go back there (new data, a curriculum).
+        collapse: also count a climb back to where the run started as a blow-up, and a run stuck there after a
+            rollback (the last two rules above); ``False`` for a run whose loss may rightly go back there (new
+            data, a curriculum).
+        rewarm: after a rollback to before the run had learnt, warm the lr up again to its new scale (a
+            restart from near the initial weights at the schedule's peak is what threw the run out).
 
     After ``fit``: ``lr_scale``, ``rollbacks``, ``events`` (one dict per blow-up: its step,
     reason, loss, level and the scale from then on) and ``gave_up``.
@@ -84,9 +92,9 @@ class Guard(BlowupRules, ScaledSteps, Callback):
     Under DDP the loss each decision reads is the mean over ranks (one all-reduce of a scalar
     per step), so every rank decides the same and keeps the same weights. Memory: two copies of
     the weights, the optimizer state and any weight average on the CPU (the good snapshot and
-    the next one). The
-    snapshots are not in checkpoints: a resumed run takes its first good snapshot where it
-    resumes, and keeps the scale, the rollbacks and the loss history it had.
+    the next one). The snapshots are not in checkpoints: a resumed run takes its first good
+    snapshot where it resumes, and keeps the scale, its warm-up, the rollbacks and the loss
+    history it had.
 
     Example::
 
@@ -109,6 +117,7 @@ class Guard(BlowupRules, ScaledSteps, Callback):
         skip_batches: int = 0,
         verbose: bool = True,
         collapse: bool = True,
+        rewarm: bool = True,
     ) -> None:
         check_number("factor", factor, 0, 1, low_open=True, high_open=True)
         check_number("spike", spike, 1, low_open=True)
@@ -119,9 +128,10 @@ class Guard(BlowupRules, ScaledSteps, Callback):
         check_number("skip_batches", skip_batches, 0, integer=True)
         check_choice("verbose", verbose, (True, False))
         check_choice("collapse", collapse, (True, False))
+        check_choice("rewarm", rewarm, (True, False))
         self.factor, self.spike, self.patience, self.window = float(factor), float(spike), patience, window
         self.every, self.max_rollbacks, self.skip_batches, self.verbose = every, max_rollbacks, skip_batches, verbose
-        self.collapse = collapse
+        self.collapse, self.rewarm = collapse, rewarm
         self._fresh()
 
     def _fresh(self) -> None:
@@ -208,11 +218,16 @@ class Guard(BlowupRules, ScaledSteps, Callback):
             if pending is not None:
                 # ``every`` healthy steps have passed since it was taken, it is no worse than the good one, and it
                 # was not taken after the run lost what it had learnt (a collapse the rules see only later)
-                if (good is None or pending.no_worse_than(good)) and not self._lost(pending.level):
+                if (
+                    (good is None or pending.no_worse_than(good))
+                    and not self._lost(pending.level)
+                    and not pending.relearning
+                ):
                     self._good, self._spare = pending, good
                 else:
                     self._spare = pending
             self._pending = RollbackPoint(trainer, pl_module, self.history, self.patience, self._spare, self._lowest)
+            self._pending.relearning = self._relearn is not None  # (taken while the run is stuck: never trusted)
             self._spare = None
 
     @override
@@ -232,7 +247,10 @@ class Guard(BlowupRules, ScaledSteps, Callback):
         if good is None:  # (on_train_start takes one)
             raise RuntimeError("Guard has no snapshot: on_train_start has not run")
         good.restore(trainer, pl_module)
-        self._rewind(good.history, good.lowest)
+        back = max(step - good.step, 1)  # the steps rolled back
+        # (back before the run had learnt a tenth, it has as many steps as were rolled back, and the collapse rule's
+        # span, to learn one again: else it is stuck)
+        self._rewind(good.history, good.lowest, back + SPAN * self.patience)
         self._spare, self._pending = self._pending or self._spare, None
         event = {"step": step, "reason": reason, "restored_step": good.step, "level": good.level}
         if self.rollbacks >= self.max_rollbacks:
@@ -248,6 +266,10 @@ class Guard(BlowupRules, ScaledSteps, Callback):
             return
         self.rollbacks += 1
         self.lr_scale *= self.factor
+        if self.rewarm and not self._learnt():
+            # back before the run had learnt (at its start): the steps rolled back are taken again with the lr warmed
+            # up from low to the new scale, as a run's first steps are
+            self._ramp = (trainer.global_step, back)
         self._hook(trainer)
         self._skip_left = self.skip_batches
         self.events.append({**event, "lr_scale": self.lr_scale, "gave_up": False})
@@ -273,6 +295,7 @@ class Guard(BlowupRules, ScaledSteps, Callback):
             "gave_up": self.gave_up,
             **self._rules_state(),  # the losses, the cached level and the run's first losses
             "skip_left": self._skip_left,
+            "ramp": None if self._ramp is None else list(self._ramp),
         }
 
     @override
@@ -283,10 +306,12 @@ class Guard(BlowupRules, ScaledSteps, Callback):
         self.gave_up = bool(state_dict.get("gave_up", False))
         self._load_rules(state_dict)
         self._skip_left = int(state_dict.get("skip_left", 0))
+        ramp = state_dict.get("ramp")
+        self._ramp = None if ramp is None else (int(ramp[0]), int(ramp[1]))
 
     def __repr__(self) -> str:
         return (
             f"Guard(factor={self.factor}, spike={self.spike}, patience={self.patience}, window={self.window}, "
             f"every={self.every}, max_rollbacks={self.max_rollbacks}, skip_batches={self.skip_batches}, "
-            f"collapse={self.collapse})"
+            f"collapse={self.collapse}, rewarm={self.rewarm})"
         )

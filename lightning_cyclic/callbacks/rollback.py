@@ -86,6 +86,7 @@ class RollbackPoint:
             torch._foreach_copy_(intos, values)
         self.history = list(history)
         self.lowest = lowest  # the run's lowest median of ``patience`` steps so far (the Guard's rules)
+        self.relearning = False  # taken after a rollback to before the run had learnt, before it learnt again
         # the loss where it was taken (the median of the last ``patience`` steps; None before there are any)
         self.level = median(self.history[-patience:]) if history else None
 
@@ -126,6 +127,19 @@ class ScaledSteps:
         self._handles: list[Any] = []
         self._saved_lrs: dict[int, list[Any]] = {}
         self._depth: dict[int, int] = {}  # how deep inside nested step() calls each optimizer is
+        self._ramp: tuple[int, int] | None = None  # (the optimizer step it starts at, its length): see _step_scale
+
+    def _step_scale(self, step: int) -> float:
+        """The scale of optimizer step ``step``: ``lr_scale``, or during a ramp (the lr warmed up again after a
+        rollback), a linear rise to it from ``lr_scale / length`` over ``length`` steps."""
+        ramp = self._ramp
+        if ramp is None:
+            return self.lr_scale
+        done = step - ramp[0] + 1
+        if done >= ramp[1] or done <= 0:
+            self._ramp = None if done >= ramp[1] else ramp
+            return self.lr_scale
+        return self.lr_scale * done / ramp[1]
 
     def _scale_lrs(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         # torch runs the hooks at every level of a step that calls its base class's (an optimizer subclass whose
@@ -137,8 +151,9 @@ class ScaledSteps:
         if depth or trainer is None or callback not in _compat.trainer_callbacks(trainer):
             return
         self._saved_lrs[id(optimizer)] = [group["lr"] for group in optimizer.param_groups]
+        scale = self._step_scale(trainer.global_step)
         for group in optimizer.param_groups:
-            group["lr"] = group["lr"] * self.lr_scale
+            group["lr"] = group["lr"] * scale
 
     def _unscale_lrs(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         depth = self._depth[id(optimizer)] = self._depth.get(id(optimizer), 1) - 1

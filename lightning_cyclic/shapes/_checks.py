@@ -39,9 +39,9 @@ def check_number(
 
 
 def check_choice(name: str, value: Any, choices: Iterable[object]) -> None:
-    """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
+    """Raise ``ValueError`` unless ``value`` is one of ``choices`` (a flag's ``True``/``False`` is not ``1``/``0``)."""
     choices = tuple(choices)
-    if value not in choices:
+    if not any(value == c and isinstance(value, bool) == isinstance(c, bool) for c in choices):
         allowed = ", ".join(repr(c) for c in choices)
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
 

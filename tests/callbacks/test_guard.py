@@ -84,6 +84,7 @@ def finite(module) -> bool:
         ({"every": 0}, "every must be >= 1, got 0"),
         ({"max_rollbacks": -1}, "max_rollbacks must be >= 0, got -1"),
         ({"skip_batches": -2}, "skip_batches must be >= 0, got -2"),
+        ({"rewarm": 1}, "rewarm must be one of True, False, got 1"),
     ],
 )
 def test_bad_arguments_name_the_argument_and_what_is_allowed(kwargs, message):
@@ -105,24 +106,27 @@ def test_a_healthy_run_is_the_same_run_with_or_without_the_guard(tmp_path):
     assert guarded.optimizers().optimizer.used == plain.optimizers().optimizer.used
 
 
-def test_a_nan_loss_never_reaches_the_weights_and_the_rest_runs_at_half_the_lr(tmp_path):
+@pytest.mark.parametrize("rewarm", [True, False])
+def test_a_nan_loss_never_reaches_the_weights_and_the_rest_runs_at_half_the_lr(tmp_path, rewarm):
     unguarded = Poisoned(nan_at={10})
     fit(tmp_path, unguarded, [OneCycle(0.5)])
     assert not finite(unguarded)  # what the guard is for
 
     torch.manual_seed(0)
-    module, guard = Poisoned(nan_at={10}), Guard(every=4)
+    module, guard = Poisoned(nan_at={10}), Guard(every=4, rewarm=rewarm)
     fit(tmp_path, module, [OneCycle(0.5), guard])
     assert finite(module)
     assert [e["step"] for e in guard.events] == [10] and "nan" in guard.events[0]["reason"]
     assert guard.events[0]["restored_step"] == 4  # taken at step 4, good since step 8 (4 healthy steps later)
     assert guard.lr_scale == 0.5 and guard.rollbacks == 1 and not guard.gave_up
-    # the lr each step was given: the schedule's before step 10, half of it from step 11 on
+    # the lr each step was given: the schedule's before step 10, half of it from step 11 on; with rewarm, the six
+    # steps rolled back (4 to 10) are taken again with the scale rising from a sixth of it: 1/6, 2/6, ... 6/6
     schedule = OneCycle(0.5).build(total_steps=24, steps_per_epoch=8)
     used = module.optimizers().optimizer.used
     assert len(used) == 24
     for step, lr in enumerate(used):
-        expected = schedule(step)[0] * (0.5 if step > 10 else 1.0)
+        ramp = min((step - 10) / 6, 1.0) if rewarm else 1.0
+        expected = schedule(step)[0] * (0.5 * ramp if step > 10 else 1.0)
         assert math.isclose(lr, expected, rel_tol=1e-9), (step, lr, expected)
 
 
@@ -158,7 +162,7 @@ def test_a_torch_scheduler_is_scaled_for_the_step_and_otherwise_left_alone(tmp_p
     plain = Poisoned(scheduler=cosine)
     fit(tmp_path, plain)
     torch.manual_seed(0)
-    module, guard = Poisoned(nan_at={5}, scheduler=cosine), Guard(factor=0.25)
+    module, guard = Poisoned(nan_at={5}, scheduler=cosine), Guard(factor=0.25, rewarm=False)
     fit(tmp_path, module, [guard])
     reference = plain.optimizers().optimizer.used
     used = module.optimizers().optimizer.used
@@ -456,3 +460,52 @@ def test_a_snapshot_taken_after_a_collapse_is_never_the_one_rolled_back_to(tmp_p
     assert "what it learnt is lost" in event["reason"] and event["step"] >= 55
     # the last snapshot whose loss was below the bar: 5 steps into the collapse, the median 2.1 (1.9 and 2.3)
     assert event["restored_step"] == 45 and event["level"] == pytest.approx(2.1)
+
+
+class Stuck(TinyModule):
+    """A scripted training loss (no gradient from it): 2.3, then 1.9 from step 10, then back to 2.3 from step 40,
+    where it stays after the Guard's first rollback too (the run stuck at the chance level), until its second; then
+    1.5."""
+
+    def __init__(self, guard: Guard):
+        super().__init__()
+        self.guard = guard
+
+    def training_step(self, batch, batch_idx):
+        step = self.global_step
+        script = 1.5 if len(self.guard.events) >= 2 else 2.3 if step < 10 or step >= 40 else 1.9
+        return self(batch[0]).sum() * 0 + script
+
+
+def test_a_run_stuck_at_the_start_after_a_rollback_is_rolled_back_again(tmp_path):
+    guard = Guard(verbose=False)
+    fit(tmp_path, Stuck(guard), [guard], max_epochs=40)
+    first, second = guard.events
+    assert "what it learnt is lost" in first["reason"] and first["restored_step"] == 0
+    # back at the start, it has the steps rolled back and the collapse rule's span (3 x patience) to learn a tenth
+    # again (counted from its first 2 x patience steps, which the rules need for a level)
+    back = first["step"] - first["restored_step"]
+    assert "has not fallen by a tenth" in second["reason"] and "stuck" in second["reason"]
+    assert back + 3 * guard.patience <= second["step"] - first["step"] <= back + 6 * guard.patience
+    # the snapshots taken while it was stuck are never trusted: back to the start again, at a quarter of the lr
+    assert second["restored_step"] == 0 and guard.lr_scale == 0.25 and guard.rollbacks == 2
+
+
+def test_a_run_that_learns_again_after_the_rollback_is_left_alone(tmp_path):
+    # Collapsing's outputs come back after the rollback: it learns a tenth again within its time, no second rollback
+    guard = Guard(verbose=False)
+    module = Collapsing(at=40, guard=guard)
+    fit(tmp_path, module, [guard], max_epochs=40)
+    assert len(guard.events) == 1 and guard._relearn is None
+
+
+def test_a_rollback_to_after_the_run_had_learnt_goes_on_at_once_at_the_lower_lr(tmp_path):
+    # the good snapshot is step 50's, when the run had learnt (its loss fallen by more than a tenth): no ramp, the
+    # steps after the rollback are given half the lr at once (the ramp is for a restart from before it learnt)
+    torch.manual_seed(0)
+    module, guard = Poisoned(nan_at={120}), Guard(verbose=False)
+    fit(tmp_path, module, [guard], max_epochs=20)
+    [event] = guard.events
+    assert event["restored_step"] == 50 and guard._ramp is None
+    used = module.optimizers().optimizer.used
+    assert used[:121] == [0.1] * 121 and all(math.isclose(lr, 0.05, rel_tol=1e-12) for lr in used[121:])
