@@ -349,7 +349,7 @@ def fit_peer(task: corpus.Task, seed: int, method: str, epochs: int, root: str) 
         trials = callbacks[2].result.extra.get("trials") if callbacks[2].result else None
         if trials is not None:
             found["trials"] = trials
-        if method.endswith("guard"):
+        if "guard" in method:
             found.update(rollbacks=callbacks[3].rollbacks, lr_scale=callbacks[3].lr_scale)
     return {"best": best, "curve": values, "seconds": time.perf_counter() - start, "steps": fitted.global_step,
             **found}  # fmt: skip
