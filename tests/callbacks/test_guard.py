@@ -212,11 +212,11 @@ def test_gradient_accumulation_and_manual_optimization(tmp_path):
 def test_state_belongs_to_one_fit_and_a_resume_keeps_the_scale(tmp_path):
     guard = Guard()
     torch.manual_seed(0)
-    fit(tmp_path / "a", Poisoned(nan_at={5}), [guard])
-    assert guard.lr_scale == 0.5
+    fit(tmp_path / "a", Poisoned(nan_at={20}), [guard])
+    assert guard.lr_scale == 0.5 and guard._ramp is not None  # (back to its start at step 20: still warming up)
     torch.manual_seed(0)
     fit(tmp_path / "b", Poisoned(), [guard])  # the same instance, a new fit (a k-fold loop): fresh
-    assert guard.lr_scale == 1.0 and guard.events == []
+    assert guard.lr_scale == 1.0 and guard.events == [] and guard._ramp is None and guard._relearn is None
 
     # uninterrupted, against stopped after epoch 1 and resumed from its checkpoint
     torch.manual_seed(0)
