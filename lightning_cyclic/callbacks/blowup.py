@@ -159,12 +159,14 @@ class BlowupRules:
 
     def _rewind(self, history: list[float], lowest: float, relearn: int = 0) -> None:
         """The losses and the lowest as they were at a rollback's snapshot; the level is taken again from them.
-        A snapshot from before the run had learnt a tenth (its start): the run must learn one within about
-        ``relearn`` optimizer steps after the rollback, or it is stuck (``0``: no such limit)."""
+        A run that had learnt a tenth, rolled back to before it had (its start): it must learn one again within
+        about ``relearn`` optimizer steps after the rollback, or it is stuck (``0``: no such limit)."""
+        learnt = self._learnt()  # (before the blow-up)
         self.history, self._level, self._calm = deque(history, self.history.maxlen), None, -math.inf
         self._lowest = lowest  # (back at the start, the run has learnt nothing yet: no collapse until it has)
         self._relearn = None
-        if relearn and self.collapse and self._initial > 0 and not self._learnt():
+        # only a run that had learnt a tenth is expected to learn it again (a fine-tune's loss may never fall a tenth)
+        if relearn and self.collapse and learnt and not self._learnt():
             self._relearn = -(-relearn // self.patience) + 1  # (in refreshes of the level: one each patience steps)
 
     def _rules_state(self) -> dict[str, Any]:

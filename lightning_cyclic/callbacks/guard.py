@@ -45,10 +45,10 @@ class Guard(BlowupRules, ScaledSteps, Callback):
     model's loss doubling from 0.05 to 0.1 is noise); or, once the median of ``patience`` steps has
     fallen by a tenth of the run's first losses, one whose median over the last ``patience`` steps
     climbs back by nine tenths of that fall (a run that collapses to the chance level has lost what
-    it learnt, though its loss rose less than ``spike``-fold); or, after a rollback to a snapshot
-    from before the run had learnt a tenth (its start), one that has not fallen by a tenth again
-    within as many steps as were rolled back plus ``3 x patience`` (the run is stuck at the
-    chance level: the scaled lr is still too bold). The loss is taken to be positive (a
+    it learnt, though its loss rose less than ``spike``-fold); or, in a run that had learnt a tenth
+    and was rolled back to a snapshot from before it had (its start), one that has not fallen by a
+    tenth again within as many steps as were rolled back plus ``3 x patience`` (the run is stuck
+    at the chance level: the scaled lr is still too bold). The loss is taken to be positive (a
     cross-entropy, an error).
     On a blow-up the Guard
 
@@ -248,8 +248,8 @@ class Guard(BlowupRules, ScaledSteps, Callback):
             raise RuntimeError("Guard has no snapshot: on_train_start has not run")
         good.restore(trainer, pl_module)
         back = max(step - good.step, 1)  # the steps rolled back
-        # (back before the run had learnt a tenth, it has as many steps as were rolled back, and the collapse rule's
-        # span, to learn one again: else it is stuck)
+        # (a run that had learnt a tenth, back before it had: as many steps as were rolled back, and the collapse
+        # rule's span, to learn one again, else it is stuck)
         self._rewind(good.history, good.lowest, back + SPAN * self.patience)
         self._spare, self._pending = self._pending or self._spare, None
         event = {"step": step, "reason": reason, "restored_step": good.step, "level": good.level}

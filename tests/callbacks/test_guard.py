@@ -509,3 +509,23 @@ def test_a_rollback_to_after_the_run_had_learnt_goes_on_at_once_at_the_lower_lr(
     assert event["restored_step"] == 50 and guard._ramp is None
     used = module.optimizers().optimizer.used
     assert used[:121] == [0.1] * 121 and all(math.isclose(lr, 0.05, rel_tol=1e-12) for lr in used[121:])
+
+
+class FineTuned(TinyModule):
+    """A scripted training loss (no gradient from it) of a model that starts near its best, as a fine-tune does:
+    0.5 falling to 0.475 over 200 steps (never a tenth below its start), NaN at step 25."""
+
+    def training_step(self, batch, batch_idx):
+        step = self.global_step
+        script = float("nan") if step == 25 else 0.5 - 0.025 * min(step, 200) / 200
+        return self(batch[0]).sum() * 0 + script
+
+
+def test_a_run_that_never_learnt_a_tenth_is_not_called_stuck_after_a_rollback(tmp_path):
+    # the "stuck" rule expects a run to learn a tenth again only where it had before the blow-up: a fine-tune whose
+    # loss falls 5% in all, rolled back to its start for a NaN, goes on at half the lr, with no further rollback
+    guard = Guard(verbose=False)
+    trainer = fit(tmp_path, FineTuned(), [guard], max_epochs=30)
+    [event] = guard.events
+    assert "nan" in event["reason"] and event["restored_step"] == 0
+    assert trainer.global_step == 240 and not guard.gave_up and guard.rollbacks == 1

@@ -168,16 +168,18 @@ def test_guard_and_preemption_from_the_command_line(name, tmp_path):
         "--trainer.callbacks.factor=0.25",
         "--trainer.callbacks.every=5",
         "--trainer.callbacks.collapse=false",
+        "--trainer.callbacks.rewarm=false",
         "--trainer.callbacks+=lightning_cyclic.Preemption",
         "--trainer.callbacks.exit_code=130",
     ]
     cli = run_cli(name, args)
     guard = next(c for c in cli.trainer.callbacks if isinstance(c, Guard))
     preemption = next(c for c in cli.trainer.callbacks if isinstance(c, Preemption))
-    assert (guard.factor, guard.every, guard.collapse, preemption.exit_code) == (0.25, 5, False, 130)  # our values
+    ours = (guard.factor, guard.every, guard.collapse, guard.rewarm, preemption.exit_code)
+    assert ours == (0.25, 5, False, False, 130)  # our values reached them
     assert not preemption.received and len(guard.history) > 0  # and they ran in the fit
     # BoringModel (batch 1, SGD 0.1, momentum 0.9) blows up: its loss jumps by orders of magnitude; the Guard rolls
-    # it back, and the steps after are given a quarter of the lr
+    # it back, and the steps after are given a quarter of the lr (at once: rewarm=false)
     first = guard.events[0]["step"]
     assert "jumped" in guard.events[0]["reason"] and guard.events[0]["lr_scale"] == 0.25
     lrs = [lr for lr, _ in cli.model.seen]
