@@ -233,6 +233,25 @@ def test_resume_from_ckpt_path_continues_the_schedule_exactly(make_cfg, tmp_path
     assert all(resumed[step] == full[step] for step in resumed)
 
 
+def test_a_resume_in_the_guards_warm_up_ends_where_the_whole_run_does(make_cfg, tmp_path):
+    # NaN weights before step 30: the Guard rolls back to the start and warms the lr up again over steps 31-60; the
+    # checkpoint of epoch 1 (step 46) is taken half-way up, and a run resumed from it ends with the same weights
+    import torch
+
+    common = ["trainer.max_epochs=4", "progress_bar=none", "+callbacks.poison._target_=tests.helpers.PoisonAt",
+              "+callbacks.poison.step=30"]  # fmt: skip
+    every_epoch = ["callbacks.model_checkpoint.save_top_k=-1", "callbacks.model_checkpoint.monitor=null"]
+    _, whole = train(make_cfg(*common, *every_epoch))
+    guard = next(c for c in whole["trainer"].callbacks if type(c).__name__ == "Guard")
+    assert [e["step"] for e in guard.events] == [30] and guard.events[0]["restored_step"] == 0
+    ckpt = tmp_path / "checkpoints" / "epoch001.ckpt"
+    assert torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"] == 46
+    _, resumed = train(make_cfg(*common, f"ckpt_path={ckpt}"))
+    assert resumed["trainer"].global_step == 92
+    a, b = whole["model"].state_dict(), resumed["model"].state_dict()
+    assert all(torch.allclose(a[k], b[k], rtol=0, atol=1e-6) for k in a)
+
+
 def test_lr_scaling_rule_scales_and_reports(make_cfg, capsys):
     _, objects = train(
         make_cfg("lr_scaling.rule=sqrt", "lr_scaling.base_batch_size=16", "trainer.max_epochs=1", "progress_bar=none")

@@ -12,6 +12,7 @@ from lightning_cyclic.callbacks.lr_finder import LRFinder, lr_find
 from lightning_cyclic.callbacks.plateau import PlateauDecay
 from lightning_cyclic.callbacks.preemption import Preemption
 from lightning_cyclic.callbacks.pruning import OptunaPruning
+from lightning_cyclic.callbacks.rng import RngState
 from lightning_cyclic.callbacks.sanity import InitialLossCheck
 from lightning_cyclic.callbacks.schedule import ScheduleCallback
 from lightning_cyclic.callbacks.schedule_free import ScheduleFree
@@ -29,6 +30,7 @@ __all__ = [
     "OptunaPruning",
     "PlateauDecay",
     "Preemption",
+    "RngState",
     "ScheduleCallback",
     "ScheduleFree",
     "Sequential",
