@@ -47,7 +47,7 @@ class Guard(BlowupRules, ScaledSteps, Callback):
     climbs back by nine tenths of that fall (a run that collapses to the chance level has lost what
     it learnt, though its loss rose less than ``spike``-fold); or, in a run that had learnt a tenth
     and was rolled back to a snapshot from before it had (its start), one that has not fallen by a
-    tenth again within as many steps as were rolled back plus ``3 x patience`` (the run is stuck
+    tenth again within about as many steps as were rolled back plus ``3 x patience`` (the run is stuck
     at the chance level: the scaled lr is still too bold). The loss is taken to be positive (a
     cross-entropy, an error).
     On a blow-up the Guard
@@ -63,7 +63,8 @@ class Guard(BlowupRules, ScaledSteps, Callback):
        as many steps as were rolled back (``rewarm``), as a run's first steps warm up,
     4. skips the updates of the next ``skip_batches`` steps, if asked, and goes on with the
        data where it is (the batches between the snapshot and the blow-up are not replayed),
-    5. logs ``guard/lr_scale`` and ``guard/rollbacks`` and says what it did in one line.
+    5. logs ``guard/lr_scale`` and ``guard/rollbacks`` (and the scale each step of a warm-up is
+       given) and says what it did in one line.
 
     After ``max_rollbacks`` rollbacks, a further blow-up puts the good weights back and stops
     the fit (``trainer.should_stop``), with ``gave_up`` set and one line that says why.
@@ -210,6 +211,9 @@ class Guard(BlowupRules, ScaledSteps, Callback):
         if verdict:
             self._roll_back(trainer, pl_module, verdict)
             return
+        if self._ramped is not None:  # a step of the warm-up after a rollback: the scale it was given, logged
+            self._log(trainer, self._ramped)
+            self._ramped = None
         if self._skip_left:
             self._skip_left -= 1
             return
@@ -280,8 +284,10 @@ class Guard(BlowupRules, ScaledSteps, Callback):
             )
         self._log(trainer)
 
-    def _log(self, trainer: pl.Trainer) -> None:
-        metrics = {"guard/lr_scale": self.lr_scale, "guard/rollbacks": float(self.rollbacks)}
+    def _log(self, trainer: pl.Trainer, scale: float | None = None) -> None:
+        """``guard/lr_scale`` (``scale``, or the scale from here on) and ``guard/rollbacks``, at this batch's step."""
+        scale = self.lr_scale if scale is None else scale
+        metrics = {"guard/lr_scale": scale, "guard/rollbacks": float(self.rollbacks)}
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=_compat.batches_stepped(trainer))
 

@@ -128,6 +128,7 @@ class ScaledSteps:
         self._saved_lrs: dict[int, list[Any]] = {}
         self._depth: dict[int, int] = {}  # how deep inside nested step() calls each optimizer is
         self._ramp: tuple[int, int] | None = None  # (the optimizer step it starts at, its length): see _step_scale
+        self._ramped: float | None = None  # the scale the last step of a warm-up was given (for the log)
 
     def _step_scale(self, step: int) -> float:
         """The scale of optimizer step ``step``: ``lr_scale``, or during a ramp (the lr warmed up again after a
@@ -138,8 +139,11 @@ class ScaledSteps:
         done = step - ramp[0] + 1
         if done >= ramp[1] or done <= 0:
             self._ramp = None if done >= ramp[1] else ramp
-            return self.lr_scale
-        return self.lr_scale * done / ramp[1]
+            scale = self.lr_scale
+        else:
+            scale = self.lr_scale * done / ramp[1]
+        self._ramped = scale
+        return scale
 
     def _scale_lrs(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         # torch runs the hooks at every level of a step that calls its base class's (an optimizer subclass whose

@@ -339,9 +339,13 @@ def test_pytorch_lightning_trainer_and_learning_rate_monitor(tmp_path):
     import csv
 
     rows = list(csv.DictReader(open(trainer.logger.log_dir + "/metrics.csv")))
-    scales = [float(r["guard/lr_scale"]) for r in rows if r.get("guard/lr_scale")]
+    scales = {int(r["step"]): float(r["guard/lr_scale"]) for r in rows if r.get("guard/lr_scale")}
     monitored = [float(r["lr-SGD"]) for r in rows if r.get("lr-SGD")]
-    assert scales == [1.0, 0.5]  # at the start, and at the rollback
+    # at the start, at the rollback (step 6), and at each step of the warm-up after it (back at step 2, before the
+    # run had learnt a tenth: the scale rises to 0.5 over the 4 steps rolled back), at the monitor's step keys
+    [event] = guard.events
+    back = event["step"] - event["restored_step"]
+    assert back == 4 and scales == {0: 1.0, 6: 0.5, **{6 + k: 0.5 * k / back for k in range(1, back + 1)}}
     # the monitor logs the schedule's lr (before the Guard's scale): one-cycle's, step by step
     schedule = OneCycle(0.1).build(total_steps=20, steps_per_epoch=20)
     assert monitored == pytest.approx([schedule(k)[0] for k in range(20)], rel=1e-6)
