@@ -274,8 +274,10 @@ def load_weight_average(callback: Any, state: dict[str, Any]) -> None:
         n, now = state["n_averaged"], callback.n_averaged
         if now is None:  # (no average yet now: none then either)
             callback.n_averaged = None if n is None else n.clone()
-        else:  # no average then is a count of 0 (SWA's next update copies the weights in, as its first does)
-            now.fill_(0) if n is None else now.copy_(n)
+        elif n is None:  # no average then is a count of 0 (SWA's next update copies the weights in, as its first does)
+            now.fill_(0)
+        else:
+            now.copy_(n)
 
 
 # --- Optuna -------------------------------------------------------------------------------------------

@@ -97,9 +97,8 @@ class BlowupRules:
         self._level, self._level_due = median(islice(history, len(history) - self.patience)), self.patience
         self._lowest = min(self._lowest, median(islice(history, len(history) - self.patience, None)))
         self._set_calm()
-        if self._relearn is not None:
-            return self._relearnt() or ("" if value <= self._calm else self._rise())
-        return "" if value <= self._calm else self._rise()
+        stuck = self._relearnt() if self._relearn is not None else ""
+        return stuck or ("" if value <= self._calm else self._rise())
 
     def _learnt(self) -> bool:
         """Whether the run's lowest has fallen by ``LEARNT`` of its first losses."""
@@ -132,10 +131,9 @@ class BlowupRules:
 
     def _lost_bar(self) -> float:
         """The loss above which the run has lost what it learnt (``inf`` until it has learnt ``LEARNT``)."""
-        fall = self._initial - self._lowest
-        if not self.collapse or self._initial <= 0 or fall < LEARNT * self._initial:
+        if not self.collapse or not self._learnt():
             return math.inf
-        return self._initial - (1 - LOST) * fall
+        return self._initial - (1 - LOST) * (self._initial - self._lowest)
 
     def _rise(self) -> str:
         """Why the loss is a rise that stays, or ``""``."""
