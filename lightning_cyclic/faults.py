@@ -6,6 +6,8 @@
 - :func:`checkpoint_to_resume` is ``ckpt_path`` as a local file, read once before anything trains;
   ``ckpt_path=last`` is the newest ``last.ckpt`` of an earlier run of the same config.
 - :func:`ddp_children_join_this_job`: in a multirun, the DDP ranks Lightning starts run this job, in its folder.
+- :class:`SubmititLocalRanks`: the DDP ranks of a job whose tasks submitit's local executor started (the
+  cluster path, ``hydra/launcher=local``), as SLURM starts them on a cluster.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ with needs("app", __name__):
     from omegaconf import DictConfig, read_write
 
 import lightning.pytorch as pl
+from lightning.fabric.plugins.environments import ClusterEnvironment
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -197,3 +200,76 @@ def ddp_children_join_this_job() -> Iterator[None]:
             dist.destroy_process_group()
         os.environ.clear()
         os.environ.update(saved_env)
+
+
+class SubmititLocalRanks(ClusterEnvironment):
+    """The DDP ranks of a job that submitit's local executor runs as its tasks (``hydra.launcher.tasks_per_node``,
+    one per process), on this machine: the cluster path of ``hydra/launcher=local``, as SLURM runs it.
+
+    On SLURM each task is a rank that Lightning finds in SLURM's variables; submitit's local executor names its
+    tasks in its own (``SUBMITIT_LOCAL_*``), which Lightning does not read, so without this it would start the
+    ranks itself, by running the submitit worker's command line again, which fails. The port is the job's own:
+    from ``MASTER_PORT`` where it is set, else from the job's id (the same for all of its tasks).
+    """
+
+    PORTS = (20000, 20000)  # the first port a job's id maps to, and how many there are
+
+    def __init__(self) -> None:
+        tasks = self.tasks()
+        if tasks is None:
+            raise RuntimeError("SubmititLocalRanks: this process is not a task of a job of submitit's local executor")
+        env = os.environ
+        self._tasks, self._rank, self._local = (
+            tasks,
+            int(env["SUBMITIT_LOCAL_GLOBALID"]),
+            int(env["SUBMITIT_LOCAL_LOCALID"]),
+        )
+        self._node = int(env.get("SUBMITIT_LOCAL_NODEID", "0"))
+        first, count = self.PORTS
+        self._port = int(env.get("MASTER_PORT") or first + int(env["SUBMITIT_LOCAL_JOB_ID"]) % count)
+
+    @staticmethod
+    def tasks() -> int | None:
+        """The tasks of the job of submitit's local executor that this process is one of; ``None`` outside one."""
+        env = os.environ
+        if "SUBMITIT_LOCAL_JOB_ID" not in env or "SUBMITIT_LOCAL_GLOBALID" not in env:
+            return None
+        return int(env["SUBMITIT_LOCAL_NTASKS"]) * int(env.get("SUBMITIT_LOCAL_JOB_NUM_NODES", "1"))
+
+    @property
+    def creates_processes_externally(self) -> bool:
+        return True
+
+    @property
+    def main_address(self) -> str:
+        return "127.0.0.1"
+
+    @property
+    def main_port(self) -> int:
+        return self._port
+
+    @staticmethod
+    def detect() -> bool:
+        return SubmititLocalRanks.tasks() is not None
+
+    def world_size(self) -> int:
+        return self._tasks
+
+    def set_world_size(self, size: int) -> None:
+        if size != self._tasks:  # (run checks the config before: this is for a Trainer built another way)
+            raise ValueError(
+                f"the Trainer runs {size} processes (devices x num_nodes), but submitit started {self._tasks} "
+                "task(s) for the job: set hydra.launcher.tasks_per_node to trainer.devices"
+            )
+
+    def global_rank(self) -> int:
+        return self._rank
+
+    def set_global_rank(self, rank: int) -> None:
+        pass  # (submitit named it)
+
+    def local_rank(self) -> int:
+        return self._local
+
+    def node_rank(self) -> int:
+        return self._node

@@ -41,6 +41,7 @@ from lightning_cyclic.checkpoint import SafeCheckpointIO
 from lightning_cyclic.faults import (
     TERMINATED,
     SaveOnInterrupt,
+    SubmititLocalRanks,
     _config_flags,  # noqa: F401  (read from here by the tests)
     checkpoint_to_resume,
     ddp_children_join_this_job,
@@ -198,6 +199,23 @@ def _processes(trainer_cfg: DictConfig) -> int:
     return count * (trainer_cfg.get("num_nodes") or 1)
 
 
+def _cluster(cfg: DictConfig) -> list[SubmititLocalRanks]:
+    """The ranks submitit's local executor started as the job's tasks, where it did (the cluster path run
+    locally); checked against the processes the Trainer runs, before anything is built."""
+    tasks = SubmititLocalRanks.tasks()
+    if tasks is None:
+        return []
+    processes = _processes(cfg.trainer)
+    if tasks != processes:
+        raise ConfigError(
+            f"submitit started {tasks} task(s) for this job but the Trainer runs {processes} processes "
+            f"(trainer.devices={cfg.trainer.get('devices')!r} x trainer.num_nodes={cfg.trainer.get('num_nodes')!r}): "
+            "each task is one rank, so set hydra.launcher.tasks_per_node to trainer.devices (hydra/launcher=local "
+            "and slurm take it from there)"
+        )
+    return [SubmititLocalRanks()] if tasks > 1 else []
+
+
 def _scale_lrs(cfg: DictConfig, datamodule: Any) -> tuple[float, int] | None:
     """Apply the opt-in lr scaling rule to the optimizer's and the schedule's lrs, before either is built;
     returns the factor and the number of processes it counted."""
@@ -315,7 +333,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             callbacks=callbacks,
             logger=loggers or False,
             enable_progress_bar=bar is not None,
-            plugins=[SafeCheckpointIO()],  # atomic, checksummed checkpoint files
+            plugins=[SafeCheckpointIO(), *_cluster(cfg)],  # atomic, checksummed checkpoint files
         )
     factor = None
     if scaled is not None:

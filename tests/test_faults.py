@@ -280,3 +280,33 @@ def test_sigterm_in_a_sweep_records_the_job_writes_the_leaderboard_and_exits_143
     board = {r["job"]: r for r in csv.DictReader(open(sweep / "leaderboard.csv"))}
     assert board["0"]["status"] == "finished" and board["1"]["status"] == "terminated"
     assert "2" not in board  # the sweep stopped there, as documented
+
+
+def test_submitit_local_tasks_are_the_ranks_and_a_count_that_differs_from_the_trainers_is_refused(
+    make_cfg, monkeypatch
+):
+    from lightning_cyclic.faults import SubmititLocalRanks
+    from lightning_cyclic.run import _cluster
+    from lightning_cyclic.validate import ConfigError
+
+    cfg = make_cfg("trainer=ddp_cpu")
+    assert _cluster(cfg) == []  # not a submitit job: Lightning's own launcher
+    for name, value in (("JOB_ID", "4242"), ("NTASKS", "1"), ("GLOBALID", "0"), ("LOCALID", "0")):
+        monkeypatch.setenv(f"SUBMITIT_LOCAL_{name}", value)
+    with pytest.raises(ConfigError, match=r"submitit started 1 task\(s\) .* runs 2 processes .*tasks_per_node"):
+        _cluster(cfg)
+    assert _cluster(make_cfg()) == []  # one task, one device: nothing to set up
+    monkeypatch.setenv("SUBMITIT_LOCAL_NTASKS", "2")
+    (first,) = _cluster(cfg)
+    monkeypatch.setenv("SUBMITIT_LOCAL_GLOBALID", "1")
+    monkeypatch.setenv("SUBMITIT_LOCAL_LOCALID", "1")
+    (second,) = _cluster(cfg)
+    assert [(e.global_rank(), e.local_rank(), e.world_size()) for e in (first, second)] == [(0, 0, 2), (1, 1, 2)]
+    assert first.creates_processes_externally and first.main_port == second.main_port  # one job, one port
+    monkeypatch.setenv("SUBMITIT_LOCAL_JOB_ID", "4243")
+    assert SubmititLocalRanks().main_port != first.main_port  # another job, another port
+    monkeypatch.setenv("MASTER_PORT", "29555")
+    assert SubmititLocalRanks().main_port == 29555
+    with pytest.raises(ValueError, match="runs 3 processes .* submitit started 2 task"):
+        first.set_world_size(3)
+    first.set_world_size(2)

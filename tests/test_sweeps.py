@@ -180,6 +180,20 @@ def test_submitit_local_job_finishes(tmp_path):
     assert any((sweep / ".submitit").iterdir())
 
 
+def test_submitit_local_ddp_job_runs_its_two_tasks_as_the_ranks_of_one_run(tmp_path):
+    """The cluster path with DDP: as on SLURM, submitit starts one task per rank (tasks_per_node follows
+    trainer.devices), and the run is the one Lightning's own launcher makes of the same config. (Lightning used
+    to start rank 1 itself by running the submitit worker's command line again, which failed.)"""
+    sweep, alone = tmp_path / "submitit", tmp_path / "alone"
+    cli("-m", "hydra/launcher=local", "trainer=ddp_cpu", "seed=0", *QUICK, f"hydra.sweep.dir={sweep}")
+    cli("trainer=ddp_cpu", "seed=0", *QUICK, f"hydra.run.dir={alone}")  # Lightning starts rank 1
+    logs = sorted((sweep / ".submitit").glob("*/*_log.err"))
+    assert [next(x for x in log.read_text().splitlines() if "MEMBER" in x)[-3:] for log in logs] == ["1/2", "2/2"]
+    got, want = (json.loads((run / "result.json").read_text()) for run in (sweep / "0", alone))
+    assert got["status"] == "finished" and got["metrics"] == want["metrics"]
+    assert [r["job"] for r in rows(sweep / "leaderboard.csv")] == ["0"]
+
+
 def test_damaged_and_failed_results_are_rows_with_their_reason_not_errors(tmp_path):
     write_result(tmp_path / "0", "val/acc", {"val/acc": 0.8}, ["seed=0"])
     write_result(tmp_path / "1", "val/acc", {}, ["seed=1"], status="failed", reason="ValueError: max_lr must be > 0")
