@@ -307,6 +307,6 @@ def test_submitit_local_tasks_are_the_ranks_and_a_count_that_differs_from_the_tr
     assert SubmititLocalRanks().main_port != first.main_port  # another job, another port
     monkeypatch.setenv("MASTER_PORT", "29555")
     assert SubmititLocalRanks().main_port == 29555
-    with pytest.raises(ValueError, match="runs 3 processes .* submitit started 2 task"):
+    with pytest.raises(ValueError, match=r"runs 3 processes .* submitit started 2 task"):
         first.set_world_size(3)
     first.set_world_size(2)

@@ -33,6 +33,9 @@ from lightning_cyclic.shapes._checks import check_choice, check_number
 
 __all__ = ["FLOOR", "WORSE", "Guard"]
 
+# the arguments that name a Guard's state in a checkpoint beside factor, spike and patience, where not at these
+_KEYED = {"window": 100, "every": 50, "max_rollbacks": 4, "skip_batches": 0, "collapse": True, "rewarm": True}
+
 
 class Guard(BlowupRules, ScaledSteps, Callback):
     """Roll back to the last good weights when the training loss blows up, and go on at a lower lr.
@@ -155,10 +158,15 @@ class Guard(BlowupRules, ScaledSteps, Callback):
 
     @property
     def state_key(self) -> str:
-        # Lightning reads it at every hook call: built once (the identity arguments are fixed at construction)
+        # Lightning reads it at every hook call: built once (the identity arguments are fixed at construction).
+        # The other arguments name it where they are not at their defaults (so two Guards that differ only there
+        # can share a Trainer, each with its own state), and the key of one at its defaults is as it always was
         key = self.__dict__.get("_key")
         if key is None:
-            key = self._key = self._generate_state_key(factor=self.factor, spike=self.spike, patience=self.patience)
+            named = {name: getattr(self, name) for name, default in _KEYED.items() if getattr(self, name) != default}
+            key = self._key = self._generate_state_key(
+                factor=self.factor, spike=self.spike, patience=self.patience, **named
+            )
         return key
 
     # --- hooks -----------------------------------------------------------------------------------

@@ -236,6 +236,19 @@ def test_state_belongs_to_one_fit_and_a_resume_keeps_the_scale(tmp_path):
     assert all(torch.allclose(a[k], b[k], rtol=0, atol=1e-7) for k in a)
 
 
+def test_two_guards_that_differ_only_in_a_rule_keep_their_own_state_in_a_checkpoint(tmp_path):
+    # the key of a Guard at its defaults is as it was (older checkpoints load); any other argument names it too
+    assert Guard().state_key == "Guard{'factor': 0.5, 'spike': 2.0, 'patience': 10}"
+    keys = {Guard(**kw).state_key for kw in ({}, {"collapse": False}, {"rewarm": False}, {"every": 7}, {"window": 9})}
+    assert len(keys) == 5
+    first, second = Guard(every=3), Guard(every=3, rewarm=False)
+    saver = ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="last")
+    fit(tmp_path / "a", Poisoned(nan_at={20}), [first, second, saver], enable_checkpointing=True)  # (was refused)
+    assert first._ramp is not None and second._ramp is None  # the one warms up after its rollback, the other not
+    states = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)["callbacks"]
+    assert states[first.state_key]["ramp"] is not None and states[second.state_key]["ramp"] is None
+
+
 def test_the_range_test_inside_the_fit_is_not_a_blow_up(tmp_path):
     torch.manual_seed(0)
     module, guard = Poisoned(), Guard()
