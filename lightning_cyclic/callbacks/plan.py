@@ -14,6 +14,9 @@ from collections.abc import Callable
 from typing import TypedDict
 
 import lightning.pytorch as pl
+from lightning.pytorch.utilities import rank_zero_info
+
+from lightning_cyclic import _compat
 
 INTERVALS = ("step", "epoch")
 
@@ -123,3 +126,17 @@ def plan_change(name: str, old: RunPlan, new: RunPlan, before: float, after: flo
         f"plan from step {step}, so the lr jumps {jump}. Resume with the original max_epochs/max_steps to "
         f"continue the original trajectory."
     )
+
+
+def swa_takes_over(trainer: pl.Trainer, name: str, what: str) -> int | None:
+    """With Lightning's ``StochasticWeightAveraging`` among the callbacks: the epoch (0-based) from which its
+    ``SWALR`` sets the lr (computed as SWA does), after which the callback ``name`` writes no lr (``what`` it
+    does until then); one line per fit. ``None`` without SWA."""
+    swa = _compat.swa_callback(trainer)
+    epoch = None if swa is None else _compat.swa_start_epoch(swa, trainer.max_epochs)
+    if epoch is not None:
+        rank_zero_info(
+            f"{name}: StochasticWeightAveraging sets the lr from epoch {epoch} (0-based) on, annealing it to its "
+            f"swa_lrs; {what} sets it until then, and from then on leaves it (and its logging) to SWA"
+        )
+    return epoch

@@ -26,7 +26,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
 from lightning_cyclic.callbacks.best import BestSnapshot
-from lightning_cyclic.callbacks.plan import INTERVALS, plan
+from lightning_cyclic.callbacks.plan import INTERVALS, plan, swa_takes_over
 from lightning_cyclic.shapes._checks import check_choice, check_number
 from lightning_cyclic.shapes.base import warmup_lr
 
@@ -56,7 +56,8 @@ class PlateauDecay(BestSnapshot):
     After ``fit``: ``cuts`` (``(epoch, step, lr)`` of each), besides ``BestSnapshot``'s ``best_score``,
     ``best_epoch``, ``stop_reason``... As for ``BestSnapshot``, the state (the cuts, the counters, the base lrs)
     belongs to one fit: a new ``fit`` with the same instance starts uncut from its optimizer's lrs, unless it
-    resumes from a checkpoint, which restores them.
+    resumes from a checkpoint, which restores them. Beside Lightning's ``StochasticWeightAveraging``, from SWA's
+    first epoch on its ``SWALR`` sets the lr: no cut (nor restore) from then on, and the best weights still kept.
     """
 
     def __init__(
@@ -106,6 +107,7 @@ class PlateauDecay(BestSnapshot):
         self._base: list[list[float]] | None = None  # per optimizer, per group: the lr training started with
         self._warmup_steps = 0.0
         self._written: tuple[int, float] | None = None  # (cuts, warmup step) last written; None: write again
+        self._swa_epoch: int | None = None  # the epoch from which StochasticWeightAveraging sets the lr
 
     @property
     def state_key(self) -> str:
@@ -120,8 +122,8 @@ class PlateauDecay(BestSnapshot):
 
     @override
     def _evaluated(self, trainer: pl.Trainer, pl_module: pl.LightningModule, current: float) -> None:
-        if not math.isfinite(current):
-            return
+        if not math.isfinite(current) or self._swa_time(trainer):
+            return  # (SWA's epochs: its SWALR sets the lr, and a cut's restore would throw its average's path off)
         if self._plateau_better(current):
             self.plateau_best, self.num_bad = current, 0
         else:
@@ -175,7 +177,13 @@ class PlateauDecay(BestSnapshot):
             return warmup_lr(self.warmup_lr_init, lr, step, self._warmup_steps)
         return lr
 
+    def _swa_time(self, trainer: pl.Trainer) -> bool:
+        """Whether StochasticWeightAveraging sets the lr now (its epochs), not this callback."""
+        return self._swa_epoch is not None and trainer.current_epoch >= self._swa_epoch
+
     def _write(self, trainer: pl.Trainer) -> None:
+        if self._swa_time(trainer):
+            return
         step = trainer.global_step
         warming = step < self._warmup_steps
         key = (len(self.cuts), float(step) if warming else -1.0)
@@ -192,6 +200,7 @@ class PlateauDecay(BestSnapshot):
             self._base = [[float(g["lr"]) for g in opt.param_groups] for opt in trainer.optimizers]
         unit = plan(trainer, self.interval)["steps_per_epoch"] if self.interval == "epoch" else 1
         self._warmup_steps = self.warmup * unit
+        self._swa_epoch = swa_takes_over(trainer, type(self).__name__, type(self).__name__)
         self._written = None
         self._write(trainer)
 
@@ -204,7 +213,7 @@ class PlateauDecay(BestSnapshot):
     @override
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         lr = self.lead_lr()
-        if lr is not None and not trainer.sanity_checking:  # one point an epoch: it changes at evaluations only
+        if lr is not None and not trainer.sanity_checking and not self._swa_time(trainer):  # (one point an epoch)
             for logger in trainer.loggers:
                 logger.log_metrics({"lr": lr}, step=trainer.global_step)
 

@@ -50,7 +50,7 @@ from typing_extensions import override
 
 from lightning_cyclic import _compat
 from lightning_cyclic.callbacks.arguments import AUTO, ScheduleArguments, as_pair
-from lightning_cyclic.callbacks.plan import INTERVALS, RunPlan, Timeline, lr_at, plan, plan_change
+from lightning_cyclic.callbacks.plan import INTERVALS, RunPlan, Timeline, lr_at, plan, plan_change, swa_takes_over
 from lightning_cyclic.callbacks.writing import ScheduleWriter
 from lightning_cyclic.optim import is_schedule_free
 from lightning_cyclic.shapes import Schedule
@@ -161,7 +161,7 @@ class ScheduleCallback(ScheduleArguments):
         self._ratios = self._writer.ratios
         for line in self._writer.momentum_missing():
             rank_zero_warn(line)
-        self._swa_epoch = self._swa_start(trainer)
+        self._swa_epoch = swa_takes_over(trainer, name, "the schedule")
         self._logged = None
         self._timeline.epoch = None
         self._position = self._step(trainer)
@@ -189,19 +189,6 @@ class ScheduleCallback(ScheduleArguments):
                 f"modes for validation and checkpoints."
             )
         return chosen
-
-    def _swa_start(self, trainer: pl.Trainer) -> int | None:
-        """With Lightning's ``StochasticWeightAveraging`` among the callbacks: the epoch from which its ``SWALR``
-        sets the lr (computed as SWA does), after which the schedule writes nothing; one line per fit."""
-        swa = _compat.swa_callback(trainer)
-        epoch = None if swa is None else _compat.swa_start_epoch(swa, trainer.max_epochs)
-        if epoch is not None:
-            rank_zero_info(
-                f"{type(self).__name__}: StochasticWeightAveraging sets the lr from epoch {epoch} (0-based) on, "
-                f"annealing it to its swa_lrs; the schedule sets it until then, and from then on leaves it (and its "
-                f"logging) to SWA"
-            )
-        return epoch
 
     def _step(self, trainer: pl.Trainer, after_batch: bool = False) -> int:
         """The schedule's step: the optimizer step, or under manual optimization the training batch (``after_batch``:

@@ -1,5 +1,6 @@
-"""Schedules and BestSnapshot beside Lightning's own ``StochasticWeightAveraging``: the schedule gives the lr
-over to SWA's ``SWALR`` from SWA's first epoch on, and a run that reaches SWA's end keeps SWA's average."""
+"""Schedules, PlateauDecay and BestSnapshot beside Lightning's own ``StochasticWeightAveraging``: the schedule
+(and PlateauDecay) gives the lr over to SWA's ``SWALR`` from SWA's first epoch on, and a run that reaches SWA's
+end keeps SWA's average."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch
 from lightning.pytorch.callbacks import StochasticWeightAveraging
 from torch import nn
 
-from lightning_cyclic import BestSnapshot, OneCycle
+from lightning_cyclic import BestSnapshot, OneCycle, PlateauDecay
 from lightning_cyclic.shapes import OneCycleSchedule
 from tests.helpers import TinyModule, tiny_loader, tiny_trainer
 from tests.integration.test_best_and_ensemble import Regressing, val_loader
@@ -55,6 +56,27 @@ def test_the_schedule_gives_the_lr_over_to_swa_from_its_first_epoch(tmp_path, sw
     # stepping once an epoch; after annealing_epochs=1, every step uses swa_lrs
     assert lrs[start : start + BATCHES] == pytest.approx([schedule(start)[0]] * BATCHES, rel=1e-9)
     assert lrs[start + BATCHES :] == [0.05] * (EPOCHS * BATCHES - start - BATCHES)
+
+
+class Flat(Scored):
+    """Its validation loss never improves: PlateauDecay(patience=0) cuts after every evaluation but the first."""
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val_loss", torch.tensor(1.0))
+
+
+def test_plateau_decay_gives_the_lr_over_to_swa_and_cuts_nothing_in_its_epochs(tmp_path):
+    module, decay = Flat(lr=0.1), PlateauDecay(monitor="val_loss", patience=0, factor=0.5)
+    swa = StochasticWeightAveraging(swa_lrs=0.07, swa_epoch_start=3, annealing_epochs=1)  # epochs 2.. (0-based)
+    tiny_trainer(tmp_path, [decay, swa], max_epochs=EPOCHS).fit(module, tiny_loader(learnable=True), val_loader())
+    lrs = [lr for _, lr, _, _ in module.seen]
+    epochs = [lrs[e * BATCHES : (e + 1) * BATCHES] for e in range(EPOCHS)]
+    assert all(len(set(epoch)) == 1 for epoch in epochs)  # each epoch at one lr
+    # one cut (after epoch 1) before SWA; SWALR's first epoch anneals from the lr it found, then swa_lrs: the cuts
+    # PlateauDecay used to make in SWA's epochs (0.025, 0.0125, ...) overrode swa_lrs, and restored its best weights
+    # into the model that SWA was averaging
+    assert [epoch[0] for epoch in epochs] == pytest.approx([0.1, 0.1, 0.05, 0.07, 0.07], rel=1e-9)
+    assert [cut[0] for cut in decay.cuts] == [1]
 
 
 @pytest.mark.parametrize("module_cls", [Scored, Normed])
