@@ -143,10 +143,15 @@ class SnapshotEnsemble(Callback):
 
     def _cycles_done(self, step: int) -> int:
         """How many warm-restart cycles have ended by optimizer step ``step``."""
-        schedule = None if self._restarts is None else self._restarts.schedule
-        if not isinstance(schedule, WarmRestartsSchedule) or step < schedule.warmup:
+        restarts = self._restarts
+        schedule = None if restarts is None else restarts.schedule
+        if restarts is None or not isinstance(schedule, WarmRestartsSchedule):
             return 0
-        done = schedule.cycle_position(step - schedule.warmup)[0]  # step `step` is in cycle `done`: those before ended
+        # the schedule's own place of the step (where epochs change length, its restarts are at the epoch starts)
+        position = restarts.position_of(step) - schedule.warmup
+        if position < 0:
+            return 0
+        done = schedule.cycle_position(position)[0]  # the step is in cycle `done`: those before it ended
         if schedule.cycle_limit is not None:
             done = min(done, schedule.cycle_limit)
         return done

@@ -190,6 +190,12 @@ class ScheduleCallback(ScheduleArguments):
             )
         return chosen
 
+    def position_of(self, step: int) -> float:
+        """Where optimizer step ``step`` of the current epoch falls in the schedule: the step itself, except for a
+        schedule in epochs whose epochs change length, where it is the epochs done plus the share of this one (in
+        the plan's steps per epoch), so that its restarts come at the real epoch boundaries."""
+        return self._timeline.position(step)
+
     def _step(self, trainer: pl.Trainer, after_batch: bool = False) -> int:
         """The schedule's step: the optimizer step, or under manual optimization the training batch (``after_batch``:
         the next one's, read at the end of a batch)."""

@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from lightning_cyclic import OneCycle, WarmRestarts
+from lightning_cyclic import OneCycle, SnapshotEnsemble, WarmRestarts
 from lightning_cyclic.shapes import OneCycleSchedule
 from tests.helpers import TinyModule, tiny_loader, tiny_trainer
 
@@ -23,9 +23,9 @@ class Growing(TinyModule):
         return tiny_loader(n=8 * BATCHES[min(self.current_epoch, len(BATCHES) - 1)], seed=self.current_epoch)
 
 
-def fit(tmp_path, callback, **kwargs):
+def fit(tmp_path, callback, *more, **kwargs):
     module = Growing()
-    trainer = tiny_trainer(tmp_path, [callback], max_epochs=3, reload_dataloaders_every_n_epochs=1, **kwargs)
+    trainer = tiny_trainer(tmp_path, [callback, *more], max_epochs=3, reload_dataloaders_every_n_epochs=1, **kwargs)
     trainer.fit(module)
     return module
 
@@ -44,6 +44,15 @@ def test_warm_restarts_in_epochs_restart_at_every_real_epoch_start(tmp_path):
     for n, lrs in zip(BATCHES, by_epoch(module)):
         # a cosine over each epoch's own steps: 0.01 at its first step, down towards 0 at its end
         assert lrs == pytest.approx([0.01 * (1 + math.cos(math.pi * k / n)) / 2 for k in range(n)], rel=1e-9)
+
+
+def test_snapshot_ensemble_keeps_the_weights_at_the_end_of_every_real_cycle(tmp_path):
+    ensemble = SnapshotEnsemble(max_snapshots=5)
+    module = fit(tmp_path, WarmRestarts(max_lr=0.01, cycle_len=1, interval="epoch"), ensemble)
+    ends = [sum(BATCHES[: k + 1]) for k in range(len(BATCHES))]  # 3, 7, 13: the last step of each epoch
+    lrs = [lr for _, lr, *_ in module.seen]
+    assert [k for k in range(1, len(lrs)) if lrs[k] > lrs[k - 1]] == ends[:-1]  # where the lr restarts
+    assert [s["step"] for s in ensemble.snapshots] == ends  # (was 3, 6, 9, 12: the first epoch's length)
 
 
 def test_onecycle_is_replanned_for_the_real_run_and_says_so_once(tmp_path, caplog):
