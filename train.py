@@ -3,13 +3,13 @@
 The configs are the package's (``lightning_cyclic/conf``); ``lightning-cyclic train`` is the same app, installed.
 """
 
-import hydra
 from omegaconf import DictConfig
 
+from lightning_cyclic.run import hydra_app
 from lightning_cyclic.run import main as run
 
 
-@hydra.main(version_base="1.3", config_path="pkg://lightning_cyclic.conf", config_name="train")
+@hydra_app  # @hydra.main on the package's configs, for the Hydra installed
 def main(cfg: DictConfig) -> float | None:
     return run(cfg)
 

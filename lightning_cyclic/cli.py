@@ -67,14 +67,15 @@ def train(args: list[str]) -> None:
     from lightning_cyclic._extras import needs
 
     with needs("app", "lightning-cyclic train"):
-        import hydra
+        import hydra  # noqa: F401
         import omegaconf  # noqa: F401
 
     # Hydra reads sys.argv; without the command name in it, Lightning's DDP launcher (which starts each rank with
     # this file and these arguments) runs the same command on every rank
     sys.argv = [sys.argv[0], *args]
-    app = hydra.main(version_base="1.3", config_path="pkg://lightning_cyclic.conf", config_name="train")(_run)
-    app()
+    from lightning_cyclic.run import hydra_app
+
+    hydra_app(_run)()
 
 
 def main(argv: list[str] | None = None) -> int | None:

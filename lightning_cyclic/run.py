@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from lightning_cyclic._extras import needs
@@ -154,6 +155,28 @@ def warn_if_lrs_disagree(cfg: DictConfig) -> str:
     )
     log.warning(line)
     return line
+
+
+def hydra_app(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
+    """``@hydra.main`` on the app's configs (``pkg://lightning_cyclic.conf``, ``train.yaml``), for the Hydra
+    installed: with ``version_base="1.3"`` before Hydra 1.4 (from 1.4 it only reports, and is deprecated); and where
+    Hydra checks the targets a config names against an execution whitelist (1.4 warns without one, 1.5 refuses),
+    with ``UNSAFE_DISABLE_EXECUTION_CHECKS``: the app builds whatever its config names, as before, since that
+    config is the user's own files and command line, trusted as the script itself (a ``model._target_`` of the
+    user's own package keeps working). ``train.py`` and ``lightning-cyclic train`` are this."""
+    import inspect
+
+    import hydra
+    from packaging.version import Version
+
+    kwargs: dict[str, Any] = {"config_path": "pkg://lightning_cyclic.conf", "config_name": "train"}
+    if Version(hydra.__version__).release < (1, 4):
+        kwargs["version_base"] = "1.3"
+    if "execution_whitelist" in inspect.signature(hydra.main).parameters:
+        from hydra.utils import UNSAFE_DISABLE_EXECUTION_CHECKS  # type: ignore[attr-defined]  # (Hydra >= 1.4)
+
+        kwargs["execution_whitelist"] = UNSAFE_DISABLE_EXECUTION_CHECKS
+    return hydra.main(**kwargs)(task)
 
 
 def main(cfg: DictConfig) -> float | None:

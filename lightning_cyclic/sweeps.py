@@ -369,11 +369,19 @@ def register_resolvers() -> None:
     (Hydra copies the cache into each job's config) and in DDP ranks (Lightning passes them the run's
     folder). Two runs or sweeps started in the same second get two folders.
     """
+    import inspect
+
     from omegaconf import OmegaConf
 
-    if not OmegaConf.has_resolver("lc.around"):
-        OmegaConf.register_new_resolver("lc.around", around)
-    if not OmegaConf.has_resolver("lc.unique"):
-        OmegaConf.register_new_resolver("lc.unique", unique_id, use_cache=True)
-    if not OmegaConf.has_resolver("lc.times"):
-        OmegaConf.register_new_resolver("lc.times", times)
+    # OmegaConf 2.4 takes resolvers with register_resolver (its register_new_resolver is deprecated); before it,
+    # register_resolver is the legacy form (no use_cache) and register_new_resolver the one
+    register: Any = OmegaConf.register_new_resolver
+    if "use_cache" in inspect.signature(OmegaConf.register_resolver).parameters:
+        register = OmegaConf.register_resolver
+    for name, resolver, cached in (
+        ("lc.around", around, False),
+        ("lc.unique", unique_id, True),
+        ("lc.times", times, False),
+    ):
+        if not OmegaConf.has_resolver(name):
+            register(name, resolver, use_cache=cached)

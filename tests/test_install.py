@@ -86,8 +86,9 @@ def core_venv(wheel) -> Path:
     return venv(".venv-core", (), wheel)
 
 
-def run(command: list, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([str(c) for c in command], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+def run(command: list, cwd: Path, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = ENV if env is None else env
+    return subprocess.run([str(c) for c in command], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def test_lightning_cyclic_train_runs_the_app_from_the_wheel_under_ddp(app_venv, tmp_path):
