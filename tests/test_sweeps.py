@@ -180,18 +180,30 @@ def test_submitit_local_job_finishes(tmp_path):
     assert any((sweep / ".submitit").iterdir())
 
 
-def test_submitit_local_ddp_job_runs_its_two_tasks_as_the_ranks_of_one_run(tmp_path):
-    """The cluster path with DDP: as on SLURM, submitit starts one task per rank (tasks_per_node follows
-    trainer.devices), and the run is the one Lightning's own launcher makes of the same config. (Lightning used
-    to start rank 1 itself by running the submitit worker's command line again, which failed.)"""
-    sweep, alone = tmp_path / "submitit", tmp_path / "alone"
+def submitit_ddp_job(sweep) -> dict:
+    """``trainer=ddp_cpu`` as one job of submitit's local executor: its two tasks must be the two ranks of one run
+    (Lightning used to start rank 1 itself by running the submitit worker's command line again, which failed)."""
     cli("-m", "hydra/launcher=local", "trainer=ddp_cpu", "seed=0", *QUICK, f"hydra.sweep.dir={sweep}")
-    cli("trainer=ddp_cpu", "seed=0", *QUICK, f"hydra.run.dir={alone}")  # Lightning starts rank 1
     logs = sorted((sweep / ".submitit").glob("*/*_log.err"))
     assert [next(x for x in log.read_text().splitlines() if "MEMBER" in x)[-3:] for log in logs] == ["1/2", "2/2"]
-    got, want = (json.loads((run / "result.json").read_text()) for run in (sweep / "0", alone))
-    assert got["status"] == "finished" and got["metrics"] == want["metrics"]
     assert [r["job"] for r in rows(sweep / "leaderboard.csv")] == ["0"]
+    result = json.loads((sweep / "0" / "result.json").read_text())
+    assert result["status"] == "finished"
+    return result
+
+
+def test_submitit_local_ddp_job_runs_its_two_tasks_as_the_ranks_of_one_run(tmp_path):
+    """The cluster path with DDP: as on SLURM, submitit starts one task per rank (tasks_per_node follows
+    trainer.devices)."""
+    submitit_ddp_job(tmp_path / "submitit")
+
+
+@pytest.mark.slow  # two DDP runs, about 30 s
+def test_submitit_local_ddp_job_is_the_run_lightnings_own_launcher_makes(tmp_path):
+    got = submitit_ddp_job(tmp_path / "submitit")
+    alone = tmp_path / "alone"
+    cli("trainer=ddp_cpu", "seed=0", *QUICK, f"hydra.run.dir={alone}")  # Lightning starts rank 1
+    assert got["metrics"] == json.loads((alone / "result.json").read_text())["metrics"]  # every metric, exactly
 
 
 def test_damaged_and_failed_results_are_rows_with_their_reason_not_errors(tmp_path):
