@@ -146,23 +146,28 @@ def test_a_failed_trial_ends_the_sweep_with_the_default_max_failure_rate(tmp_pat
 
 
 @pytest.mark.slow  # (CI time: the submitit twin below checks the same pruning in the fast set)
-def test_joblib_workers_report_to_their_trials_and_are_pruned(tmp_path):
+@pytest.mark.parametrize(
+    "launcher",
+    [
+        # two worker processes of joblib, asked by one sweeper for two trials at once
+        ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2"],
+        # the cluster path: each trial in a process of submitit's own (submitit_local, as SLURM would run it)
+        ["hydra/launcher=local"],
+    ],
+    ids=["joblib", "submitit"],
+)
+def test_jobs_in_other_processes_report_to_their_trials_and_are_pruned(tmp_path, launcher):
+    """Each job opens the study from storage by its trial's number, reports and is pruned."""
     folder = tmp_path / "sweep"
-    sweep(
-        "hparams_search=optuna",
-        "hydra/launcher=joblib",
-        "hydra.launcher.n_jobs=2",
-        "hydra.sweeper.n_jobs=2",
-        "hydra.sweeper.n_trials=2",
-        *ALWAYS_PRUNE,
-        *QUICK,
-        f"hydra.sweep.dir={folder}",
-    )
+    sweep("hparams_search=optuna", *launcher, "hydra.sweeper.n_trials=2", *ALWAYS_PRUNE, *QUICK,
+          f"hydra.sweep.dir={folder}")  # fmt: skip
     trials = trials_of(f"sqlite:///{folder}/optuna.db")
     assert [t.state.name for t in trials] == ["PRUNED", "PRUNED"]
-    sweeper_pid = {t.user_attrs["sweeper_pid"] for t in trials}
-    assert len(sweeper_pid) == 1  # one sweeper asked for both, two worker processes trained and reported
-    assert set(board(folder)) == {"0", "1"}
+    assert all(t.user_attrs.get("pruned_at") for t in trials)
+    assert len({t.user_attrs["sweeper_pid"] for t in trials}) == 1  # one sweeper asked for both
+    assert set(board(folder)) == {"0", "1"} and {r["status"] for r in board(folder).values()} == {"pruned"}
+    if launcher == ["hydra/launcher=local"]:
+        assert any((folder / ".submitit").iterdir())  # the jobs went through submitit
 
 
 def test_a_ddp_trial_is_pruned_on_every_rank(tmp_path):
@@ -231,25 +236,6 @@ def test_two_worker_processes_share_one_study_through_a_journal_file(tmp_path):
         if t.state.name == "COMPLETE":
             assert result["value"] == pytest.approx(t.value)
     assert f"optuna-dashboard {journal}" in outputs[0][0] + outputs[1][0]
-
-
-def test_submitit_jobs_report_to_their_trials_and_are_pruned(tmp_path):
-    """The cluster path: each trial runs in a process of submitit's own (``submitit_local``, as SLURM would run it),
-    opens the study from storage by its number, reports and is pruned."""
-    folder = tmp_path / "sweep"
-    sweep(
-        "hparams_search=optuna",
-        "hydra/launcher=local",
-        "hydra.sweeper.n_trials=2",
-        *ALWAYS_PRUNE,
-        *QUICK,
-        f"hydra.sweep.dir={folder}",
-    )
-    trials = trials_of(f"sqlite:///{folder}/optuna.db")
-    assert [t.state.name for t in trials] == ["PRUNED", "PRUNED"]
-    assert all(t.user_attrs.get("pruned_at") for t in trials)
-    assert any((folder / ".submitit").iterdir())  # the jobs went through submitit
-    assert set(board(folder)) == {"0", "1"} and {r["status"] for r in board(folder).values()} == {"pruned"}
 
 
 def test_a_trial_is_never_pruned_at_its_last_validation(tmp_path):
