@@ -208,11 +208,12 @@ class SubmititLocalRanks(ClusterEnvironment):
 
     On SLURM each task is a rank that Lightning finds in SLURM's variables; submitit's local executor names its
     tasks in its own (``SUBMITIT_LOCAL_*``), which Lightning does not read, so without this it would start the
-    ranks itself, by running the submitit worker's command line again, which fails. The port is the job's own:
-    from ``MASTER_PORT`` where it is set, else from the job's id (the same for all of its tasks).
+    ranks itself, by running the submitit worker's command line again, which fails. The port is the job's own,
+    from the job's id (the same for all of its tasks, another for each job: submitit runs a sweep's jobs at once, so
+    one ``MASTER_PORT`` for all would not do), below the range Linux gives out to outgoing connections.
     """
 
-    PORTS = (20000, 20000)  # the first port a job's id maps to, and how many there are
+    PORTS = (15000, 15000)  # the first port a job's id maps to, and how many there are (15000..29999)
 
     def __init__(self) -> None:
         tasks = self.tasks()
@@ -226,7 +227,7 @@ class SubmititLocalRanks(ClusterEnvironment):
         )
         self._node = int(env.get("SUBMITIT_LOCAL_NODEID", "0"))
         first, count = self.PORTS
-        self._port = int(env.get("MASTER_PORT") or first + int(env["SUBMITIT_LOCAL_JOB_ID"]) % count)
+        self._port = first + int(env["SUBMITIT_LOCAL_JOB_ID"]) % count
 
     @staticmethod
     def tasks() -> int | None:

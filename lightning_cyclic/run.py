@@ -137,11 +137,23 @@ def check_config(cfg: DictConfig) -> None:
 LR_DISAGREE = 10.0  # schedule.max_lr this many times above or below optimizer.lr: likely meant for another optimizer
 
 
+def _swept(key: str) -> bool:
+    """Whether this run is a job of a multirun whose own overrides set ``key`` (a value the sweep varies)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return False
+    return any(o.split("=", 1)[0].lstrip("+~") == key for o in job_overrides())
+
+
 def warn_if_lrs_disagree(cfg: DictConfig) -> str:
     """One warning line where ``schedule.max_lr`` was set to a number far from ``optimizer.lr`` (an SGD peak
     under Adam, say): the schedule's value is the one trained with. Returns the line ("" where none)."""
     schedule, optimizer = cfg.get("schedule"), cfg.get("optimizer")
     if not schedule or not optimizer or "max_lr" not in schedule or OmegaConf.is_interpolation(schedule, "max_lr"):
+        return ""
+    if _swept("schedule.max_lr"):  # a sweep varies it on purpose (hparams_search=coarse spans 1e-3..10)
         return ""
     peak, lr = schedule.get("max_lr"), optimizer.get("lr")
     numbers = [isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in (peak, lr)]
@@ -159,23 +171,24 @@ def warn_if_lrs_disagree(cfg: DictConfig) -> str:
 
 def hydra_app(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
     """``@hydra.main`` on the app's configs (``pkg://lightning_cyclic.conf``, ``train.yaml``), for the Hydra
-    installed: with ``version_base="1.3"`` before Hydra 1.4 (from 1.4 it only reports, and is deprecated); and where
-    Hydra checks the targets a config names against an execution whitelist (1.4 warns without one, 1.5 refuses),
-    with ``UNSAFE_DISABLE_EXECUTION_CHECKS``: the app builds whatever its config names, as before, since that
-    config is the user's own files and command line, trusted as the script itself (a ``model._target_`` of the
-    user's own package keeps working). ``train.py`` and ``lightning-cyclic train`` are this."""
+    installed. Where Hydra checks the targets a config names against an execution whitelist (1.4 warns without
+    one, 1.5 refuses), with ``UNSAFE_DISABLE_EXECUTION_CHECKS``: the app builds whatever its config names, as
+    before, since that config is the user's own files and command line, trusted as the script itself (a
+    ``model._target_`` of the user's own package keeps working); and there without ``version_base``, which that
+    Hydra only reports (and deprecates). Elsewhere (Hydra 1.3, or a development build without the whitelist)
+    with ``version_base="1.3"``, whose behaviour the app is written for. ``train.py`` and ``lightning-cyclic
+    train`` are this."""
     import inspect
 
     import hydra
-    from packaging.version import Version
 
     kwargs: dict[str, Any] = {"config_path": "pkg://lightning_cyclic.conf", "config_name": "train"}
-    if Version(hydra.__version__).release < (1, 4):
-        kwargs["version_base"] = "1.3"
-    if "execution_whitelist" in inspect.signature(hydra.main).parameters:
+    if "execution_whitelist" in inspect.signature(hydra.main).parameters:  # (one feature decides both)
         from hydra.utils import UNSAFE_DISABLE_EXECUTION_CHECKS  # type: ignore[attr-defined]  # (Hydra >= 1.4)
 
         kwargs["execution_whitelist"] = UNSAFE_DISABLE_EXECUTION_CHECKS
+    else:
+        kwargs["version_base"] = "1.3"
     return hydra.main(**kwargs)(task)
 
 
@@ -321,6 +334,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     quiet_lightning_noise()
     check_values(cfg)
     ckpt_path = _resume_from(cfg)
+    with config_errors("trainer", cfg.trainer):
+        ranks = _cluster(cfg)  # (the tasks a cluster launcher started, checked before anything is built)
     warn_if_lrs_disagree(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     with config_errors("data", cfg.data):
@@ -356,7 +371,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             callbacks=callbacks,
             logger=loggers or False,
             enable_progress_bar=bar is not None,
-            plugins=[SafeCheckpointIO(), *_cluster(cfg)],  # atomic, checksummed checkpoint files
+            plugins=[SafeCheckpointIO(), *ranks],  # atomic, checksummed checkpoint files
         )
     factor = None
     if scaled is not None:

@@ -330,7 +330,7 @@ def unusable_range(params: Any) -> str:
     return ""
 
 
-def around(leaderboard_csv: str | None, key: str, factor: str | float) -> str:
+def around(leaderboard_csv: str | None, key: str, factor: str | float | int) -> str:
     """An Optuna sweeper range, log-uniform from best/factor to best*factor, centred on ``key``'s best value."""
     if leaderboard_csv is None or not Path(leaderboard_csv).is_file():
         # not raised here: OmegaConf would wrap it in pages of its own frames. The sweeper, which receives the
@@ -353,6 +353,18 @@ def unique_id() -> str:
     return secrets.token_hex(3)
 
 
+def tasks_per_node(devices: Any) -> int:
+    """``${lc.tasks:${trainer.devices}}``: a cluster launcher's tasks per node, one per device (each task one DDP
+    rank, as Lightning expects on SLURM): ``trainer.devices`` as a count. ``-1``, ``auto`` or a list name no count
+    that the launcher could know before the job starts on its node."""
+    if isinstance(devices, int) and not isinstance(devices, bool) and devices > 0:
+        return devices
+    raise ValueError(
+        f"hydra/launcher=local and slurm start one task per device, and trainer.devices={devices!r} names no count: "
+        "give trainer.devices as a number (e.g. trainer.devices=2; on SLURM, the GPUs per node)"
+    )
+
+
 def times(value: Any, factor: Any) -> float:
     """``${lc.times:${optimizer.lr},0.05}``: ``value * factor``, for a config value that follows another."""
     for name, x in (("value", value), ("factor", factor)):
@@ -363,7 +375,8 @@ def times(value: Any, factor: Any) -> float:
 
 def register_resolvers() -> None:
     """``${lc.around:<leaderboard.csv>,<key>,<factor>}`` for ``hparams_search=fine``, ``${lc.unique:}``, and
-    ``${lc.times:<number>,<factor>}`` (a product: ``Cyclical``'s ``base_lr`` is a share of the optimizer's lr).
+    ``${lc.times:<number>,<factor>}`` (a product: ``Cyclical``'s ``base_lr`` is a share of the optimizer's lr), and
+    ``${lc.tasks:${trainer.devices}}`` (a cluster launcher's tasks per node).
 
     ``lc.unique`` is cached like Hydra's ``now``: one value per run, the same in every job of a sweep
     (Hydra copies the cache into each job's config) and in DDP ranks (Lightning passes them the run's
@@ -382,6 +395,7 @@ def register_resolvers() -> None:
         ("lc.around", around, False),
         ("lc.unique", unique_id, True),
         ("lc.times", times, False),
+        ("lc.tasks", tasks_per_node, False),
     ):
         if not OmegaConf.has_resolver(name):
             register(name, resolver, use_cache=cached)

@@ -189,13 +189,13 @@ def test_a_ddp_trial_is_pruned_on_every_rank(tmp_path):
 
 @pytest.mark.slow  # about 20 s; the fast set runs the DDP trial and the submitit jobs apart
 def test_a_ddp_trial_under_submitit_is_pruned_on_every_rank(tmp_path):
-    """The cluster path with DDP: submitit's two tasks are the trial's two ranks (as on SLURM); rank 0 reports to
-    the trial and both stop at the pruning."""
+    """The cluster path with DDP: submitit's two tasks are the trial's two ranks (as on SLURM); the trial is
+    reported to and pruned, and both ranks stop (a rank that went on would wait for the other, past the timeout)."""
     folder = tmp_path / "sweep"
     sweep("hparams_search=optuna", "hydra/launcher=local", "trainer=ddp_cpu", "hydra.sweeper.n_trials=1",
           *ALWAYS_PRUNE, *QUICK, f"hydra.sweep.dir={folder}", timeout=240)  # fmt: skip
     [trial] = trials_of(f"sqlite:///{folder}/optuna.db")
-    assert trial.state.name == "PRUNED" and list(trial.intermediate_values) == [1]  # one report, not one per rank
+    assert trial.state.name == "PRUNED" and list(trial.intermediate_values) == [1]  # pruned at its first validation
     logs = sorted((folder / ".submitit").glob("*/*_log.err"))
     assert len(logs) == 2 and all("MEMBER" in log.read_text() for log in logs)  # the two tasks were the ranks
     assert board(folder)["0"]["status"] == "pruned"

@@ -296,3 +296,28 @@ def test_fine_without_a_coarse_leaderboard_fails_in_a_few_lines_naming_fine_from
     assert "hparams_search=fine needs fine_from=<the coarse sweep's leaderboard.csv>" in done.stderr
     assert ("not given" if not given else "'/nonexistent/leaderboard.csv' is not a file") in done.stderr
     assert len(done.stderr.strip().splitlines()) <= 6 and "Traceback" not in done.stderr  # was 62 lines
+
+
+@pytest.mark.parametrize("launcher", ["local", "slurm"])
+def test_cluster_launchers_start_one_task_per_device_and_refuse_a_count_they_cannot_know(tmp_path, launcher):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf.errors import InterpolationResolutionError
+
+    from tests.conftest import CONF
+
+    def launcher_of(*overrides: str):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            given = [f"hydra/launcher={launcher}", f"paths.output_dir={tmp_path}", *overrides]
+            return compose("train", overrides=given, return_hydra_config=True).hydra.launcher
+
+    try:
+        assert launcher_of("trainer=ddp_cpu").tasks_per_node == 2  # each task one DDP rank
+        with pytest.raises(InterpolationResolutionError, match=r"trainer.devices=-1 names no count: give"):
+            _ = launcher_of("trainer=ddp").tasks_per_node  # every GPU of the node: not known where it launches
+        if launcher == "slurm":
+            nodes = launcher_of("trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2")
+            assert (nodes.nodes, nodes.gpus_per_node, nodes.tasks_per_node) == (2, 4, 4)
+    finally:
+        GlobalHydra.instance().clear()

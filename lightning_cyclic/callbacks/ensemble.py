@@ -142,7 +142,7 @@ class SnapshotEnsemble(Callback):
         del self.snapshots[: -self.max_snapshots]
 
     def _cycles_done(self, step: int) -> int:
-        """How many warm-restart cycles have ended by optimizer step ``step``."""
+        """How many warm-restart cycles have ended by the schedule's step ``step``."""
         restarts = self._restarts
         schedule = None if restarts is None else restarts.schedule
         if restarts is None or not isinstance(schedule, WarmRestartsSchedule):
@@ -162,8 +162,10 @@ class SnapshotEnsemble(Callback):
     ) -> None:
         if self.every_n_epochs is not None or self._restarts is None or self._restarts.schedule is None:
             return
-        # global_step counts the optimizer steps taken; a cycle has ended when the next step starts a new one
-        if self._cycles_done(trainer.global_step) > self._cycles_done(trainer.global_step - 1):
+        # the schedule's steps taken (optimizer steps, or batches under manual optimization); a cycle has ended when
+        # the next step starts a new one
+        done = self._restarts.steps_done(trainer)
+        if self._cycles_done(done) > self._cycles_done(done - 1):
             self._take(trainer, pl_module)
 
     @override

@@ -18,6 +18,8 @@ so a resumed run goes on at the same scale.
 
 from __future__ import annotations
 
+import copy
+import inspect
 from typing import Any, ClassVar
 
 import lightning.pytorch as pl
@@ -33,8 +35,9 @@ from lightning_cyclic.shapes._checks import check_choice, check_number
 
 __all__ = ["FLOOR", "WORSE", "Guard"]
 
-# the arguments that name a Guard's state in a checkpoint beside factor, spike and patience, where not at these
-_KEYED = {"window": 100, "every": 50, "max_rollbacks": 4, "skip_batches": 0, "collapse": True, "rewarm": True}
+# the arguments that name a Guard's state in a checkpoint beside factor, spike and patience, where not at their
+# defaults: its rules and its snapshots' rhythm (not max_rollbacks or skip_batches, which a resume may change)
+_KEYED = ("window", "every", "collapse", "rewarm")
 
 
 class Guard(BlowupRules, ScaledSteps, Callback):
@@ -159,15 +162,27 @@ class Guard(BlowupRules, ScaledSteps, Callback):
     @property
     def state_key(self) -> str:
         # Lightning reads it at every hook call: built once (the identity arguments are fixed at construction).
-        # The other arguments name it where they are not at their defaults (so two Guards that differ only there
-        # can share a Trainer, each with its own state), and the key of one at its defaults is as it always was
+        # The rules' other arguments name it where they are not at their defaults (two Guards that differ only there
+        # can share a Trainer, each with its own state); the key of a Guard at its defaults is as it always was
         key = self.__dict__.get("_key")
         if key is None:
-            named = {name: getattr(self, name) for name, default in _KEYED.items() if getattr(self, name) != default}
-            key = self._key = self._generate_state_key(
-                factor=self.factor, spike=self.spike, patience=self.patience, **named
-            )
+            defaults = inspect.signature(Guard.__init__).parameters
+            named = {name: getattr(self, name) for name in _KEYED if getattr(self, name) != defaults[name].default}
+            key = self._key = self._generate_state_key(**self._identity(), **named)
         return key
+
+    def _identity(self) -> dict[str, float]:
+        return {"factor": self.factor, "spike": self.spike, "patience": self.patience}
+
+    @override
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        # a checkpoint written before the key named the rules' other arguments holds this Guard's state under the key
+        # of then (Lightning looks under the new one only, and would start the resumed run unscaled)
+        states, older = checkpoint.get("callbacks") or {}, self._generate_state_key(**self._identity())
+        if self.state_key not in states and older in states:
+            self.load_state_dict(copy.deepcopy(states[older]))
 
     # --- hooks -----------------------------------------------------------------------------------
     @override

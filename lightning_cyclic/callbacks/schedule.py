@@ -191,10 +191,16 @@ class ScheduleCallback(ScheduleArguments):
         return chosen
 
     def position_of(self, step: int) -> float:
-        """Where optimizer step ``step`` of the current epoch falls in the schedule: the step itself, except for a
-        schedule in epochs whose epochs change length, where it is the epochs done plus the share of this one (in
-        the plan's steps per epoch), so that its restarts come at the real epoch boundaries."""
+        """Where the schedule's step ``step`` of the current epoch (see :meth:`steps_done`) falls in the schedule:
+        the step itself, except for a schedule in epochs whose epochs change length, where it is the epochs done
+        plus the share of this one (in the plan's steps per epoch), so that its restarts come at the real epoch
+        boundaries."""
         return self._timeline.position(step)
+
+    def steps_done(self, trainer: pl.Trainer) -> int:
+        """The schedule's steps taken by the end of the current training batch (read in ``on_train_batch_end``):
+        optimizer steps, or under manual optimization training batches (whatever the optimizers stepped)."""
+        return self._step(trainer, after_batch=True)
 
     def _step(self, trainer: pl.Trainer, after_batch: bool = False) -> int:
         """The schedule's step: the optimizer step, or under manual optimization the training batch (``after_batch``:

@@ -237,8 +237,9 @@ def test_state_belongs_to_one_fit_and_a_resume_keeps_the_scale(tmp_path):
 
 
 def test_two_guards_that_differ_only_in_a_rule_keep_their_own_state_in_a_checkpoint(tmp_path):
-    # the key of a Guard at its defaults is as it was (older checkpoints load); any other argument names it too
-    assert Guard().state_key == "Guard{'factor': 0.5, 'spike': 2.0, 'patience': 10}"
+    # the key of a Guard at its defaults is as it was; a rule's argument names it too, max_rollbacks does not (a
+    # resume may raise it)
+    assert Guard().state_key == "Guard{'factor': 0.5, 'spike': 2.0, 'patience': 10}" == Guard(max_rollbacks=9).state_key
     keys = {Guard(**kw).state_key for kw in ({}, {"collapse": False}, {"rewarm": False}, {"every": 7}, {"window": 9})}
     assert len(keys) == 5
     first, second = Guard(every=3), Guard(every=3, rewarm=False)
@@ -247,6 +248,21 @@ def test_two_guards_that_differ_only_in_a_rule_keep_their_own_state_in_a_checkpo
     assert first._ramp is not None and second._ramp is None  # the one warms up after its rollback, the other not
     states = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)["callbacks"]
     assert states[first.state_key]["ramp"] is not None and states[second.state_key]["ramp"] is None
+
+
+def test_a_checkpoint_from_before_the_key_named_every_still_resumes_the_guards_scale(tmp_path):
+    saver = ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="last")
+    fit(tmp_path / "a", Poisoned(nan_at={5}), [Guard(every=3), saver], max_epochs=1, enable_checkpointing=True)
+    checkpoint = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
+    state = checkpoint["callbacks"].pop(Guard(every=3).state_key)
+    assert state["lr_scale"] == 0.5
+    checkpoint["callbacks"][Guard().state_key] = state  # where a Guard(every=3) kept its state until now
+    torch.save(checkpoint, tmp_path / "older.ckpt")
+    resumed = Guard(every=3)
+    pl.seed_everything(0)
+    trainer = tiny_trainer(tmp_path / "b", [resumed], max_epochs=2)
+    trainer.fit(Poisoned(), tiny_loader(learnable=True), ckpt_path=str(tmp_path / "older.ckpt"))
+    assert resumed.lr_scale == 0.5 and [e["step"] for e in resumed.events] == [5]
 
 
 def test_the_range_test_inside_the_fit_is_not_a_blow_up(tmp_path):

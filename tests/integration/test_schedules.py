@@ -17,7 +17,7 @@ from torch import nn
 from torch.optim import lr_scheduler as S
 from torch.utils.data import DataLoader
 
-from lightning_cyclic import OneCycle, WarmupDecay
+from lightning_cyclic import OneCycle, SnapshotEnsemble, WarmRestarts, WarmupDecay
 from tests.helpers import tiny_trainer
 
 
@@ -143,6 +143,17 @@ def test_manual_optimization_counts_batches_not_optimizer_steps(tmp_path):
     assert close([g for g, _ in gan.lrs], ref)  # one cycle over the 20 batches, not over 10 of them
     assert close([d for _, d in gan.lrs], ref)
     assert max(g for g, _ in gan.lrs) == pytest.approx(0.01, rel=0.05)  # the peak is reached, mid-run
+
+
+def test_snapshot_ensemble_under_manual_optimization_keeps_each_cycle_end_in_batches(tmp_path):
+    """Two optimizers step every batch (global_step counts 2 a batch): the snapshots are at the cycles' ends in the
+    schedule's own steps, the batches (read by global_step they came every half cycle)."""
+    gan, ensemble = TinyGAN(), SnapshotEnsemble(max_snapshots=20)
+    t = trainer(tmp_path, [WarmRestarts(max_lr=0.01, cycle_len=4, interval="step"), ensemble])
+    t.fit(gan, gan_loader())  # 20 batches: five cycles of 4
+    lrs = [g for g, _ in gan.lrs]
+    assert [k for k in range(1, len(lrs)) if lrs[k] > lrs[k - 1]] == [4, 8, 12, 16]  # the restarts, in batches
+    assert [s["step"] for s in ensemble.snapshots] == [8, 16, 24, 32, 40]  # after batches 4, 8, ... (2 a batch)
 
 
 def test_each_optimizer_can_have_its_own_schedule(tmp_path):

@@ -4,6 +4,7 @@ end keeps SWA's average."""
 
 from __future__ import annotations
 
+import lightning.pytorch as pl
 import pytest
 import torch
 from lightning.pytorch.callbacks import StochasticWeightAveraging
@@ -65,18 +66,34 @@ class Flat(Scored):
         self.log("val_loss", torch.tensor(1.0))
 
 
+class EpochStarts(pl.Callback):
+    """The weights at the start of each training epoch."""
+
+    def __init__(self):
+        self.weights: list[torch.Tensor] = []
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.weights.append(torch.cat([p.detach().flatten().clone() for p in pl_module.parameters()]))
+
+
 def test_plateau_decay_gives_the_lr_over_to_swa_and_cuts_nothing_in_its_epochs(tmp_path):
-    module, decay = Flat(lr=0.1), PlateauDecay(monitor="val_loss", patience=0, factor=0.5)
+    module, starts = Flat(lr=0.1), EpochStarts()
+    decay = PlateauDecay(monitor="val_loss", patience=0, factor=0.5, restore_best=True)
     swa = StochasticWeightAveraging(swa_lrs=0.07, swa_epoch_start=3, annealing_epochs=1)  # epochs 2.. (0-based)
-    tiny_trainer(tmp_path, [decay, swa], max_epochs=EPOCHS).fit(module, tiny_loader(learnable=True), val_loader())
+    trainer = tiny_trainer(tmp_path, [decay, swa, starts], max_epochs=EPOCHS)
+    trainer.fit(module, tiny_loader(learnable=True), val_loader())
     lrs = [lr for _, lr, _, _ in module.seen]
     epochs = [lrs[e * BATCHES : (e + 1) * BATCHES] for e in range(EPOCHS)]
     assert all(len(set(epoch)) == 1 for epoch in epochs)  # each epoch at one lr
     # one cut (after epoch 1) before SWA; SWALR's first epoch anneals from the lr it found, then swa_lrs: the cuts
-    # PlateauDecay used to make in SWA's epochs (0.025, 0.0125, ...) overrode swa_lrs, and restored its best weights
-    # into the model that SWA was averaging
+    # PlateauDecay used to make in SWA's epochs (0.025, 0.0125, ...) overrode swa_lrs
     assert [epoch[0] for epoch in epochs] == pytest.approx([0.1, 0.1, 0.05, 0.07, 0.07], rel=1e-9)
     assert [cut[0] for cut in decay.cuts] == [1]
+    # the best weights are epoch 0's (the loss never improves): put back at the cut before SWA, never in its epochs
+    # (each cut there used to put them back into the model SWA was averaging)
+    best = starts.weights[1]
+    assert torch.equal(starts.weights[2], best)
+    assert not torch.equal(starts.weights[3], best) and not torch.equal(starts.weights[4], best)
 
 
 @pytest.mark.parametrize("module_cls", [Scored, Normed])
