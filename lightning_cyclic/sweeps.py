@@ -208,7 +208,12 @@ class Leaderboard(HydraCallback):
         """A job that raised is recorded as failed, with its reason; the leaderboard is rewritten after every job,
         so it exists even when a failure ends the multirun before ``on_multirun_end``."""
         from hydra.core.utils import JobStatus
+        from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+        if getattr(rank_zero_only, "rank", 0) != 0:
+            # a job's other DDP ranks, where the cluster started each as the job (hydra/launcher=slurm or local):
+            # rank 0 writes the job's row (rank 1's TrialPruned, say, would race it with a "failed" one)
+            return
         folder = Path(config.hydra.runtime.output_dir)
         if job_return.status == JobStatus.FAILED and not (folder / RESULT).exists():
             from lightning_cyclic._compat import hydra_job_error

@@ -321,3 +321,29 @@ def test_cluster_launchers_start_one_task_per_device_and_refuse_a_count_they_can
             assert (nodes.nodes, nodes.gpus_per_node, nodes.tasks_per_node) == (2, 4, 4)
     finally:
         GlobalHydra.instance().clear()
+
+
+def test_only_rank_0_of_a_job_writes_its_row(tmp_path):
+    """Where the cluster starts each DDP rank as the job (SLURM, submitit's tasks), every rank ends the job: rank 1
+    raising TrialPruned (or anything) must not race rank 0's row with a "failed" one."""
+    from hydra.core.utils import JobReturn, JobStatus
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+    from omegaconf import OmegaConf
+
+    from lightning_cyclic.sweeps import Leaderboard
+
+    config = OmegaConf.create(
+        {"hydra": {"runtime": {"output_dir": str(tmp_path / "0")}, "sweep": {"dir": str(tmp_path)},
+                   "overrides": {"task": ["seed=0"]}}}
+    )  # fmt: skip
+    failed = JobReturn(status=JobStatus.FAILED, _return_value=RuntimeError("rank 1 stopped"))
+    saved = rank_zero_only.rank
+    try:
+        rank_zero_only.rank = 1
+        Leaderboard().on_job_end(config, failed)
+        assert not (tmp_path / "0" / "result.json").exists() and not (tmp_path / "leaderboard.csv").exists()
+        rank_zero_only.rank = 0
+        Leaderboard().on_job_end(config, failed)
+        assert rows(tmp_path / "leaderboard.csv")[0]["status"] == "failed"
+    finally:
+        rank_zero_only.rank = saved
