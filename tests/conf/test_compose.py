@@ -109,8 +109,9 @@ def test_launchers_compose(make_cfg, launcher):
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=[f"hydra/launcher={launcher}", "trainer=ddp"], return_hydra_config=True)
+        given = [f"hydra/launcher={launcher}", "trainer=ddp", "trainer.devices=4"]  # (a count: tests/test_sweeps.py)
+        cfg = compose("train", overrides=given, return_hydra_config=True)
     if launcher == "slurm":  # the cluster fields, wired to the trainer
         for key in ("partition", "nodes", "gpus_per_node", "tasks_per_node", "timeout_min"):
             assert key in cfg.hydra.launcher
-        assert cfg.hydra.launcher.tasks_per_node == cfg.trainer.devices
+        assert cfg.hydra.launcher.tasks_per_node == cfg.trainer.devices == 4
