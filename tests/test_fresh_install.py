@@ -156,7 +156,8 @@ def test_the_sweeps_extra_installs_beside_optuna_5_and_runs_an_optuna_sweep_with
 ):
     """A project that already has Optuna 5 and SQLAlchemy 2 (MLflow's, a web app's): ``pip install
     "lightning-cyclic[sweeps]"`` keeps both, then ``python train.py -m hparams_search=optuna`` runs two trials on
-    them, each reporting its validations to the study (pruning is on by default), the leaderboard written. (Pip's
+    them, each reporting its validations to the study (pruning is on by default), the leaderboard written, and
+    ``hparams_search=fine`` around its best; no migration warning of the Hydra and OmegaConf pip resolved. (Pip's
     own resolution of ``[sweeps]`` in an empty venv picks these same versions: Optuna 5.1, SQLAlchemy 2.)"""
     python = fresh_venv(tmp_path / "venv", torch_template)
     pip(python, "install", "-q", "--no-compile", "optuna==5.1.0", "sqlalchemy>=2", cwd=tmp_path)
@@ -191,4 +192,9 @@ def test_the_sweeps_extra_installs_beside_optuna_5_and_runs_an_optuna_sweep_with
     assert trials.returncode == 0, trials.stderr[-3000:]
     states = json.loads(trials.stdout.strip().splitlines()[-1])
     assert len(states) == 2 and all(state in ("COMPLETE", "PRUNED") and reports >= 1 for state, reports in states)
+    # the fine sweep around that one's best (its ranges come from the app's resolver, ${lc.around:...})
+    fine = [python, "train.py", "-m", "hparams_search=fine", f"fine_from={sweep / 'leaderboard.csv'}"]
+    done = run([*fine, "hydra.sweeper.n_trials=1", *QUICK, f"hydra.sweep.dir={tmp_path / 'fine'}"], cwd=tmp_path)
+    assert done.returncode == 0 and not not_migrated(done), done.stdout[-2000:] + done.stderr[-4000:]
+    assert (tmp_path / "fine" / "leaderboard.csv").is_file()
     print("[sweeps] beside Optuna 5 and SQLAlchemy 2:", resolved(after), "| trials:", states)
