@@ -32,7 +32,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lightning_cyclic import _compat
 from lightning_cyclic.checkpoint import SafeCheckpointIO
-from lightning_cyclic.sweeps import job_overrides
+from lightning_cyclic.sweeps import job_overrides, this_multirun
 
 TERMINATED = 143  # 128 + SIGTERM: the exit status cluster schedulers (SLURM) expect of a preempted job
 
@@ -172,26 +172,19 @@ def ddp_children_join_this_job() -> Iterator[None]:
     again, in another folder. For the duration of ``fit`` both name this one job instead: its
     own overrides in RUN mode (with the flags that say where the configs are), and its own output folder.
     """
-    try:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-
-        hydra_cfg = HydraConfig.get()
-    except (ImportError, ValueError):  # not under @hydra.main
-        yield
-        return
-    if hydra_cfg.mode != RunMode.MULTIRUN:
+    hydra_cfg = this_multirun()
+    if hydra_cfg is None:  # a single run, or not under @hydra.main
         yield
         return
     saved_argv, saved_dir, saved_env = sys.argv, hydra_cfg.run.dir, dict(os.environ)
     sys.argv = [sys.argv[0], *_config_flags(sys.argv[1:]), *hydra_cfg.overrides.task, "hydra.mode=RUN"]
-    with read_write(hydra_cfg):  # type: ignore[arg-type]  # HydraConfig.get() is a DictConfig, typed as its schema
+    with read_write(hydra_cfg):
         hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
     try:
         yield
     finally:
         sys.argv = saved_argv
-        with read_write(hydra_cfg):  # type: ignore[arg-type]  # (as above)
+        with read_write(hydra_cfg):
             hydra_cfg.run.dir = saved_dir
         # the next job of this process starts its own process group, on a fresh port
         import torch.distributed as dist

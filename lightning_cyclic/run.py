@@ -55,6 +55,7 @@ from lightning_cyclic.sweeps import (
     TRIAL_ENV,
     job_overrides,
     optuna_trial_of_this_job,
+    swept_in_this_job,
     write_leaderboard_of_this_multirun,
     write_result,
 )
@@ -137,23 +138,13 @@ def check_config(cfg: DictConfig) -> None:
 LR_DISAGREE = 10.0  # schedule.max_lr this many times above or below optimizer.lr: likely meant for another optimizer
 
 
-def _swept(key: str) -> bool:
-    """Whether this run is a job of a multirun whose own overrides set ``key`` (a value the sweep varies)."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
-        return False
-    return any(o.split("=", 1)[0].lstrip("+~") == key for o in job_overrides())
-
-
 def warn_if_lrs_disagree(cfg: DictConfig) -> str:
     """One warning line where ``schedule.max_lr`` was set to a number far from ``optimizer.lr`` (an SGD peak
     under Adam, say): the schedule's value is the one trained with. Returns the line ("" where none)."""
     schedule, optimizer = cfg.get("schedule"), cfg.get("optimizer")
     if not schedule or not optimizer or "max_lr" not in schedule or OmegaConf.is_interpolation(schedule, "max_lr"):
         return ""
-    if _swept("schedule.max_lr"):  # a sweep varies it on purpose (hparams_search=coarse spans 1e-3..10)
+    if swept_in_this_job("schedule.max_lr"):  # a sweep varies it on purpose (hparams_search=coarse spans 1e-3..10)
         return ""
     peak, lr = schedule.get("max_lr"), optimizer.get("lr")
     numbers = [isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in (peak, lr)]

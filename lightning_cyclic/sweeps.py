@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import math
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,35 @@ def job_overrides() -> list[str]:
         return list(HydraConfig.get().overrides.task)
     except ValueError:  # HydraConfig not set: train(cfg) called directly
         return []
+
+
+def this_multirun() -> Any:
+    """Hydra's config of this run where it is a job of a multirun; ``None`` in a single run, and outside
+    ``@hydra.main`` (``train(cfg)`` called directly)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hydra_cfg = HydraConfig.get()
+    except (ImportError, ValueError):  # not under @hydra.main
+        return None
+    return hydra_cfg if hydra_cfg.mode == RunMode.MULTIRUN else None
+
+
+def override_value(overrides: Iterable[str], key: str) -> str | None:
+    """The value that ``overrides`` (``key=value``, Hydra's form; ``+key`` and ``~key`` too) give ``key``, or
+    ``None`` where none names it."""
+    for override in overrides:
+        name, _, value = override.partition("=")
+        if name.lstrip("+~") == key:
+            return value
+    return None
+
+
+def swept_in_this_job(key: str) -> bool:
+    """Whether this run is a job of a multirun whose own overrides set ``key`` (a value the sweep varies)."""
+    hydra_cfg = this_multirun()
+    return hydra_cfg is not None and override_value(hydra_cfg.overrides.task, key) is not None
 
 
 STATUSES = ("finished", "terminated", "pruned", "failed")
@@ -174,24 +204,17 @@ def best_of(path: str | Path, key: str) -> float:
     for row in rows:  # best first; skip jobs without a value (failed, damaged)
         if row[next(iter(k for k in row if k not in columns))] in ("", "None"):
             continue
-        for override in row["overrides"].split():
-            name, _, value = override.partition("=")
-            if name.lstrip("+~") == key:
-                return float(value)
+        value = override_value(row["overrides"].split(), key)
+        if value is not None:
+            return float(value)
         raise ValueError(f"the best job of {path} has no override {key!r}: {row['overrides']!r}")
     raise ValueError(f"every job of {path} failed")
 
 
 def write_leaderboard_of_this_multirun(metric: str, mode: str) -> Path | None:
     """In a multirun, rewrite its leaderboard now (a job that ends the sweep early calls this); else nothing."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-
-        hydra_cfg = HydraConfig.get()
-    except (ImportError, ValueError):  # not under @hydra.main
-        return None
-    if hydra_cfg.mode != RunMode.MULTIRUN or not Path(hydra_cfg.sweep.dir).exists():
+    hydra_cfg = this_multirun()
+    if hydra_cfg is None or not Path(hydra_cfg.sweep.dir).exists():
         return None
     return write_leaderboard(hydra_cfg.sweep.dir, metric, mode)[0]
 
