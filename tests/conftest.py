@@ -17,15 +17,16 @@ CONF = ROOT / "lightning_cyclic" / "conf"  # the app's Hydra configs, shipped in
 
 @pytest.fixture
 def make_cfg(tmp_path):
-    """Compose the app's ``train.yaml`` with overrides, writing into ``tmp_path``."""
+    """Compose the app's ``train.yaml`` with overrides, writing into ``tmp_path`` (``hydra=True``: with Hydra's own
+    node, ``cfg.hydra``: the launcher, the sweeper, the mode)."""
 
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    def make(*overrides: str):
+    def make(*overrides: str, hydra: bool = False):
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            return compose("train", overrides=[f"paths.output_dir={tmp_path}", *overrides])
+            return compose("train", overrides=[f"paths.output_dir={tmp_path}", *overrides], return_hydra_config=hydra)
 
     yield make
     GlobalHydra.instance().clear()

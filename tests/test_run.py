@@ -10,7 +10,7 @@ import pytest
 
 from lightning_cyclic.run import train
 from lightning_cyclic.shapes import OneCycleSchedule
-from tests.conftest import CONF, ROOT, options
+from tests.conftest import ROOT, options
 from tests.helpers import WritesAMarker
 
 
@@ -535,19 +535,15 @@ def test_a_metric_the_users_own_model_does_not_log_is_named_at_fit_time_with_tho
                        "progress_bar=none"))  # fmt: skip
 
 
-def test_a_max_lr_far_from_the_optimizers_warns_unless_the_sweep_varies_it(tmp_path):
+def test_a_max_lr_far_from_the_optimizers_warns_unless_the_sweep_varies_it(make_cfg):
     """``schedule.max_lr`` 50x ``optimizer.lr`` (an SGD peak under Adam, say) is worth one line in a run; in a job of a
     sweep over it (``hparams_search=coarse`` spans 1e-3..10) it is the point, and said once per job it was noise."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
 
     from lightning_cyclic.run import warn_if_lrs_disagree
 
     def said(*overrides: str) -> str:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            cfg = compose("train", overrides=[f"paths.output_dir={tmp_path}", *overrides], return_hydra_config=True)
+        cfg = make_cfg(*overrides, hydra=True)
         HydraConfig.instance().set_config(cfg)  # as @hydra.main sets it for the run or the job
         return warn_if_lrs_disagree(cfg)
 
@@ -556,4 +552,3 @@ def test_a_max_lr_far_from_the_optimizers_warns_unless_the_sweep_varies_it(tmp_p
         assert said("schedule.max_lr=5", "hydra.mode=MULTIRUN") == ""  # the job's own override: swept
     finally:
         HydraConfig.instance().cfg = None
-        GlobalHydra.instance().clear()

@@ -299,28 +299,18 @@ def test_fine_without_a_coarse_leaderboard_fails_in_a_few_lines_naming_fine_from
 
 
 @pytest.mark.parametrize("launcher", ["local", "slurm"])
-def test_cluster_launchers_start_one_task_per_device_and_refuse_a_count_they_cannot_know(tmp_path, launcher):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+def test_cluster_launchers_start_one_task_per_device_and_refuse_a_count_they_cannot_know(make_cfg, launcher):
     from omegaconf.errors import InterpolationResolutionError
 
-    from tests.conftest import CONF
-
     def launcher_of(*overrides: str):
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            given = [f"hydra/launcher={launcher}", f"paths.output_dir={tmp_path}", *overrides]
-            return compose("train", overrides=given, return_hydra_config=True).hydra.launcher
+        return make_cfg(f"hydra/launcher={launcher}", *overrides, hydra=True).hydra.launcher
 
-    try:
-        assert launcher_of("trainer=ddp_cpu").tasks_per_node == 2  # each task one DDP rank
-        with pytest.raises(InterpolationResolutionError, match=r"trainer.devices=-1 names no count: give"):
-            _ = launcher_of("trainer=ddp").tasks_per_node  # every GPU of the node: not known where it launches
-        if launcher == "slurm":
-            nodes = launcher_of("trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2")
-            assert (nodes.nodes, nodes.gpus_per_node, nodes.tasks_per_node) == (2, 4, 4)
-    finally:
-        GlobalHydra.instance().clear()
+    assert launcher_of("trainer=ddp_cpu").tasks_per_node == 2  # each task one DDP rank
+    with pytest.raises(InterpolationResolutionError, match=r"trainer.devices=-1 names no count: give"):
+        _ = launcher_of("trainer=ddp").tasks_per_node  # every GPU of the node: not known where it launches
+    if launcher == "slurm":
+        nodes = launcher_of("trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2")
+        assert (nodes.nodes, nodes.gpus_per_node, nodes.tasks_per_node) == (2, 4, 4)
 
 
 def test_only_rank_0_of_a_job_writes_its_row(tmp_path):

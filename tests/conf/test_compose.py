@@ -86,31 +86,18 @@ def test_experiment_files_hold_only_their_changes():
 
 @pytest.mark.parametrize("name", options("hparams_search"))
 def test_hparams_search_options_compose_into_a_multirun(make_cfg, name):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
     from lightning_cyclic.sweeps import register_resolvers
-    from tests.conftest import CONF
 
     register_resolvers()
-    GlobalHydra.instance().clear()
     extra = ["fine_from=recipes/does-not-matter.csv"] if name == "fine" else []
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=[f"hparams_search={name}", *extra], return_hydra_config=True)
+    cfg = make_cfg(f"hparams_search={name}", *extra, hydra=True)
     assert str(cfg.hydra.mode) == "RunMode.MULTIRUN" and cfg.hydra.sweeper.params
 
 
 @pytest.mark.parametrize("launcher", ["joblib", "local", "slurm"])
 def test_launchers_compose(make_cfg, launcher):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from tests.conftest import CONF
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        given = [f"hydra/launcher={launcher}", "trainer=ddp", "trainer.devices=4"]  # (a count: tests/test_sweeps.py)
-        cfg = compose("train", overrides=given, return_hydra_config=True)
+    # (trainer.devices as a count: tests/test_sweeps.py refuses -1 there)
+    cfg = make_cfg(f"hydra/launcher={launcher}", "trainer=ddp", "trainer.devices=4", hydra=True)
     if launcher == "slurm":  # the cluster fields, wired to the trainer
         for key in ("partition", "nodes", "gpus_per_node", "tasks_per_node", "timeout_min"):
             assert key in cfg.hydra.launcher
