@@ -16,6 +16,7 @@ test-lightning-oldest``), so a rename upstream fails there, not in a user's run.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from typing import Any
 
 import lightning.pytorch as _lightning
@@ -62,6 +63,17 @@ class Callback(*_CALLBACK_BASES):  # type: ignore[misc]
             return cached[1]
         key = self._generate_state_key(**kwargs)
         self.__dict__["_state_key_cached"] = (args, key)
+        return key
+
+    def _fixed_state_key(self, source: object, arguments: Callable[[], dict[str, Any]]) -> str:
+        """``_generate_state_key(**arguments())``, built once for each ``source``: the object the arguments are read
+        from (an immutable config, or a dict read once at construction), compared by identity, so that a hook call
+        pays one lookup (comparing the arguments themselves at every call cost 1-2 us: more than many hooks)."""
+        cached = self.__dict__.get("_state_key_fixed")
+        if cached is not None and cached[0] is source:
+            return cached[1]
+        key = self._generate_state_key(**arguments())
+        self.__dict__["_state_key_fixed"] = (source, key)
         return key
 
 

@@ -116,6 +116,7 @@ class Stepper:
         self.accumulate = trainer.accumulate_grad_batches
         self.epoch = trainer.current_epoch
         self.device = self.strategy.root_device
+        self.single = trainer.world_size == 1
         stepping = pl_module.optimizers()  # the LightningOptimizer fit hands to optimizer_step
         self.stepping = stepping[0] if isinstance(stepping, list) else stepping  # (one optimizer: checked)
         self.writer = ParamGroupWriter(optimizer, lr_ratios([g["lr"] for g in optimizer.param_groups]), "LRFinder")
@@ -151,20 +152,21 @@ class Stepper:
     def _closure(self, batch: Any, batch_idx: int) -> Any:
         """Lightning's automatic-optimization closure: training step, zero_grad at a window's start, backward."""
 
-        @torch.enable_grad()
         def closure() -> torch.Tensor | None:
-            self.ran.add(batch_idx)
-            loss = self.training_loss(batch, batch_idx)
-            if batch_idx % self.accumulate == 0:
-                self.pl_module.on_before_zero_grad(self.optimizer)
-                self.pl_module.optimizer_zero_grad(self.epoch, batch_idx, self.optimizer)
-            if loss is None:
-                return None
-            self.window[batch_idx] = loss.detach().float()
-            normalized = loss / self.accumulate
-            result = normalized.detach().clone()  # the precision plugin scales the loss it is given
-            self.strategy.backward(normalized, self.optimizer)
-            return result
+            with torch.enable_grad():  # (as ``@torch.enable_grad()`` would, without wrapping a new closure each step)
+                self.ran.add(batch_idx)
+                loss = self.training_loss(batch, batch_idx)
+                if batch_idx % self.accumulate == 0:
+                    self.pl_module.on_before_zero_grad(self.optimizer)
+                    self.pl_module.optimizer_zero_grad(self.epoch, batch_idx, self.optimizer)
+                if loss is None:
+                    return None
+                self.window[batch_idx] = loss.detach().float()
+                # (x / 1 is x, and so are its gradients: one tensor op less a step where nothing accumulates)
+                normalized = loss / self.accumulate if self.accumulate != 1 else loss
+                result = normalized.detach().clone()  # the precision plugin scales the loss it is given
+                self.strategy.backward(normalized, self.optimizer)
+                return result
 
         return closure
 
@@ -191,14 +193,23 @@ class Stepper:
                 with _no_sync(strategy):
                     closure()
             self.batch_idx += 1
-        stepped = 1.0 if self.watch.stepped() else 0.0
         window = self.window
+        if self.single:  # nothing to reduce: the same numbers without three tensor ops a step
+            if not window:
+                raise self._no_loss(k)
+            values = list(window.values())
+            total = values[0] if len(values) == 1 else torch.stack(values).sum()
+            return float(total) / len(values), self.watch.stepped()
+        stepped = 1.0 if self.watch.stepped() else 0.0
         total = torch.stack(list(window.values())).sum() if window else torch.zeros((), device=self.device)
         local = torch.tensor([float(total), len(window), stepped], device=self.device)
         total, counted, stepped = strategy.reduce(local, reduce_op="mean").tolist()
         if counted == 0:
-            raise ValueError(
-                f"training_step returned None for all {self.accumulate} micro-batches of LR range test step {k}; "
-                "the test needs a loss to read"
-            )
+            raise self._no_loss(k)
         return total / counted, stepped >= 1 - 1e-6
+
+    def _no_loss(self, k: int) -> ValueError:
+        return ValueError(
+            f"training_step returned None for all {self.accumulate} micro-batches of LR range test step {k}; "
+            "the test needs a loss to read"
+        )

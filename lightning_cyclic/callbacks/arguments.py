@@ -186,7 +186,7 @@ class ScheduleArguments(Callback):
 
     @property
     def state_key(self) -> str:
-        return self._cached_state_key(**self._key_args)
+        return self._fixed_state_key(self._key_args, self._key_args.copy)
 
     def _state_key_args(self) -> dict[str, Any]:
         """What tells two schedule callbacks' states apart, read once (the arguments do not change)."""

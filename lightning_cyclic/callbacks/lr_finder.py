@@ -114,14 +114,16 @@ class LRFinder(Callback):
 
     @property
     def state_key(self) -> str:
+        return self._fixed_state_key(self.config, self._state_key_args)  # (the config is frozen)
+
+    def _state_key_args(self) -> dict[str, Any]:
         # arguments added later are left out at their defaults, so checkpoints saved before they existed still match
         later = {
             "extend": RangeTestConfig.extend,
             "trials": RangeTestConfig.trials,
             "trial_steps": RangeTestConfig.trial_steps,
         }
-        kwargs = {k: v for k, v in self.config.__dict__.items() if k not in later or v != later[k]}
-        return self._cached_state_key(**kwargs)
+        return {k: v for k, v in self.config.__dict__.items() if k not in later or v != later[k]}
 
     def run(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> RangeTestResult:
         """Run the test unless this finder already has a result (from this fit or a checkpoint).

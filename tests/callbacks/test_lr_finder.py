@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import math
@@ -319,6 +320,15 @@ def test_a_noisy_training_loss_gets_one_low_confidence_warning_with_the_remedies
 def test_extend_is_an_argument_that_keeps_the_state_key_of_older_checkpoints():
     assert LRFinder().state_key == LRFinder(extend=100.0).state_key
     assert "extend" not in LRFinder().state_key and "extend" in LRFinder(extend=1).state_key
+
+
+def test_state_key_is_kept_for_its_config_and_follows_a_new_one():
+    # Lightning reads the key at every hook call: it is built once per config (frozen), not per call
+    finder = LRFinder(num_steps=80)
+    key = finder.state_key
+    assert finder.state_key is key and "'num_steps': 80" in key
+    finder.config = dataclasses.replace(finder.config, num_steps=50)
+    assert "'num_steps': 50" in finder.state_key and finder.state_key != key
     assert LRFinder(extend=3).config.extend == 3
     with pytest.raises(ValueError, match=r"extend must be >= 1, got 0"):
         LRFinder(extend=0)
@@ -408,6 +418,17 @@ def test_lr_find_function_leaves_model_and_trainer_ready_to_fit(tmp_path):
     assert_same(before, deep_state(module.state_dict()))
     trainer.fit(module, tiny_loader())
     assert trainer.global_step == 4
+
+
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_a_training_step_that_returns_none_for_a_whole_step_is_a_clear_error(tmp_path, accumulate):
+    class Skipping(TinyModule):
+        def training_step(self, batch, batch_idx):
+            return None  # Lightning skips such a batch; the range test has nothing to read
+
+    trainer = tiny_trainer(tmp_path, [LRFinder(num_steps=20)], max_epochs=1, accumulate_grad_batches=accumulate)
+    with pytest.raises(ValueError, match=rf"returned None for all {accumulate} micro-batches of LR range test step 0"):
+        trainer.fit(Skipping(), tiny_loader())
 
 
 def test_finder_rejects_bad_arguments_and_unsupported_setups(tmp_path):
