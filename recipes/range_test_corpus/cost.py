@@ -1,6 +1,6 @@
 """What ``max_lr="auto"`` (range test and short trials) costs inside the fit it precedes, on the long tasks.
 
-    python recipes/range_test_corpus/cost.py                 # the long tasks (>= 2000 optimizer steps), 5 seeds
+    python recipes/range_test_corpus/cost.py                 # the long tasks (>= 2000 optimizer steps), 9 seeds
     python recipes/range_test_corpus/cost.py --quick         # one short task, 1 seed, 1 epoch (CI)
 
 ``run.py`` times each finder's whole call, a throw-away Trainer's set-up included, with the other core busy.
@@ -131,7 +131,7 @@ def report(rows: list[dict], meta: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="one task, 1 seed, 1 epoch (CI)")
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=9)
     parser.add_argument("--out", type=Path, default=HERE, help="folder for cost.json and cost.md")
     args = parser.parse_args()
     silence()
