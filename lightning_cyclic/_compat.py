@@ -351,3 +351,16 @@ def hydra_job_error(job_return: Any) -> BaseException:
     """
     error: BaseException = job_return._return_value
     return error
+
+
+def hydra_execution_whitelist_active() -> bool:
+    """Whether a Hydra execution whitelist is in force here (``hydra.main(execution_whitelist=...)`` or an
+    ``execution_whitelist()`` context, Hydra >= 1.4); ``False`` on a Hydra without whitelists.
+
+    Private: ``hydra._internal.execution_policy._get_active_execution_whitelist`` (Hydra has no public read of it).
+    """
+    try:
+        from hydra._internal.execution_policy import _get_active_execution_whitelist  # type: ignore[import-not-found]
+    except ImportError:
+        return False
+    return _get_active_execution_whitelist() is not None

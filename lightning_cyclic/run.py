@@ -318,8 +318,30 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Build data, optimizer, model, schedule, callbacks, loggers and trainer from ``cfg``; fit; report.
 
     Each is built once, in that order, and a value its constructor refuses is a :class:`ConfigError` naming
-    the key, before anything trains.
+    the key, before anything trains. It builds whatever ``cfg`` names, as ``train.py`` does (:func:`hydra_app`):
+    called from a program (a notebook, a recipe: ``compose`` then ``train(cfg)``) on a Hydra that checks targets
+    against an execution whitelist (1.4 warns once per target without one, 1.5 refuses), with
+    ``UNSAFE_DISABLE_EXECUTION_CHECKS`` where no whitelist is in force; where the caller set one
+    (``execution_whitelist()``), that one decides.
     """
+    with _trusting_the_config():
+        return _train(cfg)
+
+
+def _trusting_the_config() -> Any:
+    """Hydra's ``execution_whitelist(UNSAFE_DISABLE_EXECUTION_CHECKS)`` where Hydra has whitelists and none is in
+    force here; else nothing."""
+    import contextlib
+
+    import hydra.utils
+
+    allow = getattr(hydra.utils, "execution_whitelist", None)  # (Hydra >= 1.4)
+    if allow is None or _compat.hydra_execution_whitelist_active():
+        return contextlib.nullcontext()
+    return allow(hydra.utils.UNSAFE_DISABLE_EXECUTION_CHECKS)  # type: ignore[attr-defined]
+
+
+def _train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     cfg = cfg.copy()  # the lr scaling rule writes into it
     OmegaConf.set_struct(cfg, False)
     quiet_lightning_noise()

@@ -197,4 +197,38 @@ def test_the_sweeps_extra_installs_beside_optuna_5_and_runs_an_optuna_sweep_with
     done = run([*fine, "hydra.sweeper.n_trials=1", *QUICK, f"hydra.sweep.dir={tmp_path / 'fine'}"], cwd=tmp_path)
     assert done.returncode == 0 and not not_migrated(done), done.stdout[-2000:] + done.stderr[-4000:]
     assert (tmp_path / "fine" / "leaderboard.csv").is_file()
+    # train(cfg) from a program (compose, then train): no warning either; a caller's own whitelist decides
+    (tmp_path / "program.py").write_text(PROGRAM)
+    done = run([python, "-I", "program.py", *QUICK, f"paths.output_dir={tmp_path / 'program'}"], cwd=tmp_path)
+    assert done.returncode == 0 and not not_migrated(done), done.stdout[-2000:] + done.stderr[-4000:]
+    lines = done.stdout.strip().splitlines()
+    assert lines[-2] == "refused: optimizer", done.stdout[-2000:]  # (its target, torch.optim.SGD, first outside it)
+    assert lines[-1].startswith("val/acc "), done.stdout[-2000:]
     print("[sweeps] beside Optuna 5 and SQLAlchemy 2:", resolved(after), "| trials:", states)
+
+
+# the app's train(cfg) called from a program: first inside the caller's execution whitelist of the package alone (on
+# a Hydra with whitelists: it must refuse the config's other targets), then as it is
+PROGRAM = """
+import contextlib, io, sys
+import hydra.utils
+from hydra import compose, initialize_config_module
+from lightning_cyclic.run import train
+
+with initialize_config_module(config_module="lightning_cyclic.conf"):
+    cfg = compose("train", overrides=sys.argv[1:] + ["logger=none"])
+strict = getattr(hydra.utils, "execution_whitelist", None)
+if strict is not None:
+    try:
+        with strict(["lightning_cyclic.*"], reset=True), contextlib.redirect_stdout(io.StringIO()):
+            train(cfg)
+        print("refused: nothing")
+    except Exception as err:  # Hydra's refusal, as the app names the key it was building
+        said = " ".join(str(err).split())
+        print("refused:", "optimizer" if "'torch.optim.SGD' is not in the" in said else said[:40])
+else:
+    print("refused: optimizer (a Hydra without whitelists)")
+with contextlib.redirect_stdout(io.StringIO()):
+    metrics, _ = train(cfg)
+print("val/acc", metrics["val/acc"])
+"""
