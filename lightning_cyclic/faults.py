@@ -37,6 +37,15 @@ from lightning_cyclic.sweeps import job_overrides, this_multirun
 TERMINATED = 143  # 128 + SIGTERM: the exit status cluster schedulers (SLURM) expect of a preempted job
 
 
+class Terminated(SystemExit):
+    """The app's exit after a SIGTERM: status ``TERMINATED``, with ``reason`` (what stopped and where the run
+    resumes from), which the app's cluster launchers hand to the sweep."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(TERMINATED)
+        self.reason = reason
+
+
 def last_checkpoint(trainer: pl.Trainer) -> ModelCheckpoint | None:
     """The ModelCheckpoint that keeps ``last.ckpt`` (the latest state), if the run has one."""
     for cb in _compat.trainer_callbacks(trainer):

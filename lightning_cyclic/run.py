@@ -40,9 +40,9 @@ from lightning_cyclic.callbacks import (
 from lightning_cyclic.callbacks.pruning import OptunaPruning
 from lightning_cyclic.checkpoint import SafeCheckpointIO
 from lightning_cyclic.faults import (
-    TERMINATED,
     SaveOnInterrupt,
     SubmititLocalRanks,
+    Terminated,
     _config_flags,  # noqa: F401  (read from here by the tests)
     checkpoint_to_resume,
     ddp_children_join_this_job,
@@ -422,6 +422,6 @@ def _train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         # a sweep stops here too (documented): record what ran so far, then exit as schedulers expect
         if trainer.is_global_zero:
             write_leaderboard_of_this_multirun(metric, cfg.get("optimized_mode", "max"))
-        raise SystemExit(TERMINATED)
+        raise Terminated(terminated)
     objects = {"trainer": trainer, "model": model, "datamodule": datamodule, "schedule": schedule, "pruning": pruning}
     return metrics, {**objects, "best": best, "ensemble": ensemble, "curves": curves}

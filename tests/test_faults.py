@@ -282,6 +282,49 @@ def test_sigterm_in_a_sweep_records_the_job_writes_the_leaderboard_and_exits_143
     assert "2" not in board  # the sweep stopped there, as documented
 
 
+def _tasks_of(sweep) -> list[int]:
+    """The processes of the tasks submitit's local executor runs for the sweep in ``sweep``."""
+    found = subprocess.run(["pgrep", "-f", f"submitit.core._submit {sweep}"], capture_output=True, text=True)
+    return [int(pid) for pid in found.stdout.split()]
+
+
+@pytest.mark.slow  # two submitit jobs, one killed, then resumed: about 40 s
+def test_a_submitit_job_stopped_by_sigterm_ends_the_sweep_with_143_after_the_others_then_resumes(tmp_path):
+    """The cluster path preempted (``scancel``, a preemption: SIGTERM to the job's task): the job saves and records
+    itself, the sweep waits for its other job, says where the stopped one resumes from, and exits with 143 (it
+    ended in submitit's ``UncompletedJobError`` traceback, the other job left behind)."""
+    sweep = tmp_path / "sweep"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "train.py", "-m", "hydra/launcher=local", f"hydra.sweep.dir={sweep}", *FAST,
+         "trainer.max_epochs=300", "trainer.max_steps=30,20000"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    wait_for(sweep / "0" / "result.json", proc)  # job 0 done (30 steps) ...
+    wait_for(sweep / "1" / "checkpoints" / "last.ckpt", proc)  # ... job 1 past an epoch
+    deadline = time.monotonic() + 60
+    while len(pids := _tasks_of(sweep)) != 1:  # job 0's task ends (its result is written before), job 1's runs
+        assert time.monotonic() < deadline, pids
+        time.sleep(0.1)
+    os.kill(pids[0], signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr[-3000:]
+    assert "Job #1 was stopped: SIGTERM received at step" in stdout + stderr and "Traceback" not in stderr
+    board = {r["job"]: r for r in csv.DictReader(open(sweep / "leaderboard.csv"))}
+    assert board["0"]["status"] == "finished" and board["1"]["status"] == "terminated"
+    step = torch.load(sweep / "1" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"]
+    last = sweep / "1" / "checkpoints" / "last.ckpt"
+    resumed = subprocess.run(
+        [sys.executable, "train.py", "-m", "hydra/launcher=local", f"hydra.sweep.dir={tmp_path / 'resumed'}", *FAST,
+         "trainer.max_epochs=300", f"trainer.max_steps={step + 3}", f"ckpt_path={last}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    result = json.loads((tmp_path / "resumed" / "0" / "result.json").read_text())
+    ended = torch.load(tmp_path / "resumed" / "0" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert result["status"] == "finished" and ended["global_step"] == step + 3
+
+
 def test_submitit_local_tasks_are_the_ranks_and_a_count_that_differs_from_the_trainers_is_refused(
     make_cfg, monkeypatch
 ):

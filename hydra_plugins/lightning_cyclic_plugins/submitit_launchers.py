@@ -1,0 +1,86 @@
+"""The app's cluster launchers (``hydra/launcher=slurm``, ``hydra/launcher=local``): hydra-submitit-launcher's, and
+a sweep with a job that a SIGTERM stopped ends as the app's runs end.
+
+On SIGTERM (a preempted job, ``scancel``, ``kill``) the app writes ``last.ckpt``, ``result.json`` (``terminated``,
+with where to resume from) and the leaderboard, then exits with 143. Under submitit's launchers that exit left the
+job without a result, and the sweep ended in a traceback of submitit's (``UncompletedJobError: ... has not produced
+any output``), leaving the sweep's other jobs behind. Here the job returns what stopped it instead, the sweep waits
+for its other jobs as usual, then says in one line per stopped job where it resumes from, and exits with 143, as a
+sweep of the basic launcher does. (The job's process then ends with 0: the scheduler sees its end, not the signal.)
+
+Hydra imports this module at every start-up: it imports Hydra's launcher plugin only (not torch or Lightning).
+Without hydra-submitit-launcher (``pip install "lightning-cyclic[sweeps]"``) the two launchers say so.
+"""
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.plugins.launcher import Launcher
+
+log = logging.getLogger(__name__)
+
+TERMINATED = 143  # the app's exit status on SIGTERM (lightning_cyclic.faults.TERMINATED)
+
+
+@dataclass
+class StoppedJob:
+    """What a job that a SIGTERM stopped returns to the sweep: why, and where it resumes from."""
+
+    reason: str
+
+
+try:
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import (
+        LocalLauncher as _Local,
+    )
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import (
+        SlurmLauncher as _Slurm,
+    )
+except ImportError:  # (no [sweeps]: the launchers below say what to install)
+
+    class _Missing(Launcher):
+        def __init__(self, **params: Any) -> None:
+            raise ImportError(
+                "hydra/launcher=local and hydra/launcher=slurm run on submitit: "
+                'pip install "lightning-cyclic[sweeps]" (hydra-submitit-launcher)'
+            )
+
+        def setup(self, **kwargs: Any) -> None:  # pragma: no cover - never built
+            pass
+
+        def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+            raise NotImplementedError  # pragma: no cover - never built
+
+    _Local = _Slurm = _Missing
+
+
+class _EndsAsTheApp:
+    """The job side: a SIGTERM's exit becomes the job's result; the sweep side: it ends the sweep with 143."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> JobReturn:  # (runs in the job's process)
+        try:
+            return super().__call__(*args, **kwargs)  # type: ignore[misc]
+        except SystemExit as stop:
+            if stop.code != TERMINATED:
+                raise
+            return JobReturn(status=JobStatus.COMPLETED, _return_value=StoppedJob(getattr(stop, "reason", "")))
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
+        results: list[JobReturn] = list(super().launch(job_overrides, initial_job_idx))  # type: ignore[misc]
+        stopped = [(i, r) for i, r in enumerate(results) if isinstance(r._return_value, StoppedJob)]
+        for i, job in stopped:
+            log.error(f"Job #{initial_job_idx + i} was stopped: {job._return_value.reason or 'SIGTERM'}")
+        if stopped:
+            raise SystemExit(TERMINATED)
+        return results
+
+
+class LocalLauncher(_EndsAsTheApp, _Local):
+    """``hydra/launcher=local``: submitit's local executor (one process per task), ending as the app does."""
+
+
+class SlurmLauncher(_EndsAsTheApp, _Slurm):
+    """``hydra/launcher=slurm``: submitit on SLURM, ending as the app does."""
