@@ -355,12 +355,17 @@ def hydra_job_error(job_return: Any) -> BaseException:
 
 def hydra_execution_whitelist_active() -> bool:
     """Whether a Hydra execution whitelist is in force here (``hydra.main(execution_whitelist=...)`` or an
-    ``execution_whitelist()`` context, Hydra >= 1.4); ``False`` on a Hydra without whitelists.
+    ``execution_whitelist()`` context, Hydra >= 1.4); ``False`` on a Hydra without whitelists. Where Hydra has
+    whitelists but this cannot be read, ``True``: a caller's whitelist is never overridden (a run then warns).
 
     Private: ``hydra._internal.execution_policy._get_active_execution_whitelist`` (Hydra has no public read of it).
     """
+    import hydra.utils
+
+    if not hasattr(hydra.utils, "execution_whitelist"):
+        return False
     try:
         from hydra._internal.execution_policy import _get_active_execution_whitelist  # type: ignore[import-not-found]
     except ImportError:
-        return False
+        return True
     return _get_active_execution_whitelist() is not None

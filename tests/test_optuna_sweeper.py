@@ -246,3 +246,37 @@ def test_a_trial_is_never_pruned_at_its_last_validation(tmp_path):
           f"hydra.sweep.dir={folder}")  # fmt: skip
     trials = trials_of(f"sqlite:///{folder}/optuna.db")
     assert [t.state.name for t in trials] == ["COMPLETE"] and len(trials[0].intermediate_values) == 1
+
+
+@pytest.mark.slow  # two trials at once under submitit, one killed: about 40 s
+def test_a_trial_stopped_by_sigterm_under_submitit_is_failed_the_others_recorded_and_the_sweep_exits_143(tmp_path):
+    """A preempted trial of a cluster sweep: the trial that ran on is recorded COMPLETE (it was left RUNNING, then
+    failed at the next start, its value lost), the stopped one FAIL, the results written; the sweep exits with 143."""
+    import signal
+    import time
+
+    from tests.test_faults import _tasks_of, wait_for
+
+    folder = tmp_path / "sweep"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "train.py", "-m", "hparams_search=optuna", "hydra/launcher=local",
+         "hydra/sweeper/sampler=grid",
+         "trainer.max_steps=choice(30, 20000)", "schedule.max_lr=0.1", "schedule.pct_start=0.3",
+         "optimizer.weight_decay=5e-4", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "trainer.max_epochs=300",
+         "progress_bar=none", "logger=none", f"hydra.sweep.dir={folder}"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 180
+    while not (len(_tasks_of(folder)) == 1 and len(list(folder.glob("*/checkpoints/last.ckpt"))) == 2):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.1)  # the 30-step trial has ended, the other is past an epoch
+    wait_for(folder / "optuna.db", proc)
+    os.kill(_tasks_of(folder)[0], signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr[-3000:]
+    assert "was stopped: SIGTERM received at step" in stdout + stderr and "Traceback" not in stderr
+    states = {t.params["trainer.max_steps"]: t.state.name for t in trials_of(f"sqlite:///{folder}/optuna.db")}
+    assert states == {30: "COMPLETE", 20000: "FAIL"}, (stdout[-3000:], stderr[-3000:])
+    assert (folder / "optimization_results.yaml").is_file()
+    assert sorted(row["status"] for row in board(folder).values()) == ["finished", "terminated"]

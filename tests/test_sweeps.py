@@ -337,3 +337,42 @@ def test_only_rank_0_of_a_job_writes_its_row(tmp_path):
         assert rows(tmp_path / "leaderboard.csv")[0]["status"] == "failed"
     finally:
         rank_zero_only.rank = saved
+
+
+def test_the_cluster_launchers_hand_a_stopped_jobs_reason_to_the_sweep_and_end_it_with_143(caplog):
+    """``hydra/launcher=slurm|local``'s ending, on a stand-in for submitit's launcher that runs each job here (the
+    real one runs them in other processes: tests/test_faults.py, slow): a job's SIGTERM exit (143) becomes its
+    result, and the sweep, once every job has ended, names the stopped one and the failed one and exits with 143."""
+    from hydra.core.utils import JobReturn, JobStatus
+
+    from hydra_plugins.lightning_cyclic_plugins.submitit_launchers import StoppedJob, SweepStopped, _EndsAsTheApp
+    from lightning_cyclic.faults import Terminated
+
+    class Submitit:  # stands for submitit's launcher: launch() runs each job through the launcher's __call__
+        def __init__(self, outcomes):
+            self.outcomes = outcomes
+
+        def __call__(self, i):
+            if isinstance(self.outcomes[i], BaseException):
+                raise self.outcomes[i]
+            return self.outcomes[i]
+
+        def launch(self, job_overrides, initial_job_idx):
+            return [self(i) for i in range(len(job_overrides))]
+
+    class Launcher(_EndsAsTheApp, Submitit):
+        pass
+
+    done = JobReturn(status=JobStatus.COMPLETED, _return_value=0.9)
+    failed = JobReturn(status=JobStatus.FAILED, _return_value=ValueError("max_lr must be > 0"))
+    reason = "SIGTERM received at step 7 (epoch 0); ... resume with ckpt_path=/x/last.ckpt"
+    assert Launcher([done, failed]).launch([["a"], ["b"]], 0) == [done, failed]  # nothing stopped: as it was
+    with pytest.raises(SweepStopped) as stop:
+        Launcher([done, Terminated(reason), failed]).launch([["a"], ["b"], ["c"]], 5)
+    assert stop.value.code == 143 and stop.value.results[0] is done and stop.value.results[2] is failed
+    assert stop.value.results[1]._return_value == StoppedJob(reason)
+    said = [r.getMessage() for r in caplog.records]
+    assert f"Job #6 was stopped: {reason}" in said and "Job #7 failed: ValueError: max_lr must be > 0" in said
+    with pytest.raises(SystemExit) as other:  # another exit of a job is not a SIGTERM's: it goes on as it was
+        Launcher([SystemExit(2)]).launch([["a"]], 0)
+    assert other.value.code == 2 and not isinstance(other.value, SweepStopped)

@@ -39,6 +39,9 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
+# (its classes read at each use: Hydra 1.3's plugin scan runs each plugin module again in place, after this import)
+from . import submitit_launchers
+
 log = logging.getLogger(__name__)
 # Optuna's storage imports alembic, whose plugins announce themselves at INFO through Hydra's console handler
 logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -394,7 +397,11 @@ class OptunaSweeper(Sweeper):
                 job += [f"hydra.sweep.subdir={trial.number}"] if by_number else []
                 overrides.append(job)
             assert self.launcher is not None  # (set in setup, which Hydra calls first)
-            returns = self.launcher.launch(overrides, initial_job_idx=trials[0].number)
+            stop = None
+            try:
+                returns = self.launcher.launch(overrides, initial_job_idx=trials[0].number)
+            except submitit_launchers.SweepStopped as stopped:  # a job stopped by SIGTERM: the others are recorded
+                stop, returns = stopped, stopped.results
             failures = []
             for trial, ret in zip(trials, returns):
                 state, values, error = self._outcome(ret)
@@ -407,6 +414,9 @@ class OptunaSweeper(Sweeper):
                     if "Study.stop" not in str(err):
                         raise
             done += batch
+            if stop is not None:
+                self._write_results(study, TrialState)
+                raise stop
             if failures and len(failures) / len(returns) > float(self.conf.get("max_failure_rate", 0.0)):
                 log.error(
                     "%d of %d jobs failed (max_failure_rate=%s): the sweep stops here",
@@ -433,6 +443,8 @@ class OptunaSweeper(Sweeper):
                 return TrialState.PRUNED, None, None
             return TrialState.FAIL, None, failure_reason(error) if isinstance(error, BaseException) else str(error)
         value = ret.return_value
+        if isinstance(value, submitit_launchers.StoppedJob):  # (the launchers' result of a job a SIGTERM stopped)
+            return TrialState.FAIL, None, f"stopped: {value.reason or 'SIGTERM'}"
         try:
             values = [float(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
         except (TypeError, ValueError):

@@ -5,11 +5,15 @@ On SIGTERM (a preempted job, ``scancel``, ``kill``) the app writes ``last.ckpt``
 with where to resume from) and the leaderboard, then exits with 143. Under submitit's launchers that exit left the
 job without a result, and the sweep ended in a traceback of submitit's (``UncompletedJobError: ... has not produced
 any output``), leaving the sweep's other jobs behind. Here the job returns what stopped it instead, the sweep waits
-for its other jobs as usual, then says in one line per stopped job where it resumes from, and exits with 143, as a
-sweep of the basic launcher does. (The job's process then ends with 0: the scheduler sees its end, not the signal.)
+for its other jobs as usual, then says in one line per stopped job where it resumes from (and in one line per
+failed job why it failed), and exits with 143 (:class:`SweepStopped`, which holds the jobs' results: the Optuna
+sweeper records its other trials from them first), as a sweep of the basic launcher does. The stopped job's own
+process then ends with status 0, not 143: submitit needs it to end normally to hand its result over (a SLURM
+dependency ``afterok`` on it is met; its ``result.json`` says ``terminated``).
 
 Hydra imports this module at every start-up: it imports Hydra's launcher plugin only (not torch or Lightning).
-Without hydra-submitit-launcher (``pip install "lightning-cyclic[sweeps]"``) the two launchers say so.
+Without hydra-submitit-launcher the module stays importable (Hydra 1.4 loads its launchers by entry point), and
+the launchers' configs are not found (they extend the plugin's ``submitit_local`` and ``submitit_slurm``).
 """
 
 import logging
@@ -32,6 +36,14 @@ class StoppedJob:
     reason: str
 
 
+class SweepStopped(SystemExit):
+    """The end of a sweep with a stopped job: status 143, with every job's result (``results``)."""
+
+    def __init__(self, results: list[JobReturn]) -> None:
+        super().__init__(TERMINATED)
+        self.results = results
+
+
 try:
     from hydra_plugins.hydra_submitit_launcher.submitit_launcher import (
         LocalLauncher as _Local,
@@ -39,7 +51,7 @@ try:
     from hydra_plugins.hydra_submitit_launcher.submitit_launcher import (
         SlurmLauncher as _Slurm,
     )
-except ImportError:  # (no [sweeps]: the launchers below say what to install)
+except ImportError:  # (no [sweeps]: see the module's docstring)
 
     class _Missing(Launcher):
         def __init__(self, **params: Any) -> None:
@@ -70,12 +82,16 @@ class _EndsAsTheApp:
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
         results: list[JobReturn] = list(super().launch(job_overrides, initial_job_idx))  # type: ignore[misc]
-        stopped = [(i, r) for i, r in enumerate(results) if isinstance(r._return_value, StoppedJob)]
-        for i, job in stopped:
-            log.error(f"Job #{initial_job_idx + i} was stopped: {job._return_value.reason or 'SIGTERM'}")
-        if stopped:
-            raise SystemExit(TERMINATED)
-        return results
+        stopped = [i for i, r in enumerate(results) if isinstance(r._return_value, StoppedJob)]
+        if not stopped:
+            return results
+        for i, job in enumerate(results):
+            why = job._return_value  # (``return_value`` would raise a failed job's error)
+            if i in stopped:
+                log.error(f"Job #{initial_job_idx + i} was stopped: {why.reason or 'SIGTERM'}")
+            elif job.status == JobStatus.FAILED:
+                log.error(f"Job #{initial_job_idx + i} failed: {type(why).__name__}: {why}")
+        raise SweepStopped(results)
 
 
 class LocalLauncher(_EndsAsTheApp, _Local):

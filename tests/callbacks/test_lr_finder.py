@@ -320,6 +320,9 @@ def test_a_noisy_training_loss_gets_one_low_confidence_warning_with_the_remedies
 def test_extend_is_an_argument_that_keeps_the_state_key_of_older_checkpoints():
     assert LRFinder().state_key == LRFinder(extend=100.0).state_key
     assert "extend" not in LRFinder().state_key and "extend" in LRFinder(extend=1).state_key
+    assert LRFinder(extend=3).config.extend == 3
+    with pytest.raises(ValueError, match=r"extend must be >= 1, got 0"):
+        LRFinder(extend=0)
 
 
 def test_state_key_is_kept_for_its_config_and_follows_a_new_one():
@@ -329,9 +332,6 @@ def test_state_key_is_kept_for_its_config_and_follows_a_new_one():
     assert finder.state_key is key and "'num_steps': 80" in key
     finder.config = dataclasses.replace(finder.config, num_steps=50)
     assert "'num_steps': 50" in finder.state_key and finder.state_key != key
-    assert LRFinder(extend=3).config.extend == 3
-    with pytest.raises(ValueError, match=r"extend must be >= 1, got 0"):
-        LRFinder(extend=0)
 
 
 def test_onecycle_auto_takes_the_suggestion_in_the_same_fit(tmp_path):
