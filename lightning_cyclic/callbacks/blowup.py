@@ -11,8 +11,8 @@ from typing import Any, cast
 import lightning.pytorch as pl
 import torch
 
-# a rise that stays counts only above this share of the run's first losses: a loss that doubles from 0.05 to 0.1
-# (a cross-entropy that started at 2.3) is the noise of a nearly fitted model, not a blow-up
+# a rise that stays, or a jump, counts only above this share of the run's first losses: a loss that doubles from 0.05
+# to 0.1 (a cross-entropy that started at 2.3) is the noise of a nearly fitted model, not a blow-up
 FLOOR = 0.1
 # a run whose loss fell by at least LEARNT of where it started, and whose median over ``patience`` steps climbs
 # back by LOST of that fall, has lost what it learnt: a collapse to the chance level (a too bold lr), which the
@@ -76,7 +76,8 @@ class BlowupRules:
         if value > self.spike * last and len(history) > self.patience:  # the last loss is a floor of the highest
             before = history[-self.window - 1 : -1]
             highest = max(before)
-            if value > self.spike * highest:  # one step that throws the weights out
+            # one step that throws the weights out (not one hard batch of a nearly fitted model: below the floor)
+            if value > self.spike * highest and value > FLOOR * self._initial:
                 return (
                     f"the training loss jumped to {value:.4g}, {value / highest:.1f}x the highest of the last "
                     f"{len(before)} steps"

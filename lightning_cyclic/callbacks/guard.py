@@ -43,19 +43,17 @@ _KEYED = ("window", "every", "collapse", "rewarm")
 class Guard(BlowupRules, ScaledSteps, Callback):
     """Roll back to the last good weights when the training loss blows up, and go on at a lower lr.
 
-    A blow-up is a training loss that is NaN/inf; one that jumps above ``spike`` times the
-    highest loss of the last ``window`` steps (a step that throws the weights out, as the first
-    steps at too high an lr do); or one whose median over the last ``patience`` optimizer steps
-    is more than ``spike`` times its median over the ``window`` steps before them (a rise that
-    stays, not one bad batch) and more than a tenth of the run's first losses (a nearly fitted
-    model's loss doubling from 0.05 to 0.1 is noise); or, once the median of ``patience`` steps has
-    fallen by a tenth of the run's first losses, one whose median over the last ``patience`` steps
-    climbs back by nine tenths of that fall (a run that collapses to the chance level has lost what
-    it learnt, though its loss rose less than ``spike``-fold); or, in a run that had learnt a tenth
-    and was rolled back to a snapshot from before it had (its start), one that has not fallen by a
-    tenth again within about as many steps as were rolled back plus ``3 x patience`` (the run is stuck
-    at the chance level: the scaled lr is still too bold). The loss is taken to be positive (a
-    cross-entropy, an error).
+    A blow-up is a training loss that is NaN/inf; one that jumps above ``spike`` times the highest loss of the last
+    ``window`` steps (a step that throws the weights out, as the first steps at too high an lr do) and above a tenth
+    of the run's first losses; or one whose median over the last ``patience`` optimizer steps is more than ``spike``
+    times its median over the ``window`` steps before them (a rise that stays, not one bad batch) and more than a
+    tenth of the run's first losses (a nearly fitted model's loss doubling from 0.05 to 0.1 is noise); or, once the
+    median of ``patience`` steps has fallen by a tenth of the run's first losses, one whose median over the last
+    ``patience`` steps climbs back by nine tenths of that fall (a run that collapses to the chance level has lost
+    what it learnt, though its loss rose less than ``spike``-fold); or, in a run that had learnt a tenth and was
+    rolled back to a snapshot from before it had (its start), one that has not fallen by a tenth again within about
+    as many steps as were rolled back plus ``3 x patience`` (the run is stuck at the chance level: the scaled lr is
+    still too bold). The loss is taken to be positive (a cross-entropy, an error).
     On a blow-up the Guard
 
     1. skips the update of that step (a non-finite loss never reaches the weights),

@@ -462,6 +462,20 @@ def test_the_collapse_rule_needs_a_tenth_learnt_and_restarts_with_the_snapshot()
     assert again._lowest == 1.9
 
 
+def test_a_jump_of_a_nearly_fitted_model_below_a_tenth_of_its_first_loss_is_no_blow_up():
+    # the end of a long one-cycle: losses about 0.014, one batch at 0.03 (2.2x the highest of the last 100 steps, a
+    # tenth of a tenth of the start) was rolled back, four times in a 450-epoch digits run, which then gave up and
+    # stopped at epoch 242; a jump that leaves the floor is still one
+    def fed(guard, losses):  # each loss through the rules as the Guard's step hook feeds them
+        verdicts = [guard._check(v) if guard.history else guard._judge(v) for v in losses]
+        return [(i, why) for i, why in enumerate(verdicts) if why]
+
+    fitted = [2.3] * 10 + [2.3 * 0.97**i for i in range(150)] + [0.014 + 0.001 * (i % 3) for i in range(120)]
+    assert fed(Guard(), [*fitted, 0.034, *[0.015] * 20]) == []
+    [(step, why)] = fed(Guard(), [*fitted, 0.6])  # 40x, above the floor (0.23): a step that threw the weights out
+    assert step == len(fitted) and "jumped to 0.6" in why
+
+
 class Scripted(TinyModule):
     """A training loss that follows a script by optimizer step (the weights get no gradient from it): 2.3, then
     1.9 from step 10, then back to 2.3 from step 40 until the Guard has rolled back, then 1.5."""
