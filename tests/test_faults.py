@@ -353,3 +353,25 @@ def test_submitit_local_tasks_are_the_ranks_and_a_count_that_differs_from_the_tr
     with pytest.raises(ValueError, match=r"runs 3 processes .* submitit started 2 task"):
         first.set_world_size(3)
     first.set_world_size(2)
+
+
+@pytest.mark.slow  # a job past submitit's signal before its time limit, requeued: about 60 s
+def test_a_job_that_submitit_requeues_at_its_time_limit_goes_on_from_its_last_checkpoint(tmp_path):
+    """Submitit's signal before the time limit (USR2; locally 30 s before ``timeout_min``) requeues the job, as its
+    launcher resubmits it: it started again from epoch 0 (here: three times, then failed, out of requeues); the app's
+    launchers resubmit it with ``ckpt_path`` at its own ``last.ckpt``."""
+    sweep = tmp_path / "sweep"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "train.py", "-m", "hydra/launcher=local", "hydra.launcher.timeout_min=1",
+         f"hydra.sweep.dir={sweep}", *FAST, "trainer.max_epochs=450"],  # about 45 s: past the signal at 30 s
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=280,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    logs = "".join(path.read_text() for path in (sweep / ".submitit").glob("*/*_0_log.*"))
+    assert "Caught signal SIGUSR2" in logs and "Requeued: the job goes on from" in logs, logs[-3000:]
+    assert f"Restored all states from the checkpoint at {sweep / '0' / 'checkpoints' / 'last.ckpt'}" in logs
+    result = json.loads((sweep / "0" / "result.json").read_text())
+    ended = torch.load(sweep / "0" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    requeued = [line for line in logs.splitlines() if line.startswith("submitit INFO") and "Requeued job" in line]
+    assert result["status"] == "finished" and ended["epoch"] == 449 and len(requeued) == 1  # once, not from scratch

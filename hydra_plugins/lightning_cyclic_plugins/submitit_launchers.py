@@ -1,5 +1,11 @@
-"""The app's cluster launchers (``hydra/launcher=slurm``, ``hydra/launcher=local``): hydra-submitit-launcher's, and
-a sweep with a job that a SIGTERM stopped ends as the app's runs end.
+"""The app's cluster launchers (``hydra/launcher=slurm``, ``hydra/launcher=local``): hydra-submitit-launcher's; a
+job that submitit requeues goes on from its own ``last.ckpt``, and a sweep with a job that a SIGTERM stopped ends as
+the app's runs end.
+
+Submitit requeues a job on its signal before the time limit (``USR2``, ``signal_delay_s`` ahead; up to
+``max_num_timeout`` times: 0 by default on SLURM, 3 locally) or on a preemption: its launcher resubmits the job as it
+was, so the job started over from epoch 0 in the folder of the run it was to continue. Here it goes on from that
+run's ``checkpoints/last.ckpt`` (``ckpt_path``), which the app rewrites at every epoch's end.
 
 On SIGTERM (a preempted job, ``scancel``, ``kill``) the app writes ``last.ckpt``, ``result.json`` (``terminated``,
 with where to resume from) and the leaderboard, then exits with 143. Under submitit's launchers that exit left the
@@ -69,6 +75,20 @@ except ImportError:  # (no [sweeps]: see the module's docstring)
     _Local = _Slurm = _Missing
 
 
+def _own_last_checkpoint() -> str | None:
+    """``checkpoints/last.ckpt`` of the job running in this process (its Hydra output folder), if written."""
+    from pathlib import Path
+
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        folder = HydraConfig.get().runtime.output_dir
+    except ValueError:  # (no job here)
+        return None
+    path = Path(folder) / "checkpoints" / "last.ckpt"
+    return str(path) if path.is_file() else None
+
+
 class _EndsAsTheApp:
     """The job side: a SIGTERM's exit becomes the job's result; the sweep side: it ends the sweep with 143."""
 
@@ -79,6 +99,18 @@ class _EndsAsTheApp:
             if stop.code != TERMINATED:
                 raise
             return JobReturn(status=JobStatus.COMPLETED, _return_value=StoppedJob(getattr(stop, "reason", "")))
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:  # (runs in the job's process, on submitit's signal)
+        """Submitit's requeue (its signal before a timeout, or a preemption): the same job again, as submitit's
+        launcher resubmits it, but from the job's own ``last.ckpt`` where it has one (the app rewrites it at every
+        epoch's end), not from the start over the folder of the run it would have continued."""
+        delayed = super().checkpoint(*args, **kwargs)  # type: ignore[misc]
+        last = _own_last_checkpoint()
+        if last is not None and args:
+            overrides = [o for o in args[0] if not o.lstrip("+~").startswith("ckpt_path=")]
+            delayed.args = ([*overrides, f"ckpt_path='{last}'"], *args[1:])
+            log.warning(f"Requeued: the job goes on from {last}")
+        return delayed
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
         results: list[JobReturn] = list(super().launch(job_overrides, initial_job_idx))  # type: ignore[misc]
