@@ -146,10 +146,21 @@ def _checkpoint_path(value: Any, cfg: DictConfig) -> str | None:
     return str(path)
 
 
+# set by the app's cluster launchers in a job that submitit requeued: the job's own last.ckpt, where it goes on from
+# (hydra_plugins/lightning_cyclic_plugins/submitit_launchers.py; not a config value: the job's record keeps its own)
+REQUEUED_FROM = "LIGHTNING_CYCLIC_REQUEUED_FROM"
+
+
 def checkpoint_to_resume(cfg: DictConfig) -> str | None:
-    """The checkpoint ``ckpt_path`` names, read now, weights-only: a damaged or foreign file is a one-line error
-    before anything is built, not a traceback inside ``fit``."""
-    path = _checkpoint_path(cfg.get("ckpt_path"), cfg)
+    """The checkpoint ``ckpt_path`` names (or, in a job that submitit requeued, the job's own ``last.ckpt``), read
+    now, weights-only: a damaged or foreign file is a one-line error before anything is built, not a traceback
+    inside ``fit``."""
+    requeued = os.environ.get(REQUEUED_FROM)
+    if requeued and Path(requeued).is_file():
+        print(f"[lightning_cyclic] requeued: going on from {requeued}", flush=True)
+        path: str | None = requeued
+    else:
+        path = _checkpoint_path(cfg.get("ckpt_path"), cfg)
     if path is not None:
         SafeCheckpointIO().load_checkpoint(path, map_location="cpu", weights_only=True)
     return path

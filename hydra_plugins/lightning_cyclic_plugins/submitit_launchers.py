@@ -5,7 +5,9 @@ the app's runs end.
 Submitit requeues a job on its signal before the time limit (``USR2``, ``signal_delay_s`` ahead; up to
 ``max_num_timeout`` times: 0 by default on SLURM, 3 locally) or on a preemption: its launcher resubmits the job as it
 was, so the job started over from epoch 0 in the folder of the run it was to continue. Here it goes on from that
-run's ``checkpoints/last.ckpt`` (``ckpt_path``), which the app rewrites at every epoch's end.
+run's ``checkpoints/last.ckpt`` (one written since the job first started), which the app rewrites at every
+epoch's end. On SLURM a preemption reaches the job as submitit's signal only where the cluster sends one
+(``SlurmctldParameters=preempt_send_user_signal``); otherwise it is a SIGTERM: the app's stop (below).
 
 On SIGTERM (a preempted job, ``scancel``, ``kill``) the app writes ``last.ckpt``, ``result.json`` (``terminated``,
 with where to resume from) and the leaderboard, then exits with 143. Under submitit's launchers that exit left the
@@ -23,6 +25,8 @@ the launchers' configs are not found (they extend the plugin's ``submitit_local`
 """
 
 import logging
+import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +37,7 @@ from hydra.plugins.launcher import Launcher
 log = logging.getLogger(__name__)
 
 TERMINATED = 143  # the app's exit status on SIGTERM (lightning_cyclic.faults.TERMINATED)
+REQUEUED_FROM = "LIGHTNING_CYCLIC_REQUEUED_FROM"  # (lightning_cyclic.faults.REQUEUED_FROM)
 
 
 @dataclass
@@ -75,24 +80,29 @@ except ImportError:  # (no [sweeps]: see the module's docstring)
     _Local = _Slurm = _Missing
 
 
-def _own_last_checkpoint() -> str | None:
-    """``checkpoints/last.ckpt`` of the job running in this process (its Hydra output folder), if written."""
+def _own_last_checkpoint(since: float) -> str | None:
+    """``checkpoints/last.ckpt`` of the job running in this process (its Hydra output folder), if written since
+    ``since`` (the job's first start: not one an earlier sweep left in the folder)."""
     from pathlib import Path
 
     from hydra.core.hydra_config import HydraConfig
 
     try:
-        folder = HydraConfig.get().runtime.output_dir
-    except ValueError:  # (no job here)
+        path = Path(HydraConfig.get().runtime.output_dir) / "checkpoints" / "last.ckpt"
+        return str(path) if path.is_file() and path.stat().st_mtime >= since else None
+    except Exception:  # (no job's config here: nothing of its own to go on from)
         return None
-    path = Path(folder) / "checkpoints" / "last.ckpt"
-    return str(path) if path.is_file() else None
 
 
 class _EndsAsTheApp:
     """The job side: a SIGTERM's exit becomes the job's result; the sweep side: it ends the sweep with 143."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> JobReturn:  # (runs in the job's process)
+        if getattr(self, "_job_start", None) is None:  # (a requeued job's launcher keeps its first start)
+            self._job_start = time.time()
+        resume = getattr(self, "_requeued_from", None)
+        if resume is not None:
+            os.environ[REQUEUED_FROM] = resume
         try:
             return super().__call__(*args, **kwargs)  # type: ignore[misc]
         except SystemExit as stop:
@@ -101,16 +111,16 @@ class _EndsAsTheApp:
             return JobReturn(status=JobStatus.COMPLETED, _return_value=StoppedJob(getattr(stop, "reason", "")))
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:  # (runs in the job's process, on submitit's signal)
-        """Submitit's requeue (its signal before a timeout, or a preemption): the same job again, as submitit's
-        launcher resubmits it, but from the job's own ``last.ckpt`` where it has one (the app rewrites it at every
-        epoch's end), not from the start over the folder of the run it would have continued."""
-        delayed = super().checkpoint(*args, **kwargs)  # type: ignore[misc]
-        last = _own_last_checkpoint()
-        if last is not None and args:
-            overrides = [o for o in args[0] if not o.lstrip("+~").startswith("ckpt_path=")]
-            delayed.args = ([*overrides, f"ckpt_path='{last}'"], *args[1:])
+        """Submitit's requeue (its signal before a timeout, or a preemption where the cluster sends it): the same
+        job again, as submitit's launcher resubmits it, but going on from the job's own ``last.ckpt`` where it has
+        written one (the app rewrites it at every epoch's end), not from the start over its run's folder. The path
+        goes to the new attempt with this launcher (an environment variable there), not as an override: the job's
+        record (its overrides, ``result.json``, the leaderboard) stays its own."""
+        last = _own_last_checkpoint(getattr(self, "_job_start", None) or time.time())
+        if last is not None:
+            self._requeued_from = last
             log.warning(f"Requeued: the job goes on from {last}")
-        return delayed
+        return super().checkpoint(*args, **kwargs)  # type: ignore[misc]
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
         results: list[JobReturn] = list(super().launch(job_overrides, initial_job_idx))  # type: ignore[misc]
