@@ -193,16 +193,14 @@ class Stepper:
                 with _no_sync(strategy):
                     closure()
             self.batch_idx += 1
-        window = self.window
+        values = list(self.window.values())
+        total = values[0] if len(values) == 1 else torch.stack(values).sum() if values else None
         if self.single:  # nothing to reduce: the same numbers without three tensor ops a step
-            if not window:
+            if total is None:
                 raise self._no_loss(k)
-            values = list(window.values())
-            total = values[0] if len(values) == 1 else torch.stack(values).sum()
             return float(total) / len(values), self.watch.stepped()
         stepped = 1.0 if self.watch.stepped() else 0.0
-        total = torch.stack(list(window.values())).sum() if window else torch.zeros((), device=self.device)
-        local = torch.tensor([float(total), len(window), stepped], device=self.device)
+        local = torch.tensor([float(total) if total is not None else 0.0, len(values), stepped], device=self.device)
         total, counted, stepped = strategy.reduce(local, reduce_op="mean").tolist()
         if counted == 0:
             raise self._no_loss(k)

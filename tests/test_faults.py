@@ -17,6 +17,8 @@ import torch
 from tests.conftest import ROOT
 
 FAST = ["logger=none", "progress_bar=none", "callbacks.initial_loss_check=null"]
+# the environment of every train.py process these tests start: warnings off, one thread
+ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
 
 
 def _default_sigint() -> None:
@@ -26,11 +28,10 @@ def _default_sigint() -> None:
 
 
 def start(out, *args: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
         [sys.executable, "train.py", f"hydra.run.dir={out}", *FAST, *args],
         cwd=ROOT,
-        env=env,
+        env=ENV,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -40,10 +41,9 @@ def start(out, *args: str) -> subprocess.Popen:
 
 def run(out, *args: str) -> subprocess.CompletedProcess:
     """``train.py`` with ``args`` to the end, in ``out``."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     return subprocess.run(
         [sys.executable, "train.py", f"hydra.run.dir={out}", *FAST, *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
 
 
@@ -113,14 +113,13 @@ def test_ctrl_c_also_writes_the_latest_state(tmp_path, signum, code):
 @pytest.mark.slow  # (CI time: four train.py processes at once, 26 s; `make test-all` runs it)
 def test_runs_and_sweeps_started_together_get_their_own_folders(tmp_path):
     """Four processes at once, from a folder of their own (the default outputs/ and multirun/ paths)."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     quick = [*FAST, "trainer.max_epochs=1", "trainer.limit_train_batches=3", "callbacks.last_checkpoint=null"]
     commands = [[], [], ["-m", "seed=0,1"], ["-m", "seed=0,1"]]
     procs = [
         subprocess.Popen(
             [sys.executable, str(ROOT / "train.py"), *extra, *quick],
             cwd=tmp_path,
-            env=env,
+            env=ENV,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -137,12 +136,10 @@ def test_runs_and_sweeps_started_together_get_their_own_folders(tmp_path):
 
 
 def test_ckpt_path_last_resumes_the_latest_run_of_the_same_config(tmp_path):
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-
     def app(*args):
         return subprocess.run(
             [sys.executable, str(ROOT / "train.py"), *FAST, *args],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+            cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
 
     first = app("trainer.max_epochs=1")
@@ -267,11 +264,10 @@ def test_sigterm_under_ddp_stops_every_rank_together_saves_and_resumes(tmp_path)
 
 def test_sigterm_in_a_sweep_records_the_job_writes_the_leaderboard_and_exits_143(tmp_path):
     sweep = tmp_path / "sweep"
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
         [sys.executable, "train.py", "-m", "seed=0,1,2", f"hydra.sweep.dir={sweep}", *FAST, "trainer.max_epochs=300",
          "trainer.max_steps=200"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     wait_for(sweep / "1" / "checkpoints" / "last.ckpt", proc)  # job 0 done, job 1 running
     proc.send_signal(signal.SIGTERM)
@@ -294,11 +290,10 @@ def test_a_submitit_job_stopped_by_sigterm_ends_the_sweep_with_143_after_the_oth
     itself, the sweep waits for its other job, says where the stopped one resumes from, and exits with 143 (it
     ended in submitit's ``UncompletedJobError`` traceback, the other job left behind)."""
     sweep = tmp_path / "sweep"
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
         [sys.executable, "train.py", "-m", "hydra/launcher=local", f"hydra.sweep.dir={sweep}", *FAST,
          "trainer.max_epochs=300", "trainer.max_steps=30,20000"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     wait_for(sweep / "0" / "result.json", proc)  # job 0 done (30 steps) ...
     wait_for(sweep / "1" / "checkpoints" / "last.ckpt", proc)  # ... job 1 past an epoch
@@ -312,12 +307,12 @@ def test_a_submitit_job_stopped_by_sigterm_ends_the_sweep_with_143_after_the_oth
     assert "Job #1 was stopped: SIGTERM received at step" in stdout + stderr and "Traceback" not in stderr
     board = {r["job"]: r for r in csv.DictReader(open(sweep / "leaderboard.csv"))}
     assert board["0"]["status"] == "finished" and board["1"]["status"] == "terminated"
-    step = torch.load(sweep / "1" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"]
     last = sweep / "1" / "checkpoints" / "last.ckpt"
+    step = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
     resumed = subprocess.run(
         [sys.executable, "train.py", "-m", "hydra/launcher=local", f"hydra.sweep.dir={tmp_path / 'resumed'}", *FAST,
          "trainer.max_epochs=300", f"trainer.max_steps={step + 3}", f"ckpt_path={last}"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     result = json.loads((tmp_path / "resumed" / "0" / "result.json").read_text())
@@ -362,11 +357,10 @@ def test_a_job_that_submitit_requeues_goes_on_from_its_own_last_checkpoint(tmp_p
     requeues). The app's launchers hand the new attempt the job's own ``last.ckpt``; the job's record (its
     overrides, ``result.json``, the leaderboard) stays as it was."""
     sweep = tmp_path / "sweep"
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
         [sys.executable, "train.py", "-m", "hydra/launcher=local", f"hydra.sweep.dir={sweep}", *FAST,
          "trainer.max_epochs=150"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     last = sweep / "0" / "checkpoints" / "last.ckpt"
     wait_for(last, proc)
