@@ -169,18 +169,30 @@ def hydra_app(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
     Hydra only reports (and deprecates). Elsewhere (Hydra 1.3, or a development build without the whitelist)
     with ``version_base="1.3"``, whose behaviour the app is written for. ``train.py`` and ``lightning-cyclic
     train`` are this."""
+    import hydra
+
+    kwargs: dict[str, Any] = {"config_path": "pkg://lightning_cyclic.conf", "config_name": "train", **version_base()}
+    if "version_base" not in kwargs:  # (one feature decides both: no version_base where there are whitelists)
+        from hydra.utils import UNSAFE_DISABLE_EXECUTION_CHECKS  # type: ignore[attr-defined]  # (Hydra >= 1.4)
+
+        kwargs["execution_whitelist"] = UNSAFE_DISABLE_EXECUTION_CHECKS
+    return hydra.main(**kwargs)(task)
+
+
+def version_base() -> dict[str, str]:
+    """The ``version_base`` argument to give Hydra's ``main``, ``initialize*`` and ``compose`` for the app's configs:
+    ``{"version_base": "1.3"}`` (the behaviour they are written for) on a Hydra without execution whitelists, and
+    nothing on one with them (Hydra 1.4 deprecates the argument and warns where it is given). For a program that
+    composes the app's config itself::
+
+        with initialize_config_module("lightning_cyclic.conf", **version_base()):
+            metrics, objects = train(compose("train", overrides=["schedule=onecycle"]))
+    """
     import inspect
 
     import hydra
 
-    kwargs: dict[str, Any] = {"config_path": "pkg://lightning_cyclic.conf", "config_name": "train"}
-    if "execution_whitelist" in inspect.signature(hydra.main).parameters:  # (one feature decides both)
-        from hydra.utils import UNSAFE_DISABLE_EXECUTION_CHECKS  # type: ignore[attr-defined]  # (Hydra >= 1.4)
-
-        kwargs["execution_whitelist"] = UNSAFE_DISABLE_EXECUTION_CHECKS
-    else:
-        kwargs["version_base"] = "1.3"
-    return hydra.main(**kwargs)(task)
+    return {} if "execution_whitelist" in inspect.signature(hydra.main).parameters else {"version_base": "1.3"}
 
 
 def main(cfg: DictConfig) -> float | None:

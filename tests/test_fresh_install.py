@@ -216,9 +216,9 @@ PROGRAM = """
 import contextlib, io, sys
 import hydra.utils
 from hydra import compose, initialize_config_module
-from lightning_cyclic.run import train
+from lightning_cyclic.run import train, version_base
 
-with initialize_config_module(config_module="lightning_cyclic.conf"):
+with initialize_config_module(config_module="lightning_cyclic.conf", **version_base()):
     cfg = compose("train", overrides=sys.argv[1:] + ["logger=none"])
 strict = getattr(hydra.utils, "execution_whitelist", None)
 if strict is not None:

@@ -552,3 +552,26 @@ def test_a_max_lr_far_from_the_optimizers_warns_unless_the_sweep_varies_it(make_
         assert said("schedule.max_lr=5", "hydra.mode=MULTIRUN") == ""  # the job's own override: swept
     finally:
         HydraConfig.instance().cfg = None
+
+
+def test_a_program_composes_the_apps_config_with_version_base_and_no_warning():
+    """``version_base()`` is what this Hydra wants from a program that composes the app's config: on Hydra 1.3
+    ``"1.3"`` (without it Hydra warns), on 1.4 nothing (given, it warns: the fresh-install test runs that one)."""
+    import inspect
+    import warnings
+
+    import hydra
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    from lightning_cyclic.run import version_base
+
+    whitelists = "execution_whitelist" in inspect.signature(hydra.main).parameters
+    assert version_base() == ({} if whitelists else {"version_base": "1.3"})
+    GlobalHydra.instance().clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with initialize_config_module("lightning_cyclic.conf", **version_base()):
+            cfg = compose("train", overrides=["schedule=onecycle"])
+    GlobalHydra.instance().clear()
+    assert cfg.schedule._target_ == "lightning_cyclic.OneCycle"

@@ -58,7 +58,7 @@ def one_run(job: dict) -> dict:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from lightning_cyclic.run import train
+    from lightning_cyclic.run import train, version_base
 
     torch.set_num_threads(1)
     out = tempfile.mkdtemp(prefix="optimizer-defaults-")
@@ -75,7 +75,7 @@ def one_run(job: dict) -> dict:
         *job.get("extra", []),
     ]
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "lightning_cyclic" / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(ROOT / "lightning_cyclic" / "conf"), **version_base()):
         cfg = compose("train", overrides=overrides)
     start = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):  # the run's summary
