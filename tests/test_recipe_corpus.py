@@ -313,3 +313,22 @@ def test_the_trials_rule_the_study_chose_is_what_lr_finder_does():
     assert signal == "val4" and LRFinder().config.val_batches == 4
     # the search within the cost cap chose a rule that is not shipped (trials.md: it fails a held-out task)
     assert chosen["capped"] != chosen["first"]
+
+
+def test_more_seeds_at_the_corpus_seeds_are_the_corpus_studys_numbers(bench, corpus):
+    """``seeds.py`` (the held-out tasks at more seeds), read at the corpus study's 3 seeds off the journal, gives
+    ``run.py``'s regrets from its ``results.json``, task by task and arm by arm: the same oracle, seeds and scoring."""
+    seeds = _module("seeds")
+    results = json.loads((FOLDER / "results.json").read_text())
+    rows = bench.peer_rows(results, bench.oracles_of(results))
+    journal = bench.Journal(FOLDER / "jobs.jsonl")
+    plan = bench.Plan(3, False, list(seeds.ARMS))
+    held = [t for t in corpus.available(corpus.TASKS) if t.name in corpus.HELD_OUT]
+    assert len(held) == len(corpus.HELD_OUT)
+    for task in held:
+        ours = seeds.task_rows(task, journal, plan, seeds.ARMS, [0, 1, 2])
+        for arm in seeds.ARMS:
+            assert ours["arms"][arm]["regret"] == pytest.approx(rows[task.name][arm]["regret"], abs=1e-9), (task, arm)
+    # and the report names every group it read, with a summary row per arm
+    text = seeds.report(held, journal, plan, seeds.ARMS)
+    assert all(f"| held out, accuracy (7) | {arm} | " in text for arm in seeds.ARMS)

@@ -5,12 +5,13 @@ varies by up to 1.8 points (``mnist1d-plain-mlp10-sgd``), so a regret that is th
 standard error of about a point, and the oracle (a maximum over noisy grid means) is biased upwards: a 1.5-point
 target cannot be read off 3 seeds. This script trains, for the held-out tasks (``tasks.HELD_OUT``), the one-cycle
 grid and the chosen methods at more seeds (the same jobs as ``run.py``'s: same seeds' weights and data order for
-seeds 0-2, new seeds after them), and reports the held-out table at 3 seeds and at all of them, side by side,
-with each regret's standard error.
+seeds 0-2, new seeds after them), and reports the held-out table at 3 seeds, every 3 more, and all of them, side by
+side, with each regret's standard error.
 
     python recipes/range_test_corpus/seeds.py                 # 6 seeds, the held-out tasks
     python recipes/range_test_corpus/seeds.py --seeds 9 --jobs 2
     python recipes/range_test_corpus/seeds.py --report-only   # seeds.md again from the journal
+    python recipes/range_test_corpus/seeds.py --tasks digits-mlp-sgd,wine-mlp-adamw --report earlier.md
 
 The jobs go into ``run.py``'s journal (``jobs.jsonl``; ``run.py`` reads only the seeds it is asked for, so the
 extra seeds change none of its tables), and a job already there is not run again.
@@ -71,59 +72,75 @@ def task_rows(task: corpus.Task, journal: study.Journal, plan: study.Plan, arms:
     return row
 
 
+def groups(tasks: list) -> dict[str, list]:
+    """The tasks by kind of regret: held out (nothing was tuned on them) or earlier (the rule was developed on them),
+    accuracy (points) or RMSE (% of the oracle's): each group's median and worst are read apart."""
+    out: dict[str, list] = {}
+    for t in tasks:
+        name = "held out" if t.name in corpus.HELD_OUT else "earlier"
+        out.setdefault(f"{name}, {'accuracy' if t.metric == 'acc' else 'RMSE'}", []).append(t)
+    return out
+
+
 def report(tasks: list, journal: study.Journal, plan: study.Plan, arms: tuple) -> str:
     n = len(plan.seeds)
-    counts = {f"{FIRST} seeds": plan.seeds[:FIRST], f"{n} seeds": plan.seeds}
+    # the corpus study's seeds, then every further FIRST seeds (how the numbers move as seeds come), and all of them
+    counts = {f"{k} seeds": plan.seeds[:k] for k in [*range(FIRST, n, FIRST), n]}
     tables = {
         label: {t.name: task_rows(t, journal, plan, arms, seeds) for t in tasks} for label, seeds in counts.items()
     }
     lines = [
-        f"# Held-out tasks at {FIRST} and {n} seeds",
+        f"# The one-cycle oracle and `auto` at {', '.join(counts)}: {', '.join(groups(tasks))}",
         "",
-        "Written by `seeds.py` (its docstring says how). Regret against the one-cycle oracle of the same seeds, in "
-        "accuracy points (positive = worse), the mean over seeds ± its standard error; the oracle is the best "
-        "one-cycle grid mean of those seeds. Nothing here was tuned on these tasks.",
+        "Written by `seeds.py` (its docstring says how). Regret against the one-cycle oracle of the same seeds "
+        "(positive = worse; accuracy points, or % of the oracle's RMSE), the mean over seeds ± its standard error; "
+        "the oracle is the best one-cycle grid mean of those seeds. Held out: nothing was tuned on these tasks.",
         "",
         "| task | seeds | oracle (max_lr) | one seed's sd at the oracle | " + " | ".join(arms) + " |",
         "|---|---|---|---|" + "---|" * len(arms),
     ]
     for t in tasks:
+        name = f"{t.name} (held out)" if t.name in corpus.HELD_OUT else t.name
         for label, table in tables.items():
             row = table[t.name]
             if not row:
-                lines.append(f"| {t.name} | {label} | not run yet | |" + " |" * len(arms))
+                lines.append(f"| {name} | {label} | not run yet | |" + " |" * len(arms))
                 continue
             cells = ["n/a" if (a := row["arms"][arm]) is None else f"{a['regret']:.2f} ± {a['se']:.2f}" for arm in arms]
+            oracle = f"{100 * row['oracle']:.1f}" if t.metric == "acc" else f"{row['oracle']:.2f}"
             lines.append(
-                f"| {t.name} | {label} | {100 * row['oracle']:.1f} ({row['oracle_lr']:.3g}) | {row['noise']:.2f} | "
+                f"| {name} | {label} | {oracle} ({row['oracle_lr']:.3g}) | {row['noise']:.2f} | "
                 + " | ".join(cells)
                 + " |"
             )
     lines += [
         "",
-        f"Over the {len(tasks)} held-out tasks (accuracy): median and worst of the tasks' mean regrets, and the tasks "
-        "within 1 point (targets: median 0.3, worst 1.5).",
+        "Per group: median and worst of the tasks' mean regrets, and the tasks within 1 point (1% on RMSE tasks); "
+        "targets: median 0.3 and worst 1.5 points, 2% and 8% on RMSE tasks.",
         "",
-        "| method | " + " | ".join(f"{label}: median / worst / within 1" for label in tables) + " |",
-        "|---|" + "---|" * len(tables),
+        "| group | method | " + " | ".join(f"{label}: median / worst / within 1" for label in tables) + " |",
+        "|---|---|" + "---|" * len(tables),
     ]
-    for arm in arms:
-        cells = []
-        for table in tables.values():
-            values = [r["arms"][arm]["regret"] for r in table.values() if r and r["arms"][arm] is not None]
-            if len(values) < len(tasks):
-                cells.append(f"{len(values)} of {len(tasks)} tasks")
-                continue
-            cells.append(f"{statistics.median(values):.2f} / {max(values):.2f} / {sum(v <= 1 for v in values)}")
-        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    for group, members in groups(tasks).items():
+        for arm in arms:
+            cells = []
+            for table in tables.values():
+                rows = [table[t.name] for t in members]
+                values = [r["arms"][arm]["regret"] for r in rows if r and r["arms"][arm] is not None]
+                if len(values) < len(members):
+                    cells.append(f"{len(values)} of {len(members)} tasks")
+                    continue
+                cells.append(f"{statistics.median(values):.2f} / {max(values):.2f} / {sum(v <= 1 for v in values)}")
+            lines.append(f"| {group} ({len(members)}) | {arm} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
-    parser = arguments(__doc__, HERE, seeds=6, quick="not offered: the held-out tasks are the point")
+    parser = arguments(__doc__, HERE, seeds=6, quick="not offered (run.py --quick is the smoke run)")
     parser.add_argument("--tasks", default=",".join(corpus.HELD_OUT), help="comma-separated task names")
     parser.add_argument("--methods", default=",".join(ARMS), help="the arms (methods of run.py's peers)")
-    parser.add_argument("--report-only", action="store_true", help="write seeds.md from the journal, run nothing")
+    parser.add_argument("--report-only", action="store_true", help="write the report from the journal, run nothing")
+    parser.add_argument("--report", default="seeds.md", help="the report's file name, in --out (default: seeds.md)")
     args = parser.parse_args()
     if args.quick:
         parser.error("--quick: not offered (use run.py --quick)")
@@ -149,7 +166,7 @@ def main() -> None:
         study.run_jobs(todo, args.jobs, journal, "held-out seeds")
         print(f"{len(todo)} jobs in {time.perf_counter() - start:.0f}s")
     text = report(tasks, journal, plan, arms)
-    (args.out / "seeds.md").write_text(text)
+    (args.out / args.report).write_text(text)
     print(text)
 
 
