@@ -33,9 +33,21 @@ import run as study  # noqa: E402
 import tasks as corpus  # noqa: E402
 from common import arguments  # noqa: E402
 
-# the rows of the held-out table: ours with the Guard (the default), the pick divided by sqrt(2), without the Guard,
-# and the two strongest peers there
-ARMS = ("auto-trials-guard", "auto-trials-guard-sqrt2", "auto-trials", "prodigy", "schedulefree")
+# every arm of run.py's peer table: ours with the Guard (the default), the pick divided by sqrt(2), without the Guard,
+# the curve alone (with and without the Guard), then the learning-rate-free optimizers and AdamW + cosine
+ARMS = (
+    "auto-trials-guard",
+    "auto-trials-guard-sqrt2",
+    "auto-trials",
+    "auto",
+    "auto-guard",
+    "prodigy",
+    "schedulefree",
+    "prodigy-cosine",
+    "ldog-avg",
+    "adamw-cosine",
+    "dadapt-cosine",
+)
 FIRST = 3  # the seeds of the corpus study
 
 
