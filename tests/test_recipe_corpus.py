@@ -6,6 +6,7 @@ import importlib.util
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 
@@ -315,20 +316,38 @@ def test_the_trials_rule_the_study_chose_is_what_lr_finder_does():
     assert chosen["capped"] != chosen["first"]
 
 
-def test_more_seeds_at_the_corpus_seeds_are_the_corpus_studys_numbers(bench, corpus):
-    """``seeds.py`` (the held-out tasks at more seeds), read at the corpus study's 3 seeds off the journal, gives
-    ``run.py``'s regrets from its ``results.json``, task by task and arm by arm: the same oracle, seeds and scoring."""
+def test_more_seeds_at_the_corpus_seeds_are_the_corpus_studys_numbers(bench, corpus, tmp_path):
+    """``seeds.py`` (the corpus at more seeds), read at the corpus study's 3 seeds off the journal, gives ``run.py``'s
+    oracles and regrets from its ``results.json``, task by task (accuracy and RMSE) and arm by arm; a grid run that
+    failed is left out of its lr's mean, as ``run.py`` leaves it."""
     seeds = _module("seeds")
     results = json.loads((FOLDER / "results.json").read_text())
-    rows = bench.peer_rows(results, bench.oracles_of(results))
+    oracles = bench.oracles_of(results)
+    rows = bench.peer_rows(results, oracles)
     journal = bench.Journal(FOLDER / "jobs.jsonl")
     plan = bench.Plan(3, False, list(seeds.ARMS))
-    held = [t for t in corpus.available(corpus.TASKS) if t.name in corpus.HELD_OUT]
-    assert len(held) == len(corpus.HELD_OUT)
-    for task in held:
+    tasks = corpus.available(corpus.TASKS)
+    assert {t.metric for t in tasks} == {"acc", "rmse"} and set(seeds.ARMS) == set(bench.METHODS)
+    for task in tasks:
         ours = seeds.task_rows(task, journal, plan, seeds.ARMS, [0, 1, 2])
+        assert ours["oracle"] == pytest.approx(oracles[task.name]["oracle"], rel=1e-12), task.name
+        assert ours["oracle_lr"] == oracles[task.name]["onecycle"]["best_lr"], task.name
         for arm in seeds.ARMS:
             assert ours["arms"][arm]["regret"] == pytest.approx(rows[task.name][arm]["regret"], abs=1e-9), (task, arm)
-    # and the report names every group it read, with a summary row per arm
+    held = [t for t in tasks if t.name in corpus.HELD_OUT]
     text = seeds.report(held, journal, plan, seeds.ARMS)
     assert all(f"| held out, accuracy (7) | {arm} | " in text for arm in seeds.ARMS)
+    # the grid runs of seed 0 failed: each lr's mean is its other seeds' (not no oracle at all, nor a mean of three)
+    task = next(t for t in tasks if t.name == "digits-mlp-sgd")
+    crafted = bench.Journal(tmp_path / "jobs.jsonl")
+    for lr in plan.grid(task):
+        for seed in range(3):
+            record = dict(journal.get(dict(plan.base(task, "grid", seed), lr=lr, schedule="onecycle")))
+            crafted.add(dict(record, error="RuntimeError: crafted") if seed == 0 else record)
+    row = seeds.task_rows(task, crafted, plan, (), [0, 1, 2])
+    grid = [
+        [journal.get(dict(plan.base(task, "grid", s), lr=lr, schedule="onecycle")) for s in (1, 2)]
+        for lr in plan.grid(task)
+    ]
+    kept = [statistics.mean(r["best"] for r in runs) for runs in grid]
+    assert row["oracle"] == pytest.approx(max(kept)) and row["oracle"] != pytest.approx(oracles[task.name]["oracle"])
