@@ -329,7 +329,7 @@ def test_more_seeds_at_the_corpus_seeds_are_the_corpus_studys_numbers(bench, cor
     tasks = corpus.available(corpus.TASKS)
     assert {t.metric for t in tasks} == {"acc", "rmse"} and set(seeds.ARMS) == set(bench.METHODS)
     for task in tasks:
-        ours = seeds.task_rows(task, journal, plan, seeds.ARMS, [0, 1, 2])
+        ours = seeds.task_rows(task, journal, plan, seeds.ARMS, 3)
         assert ours["oracle"] == pytest.approx(oracles[task.name]["oracle"], rel=1e-12), task.name
         assert ours["oracle_lr"] == oracles[task.name]["onecycle"]["best_lr"], task.name
         for arm in seeds.ARMS:
@@ -344,7 +344,7 @@ def test_more_seeds_at_the_corpus_seeds_are_the_corpus_studys_numbers(bench, cor
         for seed in range(3):
             record = dict(journal.get(dict(plan.base(task, "grid", seed), lr=lr, schedule="onecycle")))
             crafted.add(dict(record, error="RuntimeError: crafted") if seed == 0 else record)
-    row = seeds.task_rows(task, crafted, plan, (), [0, 1, 2])
+    row = seeds.task_rows(task, crafted, plan, (), 3)
     grid = [
         [journal.get(dict(plan.base(task, "grid", s), lr=lr, schedule="onecycle")) for s in (1, 2)]
         for lr in plan.grid(task)

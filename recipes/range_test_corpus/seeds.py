@@ -56,32 +56,36 @@ def jobs(plan: study.Plan, tasks: list) -> list[dict]:
     return grid + [j for t in tasks for j in plan.peers(t)]
 
 
-def task_rows(task: corpus.Task, journal: study.Journal, plan: study.Plan, arms: tuple, seeds: list[int]) -> dict:
-    """For ``seeds``: the oracle (best one-cycle grid mean), and per arm its regret (mean over the seeds), the
-    standard error of that mean and the seeds' regrets; ``{}`` while a grid job has not run, and an arm ``None``
-    while one of its jobs has not. A grid run that failed is left out of its lr's mean, as ``run.py`` does."""
-    grid = {}
-    for lr in plan.grid(task):
-        runs = [journal.get(dict(plan.base(task, "grid", s), lr=lr, schedule="onecycle")) for s in seeds]
-        if any(r is None for r in runs):
-            return {}
-        if scores := [r["best"] for r in runs if "error" not in r]:
-            grid[lr] = scores
-    means = {lr: statistics.mean(v) for lr, v in grid.items()}
-    best = study.better(task.metric)(means, key=means.get)
-    oracle = means[best]
-    worst = max(study.regret_of(task.metric, oracle, m) for m in means.values())
-    scale = 100 if task.metric == "acc" else 100 / oracle  # (one seed's sd at the oracle, in regret units)
-    row = {"oracle": oracle, "oracle_lr": best, "noise": statistics.stdev(grid[best]) * scale, "arms": {}}
+def task_rows(task: corpus.Task, journal: study.Journal, plan: study.Plan, arms: tuple, count: int) -> dict:
+    """For the first ``count`` seeds: the oracle (best one-cycle grid mean), and per arm its regret (mean over the
+    seeds), the standard error of that mean and the seeds' regrets; ``{}`` while a grid job has not run, and an arm
+    ``None`` while one of its jobs has not. Scored by ``run.py``'s own ``oracles_of`` and ``peer_rows`` (a failed
+    grid run left out of its lr's mean, a failed arm's run counted as the task's worst grid point)."""
+    seeds = range(count)
+    grid = [
+        journal.get(dict(plan.base(task, "grid", s), lr=lr, schedule="onecycle"))
+        for lr in plan.grid(task)
+        for s in seeds
+    ]
+    if any(r is None for r in grid):
+        return {}
+    peers = [journal.get(dict(plan.base(task, "peer", s), method=arm)) for arm in arms for s in seeds]
+    results = {
+        "tasks": [{"name": task.name, "metric": task.metric}],
+        "grid": grid,
+        "peers": [r for r in peers if r is not None],
+        "meta": {"seeds": count, "methods": list(arms)},
+    }
+    oracle = study.oracles_of(results)[task.name]
+    scored = study.peer_rows(results, {task.name: oracle})[task.name]
+    row = {"oracle": oracle["oracle"], "oracle_lr": oracle["onecycle"]["best_lr"], "noise": oracle["noise"], "arms": {}}
     for arm in arms:
-        runs = [journal.get(dict(plan.base(task, "peer", s), method=arm)) for s in seeds]
-        if any(r is None for r in runs):
+        regrets = scored[arm]["regrets"]
+        if scored[arm]["regret"] is None:  # (a seed not run yet)
             row["arms"][arm] = None
             continue
-        # a run that failed counts as the task's worst grid point, as in run.py
-        regrets = [worst if "error" in r else study.regret_of(task.metric, oracle, r["best"]) for r in runs]
         sd = statistics.stdev(regrets) if len(regrets) > 1 else 0.0
-        row["arms"][arm] = {"regret": statistics.mean(regrets), "se": sd / math.sqrt(len(regrets)), "seeds": regrets}
+        row["arms"][arm] = {"regret": scored[arm]["regret"], "se": sd / math.sqrt(len(regrets)), "seeds": regrets}
     return row
 
 
@@ -98,10 +102,8 @@ def groups(tasks: list) -> dict[str, list]:
 def report(tasks: list, journal: study.Journal, plan: study.Plan, arms: tuple) -> str:
     n = len(plan.seeds)
     # the corpus study's seeds, then every further FIRST seeds (how the numbers move as seeds come), and all of them
-    counts = {f"{k} seeds": plan.seeds[:k] for k in [*range(FIRST, n, FIRST), n]}
-    tables = {
-        label: {t.name: task_rows(t, journal, plan, arms, seeds) for t in tasks} for label, seeds in counts.items()
-    }
+    counts = {f"{k} seeds": k for k in [*range(FIRST, n, FIRST), n]}
+    tables = {label: {t.name: task_rows(t, journal, plan, arms, k) for t in tasks} for label, k in counts.items()}
     lines = [
         f"# The one-cycle oracle and the corpus's arms at {', '.join(counts)}: {', '.join(groups(tasks))}",
         "",
