@@ -50,6 +50,7 @@ from lightning_cyclic.finder_control import (
     choose_trial,
     trial_length,
     trial_peaks,
+    trials_below,
 )
 from lightning_cyclic.finder_result import (
     EVALUATE,
@@ -245,14 +246,27 @@ def _trials(
     guarded: bool,
 ) -> dict[str, Any]:
     """The short trials at each of :func:`~lightning_cyclic.finder_control.trial_peaks` of ``edge``, each from the
-    state in ``snapshot``, and what they chose (:func:`~lightning_cyclic.finder_control.choose_trial`)."""
+    state in ``snapshot``, and what they chose (:func:`~lightning_cyclic.finder_control.choose_trial`); where they
+    :func:`~lightning_cyclic.finder_control.cannot_tell` the candidates apart, two more below them."""
     steps = trial_length(config, float(trainer.estimated_stepping_batches))
     if steps is None:
         return {"lr": None, "reason": "the fit's length is unknown (max_steps and max_epochs are -1)"}
-    peaks = trial_peaks(edge)
-    losses = []
-    for peak in peaks:
-        snapshot.restore()
-        losses.append(_trial(trainer, pl_module, optimizer, peak, steps, val_batches))
+
+    def run(ladder: tuple[int, ...]) -> list[float]:
+        return [
+            _trial_from(snapshot, trainer, pl_module, optimizer, p, steps, val_batches)
+            for p in trial_peaks(edge, ladder)
+        ]
+
+    ladder: tuple[int, ...] = TRIAL_LADDER
+    losses = run(ladder)
+    if below := trials_below(losses):  # they cannot tell the candidates apart: two more below
+        ladder, losses = (*below, *ladder), run(below) + losses
     evaluated = "validation loss" if val_batches is not None else "training loss of the last quarter"
-    return choose_trial(peaks, losses, steps, evaluated, guarded)
+    return choose_trial(trial_peaks(edge, ladder), losses, steps, evaluated, guarded, ladder)
+
+
+def _trial_from(snapshot: Snapshot, *args: Any) -> float:
+    """:func:`_trial` from the state in ``snapshot``."""
+    snapshot.restore()
+    return _trial(*args)

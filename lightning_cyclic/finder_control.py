@@ -114,6 +114,11 @@ TRIAL_BIAS = 2**0.5  # a short run favours a bolder peak than the whole run want
 # ... unless a callback that rolls a too bold peak back (``Guard``: ``catches_bold_peaks``) is in the fit: chosen
 # on the corpus's earlier tasks, trained in the fit (recipes/range_test_corpus, auto-trials-guard)
 GUARDED_TRIAL_BIAS = 1.0
+# Where the ladder's lowest loss is within TRIAL_TIE of its median, its trials cannot tell the candidates apart (a deep
+# plain network, a recurrent one, all still near chance after a trial): two more below the ladder, and the lowest of
+# all seven (where the ones below are no better, the ladder's choice stands).
+TRIAL_TIE = 0.01
+TRIAL_BELOW = (-6, -4)
 
 
 def trial_length(config: RangeTestConfig, total: float) -> int | None:
@@ -125,17 +130,39 @@ def trial_length(config: RangeTestConfig, total: float) -> int | None:
     return max(TRIAL_MIN_STEPS, round(TRIAL_SHARE * total))
 
 
-def trial_peaks(edge: float) -> list[float]:
-    """The peak lr of each trial: the edge suggestion times ``2 ** j`` for ``j`` in ``TRIAL_LADDER``."""
-    return [edge * 2.0**j for j in TRIAL_LADDER]
+def trial_peaks(edge: float, ladder: tuple[int, ...] = TRIAL_LADDER) -> list[float]:
+    """The peak lr of each trial: the edge suggestion times ``2 ** j`` for ``j`` in ``ladder``."""
+    return [edge * 2.0**j for j in ladder]
+
+
+def cannot_tell(losses: list[float]) -> bool:
+    """The trials' lowest loss is within ``TRIAL_TIE`` of their median (``inf``, a blow-up, counts as the highest):
+    they do not tell the candidates apart. Not where most blew up (the median is ``inf``: the bold ones did tell),
+    nor where all did (that has a rule of its own)."""
+    ordered = sorted(x if math.isfinite(x) else math.inf for x in losses)
+    middle = len(ordered) // 2
+    median = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+    return math.isfinite(median) and median - ordered[0] <= TRIAL_TIE * abs(median)
+
+
+def trials_below(losses: list[float]) -> tuple[int, ...]:
+    """The steps of the ladder to try below it: ``TRIAL_BELOW`` where the ladder's trials :func:`cannot_tell`, else
+    none."""
+    return TRIAL_BELOW if cannot_tell(losses) else ()
 
 
 def choose_trial(
-    peaks: list[float], losses: list[float], steps: int, evaluated: str, guarded: bool = False
+    peaks: list[float],
+    losses: list[float],
+    steps: int,
+    evaluated: str,
+    guarded: bool = False,
+    ladder: tuple[int, ...] = TRIAL_LADDER,
 ) -> dict[str, Any]:
-    """What the trials at ``peaks`` chose from their ``losses`` (``inf`` for a trial that blew up): the peak of the
-    lowest loss divided by ``TRIAL_BIAS`` (``GUARDED_TRIAL_BIAS`` where ``guarded``: a callback in the fit rolls a
-    too bold peak back); where every trial blew up, a quarter of the lowest peak. The record
+    """What the trials at ``peaks`` (the edge times ``2 ** j`` for ``j`` in ``ladder``, lowest first: with the trials
+    below ``TRIAL_LADDER`` where they ran) chose from their ``losses`` (``inf`` for a trial that blew up): the peak
+    of the lowest loss divided by ``TRIAL_BIAS`` (``GUARDED_TRIAL_BIAS`` where ``guarded``: a callback in the fit
+    rolls a too bold peak back); where every trial blew up, a quarter of the lowest peak. The record
     ``extra["trials"]`` holds, with the lr and the reason."""
     out: dict[str, Any] = {"lrs": peaks, "losses": [x if math.isfinite(x) else None for x in losses]}
     out.update(steps=steps, evaluated=evaluated)
@@ -149,8 +176,15 @@ def choose_trial(
         if bias == 1
         else f"divided by {bias:.3g} for the short horizon"
     )
+    below = [j for j in ladder if j not in TRIAL_LADDER]
+    note = (
+        f"their lowest {evaluated} within {TRIAL_TIE:.0%} of their median (they cannot tell the candidates apart), "
+        f"two more at x {', '.join(f'2^{j}' for j in below)}; "
+        if below
+        else ""
+    )
     reason = (
-        f"{len(peaks)} trials of {steps} steps (one-cycle) at the edge x 2^{TRIAL_LADDER[0]}..{TRIAL_LADDER[-1]}: "
-        f"the lowest {evaluated} ({losses[best]:.4g}) at x 2^{TRIAL_LADDER[best]}, {how}"
+        f"{len(ladder) - len(below)} trials of {steps} steps (one-cycle) at the edge x 2^{TRIAL_LADDER[0]}.."
+        f"{TRIAL_LADDER[-1]}: {note}the lowest {evaluated} ({losses[best]:.4g}) at x 2^{ladder[best]}, {how}"
     )
     return {**out, "lr": peaks[best] / bias, "reason": reason, "guarded": guarded}

@@ -196,8 +196,17 @@ METHODS = {
     "the trials' pick is taken as it is)",
     "auto-trials-guard-sqrt2": "ours, before: as auto-trials-guard with the trials' pick divided by sqrt(2), as "
     "without a Guard",
+    "auto-trials-guard-one-ladder": "ours, before: as auto-trials-guard without the two trials below the ladder "
+    "where none of its trials learned",
 }
-OURS_IN_FIT = ("auto", "auto-guard", "auto-trials", "auto-trials-guard", "auto-trials-guard-sqrt2")
+OURS_IN_FIT = (
+    "auto",
+    "auto-guard",
+    "auto-trials",
+    "auto-trials-guard",
+    "auto-trials-guard-sqrt2",
+    "auto-trials-guard-one-ladder",
+)
 WARMUP = 0.05  # share of the run the schedule-free and AdamW warmups take
 
 
@@ -332,6 +341,7 @@ def fit_peer(task: corpus.Task, seed: int, method: str, epochs: int, root: str) 
 
         # (read when the trials choose: the earlier default, for the comparison)
         finder_control.GUARDED_TRIAL_BIAS = finder_control.TRIAL_BIAS if method.endswith("sqrt2") else 1.0
+        finder_control.TRIAL_BELOW = () if method.endswith("one-ladder") else (-6, -4)
 
         callbacks += [OneCycle(max_lr="auto", log=False), LRFinder(verbose=False, trials="trials" in method)]
         callbacks += [Guard(verbose=False)] if "guard" in method else []
