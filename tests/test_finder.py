@@ -13,12 +13,16 @@ import pytest
 from lightning_cyclic.finder_control import (
     GUARDED_TRIAL_BIAS,
     SKIPPED_IN_A_ROW,
+    TRIAL_BELOW,
     TRIAL_BIAS,
+    TRIAL_LADDER,
     TRIAL_MIN_STEPS,
     SweepControl,
+    cannot_tell,
     choose_trial,
     trial_length,
     trial_peaks,
+    trials_below,
 )
 from lightning_cyclic.finder_result import RangeTestConfig, RangeTestResult
 from lightning_cyclic.shapes import RangeTestSweep
@@ -129,6 +133,30 @@ def test_the_trials_length_and_their_choice():
     guarded = choose_trial(peaks, [1.0, 0.5, 0.7, 0.5, math.inf], 30, "validation loss", guarded=True)
     assert guarded["lr"] == pytest.approx(0.05 * GUARDED_TRIAL_BIAS) == pytest.approx(0.05) and guarded["guarded"]
     assert "as it is (a Guard in the fit" in guarded["reason"] and not chosen["guarded"]
+
+
+def test_trials_that_cannot_tell_the_candidates_apart_get_two_more_below_the_ladder():
+    # the lowest within 1% of the median: a deep plain net still at chance after every trial
+    at_chance = [2.3135, 2.3147, 2.3142, 2.3159, 2.3619]
+    assert cannot_tell(at_chance) and trials_below(at_chance) == TRIAL_BELOW == (-6, -4)
+    # one clearly lower (the bold end learned, as a recurrent net's does), most blew up, or all did: they tell
+    assert not cannot_tell([2.304, 2.304, 2.306, 2.274, 2.308]) and trials_below([2.3, 2.3, 2.3, 2.2, 2.3]) == ()
+    assert not cannot_tell([1.0, 1.0, math.inf, math.inf, math.inf]) and not cannot_tell([math.inf] * 5)
+    assert cannot_tell([1.0, 1.0, 1.0, math.inf, math.inf])  # (a blow-up counts as the highest loss)
+    assert cannot_tell([-2.0, -1.99, -1.985, -1.5, 0.0]) and not cannot_tell([-2.0, -1.9, -1.9, -1.5, 0.0])
+    ladder = (*TRIAL_BELOW, *TRIAL_LADDER)
+    peaks = trial_peaks(0.64, ladder)
+    assert peaks == pytest.approx([0.01, 0.04, 0.16, 0.32, 0.64, 1.28, 2.56])
+    learned_below = choose_trial(peaks, [1.99, 2.28, *at_chance], 30, "validation loss", True, ladder)
+    assert learned_below["lr"] == pytest.approx(0.01) and len(learned_below["losses"]) == 7
+    assert learned_below["reason"] == (
+        "5 trials of 30 steps (one-cycle) at the edge x 2^-2..2: their lowest validation loss within 1% of their "
+        "median (they cannot tell the candidates apart), two more at x 2^-6, 2^-4; the lowest validation loss "
+        "(1.99) at x 2^-6, as it is (a Guard in the fit rolls a too bold peak back)"
+    )
+    # below no better (a recurrent net learns nothing there either): the ladder's choice stands
+    flat = [2.3050, 2.3044, 2.3034, 2.3035, 2.3043, 2.3028, 2.2981]
+    assert choose_trial(peaks, flat, 30, "validation loss", True, ladder)["lr"] == pytest.approx(2.56)
 
 
 def test_warmup_the_old_name_of_warms_up_still_works_and_says_so():

@@ -11,6 +11,7 @@ import torch
 
 from lightning_cyclic import Guard, LRFinder, OneCycle, RangeTestResult, WarmRestarts, lr_find
 from lightning_cyclic.finder import GUARDED_TRIAL_BIAS, TRIAL_BIAS, TRIAL_LADDER, RangeTestConfig, trial_length
+from lightning_cyclic.finder_control import TRIAL_BELOW, cannot_tell
 from lightning_cyclic.shapes import OneCycleSchedule
 from tests.helpers import RichModule, tiny_loader, tiny_trainer
 
@@ -61,6 +62,24 @@ def test_with_a_guard_in_the_fit_auto_takes_the_lowest_trial_as_it_is(tmp_path):
     assert guarded.result.chosen.lr == pytest.approx(plain.result.chosen.lr * TRIAL_BIAS)
     assert schedule.resolved == {"max_lr": guarded.result.chosen.lr} and GUARDED_TRIAL_BIAS == 1.0
     assert "as it is (a Guard in the fit rolls a too bold peak back)" in trials["reason"]
+
+
+def test_where_the_trials_cannot_tell_the_candidates_apart_two_more_run_below_and_the_lowest_of_all_wins(tmp_path):
+    # random labels: no 30-step trial learns anything, every loss within 1% of the others
+    finder = LRFinder(num_steps=60)
+    schedule = OneCycle(max_lr="auto")
+    torch.manual_seed(0)
+    tiny_trainer(tmp_path, [schedule, finder], max_epochs=2).fit(
+        RichModule(scheduler=False), tiny_loader(), tiny_loader(n=32, seed=3)
+    )
+    result = finder.result
+    trials, edge = result.extra["trials"], result.suggestion.lr
+    ladder = (*TRIAL_BELOW, *TRIAL_LADDER)
+    assert cannot_tell(trials["losses"][2:]) and trials["lrs"] == pytest.approx([edge * 2.0**j for j in ladder])
+    best = int(np.argmin(trials["losses"]))
+    assert result.chosen.lr == pytest.approx(trials["lrs"][best] / TRIAL_BIAS) == schedule.resolved["max_lr"]
+    assert "(they cannot tell the candidates apart), two more at x 2^-6, 2^-4; the lowest" in trials["reason"]
+    # on learnable data the same fit runs the ladder alone (the first test): the extra trials cost only there
 
 
 def test_without_validation_data_a_trial_reads_the_training_loss_of_its_last_quarter(tmp_path):
@@ -135,7 +154,8 @@ def test_lr_find_runs_no_trials_unless_asked(tmp_path):
         trainer, RichModule(scheduler=False), train_dataloaders=tiny_loader(), num_steps=40, verbose=False,
         trials=True, trial_steps=4,
     )  # fmt: skip
-    assert asked.extra["trials"]["steps"] == 4 and len(asked.extra["trials"]["lrs"]) == len(TRIAL_LADDER)
+    # (random labels: the 4-step trials cannot tell the candidates apart, two more run below the ladder)
+    assert asked.extra["trials"]["steps"] == 4 and len(asked.extra["trials"]["lrs"]) == len(TRIAL_LADDER) + 2
 
 
 def test_trial_arguments_are_checked_and_keep_older_checkpoints_state_key():
