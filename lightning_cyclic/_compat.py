@@ -353,6 +353,20 @@ def hydra_job_error(job_return: Any) -> BaseException:
     return error
 
 
+def hydra_has_whitelists() -> bool:
+    """Whether the installed Hydra checks the targets a config names against execution whitelists (Hydra >= 1.4):
+    ``hydra.main`` takes ``execution_whitelist`` and ``hydra.utils`` has the ``execution_whitelist`` context. The
+    one test of that for the app: it decides ``version_base``, the whitelist ``hydra_app`` gives and whether a run
+    trusts its config. Public names only."""
+    import inspect
+
+    import hydra
+    import hydra.utils
+
+    takes = "execution_whitelist" in inspect.signature(hydra.main).parameters
+    return takes and hasattr(hydra.utils, "execution_whitelist")
+
+
 def hydra_execution_whitelist_active() -> bool:
     """Whether a Hydra execution whitelist is in force here (``hydra.main(execution_whitelist=...)`` or an
     ``execution_whitelist()`` context, Hydra >= 1.4); ``False`` on a Hydra without whitelists. Where Hydra has
@@ -360,9 +374,7 @@ def hydra_execution_whitelist_active() -> bool:
 
     Private: ``hydra._internal.execution_policy._get_active_execution_whitelist`` (Hydra has no public read of it).
     """
-    import hydra.utils
-
-    if not hasattr(hydra.utils, "execution_whitelist"):
+    if not hydra_has_whitelists():
         return False
     try:
         from hydra._internal.execution_policy import _get_active_execution_whitelist  # type: ignore[import-not-found]

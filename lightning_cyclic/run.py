@@ -188,11 +188,7 @@ def version_base() -> dict[str, str]:
         with initialize_config_module("lightning_cyclic.conf", **version_base()):
             metrics, objects = train(compose("train", overrides=["schedule=onecycle"]))
     """
-    import inspect
-
-    import hydra
-
-    return {} if "execution_whitelist" in inspect.signature(hydra.main).parameters else {"version_base": "1.3"}
+    return {} if _compat.hydra_has_whitelists() else {"version_base": "1.3"}
 
 
 def main(cfg: DictConfig) -> float | None:
@@ -347,10 +343,9 @@ def _trusting_the_config() -> Any:
 
     import hydra.utils
 
-    allow = getattr(hydra.utils, "execution_whitelist", None)  # (Hydra >= 1.4)
-    if allow is None or _compat.hydra_execution_whitelist_active():
+    if not _compat.hydra_has_whitelists() or _compat.hydra_execution_whitelist_active():
         return contextlib.nullcontext()
-    return allow(hydra.utils.UNSAFE_DISABLE_EXECUTION_CHECKS)  # type: ignore[attr-defined]
+    return hydra.utils.execution_whitelist(hydra.utils.UNSAFE_DISABLE_EXECUTION_CHECKS)  # type: ignore[attr-defined]
 
 
 def _train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:

@@ -58,6 +58,11 @@ def test_corpus_covers_the_required_kinds_of_task(corpus):
     assert any(t.model_kwargs.get("cell") == "lstm" and t.optimizer == "sgd" for t in corpus.OUTSIDE)
     assert {t.val for t in tasks} == {True, False}
     assert {t.metric for t in tasks} == {"acc", "rmse"}
+    # the tie rule's checks: outside the study's tables, named apart, of the kinds where that rule can fire
+    names = [t.name for t in (*corpus.TASKS, *corpus.CHECKS)]
+    assert len(set(names)) == len(names) and not {t.name for t in corpus.CHECKS} & {t.name for t in corpus.TASKS}
+    assert {t.model for t in corpus.CHECKS} == {"plain-cnn", "plain-mlp", "gru"} and all(t.val for t in corpus.CHECKS)
+    assert all(corpus.find(name).name == name for name in names)
     assert {"digits", "mnist1d", "diabetes", "breast_cancer", "wine"} <= {t.data for t in tasks}
     assert any(t.data in ("clusters", "pointer") for t in tasks)  # generated here
     assert sum(corpus.total_steps(t) >= 2000 for t in tasks) >= 3

@@ -473,7 +473,7 @@ def work(job: dict) -> dict:
     torch.set_num_threads(1)
     if _ROOT is None:
         _ROOT = tempfile.mkdtemp(prefix="range-test-corpus-")
-    task = next(t for t in corpus.TASKS if t.name == job["task"])
+    task = corpus.find(job["task"])
     start = time.perf_counter()
     try:
         if job["kind"] == "range_tests":

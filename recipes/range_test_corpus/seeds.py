@@ -10,6 +10,7 @@ regret's standard error, grouped held out / earlier and accuracy / RMSE.
 
     python recipes/range_test_corpus/seeds.py --seeds 9 --jobs 2    # the held-out tasks: seeds.md
     python recipes/range_test_corpus/seeds.py --seeds 6 --jobs 2 --tasks earlier   # the others: seeds-earlier.md
+    python recipes/range_test_corpus/seeds.py --seeds 6 --jobs 2 --tasks checks    # the tie rule's: seeds-checks.md
     python recipes/range_test_corpus/seeds.py --seeds 9 --report-only   # seeds.md again from the journal
 
 The jobs go into ``run.py``'s journal (``jobs.jsonl``; ``run.py`` reads only the seeds it is asked for, so the
@@ -32,10 +33,12 @@ import run as study  # noqa: E402
 import tasks as corpus  # noqa: E402
 from common import arguments  # noqa: E402
 
-# every arm of run.py's peer table: ours with the Guard (the default), the pick divided by sqrt(2), without the Guard,
-# the curve alone (with and without the Guard), then the learning-rate-free optimizers and AdamW + cosine
+# every arm of run.py's peer table: ours with the Guard (the default), without the trials below the ladder where it
+# cannot tell, the pick divided by sqrt(2), without the Guard, the curve alone (with and without the Guard), then
+# the learning-rate-free optimizers and AdamW + cosine
 ARMS = (
     "auto-trials-guard",
+    "auto-trials-guard-one-ladder",
     "auto-trials-guard-sqrt2",
     "auto-trials",
     "auto",
@@ -94,7 +97,7 @@ def groups(tasks: list) -> dict[str, list]:
     accuracy (points) or RMSE (% of the oracle's): each group's median and worst are read apart."""
     out: dict[str, list] = {}
     for t in tasks:
-        name = "held out" if t.name in corpus.HELD_OUT else "earlier"
+        name = "held out" if t.name in corpus.HELD_OUT else "checks" if t in corpus.CHECKS else "earlier"
         out.setdefault(f"{name}, {'accuracy' if t.metric == 'acc' else 'RMSE'}", []).append(t)
     return out
 
@@ -115,7 +118,13 @@ def report(tasks: list, journal: study.Journal, plan: study.Plan, arms: tuple) -
         "|---|---|---|---|" + "---|" * len(arms),
     ]
     for t in tasks:
-        name = f"{t.name} (held out)" if t.name in corpus.HELD_OUT else t.name
+        name = (
+            f"{t.name} (held out)"
+            if t.name in corpus.HELD_OUT
+            else f"{t.name} (check)"
+            if t in corpus.CHECKS
+            else t.name
+        )
         for label, table in tables.items():
             row = table[t.name]
             if not row:
@@ -153,7 +162,9 @@ def report(tasks: list, journal: study.Journal, plan: study.Plan, arms: tuple) -
 def main() -> None:
     parser = arguments(__doc__, HERE, seeds=6, quick="not offered (run.py --quick is the smoke run)")
     parser.add_argument(
-        "--tasks", default="held-out", help="comma-separated task names, or held-out (default) or earlier"
+        "--tasks",
+        default="held-out",
+        help="comma-separated task names, or held-out (default), earlier, or checks (tasks.CHECKS: the tie rule's)",
     )
     parser.add_argument("--methods", default=",".join(ARMS), help="the arms (methods of run.py's peers)")
     parser.add_argument("--report-only", action="store_true", help="write the report from the journal, run nothing")
@@ -163,9 +174,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         parser.error("--quick: not offered (use run.py --quick)")
-    known = {t.name: t for t in corpus.TASKS}
-    named = {"held-out": list(corpus.HELD_OUT), "earlier": [n for n in known if n not in corpus.HELD_OUT]}
-    written = args.report or {"earlier": "seeds-earlier.md"}.get(args.tasks, "seeds.md")
+    known = {t.name: t for t in (*corpus.TASKS, *corpus.CHECKS)}
+    named = {
+        "held-out": list(corpus.HELD_OUT),
+        "earlier": [t.name for t in corpus.TASKS if t.name not in corpus.HELD_OUT],
+        "checks": [t.name for t in corpus.CHECKS],
+    }
+    written = args.report or {"earlier": "seeds-earlier.md", "checks": "seeds-checks.md"}.get(args.tasks, "seeds.md")
     if Path(written).name != written or not written.endswith(".md"):
         parser.error(f"--report: {written!r}; a file name ending in .md (it is written in --out, {args.out})")
     names = list(dict.fromkeys(named.get(args.tasks) or args.tasks.split(",")))  # (each task once)
