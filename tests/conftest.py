@@ -23,9 +23,11 @@ def make_cfg(tmp_path):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    from lightning_cyclic import run
+
     def make(*overrides: str, hydra: bool = False):
         GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        with initialize_config_dir(config_dir=str(CONF), **run.version_base()):
             return compose("train", overrides=[f"paths.output_dir={tmp_path}", *overrides], return_hydra_config=hydra)
 
     yield make

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from lightning_cyclic.run import version_base
 from tests.conftest import CONF, ROOT
 
 README = ROOT / "README.md"
@@ -118,7 +119,7 @@ def _compose(overrides: list[str], tmp_path: Path, config_dir: Path | None = Non
 
     GlobalHydra.instance().clear()
     extra = [f"hydra.searchpath=[file://{config_dir}]"] if config_dir else []
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF), **version_base()):
         cfg = compose("train", overrides=[f"paths.output_dir={tmp_path}", *overrides, *extra])
     GlobalHydra.instance().clear()
     return cfg

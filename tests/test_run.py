@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from lightning_cyclic.run import train
+from lightning_cyclic.run import train, version_base
 from lightning_cyclic.shapes import OneCycleSchedule
 from tests.conftest import ROOT, options
 from tests.helpers import WritesAMarker
@@ -464,7 +464,7 @@ def _group_leaves():
 
     cases = []
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF), **version_base()):
         for group in ("data", "model", "schedule", "optimizer", "callbacks", "lr_finder"):
             for option in options(group) if (CONF / group).is_dir() else [None]:
                 chosen = [f"{group}={option}"] if option else ["schedule.max_lr=auto"]

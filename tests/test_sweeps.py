@@ -11,6 +11,7 @@ import sys
 import pytest
 import yaml
 
+from lightning_cyclic.run import version_base
 from lightning_cyclic.sweeps import around, best_of, leaderboard, write_leaderboard, write_result
 from tests.conftest import ROOT
 
@@ -260,7 +261,7 @@ def test_ddp_cpu_metrics_are_of_the_whole_validation_set_not_rank_0s_half(tmp_pa
     cli("trainer=ddp_cpu", "trainer.max_epochs=1", "progress_bar=none", f"hydra.run.dir={out}")
     result = json.loads((out / "result.json").read_text())["metrics"]
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF), **version_base()):
         cfg = compose("train", overrides=[f"paths.output_dir={tmp_path}"])
     GlobalHydra.instance().clear()
     dm = instantiate(cfg.data)
