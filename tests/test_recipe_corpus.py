@@ -356,3 +356,21 @@ def test_more_seeds_at_the_corpus_seeds_are_the_corpus_studys_numbers(bench, cor
     ]
     kept = [statistics.mean(r["best"] for r in runs) for runs in grid]
     assert row["oracle"] == pytest.approx(max(kept)) and row["oracle"] != pytest.approx(oracles[task.name]["oracle"])
+
+
+@pytest.mark.slow
+def test_the_tie_picture_is_the_range_test_of_the_corpus_fit(bench, corpus, tmp_path):
+    """``tie.py`` runs the deep plain CNN's range test and trials at seed 3 as its corpus fit did: the same trials,
+    losses and peak as that fit's record in the journal (the seven trials: the ladder could not tell)."""
+    done = subprocess.run(
+        [sys.executable, str(FOLDER / "tie.py"), "--out", str(tmp_path)],
+        capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    shown = json.loads(done.stdout.strip().splitlines()[-1])
+    journal = bench.Journal(FOLDER / "jobs.jsonl")
+    task = corpus.find("digits-plain-cnn8-adamw")
+    fitted = journal.get(dict(bench.Plan(9, False, []).base(task, "peer", 3), method="auto-trials-guard"))
+    assert len(shown["trials"]["lrs"]) == 7 and shown["trials"]["lrs"] == pytest.approx(fitted["trials"]["lrs"])
+    assert shown["trials"]["losses"] == pytest.approx(fitted["trials"]["losses"])
+    assert shown["peak"] == pytest.approx(fitted["max_lr"]) and (tmp_path / "tie.png").stat().st_size > 10_000

@@ -197,7 +197,7 @@ METHODS = {
     "auto-trials-guard-sqrt2": "ours, before: as auto-trials-guard with the trials' pick divided by sqrt(2), as "
     "without a Guard",
     "auto-trials-guard-one-ladder": "ours, before: as auto-trials-guard without the two trials below the ladder "
-    "where none of its trials learned",
+    "where its trials cannot tell the candidates apart",
 }
 OURS_IN_FIT = (
     "auto",
