@@ -114,9 +114,9 @@ TRIAL_BIAS = 2**0.5  # a short run favours a bolder peak than the whole run want
 # ... unless a callback that rolls a too bold peak back (``Guard``: ``catches_bold_peaks``) is in the fit: chosen
 # on the corpus's earlier tasks, trained in the fit (recipes/range_test_corpus, auto-trials-guard)
 GUARDED_TRIAL_BIAS = 1.0
-# Where the ladder's lowest loss is within TRIAL_TIE of its median, its trials cannot tell the candidates apart (a deep
-# plain network, a recurrent one, all still near chance after a trial): two more below the ladder, and the lowest of
-# all seven (where the ones below are no better, the ladder's choice stands).
+# Where the ladder's lowest loss is within TRIAL_TIE of its median, its trials cannot tell the candidates apart (as
+# on a deep plain net whose every trial ended near chance): two more below the ladder; the lower of those is taken
+# where it beats the ladder's lowest by more than TRIAL_TIE of that median, else the ladder's choice stands.
 TRIAL_TIE = 0.01
 TRIAL_BELOW = (-6, -4)
 
@@ -135,14 +135,21 @@ def trial_peaks(edge: float, ladder: tuple[int, ...] = TRIAL_LADDER) -> list[flo
     return [edge * 2.0**j for j in ladder]
 
 
+def _lowest_and_median(losses: list[float]) -> tuple[float, float]:
+    """The lowest of ``losses`` and their median, ``inf`` (a blow-up) counting as the highest."""
+    ordered = sorted(x if math.isfinite(x) else math.inf for x in losses)
+    middle = len(ordered) // 2
+    return ordered[0], ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
 def cannot_tell(losses: list[float]) -> bool:
     """The trials' lowest loss is within ``TRIAL_TIE`` of their median (``inf``, a blow-up, counts as the highest):
     they do not tell the candidates apart. Not where most blew up (the median is ``inf``: the bold ones did tell),
-    nor where all did (that has a rule of its own)."""
-    ordered = sorted(x if math.isfinite(x) else math.inf for x in losses)
-    middle = len(ordered) // 2
-    median = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-    return math.isfinite(median) and median - ordered[0] <= TRIAL_TIE * abs(median)
+    nor where all did (that has a rule of its own), nor where there are none."""
+    if not losses:
+        return False
+    lowest, median = _lowest_and_median(losses)
+    return math.isfinite(median) and median - lowest <= TRIAL_TIE * abs(median)
 
 
 def trials_below(losses: list[float]) -> tuple[int, ...]:
@@ -162,26 +169,39 @@ def choose_trial(
     """What the trials at ``peaks`` (the edge times ``2 ** j`` for ``j`` in ``ladder``, lowest first: with the trials
     below ``TRIAL_LADDER`` where they ran) chose from their ``losses`` (``inf`` for a trial that blew up): the peak
     of the lowest loss divided by ``TRIAL_BIAS`` (``GUARDED_TRIAL_BIAS`` where ``guarded``: a callback in the fit
-    rolls a too bold peak back); where every trial blew up, a quarter of the lowest peak. The record
-    ``extra["trials"]`` holds, with the lr and the reason."""
+    rolls a too bold peak back); a trial below ``TRIAL_LADDER`` only where it beats the ladder's lowest by more
+    than ``TRIAL_TIE`` of the ladder's median loss. Where every trial blew up, a quarter of the lowest peak. The
+    record ``extra["trials"]`` holds, with the lr and the reason."""
+    if not len(peaks) == len(losses) == len(ladder):
+        raise ValueError(f"choose_trial: {len(peaks)} peaks, {len(losses)} losses and a ladder of {len(ladder)}")
     out: dict[str, Any] = {"lrs": peaks, "losses": [x if math.isfinite(x) else None for x in losses]}
     out.update(steps=steps, evaluated=evaluated)
     if not any(math.isfinite(x) for x in losses):  # even a quarter of the edge blew up: far below it, not at it
         reason = f"all {len(losses)} trials of {steps} steps blew up, the lowest at {peaks[0]:.3g}: a quarter of that"
         return {**out, "lr": peaks[0] / 4, "reason": reason}
-    best = min(range(len(losses)), key=lambda i: (losses[i], i))
+
+    def lowest(indices: list[int]) -> int:
+        return min(indices, key=lambda i: (losses[i] if math.isfinite(losses[i]) else math.inf, i))
+
+    main = [i for i, j in enumerate(ladder) if j in TRIAL_LADDER]
+    below = [j for j in ladder if j not in TRIAL_LADDER]
+    best = lowest(main)
+    note = ""
+    if below:
+        under = lowest([i for i in range(len(ladder)) if i not in main])
+        _, median = _lowest_and_median([losses[i] for i in main])
+        taken = math.isfinite(losses[under]) and losses[best] - losses[under] > TRIAL_TIE * abs(median)
+        note = (
+            f"their lowest {evaluated} within {TRIAL_TIE:.0%} of their median (they cannot tell the candidates apart), "
+            f"two more at x {', '.join(f'2^{j}' for j in below)}"
+            + ("; " if taken else f", no lower by {TRIAL_TIE:.0%} of that median; ")
+        )
+        best = under if taken else best
     bias = GUARDED_TRIAL_BIAS if guarded else TRIAL_BIAS
     how = (
         "as it is (a Guard in the fit rolls a too bold peak back)"
         if bias == 1
         else f"divided by {bias:.3g} for the short horizon"
-    )
-    below = [j for j in ladder if j not in TRIAL_LADDER]
-    note = (
-        f"their lowest {evaluated} within {TRIAL_TIE:.0%} of their median (they cannot tell the candidates apart), "
-        f"two more at x {', '.join(f'2^{j}' for j in below)}; "
-        if below
-        else ""
     )
     reason = (
         f"{len(ladder) - len(below)} trials of {steps} steps (one-cycle) at the edge x 2^{TRIAL_LADDER[0]}.."

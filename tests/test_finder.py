@@ -156,7 +156,15 @@ def test_trials_that_cannot_tell_the_candidates_apart_get_two_more_below_the_lad
     )
     # below no better (a recurrent net learns nothing there either): the ladder's choice stands
     flat = [2.3050, 2.3044, 2.3034, 2.3035, 2.3043, 2.3028, 2.2981]
-    assert choose_trial(peaks, flat, 30, "validation loss", True, ladder)["lr"] == pytest.approx(2.56)
+    stands = choose_trial(peaks, flat, 30, "validation loss", True, ladder)
+    assert stands["lr"] == pytest.approx(2.56) and "2^-4, no lower by 1% of that median; the lowest" in stands["reason"]
+    # lower, but by less than 1% of the ladder's median (2.3034): within the noise, the ladder's choice stands too
+    assert choose_trial(peaks, [2.29, *flat[1:]], 30, "val", True, ladder)["lr"] == pytest.approx(2.56)
+    assert choose_trial(peaks, [2.2981, *flat[1:]], 30, "val", True, ladder)["lr"] == pytest.approx(2.56)  # a tie
+    assert choose_trial(peaks, [2.27, *flat[1:]], 30, "val", True, ladder)["lr"] == pytest.approx(0.01)
+    assert not cannot_tell([])
+    with pytest.raises(ValueError, match="choose_trial: 7 peaks, 5 losses and a ladder of 7"):
+        choose_trial(peaks, flat[2:], 30, "val", True, ladder)
 
 
 def test_warmup_the_old_name_of_warms_up_still_works_and_says_so():

@@ -194,11 +194,12 @@ METHODS = {
     "auto-trials": "ours: OneCycle(max_lr='auto') + LRFinder() in the fit (range test, then short trials)",
     "auto-trials-guard": "ours: OneCycle(max_lr='auto') + LRFinder() + Guard() in the fit (with the Guard in the fit, "
     "the trials' pick is taken as it is)",
-    "auto-trials-guard-sqrt2": "ours, before: as auto-trials-guard with the trials' pick divided by sqrt(2), as "
-    "without a Guard",
+    "auto-trials-guard-sqrt2": "ours: as auto-trials-guard with the trials' pick divided by sqrt(2), as without a "
+    "Guard (the default before the pick was taken as it is with a Guard)",
     "auto-trials-guard-one-ladder": "ours, before: as auto-trials-guard without the two trials below the ladder "
     "where its trials cannot tell the candidates apart",
 }
+_SHIPPED: dict = {}  # the package's own values of the rules an arm changes, read before any arm changes them
 OURS_IN_FIT = (
     "auto",
     "auto-guard",
@@ -339,9 +340,11 @@ def fit_peer(task: corpus.Task, seed: int, method: str, epochs: int, root: str) 
     if ours:
         from lightning_cyclic import Guard, LRFinder, OneCycle, finder_control
 
-        # (read when the trials choose: the earlier default, for the comparison)
-        finder_control.GUARDED_TRIAL_BIAS = finder_control.TRIAL_BIAS if method.endswith("sqrt2") else 1.0
-        finder_control.TRIAL_BELOW = () if method.endswith("one-ladder") else (-6, -4)
+        # (read when the trials choose: an earlier default, for the comparison)
+        if not _SHIPPED:
+            _SHIPPED.update(bias=finder_control.GUARDED_TRIAL_BIAS, below=finder_control.TRIAL_BELOW)
+        finder_control.GUARDED_TRIAL_BIAS = finder_control.TRIAL_BIAS if method.endswith("sqrt2") else _SHIPPED["bias"]
+        finder_control.TRIAL_BELOW = () if method.endswith("one-ladder") else _SHIPPED["below"]
 
         callbacks += [OneCycle(max_lr="auto", log=False), LRFinder(verbose=False, trials="trials" in method)]
         callbacks += [Guard(verbose=False)] if "guard" in method else []

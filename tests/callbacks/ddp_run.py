@@ -23,7 +23,11 @@ from tests.helpers import TinyModule, tiny_loader
 
 if __name__ == "__main__":
     out = Path(sys.argv[1])
-    auto = len(sys.argv) > 2 and sys.argv[2] == "auto"
+    auto = len(sys.argv) > 2 and sys.argv[2] in ("auto", "auto_tie")
+    if auto and sys.argv[2] == "auto_tie":  # every ladder counts as one that cannot tell: the branch below runs
+        from lightning_cyclic import finder_control
+
+        finder_control.TRIAL_TIE = 1.0
     pl.seed_everything(0)
     module = TinyModule()
     initial = [p.detach().clone() for p in module.parameters()]

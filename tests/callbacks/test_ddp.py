@@ -51,6 +51,16 @@ def test_ddp_range_test_gives_every_rank_one_curve_and_one_lr(tmp_path):
     assert [lr for _, lr, _ in ranks[0]["seen"]] == [pytest.approx(schedule.lr(k), rel=1e-12) for k in range(6)]
 
 
+def test_ddp_trials_that_cannot_tell_run_two_more_below_on_every_rank(tmp_path):
+    """With every ladder counted as one that cannot tell (``TRIAL_TIE`` 1.0 in the ranks), each rank decides from the
+    all-reduced losses to run two more trials below the ladder (a rank that decided otherwise would leave the other
+    waiting in an all-reduce: the run would hang, not finish); both record the same seven and take the same peak."""
+    ranks = run_ddp(tmp_path, "auto_tie")
+    trials = ranks[0]["trials"]
+    assert trials == ranks[1]["trials"] and len(trials["losses"]) == 7 and len(set(trials["losses"])) == 7
+    assert "two more at x 2^-6, 2^-4" in trials["reason"] and ranks[0]["max_lr"] == ranks[1]["max_lr"] == trials["lr"]
+
+
 def test_ddp_best_snapshot_decides_once_and_every_rank_restores_the_same_weights(tmp_path):
     ranks = run_ddp(tmp_path, "best")
     for rank in ranks:  # rank 0's scores (3, 2, 1, 4, 4) decide: best at epoch 2, patience 2 runs out at epoch 4

@@ -11,7 +11,7 @@ import torch
 
 from lightning_cyclic import Guard, LRFinder, OneCycle, RangeTestResult, WarmRestarts, lr_find
 from lightning_cyclic.finder import GUARDED_TRIAL_BIAS, TRIAL_BIAS, TRIAL_LADDER, RangeTestConfig, trial_length
-from lightning_cyclic.finder_control import TRIAL_BELOW, cannot_tell
+from lightning_cyclic.finder_control import TRIAL_BELOW, cannot_tell, choose_trial
 from lightning_cyclic.shapes import OneCycleSchedule
 from tests.helpers import RichModule, tiny_loader, tiny_trainer
 
@@ -64,7 +64,7 @@ def test_with_a_guard_in_the_fit_auto_takes_the_lowest_trial_as_it_is(tmp_path):
     assert "as it is (a Guard in the fit rolls a too bold peak back)" in trials["reason"]
 
 
-def test_where_the_trials_cannot_tell_the_candidates_apart_two_more_run_below_and_the_lowest_of_all_wins(tmp_path):
+def test_where_the_trials_cannot_tell_the_candidates_apart_two_more_run_below_the_ladder(tmp_path):
     # random labels: no 30-step trial learns anything, every loss within 1% of the others
     finder = LRFinder(num_steps=60)
     schedule = OneCycle(max_lr="auto")
@@ -75,10 +75,12 @@ def test_where_the_trials_cannot_tell_the_candidates_apart_two_more_run_below_an
     result = finder.result
     trials, edge = result.extra["trials"], result.suggestion.lr
     ladder = (*TRIAL_BELOW, *TRIAL_LADDER)
-    assert cannot_tell(trials["losses"][2:]) and trials["lrs"] == pytest.approx([edge * 2.0**j for j in ladder])
-    best = int(np.argmin(trials["losses"]))
-    assert result.chosen.lr == pytest.approx(trials["lrs"][best] / TRIAL_BIAS) == schedule.resolved["max_lr"]
-    assert "(they cannot tell the candidates apart), two more at x 2^-6, 2^-4; the lowest" in trials["reason"]
+    losses = [math.inf if x is None else x for x in trials["losses"]]
+    assert cannot_tell(losses[2:]) and trials["lrs"] == pytest.approx([edge * 2.0**j for j in ladder])
+    # what they chose is choose_trial's reading of the seven (a trial below only if clearly lower)
+    chosen = choose_trial(trials["lrs"], losses, trials["steps"], trials["evaluated"], ladder=ladder)
+    assert result.chosen.lr == pytest.approx(chosen["lr"]) == schedule.resolved["max_lr"]
+    assert trials["reason"] == chosen["reason"] and "two more at x 2^-6, 2^-4" in trials["reason"]
     # on learnable data the same fit runs the ladder alone (the first test): the extra trials cost only there
 
 
