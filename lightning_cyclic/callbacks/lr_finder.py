@@ -55,10 +55,11 @@ class LRFinder(Callback):
             sqrt(2) for the short horizon's bias towards bold lrs (taken as it is where a ``Guard``
             is in the fit: it rolls a too bold peak back), is what ``"auto"`` arguments
             take (``result.chosen``); the curve's reading stays in ``result.suggestion``. Where
-            the five cannot tell the candidates apart (the lowest loss within 1% of their median:
-            a deep plain or recurrent net still near chance), two more at 1/64 and 1/16 of the
-            reading, and the lowest of all seven. Where every trial blows up, a quarter of the
-            lowest candidate. Undone as the test is; one line says what the trials chose and why.
+            the five cannot tell the candidates apart (the lowest loss within 1% of their median,
+            as where every trial of a deep plain net ends near chance), two more at 1/64 and 1/16
+            of the reading, the lower of them taken where it beats the five's lowest by more than
+            that 1%. Where every trial blows up, a quarter of the lowest candidate. Undone as the
+            test is; one line says what the trials chose and why.
         trial_steps: optimizer steps of each trial; ``None`` (default): 3% of the fit's
             optimizer steps, at least 30.
         save_dir: write ``lr_find.json`` (curve and suggestion) and ``lr_find.png`` there;

@@ -8,7 +8,8 @@ This script measures what a user pays: the same fit twice, one process, one thre
 
 * ``fixed``: ``OneCycle(max_lr=<the task's oracle lr>)``;
 * ``auto``: ``LRFinder()`` and ``OneCycle(max_lr="auto")``, every default (``evaluate="auto"``: the validation
-  loss where the task has a validation loader; ``trials=True``: five short trials after the sweep),
+  loss where the task has a validation loader; ``trials=True``: five short trials after the sweep, seven where the
+  five tie),
 
 both with the task's data module (its validation loader where it has one, so validation runs every epoch, as in
 a user's fit). The range test's cost is measured two ways in the same fits: **(a)** the wall time of
