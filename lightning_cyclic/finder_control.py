@@ -170,8 +170,8 @@ def choose_trial(
     below ``TRIAL_LADDER`` where they ran) chose from their ``losses`` (``inf`` for a trial that blew up): the peak
     of the lowest loss divided by ``TRIAL_BIAS`` (``GUARDED_TRIAL_BIAS`` where ``guarded``: a callback in the fit
     rolls a too bold peak back); a trial below ``TRIAL_LADDER`` only where it beats the ladder's lowest by more
-    than ``TRIAL_TIE`` of the ladder's median loss. Where every trial blew up, a quarter of the lowest peak. The
-    record ``extra["trials"]`` holds, with the lr and the reason."""
+    than ``TRIAL_TIE`` of the ladder's median loss (``told``: whether one did, where they ran). Where every trial
+    blew up, a quarter of the lowest peak. The record ``extra["trials"]`` holds, with the lr and the reason."""
     if not len(peaks) == len(losses) == len(ladder):
         raise ValueError(f"choose_trial: {len(peaks)} peaks, {len(losses)} losses and a ladder of {len(ladder)}")
     out: dict[str, Any] = {"lrs": peaks, "losses": [x if math.isfinite(x) else None for x in losses]}
@@ -197,6 +197,7 @@ def choose_trial(
             + ("; " if taken else f", no lower by {TRIAL_TIE:.0%} of that median; ")
         )
         best = under if taken else best
+        out["told"] = taken  # (False: neither the ladder nor the two below told the candidates apart)
     bias = GUARDED_TRIAL_BIAS if guarded else TRIAL_BIAS
     how = (
         "as it is (a Guard in the fit rolls a too bold peak back)"

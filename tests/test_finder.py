@@ -158,6 +158,8 @@ def test_trials_that_cannot_tell_the_candidates_apart_get_two_more_below_the_lad
     flat = [2.3050, 2.3044, 2.3034, 2.3035, 2.3043, 2.3028, 2.2981]
     stands = choose_trial(peaks, flat, 30, "validation loss", True, ladder)
     assert stands["lr"] == pytest.approx(2.56) and "2^-4, no lower by 1% of that median; the lowest" in stands["reason"]
+    assert stands["told"] is False and learned_below["told"] is True  # (LRFinder warns where nothing told)
+    assert "told" not in choose_trial(peaks[2:], at_chance, 30, "validation loss")  # (no trials below: none ran)
     # lower, but by less than 1% of the ladder's median (2.3034): within the noise, the ladder's choice stands too
     assert choose_trial(peaks, [2.29, *flat[1:]], 30, "val", True, ladder)["lr"] == pytest.approx(2.56)
     assert choose_trial(peaks, [2.2981, *flat[1:]], 30, "val", True, ladder)["lr"] == pytest.approx(2.56)  # a tie

@@ -58,8 +58,9 @@ class LRFinder(Callback):
             the five cannot tell the candidates apart (the lowest loss within 1% of their median,
             as where every trial of a deep plain net ends near chance), two more at 1/64 and 1/16
             of the reading, the lower of them taken where it beats the five's lowest by more than
-            that 1%. Where every trial blows up, a quarter of the lowest candidate. Undone as the
-            test is; one line says what the trials chose and why.
+            that 1% (a warning where neither does: nothing tested the peak). Where every trial
+            blows up, a quarter of the lowest candidate. Undone as the test is; one line says what
+            the trials chose and why.
         trial_steps: optimizer steps of each trial; ``None`` (default): 3% of the fit's
             optimizer steps, at least 30.
         save_dir: write ``lr_find.json`` (curve and suggestion) and ``lr_find.png`` there;
@@ -176,6 +177,12 @@ class LRFinder(Callback):
                 line = f"LRFinder: short trials: {trials['reason']}; {took}"
                 if trials.get("losses") and all(x is None for x in trials["losses"]):
                     rank_zero_warn(line)  # the curve's reading would have blown up: worth a warning, not a note
+                elif trials.get("told") is False:  # no trial learnt more than the others: the peak is untested
+                    rank_zero_warn(
+                        f"{line}. No trial learnt more than the others within {trials['steps']} steps, so nothing "
+                        "tested that peak: where the fit does not learn, give LRFinder(trial_steps=...) longer "
+                        "trials or set max_lr"
+                    )
                 else:
                     rank_zero_info(line)
         warning = result.warning()

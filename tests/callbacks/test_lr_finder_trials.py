@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -69,9 +70,11 @@ def test_where_the_trials_cannot_tell_the_candidates_apart_two_more_run_below_th
     finder = LRFinder(num_steps=60)
     schedule = OneCycle(max_lr="auto")
     torch.manual_seed(0)
-    tiny_trainer(tmp_path, [schedule, finder], max_epochs=2).fit(
-        RichModule(scheduler=False), tiny_loader(), tiny_loader(n=32, seed=3)
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tiny_trainer(tmp_path, [schedule, finder], max_epochs=2).fit(
+            RichModule(scheduler=False), tiny_loader(), tiny_loader(n=32, seed=3)
+        )
     result = finder.result
     trials, edge = result.extra["trials"], result.suggestion.lr
     ladder = (*TRIAL_BELOW, *TRIAL_LADDER)
@@ -81,6 +84,9 @@ def test_where_the_trials_cannot_tell_the_candidates_apart_two_more_run_below_th
     chosen = choose_trial(trials["lrs"], losses, trials["steps"], trials["evaluated"], ladder=ladder)
     assert result.chosen.lr == pytest.approx(chosen["lr"]) == schedule.resolved["max_lr"]
     assert trials["reason"] == chosen["reason"] and "two more at x 2^-6, 2^-4" in trials["reason"]
+    # the two below did not tell either (random labels): a warning says that nothing tested the peak
+    untested = [w for w in caught if "No trial learnt more than the others within 30 steps" in str(w.message)]
+    assert trials["told"] is False and len(untested) == 1 and "LRFinder(trial_steps=...)" in str(untested[0].message)
     # on learnable data the same fit runs the ladder alone (the first test): the extra trials cost only there
 
 
