@@ -1578,7 +1578,7 @@ def main() -> None:
     meta = {
         "quick": args.quick,
         "seeds": len(plan.seeds),
-        "jobs": args.jobs,
+        "processes": args.jobs,
         "cpus": os.cpu_count(),
         "candidates": CANDIDATES,
         "default_constants": default_constants(),
@@ -1599,7 +1599,8 @@ def main() -> None:
 
     results, _ = collect(plan, journal, candidates, meta)
     elapsed = time.perf_counter() - start
-    results["meta"]["seconds"] = elapsed
+    # this invocation (it may have run nothing new: the report from the journal), and every reported job's own time
+    results["meta"].update(seconds_this_run=elapsed, jobs_this_run=len(ran))
     parts = ("range_tests", "grid", "trainings", "peers")
     results["meta"]["job_seconds"] = sum(r.get("wall", 0.0) for p in parts for r in results[p])
     if not results["tasks"]:
