@@ -184,19 +184,20 @@ def choose_trial(
         return min(indices, key=lambda i: (losses[i] if math.isfinite(losses[i]) else math.inf, i))
 
     main = [i for i, j in enumerate(ladder) if j in TRIAL_LADDER]
-    below = [j for j in ladder if j not in TRIAL_LADDER]
+    under = [i for i, j in enumerate(ladder) if j not in TRIAL_LADDER]  # (the trials below, where they ran)
+    below = [ladder[i] for i in under]
     best = lowest(main)
     note = ""
-    if below:
-        under = lowest([i for i in range(len(ladder)) if i not in main])
+    if under:
+        lower = lowest(under)
         _, median = _lowest_and_median([losses[i] for i in main])
-        taken = math.isfinite(losses[under]) and losses[best] - losses[under] > TRIAL_TIE * abs(median)
+        taken = math.isfinite(losses[lower]) and losses[best] - losses[lower] > TRIAL_TIE * abs(median)
         note = (
             f"their lowest {evaluated} within {TRIAL_TIE:.0%} of their median (they cannot tell the candidates apart), "
             f"two more at x {', '.join(f'2^{j}' for j in below)}"
             + ("; " if taken else f", no lower by {TRIAL_TIE:.0%} of that median; ")
         )
-        best = under if taken else best
+        best = lower if taken else best
         out["told"] = taken  # (False: neither the ladder nor the two below told the candidates apart)
     bias = GUARDED_TRIAL_BIAS if guarded else TRIAL_BIAS
     how = (

@@ -564,8 +564,6 @@ def test_a_program_composes_the_apps_config_with_version_base_and_no_warning():
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
-    from lightning_cyclic.run import version_base
-
     whitelists = "execution_whitelist" in inspect.signature(hydra.main).parameters
     assert version_base() == ({} if whitelists else {"version_base": "1.3"})
     GlobalHydra.instance().clear()

@@ -92,12 +92,18 @@ def task_rows(task: corpus.Task, journal: study.Journal, plan: study.Plan, arms:
     return row
 
 
+def kind(task: corpus.Task) -> str:
+    """Held out (nothing was tuned on it), check (``tasks.CHECKS``: kept aside to check the trials' tie rule) or
+    earlier (the rule was developed on it)."""
+    return "held out" if task.name in corpus.HELD_OUT else "check" if task in corpus.CHECKS else "earlier"
+
+
 def groups(tasks: list) -> dict[str, list]:
-    """The tasks by kind of regret: held out (nothing was tuned on them) or earlier (the rule was developed on them),
-    accuracy (points) or RMSE (% of the oracle's): each group's median and worst are read apart."""
+    """The tasks by kind (:func:`kind`) and by kind of regret, accuracy (points) or RMSE (% of the oracle's): each
+    group's median and worst are read apart."""
     out: dict[str, list] = {}
     for t in tasks:
-        name = "held out" if t.name in corpus.HELD_OUT else "checks" if t in corpus.CHECKS else "earlier"
+        name = {"check": "checks"}.get(kind(t), kind(t))
         out.setdefault(f"{name}, {'accuracy' if t.metric == 'acc' else 'RMSE'}", []).append(t)
     return out
 
@@ -118,13 +124,7 @@ def report(tasks: list, journal: study.Journal, plan: study.Plan, arms: tuple) -
         "|---|---|---|---|" + "---|" * len(arms),
     ]
     for t in tasks:
-        name = (
-            f"{t.name} (held out)"
-            if t.name in corpus.HELD_OUT
-            else f"{t.name} (check)"
-            if t in corpus.CHECKS
-            else t.name
-        )
+        name = t.name if kind(t) == "earlier" else f"{t.name} ({kind(t)})"
         for label, table in tables.items():
             row = table[t.name]
             if not row:
