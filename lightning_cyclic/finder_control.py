@@ -119,6 +119,10 @@ GUARDED_TRIAL_BIAS = 1.0
 # where it beats the ladder's lowest by more than TRIAL_TIE of that median, else the ladder's choice stands.
 TRIAL_TIE = 0.01
 TRIAL_BELOW = (-6, -4)
+# From the most cautious candidate up, the first trial more than TRIAL_CLIFF above the lowest loss so far (or blown
+# up) is a cliff: the pick is the lowest below it, and a lower loss past it (a bolder trial that got through where
+# a more cautious one did worse) is taken for a short run's luck beyond the edge, not the peak a whole run wants.
+TRIAL_CLIFF = 0.01
 
 
 def trial_length(config: RangeTestConfig, total: float) -> int | None:
@@ -158,6 +162,21 @@ def trials_below(losses: list[float]) -> tuple[int, ...]:
     return TRIAL_BELOW if cannot_tell(losses) else ()
 
 
+def below_the_cliff(losses: list[float], indices: list[int]) -> tuple[int, int | None]:
+    """From the most cautious of ``indices`` (lowest first) up: the index of the lowest loss before the first trial
+    more than ``TRIAL_CLIFF`` above the lowest so far (a blow-up, ``inf``, is above any), and that trial's index
+    (``None`` where there is none). Ties go to the more cautious trial."""
+    best, cliff = indices[0], None
+    for i in indices[1:]:
+        low, x = losses[best], losses[i]
+        if x < low:
+            best = i
+        elif math.isfinite(low) and not x - low <= TRIAL_CLIFF * abs(low):  # (a NaN, or inf, is a cliff too)
+            cliff = i
+            break
+    return best, cliff
+
+
 def choose_trial(
     peaks: list[float],
     losses: list[float],
@@ -169,9 +188,11 @@ def choose_trial(
     """What the trials at ``peaks`` (the edge times ``2 ** j`` for ``j`` in ``ladder``, lowest first: with the trials
     below ``TRIAL_LADDER`` where they ran) chose from their ``losses`` (``inf`` for a trial that blew up): the peak
     of the lowest loss divided by ``TRIAL_BIAS`` (``GUARDED_TRIAL_BIAS`` where ``guarded``: a callback in the fit
-    rolls a too bold peak back); a trial below ``TRIAL_LADDER`` only where it beats the ladder's lowest by more
-    than ``TRIAL_TIE`` of the ladder's median loss (``told``: whether one did, where they ran). Where every trial
-    blew up, a quarter of the lowest peak. The record ``extra["trials"]`` holds, with the lr and the reason."""
+    rolls a too bold peak back). The ladder's lowest is read :func:`below_the_cliff`: a lower loss past a trial more
+    than ``TRIAL_CLIFF`` above a more cautious one's is not taken (``cliff``: that trial's step of the ladder, where
+    it cut a lower loss off). A trial below ``TRIAL_LADDER`` only where it beats the ladder's pick by more than
+    ``TRIAL_TIE`` of the ladder's median loss (``told``: whether one did, where they ran). Where every trial blew
+    up, a quarter of the lowest peak. The record ``extra["trials"]`` holds, with the lr and the reason."""
     if not len(peaks) == len(losses) == len(ladder):
         raise ValueError(f"choose_trial: {len(peaks)} peaks, {len(losses)} losses and a ladder of {len(ladder)}")
     out: dict[str, Any] = {"lrs": peaks, "losses": [x if math.isfinite(x) else None for x in losses]}
@@ -186,13 +207,22 @@ def choose_trial(
     main = [i for i, j in enumerate(ladder) if j in TRIAL_LADDER]
     under = [i for i, j in enumerate(ladder) if j not in TRIAL_LADDER]  # (the trials below, where they ran)
     below = [ladder[i] for i in under]
-    best = lowest(main)
+    best, cliff = below_the_cliff([x if math.isfinite(x) else math.inf for x in losses], main)
     note = ""
+    if cliff is not None and losses[lowest(main)] < losses[best]:  # the cliff cut a lower loss off
+        past = lowest(main)
+        out["cliff"] = ladder[cliff]
+        blown = "" if math.isfinite(losses[cliff]) else ", blown up"
+        note = (
+            f"a cliff at x 2^{ladder[cliff]} (more than {TRIAL_CLIFF:.0%} above a more cautious trial{blown}): the "
+            f"lower {evaluated} past it (x 2^{ladder[past]}: {losses[past]:.4g}) taken for a short run's luck beyond "
+            "the edge; below it, "
+        )
     if under:
         lower = lowest(under)
         _, median = _lowest_and_median([losses[i] for i in main])
         taken = math.isfinite(losses[lower]) and losses[best] - losses[lower] > TRIAL_TIE * abs(median)
-        note = (
+        note += (
             f"their lowest {evaluated} within {TRIAL_TIE:.0%} of their median (they cannot tell the candidates apart), "
             f"two more at x {', '.join(f'2^{j}' for j in below)}"
             + ("; " if taken else f", no lower by {TRIAL_TIE:.0%} of that median; ")

@@ -10,14 +10,17 @@ import warnings
 
 import pytest
 
+from lightning_cyclic import finder_control
 from lightning_cyclic.finder_control import (
     GUARDED_TRIAL_BIAS,
     SKIPPED_IN_A_ROW,
     TRIAL_BELOW,
     TRIAL_BIAS,
+    TRIAL_CLIFF,
     TRIAL_LADDER,
     TRIAL_MIN_STEPS,
     SweepControl,
+    below_the_cliff,
     cannot_tell,
     choose_trial,
     trial_length,
@@ -133,6 +136,44 @@ def test_the_trials_length_and_their_choice():
     guarded = choose_trial(peaks, [1.0, 0.5, 0.7, 0.5, math.inf], 30, "validation loss", guarded=True)
     assert guarded["lr"] == pytest.approx(0.05 * GUARDED_TRIAL_BIAS) == pytest.approx(0.05) and guarded["guarded"]
     assert "as it is (a Guard in the fit" in guarded["reason"] and not chosen["guarded"]
+
+
+def test_a_lower_loss_past_a_cliff_is_not_taken(monkeypatch):
+    # a recurrent net's trials (seed 8 of the corpus's GRU): the edge x 1 learnt, x 2 did not (more than 1% above
+    # it), x 4 got through to the lowest loss of all: a short run's luck past the edge; the whole run at x 4 stalled
+    peaks = trial_peaks(0.0213)
+    lucky = [2.305, 2.304, 2.141, 2.309, 2.064]
+    chosen = choose_trial(peaks, lucky, 30, "validation loss", guarded=True)
+    assert chosen["lr"] == pytest.approx(0.0213) and chosen["cliff"] == 1 and TRIAL_CLIFF == 0.01
+    assert chosen["reason"] == (
+        "5 trials of 30 steps (one-cycle) at the edge x 2^-2..2: a cliff at x 2^1 (more than 1% above a more "
+        "cautious trial): the lower validation loss past it (x 2^2: 2.064) taken for a short run's luck beyond the "
+        "edge; below it, the lowest validation loss (2.141) at x 2^0, as it is (a Guard in the fit rolls a too bold "
+        "peak back)"
+    )
+    # no cliff before the lowest: the lowest is taken and nothing is said (a cliff after it cuts nothing off)
+    plateau = [2.305, 2.304, 2.306, 2.274, 2.308]  # (a plateau's noise, within 1%, is no cliff)
+    assert below_the_cliff(plateau, list(range(5))) == (3, 4)
+    assert "cliff" not in choose_trial(peaks, plateau, 30, "val", True) and "cliff" not in chosen["losses"]
+    assert choose_trial(peaks, plateau, 30, "val", True)["lr"] == pytest.approx(peaks[3])
+    assert below_the_cliff([1.0, 1.005, 0.9], [0, 1, 2]) == (2, None)  # 0.5% above: no cliff
+    # a blow-up is a cliff; a negative loss's 1% is of its size; ties go to the more cautious trial
+    blown = choose_trial(peaks, [1.0, 0.8, math.inf, 0.5, math.inf], 30, "val", True)
+    assert blown["lr"] == pytest.approx(peaks[1]) and blown["cliff"] == 0 and ", blown up)" in blown["reason"]
+    assert below_the_cliff([-1.0, -0.98, -1.5], [0, 1, 2]) == (0, 1)
+    assert below_the_cliff([math.inf, 1.0, 1.0, 2.0], [0, 1, 2, 3]) == (1, 3)  # (the first blew up: no cliff yet)
+    # without the cliff (math.inf), the lowest of the five wherever it is, as before
+    monkeypatch.setattr(finder_control, "TRIAL_CLIFF", math.inf)
+    assert choose_trial(peaks, lucky, 30, "val", True)["lr"] == pytest.approx(peaks[4])
+
+
+def test_the_trials_below_must_beat_the_pick_below_the_cliff():
+    # the five tie (lowest 2.28 within 1% of the median 2.30) and a cliff at x 2^-1 cuts the 2.28 off: the pick is
+    # x 2^-2 (2.30), which the lower trial below (2.27) beats by more than 1% of the median (it would not beat 2.28)
+    ladder = (*TRIAL_BELOW, *TRIAL_LADDER)
+    peaks = trial_peaks(0.64, ladder)
+    chosen = choose_trial(peaks, [2.27, 2.31, 2.30, 2.33, 2.28, 2.30, 2.30], 30, "val", True, ladder)
+    assert chosen["lr"] == pytest.approx(0.01) and chosen["told"] and chosen["cliff"] == -1
 
 
 def test_trials_that_cannot_tell_the_candidates_apart_get_two_more_below_the_ladder():
