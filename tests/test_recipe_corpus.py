@@ -374,3 +374,50 @@ def test_the_tie_picture_is_the_range_test_of_the_corpus_fit(bench, corpus, tmp_
     assert len(shown["trials"]["lrs"]) == 7 and shown["trials"]["lrs"] == pytest.approx(fitted["trials"]["lrs"])
     assert shown["trials"]["losses"] == pytest.approx(fitted["trials"]["losses"])
     assert shown["peak"] == pytest.approx(fitted["max_lr"]) and (tmp_path / "tie.png").stat().st_size > 10_000
+
+
+def test_the_cliff_study_reads_its_journals(bench, corpus, tmp_path):
+    """``cliff.py``'s report, from its journal and the corpus's, is the committed ``cliff.md``: the probes with the
+    cliff on, the pairs trained where it changed the pick, and the corpus's own seeds where it was made; a probe
+    fired only where the cliff cut a lower loss off and its pick differs from the shipped reading's."""
+    cliff = _module("cliff")
+    tasks = corpus.available([*corpus.TASKS, *corpus.CHECKS])
+    if len(tasks) < len(corpus.TASKS) + len(corpus.CHECKS):
+        pytest.skip("Fashion-MNIST is not on this machine (make data): its rows are in cliff.md")
+    journal = bench.Journal(FOLDER / "cliff.jsonl")
+    by = {(r["task"], r["seed"], r["method"] or "probe"): r for r in journal.records.values() if "error" not in r}
+    text = cliff.report(tasks, by, list(range(20, 32)), bench.Journal(FOLDER / "jobs.jsonl"))
+    assert text == (FOLDER / "cliff.md").read_text()
+    probes = [r for r in by.values() if r["kind"] == "probe"]
+    # (a curve the edge rule could not read runs no trials: 5 of the 288)
+    assert len(probes) == 12 * len(tasks) and sum(r["trials"] is None for r in probes) == 5
+    fired = [r for r in probes if cliff.fired(r)]
+    assert fired and all("cliff" in r["trials"] for r in fired)
+    for r in fired:  # both arms trained, the shipped one at the lowest of the five
+        shipped = by[(r["task"], r["seed"], "auto-trials-guard")]
+        with_cliff = by[(r["task"], r["seed"], "auto-trials-guard-cliff")]
+        assert with_cliff["max_lr"] == pytest.approx(r["trials"]["lr"])
+        assert shipped["max_lr"] == pytest.approx(cliff.shipped_pick(r["trials"])) != with_cliff["max_lr"]
+    # a probe whose cliff came after the lowest cut nothing off: not fired
+    calm = dict(fired[0], trials=dict(fired[0]["trials"], lr=cliff.shipped_pick(fired[0]["trials"])))
+    assert not cliff.fired(calm) and not cliff.fired(dict(fired[0], trials=None))
+    # the corpus's own seeds: every cliff fit beside the shipped fit of its seed
+    own = cliff.in_sample(bench.Journal(FOLDER / "jobs.jsonl"))
+    assert len(own) == 8 and {"mnist1d-gru-adamw", "mnist1d-plain-mlp10-sgd"} <= {name for name, _, _ in own}
+    assert "3 better, 5 worse" in text and "The cliff is off in the package" in text
+
+
+@pytest.mark.slow
+def test_a_cliff_probe_is_the_start_of_its_fit(bench, corpus):
+    """A probe (``cliff.py``) runs the range test and the trials as the arm with the cliff ran them in its fit: the
+    same trials and pick as that fit's record, on a seed where the cliff fired."""
+    cliff = _module("cliff")
+    journal = bench.Journal(FOLDER / "cliff.jsonl")
+    task, seed = corpus.find("wine-mlp-adamw"), 29
+    base = bench.Plan(1, False, []).base(task, "probe", seed)
+    recorded = journal.get({**base, "method": None})
+    fitted = journal.get({**base, "kind": "peer", "method": "auto-trials-guard-cliff"})
+    again = cliff.probe(task, seed, base["epochs"])
+    assert again["trials"]["losses"] == pytest.approx(recorded["trials"]["losses"])
+    assert again["trials"]["lr"] == pytest.approx(recorded["trials"]["lr"]) == pytest.approx(fitted["max_lr"])
+    assert "cliff" in again["trials"]

@@ -196,10 +196,10 @@ METHODS = {
     "the trials' pick is taken as it is)",
     "auto-trials-guard-sqrt2": "ours: as auto-trials-guard with the trials' pick divided by sqrt(2), as without a "
     "Guard (the default before the pick was taken as it is with a Guard)",
-    "auto-trials-guard-argmin": "ours, before: as auto-trials-guard with the ladder's lowest loss taken wherever it "
-    "is (no cliff: a lower loss past a trial more than 1% above a more cautious one's is taken too)",
-    "auto-trials-guard-one-ladder": "ours, before: as auto-trials-guard-argmin without the two trials below the "
-    "ladder where its trials cannot tell the candidates apart",
+    "auto-trials-guard-cliff": "ours, measured and not adopted: as auto-trials-guard with the trials read below "
+    "their first cliff (a trial more than 1% above a more cautious one's loss: finder_control.TRIAL_CLIFF 0.01)",
+    "auto-trials-guard-one-ladder": "ours, before: as auto-trials-guard without the two trials below the ladder "
+    "where its trials cannot tell the candidates apart",
 }
 _SHIPPED: dict = {}  # the package's own values of the rules an arm changes, read before any arm changes them
 OURS_IN_FIT = (
@@ -208,9 +208,10 @@ OURS_IN_FIT = (
     "auto-trials",
     "auto-trials-guard",
     "auto-trials-guard-sqrt2",
-    "auto-trials-guard-argmin",
+    "auto-trials-guard-cliff",
     "auto-trials-guard-one-ladder",
 )
+CLIFF = 0.01  # the arm auto-trials-guard-cliff's TRIAL_CLIFF
 WARMUP = 0.05  # share of the run the schedule-free and AdamW warmups take
 
 
@@ -349,8 +350,7 @@ def fit_peer(task: corpus.Task, seed: int, method: str, epochs: int, root: str) 
             _SHIPPED.update(bias=control.GUARDED_TRIAL_BIAS, below=control.TRIAL_BELOW, cliff=control.TRIAL_CLIFF)
         finder_control.GUARDED_TRIAL_BIAS = finder_control.TRIAL_BIAS if method.endswith("sqrt2") else _SHIPPED["bias"]
         finder_control.TRIAL_BELOW = () if method.endswith("one-ladder") else _SHIPPED["below"]
-        before_cliff = method.endswith(("argmin", "one-ladder"))
-        finder_control.TRIAL_CLIFF = math.inf if before_cliff else _SHIPPED["cliff"]
+        finder_control.TRIAL_CLIFF = CLIFF if method.endswith("cliff") else _SHIPPED["cliff"]
 
         callbacks += [OneCycle(max_lr="auto", log=False), LRFinder(verbose=False, trials="trials" in method)]
         callbacks += [Guard(verbose=False)] if "guard" in method else []

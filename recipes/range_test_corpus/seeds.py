@@ -33,12 +33,12 @@ import run as study  # noqa: E402
 import tasks as corpus  # noqa: E402
 from common import arguments  # noqa: E402
 
-# every arm of run.py's peer table: ours with the Guard (the default), without the cliff, without the cliff and the
-# trials below the ladder where it cannot tell, the pick divided by sqrt(2), without the Guard, the curve alone
-# (with and without the Guard), then the learning-rate-free optimizers and AdamW + cosine
+# every arm of run.py's peer table: ours with the Guard (the default), with the trials read below a cliff (not
+# adopted), without the trials below the ladder where it cannot tell, the pick divided by sqrt(2), without the
+# Guard, the curve alone (with and without the Guard), then the learning-rate-free optimizers and AdamW + cosine
 ARMS = (
     "auto-trials-guard",
-    "auto-trials-guard-argmin",
+    "auto-trials-guard-cliff",
     "auto-trials-guard-one-ladder",
     "auto-trials-guard-sqrt2",
     "auto-trials",

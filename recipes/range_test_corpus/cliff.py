@@ -1,0 +1,235 @@
+"""The trials' cliff on seeds nothing was looked at: each task's range test and short trials at new seeds, and where
+the cliff changes the pick, the fit trained both ways, paired. Why the cliff is off in the package.
+
+The cliff (``finder_control.TRIAL_CLIFF`` at 1%, ``run.CLIFF``: from the most cautious candidate up, a trial more
+than 1% above the lowest loss so far ends the reading, a lower loss past it taken for a short run's luck) came
+from two held-out misses (the GRU's seed 8 and the plain 10-layer MLP's seed 7), so on the corpus's own seeds it
+is in-sample. Here every task of the corpus and the checks (``tasks.TASKS``, ``tasks.CHECKS``) runs, at seeds from
+``--first`` on (20: no study here used them), what ``OneCycle(max_lr="auto")`` + ``LRFinder()`` + ``Guard()`` run
+at the start of a fit with the cliff on (the corpus arm ``auto-trials-guard-cliff``), and stops there (a probe).
+Where its pick differs from the shipped reading's (the lowest of the five: ``auto-trials-guard``), both arms train
+the whole fit from the same seed, and the difference of their scores is the cliff's effect on that seed: no oracle
+is needed for a paired difference.
+
+    python recipes/range_test_corpus/cliff.py --jobs 2      # 12 new seeds a task: cliff.jsonl, then cliff.md
+    python recipes/range_test_corpus/cliff.py --report-only # cliff.md again from the journal
+
+Each finished job goes into ``cliff.jsonl`` as it ends; a job already there is not run again.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+import run as study  # noqa: E402
+import tasks as corpus  # noqa: E402
+from common import arguments, trainer  # noqa: E402
+
+ARMS = ("auto-trials-guard-cliff", "auto-trials-guard")  # with the cliff, and as shipped (the lowest of the five)
+
+
+class _Stop(Exception):
+    """Raised at ``on_train_start``: the range test and the trials have run; the fit itself is not needed."""
+
+
+def probe(task: corpus.Task, seed: int, epochs: int) -> dict:
+    """What ``auto`` chose at the start of the seed's fit: the curve's reading and the trials' record."""
+    import lightning.pytorch as pl
+
+    from lightning_cyclic import Guard, LRFinder, OneCycle, finder_control
+
+    pl.seed_everything(seed, verbose=False)  # the seed's initial weights and data order, as the corpus's fit
+    module = study.task_module(task, None)
+    finder = LRFinder(verbose=False)
+
+    class Stop(pl.Callback):
+        def on_train_start(self, trainer, pl_module):
+            raise _Stop
+
+    shipped, finder_control.TRIAL_CLIFF = finder_control.TRIAL_CLIFF, study.CLIFF  # (as the arm with the cliff)
+    with tempfile.TemporaryDirectory() as root:
+        callbacks = [OneCycle(max_lr="auto", log=False), finder, Guard(verbose=False), Stop()]
+        try:
+            trainer(root, callbacks, max_epochs=epochs).fit(module, datamodule=study.task_datamodule(task))
+        except _Stop:
+            pass
+        finally:
+            finder_control.TRIAL_CLIFF = shipped
+    result = finder.result
+    trials = result.extra.get("trials") if result is not None else None
+    return {"edge": None if result is None else result.suggestion.lr, "trials": trials}
+
+
+def shipped_pick(trials: dict) -> float:
+    """The pick of the same trials as shipped (no cliff: the lowest of the five, the arm ``auto-trials-guard``)."""
+    from lightning_cyclic import finder_control as control
+
+    ladder = (*control.TRIAL_BELOW, *control.TRIAL_LADDER) if len(trials["lrs"]) > 5 else control.TRIAL_LADDER
+    losses = [math.inf if x is None else x for x in trials["losses"]]
+    return control.choose_trial(trials["lrs"], losses, trials["steps"], trials["evaluated"], True, ladder)["lr"]
+
+
+def key(job: dict) -> dict:
+    return {"kind": job["kind"], "task": job["task"], "spec": job["spec"], "seed": job["seed"],
+            "epochs": job["epochs"], "method": job.get("method")}  # fmt: skip
+
+
+def work(job: dict) -> dict:
+    """One job: a probe, or a fit of one arm (``run.fit_peer``, as the corpus trains it)."""
+    import traceback
+
+    import torch
+
+    study.silence()
+    torch.set_num_threads(1)
+    task = corpus.find(job["task"])
+    start = time.perf_counter()
+    try:
+        if job["kind"] == "probe":
+            out = probe(task, job["seed"], job["epochs"])
+        else:
+            with tempfile.TemporaryDirectory() as root:
+                out = study.fit_peer(task, job["seed"], job["method"], job["epochs"], root)
+    except Exception:
+        out = {"error": traceback.format_exc(limit=8)}
+    return {**key(job), **out, "wall": time.perf_counter() - start}
+
+
+def fired(record: dict) -> bool:
+    """Whether the cliff changed this probe's pick."""
+    trials = record.get("trials")
+    return bool(trials) and "cliff" in trials and not math.isclose(trials["lr"], shipped_pick(trials), rel_tol=1e-9)
+
+
+def gain(task: corpus.Task, cliff: float, shipped: float) -> float:
+    """The cliff's gain on one seed: accuracy points, or % of the shipped fit's RMSE (positive: the cliff better)."""
+    return 100 * (cliff - shipped) if task.metric == "acc" else 100 * (shipped - cliff) / shipped
+
+
+def in_sample(journal: study.Journal) -> list[tuple[str, int, float]]:
+    """The corpus's own seeds where the cliff changed the default arm's pick: (task, seed, gain)."""
+    rows, records = [], list(journal.records.values())
+    peers = {(r["task"], r["seed"], r["method"]): r for r in records if r.get("kind") == "peer" and "error" not in r}
+    for (name, seed, method), r in sorted(peers.items()):
+        other = peers.get((name, seed, ARMS[1]))
+        if method == ARMS[0] and other is not None and "cliff" in (r.get("trials") or {}):
+            rows.append((name, seed, gain(corpus.find(name), r["best"], other["best"])))
+    return rows
+
+
+def summary(gains: list[float]) -> str:
+    if not gains:
+        return "none"
+    better, worse = sum(g > 0 for g in gains), sum(g < 0 for g in gains)
+    return (f"{len(gains)} seeds: {better} better, {worse} worse; mean {statistics.mean(gains):+.2f}, median "
+            f"{statistics.median(gains):+.2f}, from {min(gains):+.2f} to {max(gains):+.2f}")  # fmt: skip
+
+
+def report(tasks: list, journal: dict, seeds: list[int], corpus_journal: study.Journal) -> str:
+    lines = [
+        "# The trials' cliff on new seeds: paired",
+        "",
+        f"Written by `cliff.py` (its docstring says how). Seeds {seeds[0]}-{seeds[-1]} of every task (none used by "
+        "another study here): the range test and the trials as `auto` runs them in the fit; where the cliff changed "
+        "the pick, the fit trained with it (`auto-trials-guard-cliff`) and as shipped (`auto-trials-guard`, the "
+        "lowest of the five). Gain: the first's score minus the second's, accuracy points (RMSE tasks: % of the "
+        "second's RMSE, lower is better, so a positive gain is better there too). The cliff is off in the package: "
+        "this is why.",
+        "",
+        "| task | group | probed | cliff fired | seed: pick as shipped -> with the cliff, score, gain |",
+        "|---|---|---|---|---|",
+    ]
+    groups: dict[str, list[float]] = {}
+    for task in tasks:
+        probes = [journal.get((task.name, s, "probe")) for s in seeds]
+        done = [p for p in probes if p is not None and "error" not in p]
+        cells = []
+        for p in done:
+            if not fired(p):
+                continue
+            a, b = journal.get((task.name, p["seed"], ARMS[1])), journal.get((task.name, p["seed"], ARMS[0]))
+            head = f"{p['seed']}: {shipped_pick(p['trials']):.3g} -> {p['trials']['lr']:.3g}"
+            if a is None or b is None or "error" in a or "error" in b:
+                cells.append(f"{head}, not trained yet")
+                continue
+            g = gain(task, b["best"], a["best"])
+            groups.setdefault(kind(task), []).append(g)
+            score = (lambda x: f"{100 * x:.1f}") if task.metric == "acc" else (lambda x: f"{x:.2f}")
+            cells.append(f"{head}, {score(a['best'])} -> {score(b['best'])}, {g:+.2f}")
+        fires = sum(fired(p) for p in done)
+        lines.append(f"| {task.name} | {kind(task)} | {len(done)} | {fires} | {'; '.join(cells)} |")
+    lines += ["", "Summary (new seeds, by the task's group; then the corpus's own seeds, where the rule was made):", ""]
+    for group in ("earlier", "held out", "check"):
+        lines.append(f"- {group}: {summary(groups.get(group, []))}")
+    lines.append(f"- all new seeds: {summary([g for v in groups.values() for g in v])}")
+    own = in_sample(corpus_journal)
+    lines.append(f"- the corpus's seeds (in-sample): {summary([g for _, _, g in own])}")
+    return "\n".join(lines) + "\n"
+
+
+def kind(task: corpus.Task) -> str:
+    if task.name in {t.name for t in corpus.CHECKS}:
+        return "check"
+    return "held out" if task.name in corpus.HELD_OUT else "earlier"
+
+
+def main() -> None:
+    parser = arguments(__doc__, HERE, seeds=12, quick="not offered")
+    parser.add_argument("--first", type=int, default=20, help="the first new seed (default 20)")
+    parser.add_argument("--report-only", action="store_true", help="write cliff.md from the journal, run nothing")
+    args = parser.parse_args()
+    if args.quick:
+        parser.error("--quick: not offered")
+    tasks = corpus.available([*corpus.TASKS, *corpus.CHECKS])
+    seeds = list(range(args.first, args.first + args.seeds))
+    path = args.out / "cliff.jsonl"
+    journal = study.Journal(path)  # (its records keyed by run.py's KEY: the method tells a probe from a fit)
+    plan = study.Plan(1, False, list(ARMS))
+
+    def base(task, seed, kind_, method=None):
+        return {**plan.base(task, kind_, seed), "method": method}
+
+    def run(jobs: list[dict]) -> None:
+        todo = [j for j in jobs if not journal.finished(j)]
+        print(f"{len(jobs)} jobs, {len(todo)} to run", flush=True)
+        if not todo:
+            return
+        import multiprocessing as mp
+
+        start = time.perf_counter()
+        with mp.get_context("spawn").Pool(max(1, min(args.jobs, len(todo)))) as pool:
+            for i, out in enumerate(pool.imap_unordered(work, todo), 1):
+                journal.add(out)
+                print(f"{i}/{len(todo)}: {out['kind']} {out['task']} {out['seed']} {out.get('method') or ''}: "
+                      f"{out['wall']:.0f}s{' (error)' if 'error' in out else ''}", flush=True)  # fmt: skip
+        print(f"{len(todo)} jobs in {time.perf_counter() - start:.0f}s", flush=True)
+
+    if not args.report_only:
+        run([base(t, s, "probe") for t in tasks for s in seeds])
+        fits = []
+        for t in tasks:
+            for s in seeds:
+                record = journal.get(base(t, s, "probe"))
+                if record is not None and "error" not in record and fired(record):
+                    fits += [base(t, s, "peer", arm) for arm in ARMS]
+        run(fits)
+    by = {}
+    for r in journal.records.values():
+        if "error" not in r:
+            by[(r["task"], r["seed"], r["method"] or "probe")] = r
+    text = report(tasks, by, seeds, study.Journal(HERE / "jobs.jsonl"))
+    (args.out / "cliff.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
