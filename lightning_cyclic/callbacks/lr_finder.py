@@ -65,7 +65,8 @@ class LRFinder(Callback):
             optimizer steps, at least 30.
         save_dir: write ``lr_find.json`` (curve and suggestion) and ``lr_find.png`` there;
             ``None`` writes no files.
-        verbose: print the suggestion and its confidence.
+        verbose: print the suggestion, its confidence and what the trials chose (the warnings of a low
+            confidence, of trials that all blew up or that told nothing come either way).
 
     After the test ``finder.result`` holds the curve and ``finder.result.suggestion``, with its
     ``confidence``. Where the rule read nothing (the loss never fell, was NaN from the start, or
@@ -171,20 +172,20 @@ class LRFinder(Callback):
             rank_zero_info(
                 f"LRFinder: {len(result.lrs)} steps in {result.seconds:.1f}s, {result.stop_reason}; {s.rule} {found}"
             )
-            trials = result.extra.get("trials")
-            if trials is not None:
-                took = f"'auto' takes lr={chosen.lr:.3g}" if trials.get("lr") is not None else "the reading stands"
-                line = f"LRFinder: short trials: {trials['reason']}; {took}"
-                if trials.get("losses") and all(x is None for x in trials["losses"]):
-                    rank_zero_warn(line)  # the curve's reading would have blown up: worth a warning, not a note
-                elif trials.get("told") is False:  # no trial learnt more than the others: the peak is untested
-                    rank_zero_warn(
-                        f"{line}. No trial learnt more than the others within {trials['steps']} steps, so nothing "
-                        "tested that peak: where the fit does not learn, give LRFinder(trial_steps=...) longer "
-                        "trials or set max_lr"
-                    )
-                else:
-                    rank_zero_info(line)
+        trials = result.extra.get("trials")
+        if trials is not None:  # (its warnings whatever ``verbose`` says, as the result's own below)
+            took = f"'auto' takes lr={chosen.lr:.3g}" if trials.get("lr") is not None else "the reading stands"
+            line = f"LRFinder: short trials: {trials['reason']}; {took}"
+            if trials.get("losses") and all(x is None for x in trials["losses"]):
+                rank_zero_warn(line)  # the curve's reading would have blown up: worth a warning, not a note
+            elif trials.get("told") is False:  # no trial learnt more than the others: the peak is untested
+                rank_zero_warn(
+                    f"{line}. No trial learnt more than the others within {trials['steps']} steps, so nothing "
+                    "tested that peak: where the fit does not learn, give LRFinder(trial_steps=...) longer "
+                    "trials or set max_lr"
+                )
+            elif self.verbose:
+                rank_zero_info(line)
         warning = result.warning()
         if warning:
             rank_zero_warn(warning)

@@ -302,6 +302,47 @@ def test_lr_find_and_the_callback_with_a_pytorch_lightning_trainer_and_module(tm
     assert len(finder.result.lrs) >= 10 and trainer.global_step == 8
 
 
+@needs_ptl
+def test_trials_that_tie_then_a_fold_that_tells_with_one_reused_finder_on_pytorch_lightning(tmp_path):
+    # a k-fold loop in pytorch_lightning's namespace, one OneCycle("auto") and one LRFinder for both folds: on random
+    # labels the five trials cannot tell the candidates apart (two more run below, and a warning says nothing told);
+    # the next fold, on learnable labels, is the fit a new pair of callbacks gives: five trials, no leftovers
+    import warnings
+
+    class Validated(PtlClassifier):  # batch norm and dropout, the body at a tenth of the head's lr
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(4, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 3))
+
+        def validation_step(self, batch, batch_idx):
+            self.log("val_loss", nn.functional.cross_entropy(self.net(batch[0]), batch[1]))
+
+        def configure_optimizers(self):
+            body, head = self.net[:4].parameters(), self.net[4].parameters()
+            return torch.optim.SGD([{"params": body, "lr": 0.005}, {"params": head}], lr=0.05, momentum=0.9)
+
+    schedule, finder = OneCycle(max_lr="auto", log=False), LRFinder(num_steps=40, verbose=False)
+
+    def fold(name, learnable, callbacks):
+        torch.manual_seed(0)
+        trainer = ptl_trainer(tmp_path / name, callbacks)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            trainer.fit(Validated(), tiny_loader(learnable=learnable), tiny_loader(32, seed=3, learnable=learnable))
+        return [str(w.message) for w in caught if "No trial learnt more than the others" in str(w.message)]
+
+    told = fold("a", False, [schedule, finder])
+    tied = finder.result.extra["trials"]
+    assert len(tied["lrs"]) == 7 and tied["told"] is False and len(told) == 1, tied
+    assert schedule.resolved == {"max_lr": finder.result.chosen.lr}
+    again = fold("b", True, [schedule, finder])
+    fresh_schedule, fresh = OneCycle(max_lr="auto", log=False), LRFinder(num_steps=40, verbose=False)
+    alone = fold("c", True, [fresh_schedule, fresh])
+    trials = finder.result.extra["trials"]
+    assert again == alone == [] and len(trials["lrs"]) == 5 and "told" not in trials
+    assert trials == fresh.result.extra["trials"] and schedule.resolved == fresh_schedule.resolved
+
+
 def boring_fit(tmp_path, callbacks):
     from lightning.pytorch.demos.boring_classes import BoringModel
 
