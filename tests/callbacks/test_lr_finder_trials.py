@@ -174,3 +174,33 @@ def test_trial_arguments_are_checked_and_keep_older_checkpoints_state_key():
     assert LRFinder().state_key == LRFinder(trials=True, trial_steps=None).state_key
     assert "trial" not in LRFinder().state_key  # a checkpoint saved before the trials existed still matches
     assert LRFinder(trials=False).state_key != LRFinder().state_key
+
+
+def test_a_resume_after_trials_that_tied_keeps_all_seven_and_runs_none(tmp_path):
+    # the fit of the tie test above, checkpointed each epoch; resumed with new callbacks from epoch 0's checkpoint:
+    # the seven trials and their verdict come with it, the peak is the same, and no range test or trial runs again
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_top_k=-1, every_n_epochs=1, filename="{epoch}")
+    schedule, finder = OneCycle(max_lr="auto"), LRFinder(num_steps=60)
+    torch.manual_seed(0)
+    first = RichModule(scheduler=False)
+    val = tiny_loader(n=32, seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (the warning that nothing told: the tie test's)
+        tiny_trainer(tmp_path, [schedule, finder, ckpt], max_epochs=2, enable_checkpointing=True).fit(
+            first, tiny_loader(), val
+        )
+    tied = finder.result.extra["trials"]
+    assert len(tied["lrs"]) == 7 and tied["told"] is False
+    resumed_schedule, resumed = OneCycle(max_lr="auto"), LRFinder(num_steps=60)
+    second = RichModule(scheduler=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tiny_trainer(tmp_path, [resumed_schedule, resumed], max_epochs=2).fit(
+            second, tiny_loader(), val, ckpt_path=str(tmp_path / "ckpt" / "epoch=0.ckpt")
+        )
+    assert len(second.calls) == 8  # one real epoch of 8 batches: no range test, no trial
+    assert resumed.result.extra["trials"] == tied and resumed_schedule.resolved == schedule.resolved
+    assert [lrs for lrs, _ in second.calls] == [lrs for lrs, _ in first.calls[-8:]]
+    assert not [w for w in caught if "No trial learnt" in str(w.message)]  # (said once, when they ran)
