@@ -1,0 +1,135 @@
+"""Two of the corpus's arms on seeds nothing was looked at, paired: which one to ship, read off new seeds.
+
+With a `Guard` in the fit, `auto` takes the trials' pick as it is (`auto-trials-guard`); dividing it by sqrt(2)
+(`auto-trials-guard-sqrt2`) was chosen against on the earlier tasks (0.09 / 5.28 against 0.12 / 6.98 at 6 seeds)
+and does better on the held-out ones (0.46 / 2.94 against 0.87 / 3.38 at 9 seeds), every number on seeds that were
+looked at. Here both arms train every task of the corpus and the checks (``tasks.TASKS``, ``tasks.CHECKS``) at
+seeds from ``--first`` on (20: only ``cliff.py``'s probes used them, which train nothing), the same weights and data
+order for both, as ``run.fit_peer`` trains the corpus's arms. The difference of their scores on one seed needs no
+oracle: gain = the second arm's score minus the first's (accuracy points; RMSE tasks: % of the first's RMSE, lower
+is better, so a positive gain is the second arm better there too).
+
+The decision, written before any of these fits ran: the second arm replaces the first only if, over the accuracy
+tasks, the mean of the tasks' mean gains is positive, more tasks gain than lose, and no task's mean gain is below
+-1 point; else the first stays.
+
+    python recipes/range_test_corpus/paired.py --jobs 2     # 12 new seeds a task: paired.jsonl, then paired.md
+    python recipes/range_test_corpus/paired.py --report-only
+
+Each finished fit goes into ``paired.jsonl`` as it ends; a fit already there is not run again.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+import cliff  # noqa: E402
+import run as study  # noqa: E402
+import tasks as corpus  # noqa: E402
+from common import arguments  # noqa: E402
+
+ARMS = ("auto-trials-guard", "auto-trials-guard-sqrt2")  # the first is shipped, the second the candidate
+
+
+def decide(gains: dict[str, float]) -> tuple[bool, str]:
+    """The rule written before the fits: whether the second arm replaces the first, and why, from the accuracy
+    tasks' mean gains."""
+    values = list(gains.values())
+    if not values:
+        return False, "no task done"
+    mean, up, down, worst = statistics.mean(values), sum(v > 0 for v in values), sum(v < 0 for v in values), min(values)
+    checks = [(mean > 0, f"mean of the tasks' gains {mean:+.2f}"), (up > down, f"{up} tasks gain, {down} lose"),
+              (worst >= -1, f"the worst task's gain {worst:+.2f} (at least -1)")]  # fmt: skip
+    return all(ok for ok, _ in checks), "; ".join(f"{text} ({'yes' if ok else 'no'})" for ok, text in checks)
+
+
+def report(tasks: list, by: dict, seeds: list[int]) -> str:
+    lines = [
+        f"# `{ARMS[1]}` against `{ARMS[0]}` on new seeds: paired",
+        "",
+        f"Written by `paired.py` (its docstring says how, and the decision rule written before the fits). Seeds "
+        f"{seeds[0]}-{seeds[-1]}; gain = `{ARMS[1]}`'s score minus `{ARMS[0]}`'s on the same seed (accuracy points; "
+        "RMSE tasks: % of the first's RMSE, positive = the second better); the mean over seeds ± its standard error.",
+        "",
+        "| task | group | seeds | first's score (mean) | gain: mean ± se | seeds better / worse |",
+        "|---|---|---|---|---|---|",
+    ]
+    accuracy: dict[str, float] = {}
+    for task in tasks:
+        pairs = [(by.get((task.name, s, ARMS[0])), by.get((task.name, s, ARMS[1]))) for s in seeds]
+        pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+        if not pairs:
+            lines.append(f"| {task.name} | {cliff.kind(task)} | 0 | | | |")
+            continue
+        gains = [cliff.gain(task, b["best"], a["best"]) for a, b in pairs]
+        se = statistics.stdev(gains) / math.sqrt(len(gains)) if len(gains) > 1 else 0.0
+        first = statistics.mean(a["best"] for a, _ in pairs)
+        shown = f"{100 * first:.1f}" if task.metric == "acc" else f"{first:.2f}"
+        up, down = sum(g > 0 for g in gains), sum(g < 0 for g in gains)
+        mean = statistics.mean(gains)
+        lines.append(
+            f"| {task.name} | {cliff.kind(task)} | {len(gains)} | {shown} | {mean:+.2f} ± {se:.2f} | {up} / {down} |"
+        )
+        if task.metric == "acc" and len(gains) == len(seeds):
+            accuracy[task.name] = mean
+    adopt, why = decide(accuracy)
+    lines += ["", f"Accuracy tasks with every seed done: {len(accuracy)}. The rule: {why}."]
+    for group in ("earlier", "held out", "check"):
+        values = [g for name, g in accuracy.items() if cliff.kind(corpus.find(name)) == group]
+        if values:
+            lines.append(
+                f"- {group}: {len(values)} tasks, mean gain {statistics.mean(values):+.2f}, median "
+                f"{statistics.median(values):+.2f}, from {min(values):+.2f} to {max(values):+.2f}"
+            )
+    verdict = f"`{ARMS[1]}` replaces `{ARMS[0]}`" if adopt else f"`{ARMS[0]}` stays"
+    lines += ["", f"**Decision: {verdict}.**"]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = arguments(__doc__, HERE, seeds=12, quick="not offered")
+    parser.add_argument("--first", type=int, default=20, help="the first new seed (default 20)")
+    parser.add_argument("--tasks", default=None, help="comma-separated task names (default: the corpus and checks)")
+    parser.add_argument("--report-only", action="store_true", help="write paired.md from the journal, run nothing")
+    args = parser.parse_args()
+    if args.quick:
+        parser.error("--quick: not offered")
+    tasks = corpus.available([*corpus.TASKS, *corpus.CHECKS])
+    if args.tasks:
+        known = {t.name for t in tasks}
+        if unknown := [n for n in args.tasks.split(",") if n not in known]:
+            parser.error(f"--tasks: unknown {unknown}; choose from: {', '.join(sorted(known))}")
+        tasks = [t for t in tasks if t.name in args.tasks.split(",")]
+    seeds = list(range(args.first, args.first + args.seeds))
+    journal = study.Journal(args.out / "paired.jsonl")
+    plan = study.Plan(1, False, list(ARMS))
+    if not args.report_only:
+        jobs = [{**plan.base(t, "peer", s), "method": arm} for s in seeds for t in tasks for arm in ARMS]
+        todo = [j for j in jobs if not journal.finished(j)]
+        print(f"{len(jobs)} fits, {len(todo)} to run", flush=True)
+        if todo:
+            import multiprocessing as mp
+
+            start = time.perf_counter()
+            with mp.get_context("spawn").Pool(max(1, min(args.jobs, len(todo)))) as pool:
+                for i, out in enumerate(pool.imap_unordered(cliff.work, todo), 1):
+                    journal.add(out)
+                    print(f"{i}/{len(todo)}: {out['task']} {out['seed']} {out['method']}: {out['wall']:.0f}s"
+                          f"{' (error)' if 'error' in out else ''}", flush=True)  # fmt: skip
+            print(f"{len(todo)} fits in {time.perf_counter() - start:.0f}s", flush=True)
+    by = {(r["task"], r["seed"], r["method"]): r for r in journal.records.values() if "error" not in r}
+    text = report(corpus.available([*corpus.TASKS, *corpus.CHECKS]), by, seeds)
+    (args.out / "paired.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
