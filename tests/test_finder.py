@@ -147,6 +147,7 @@ def test_a_cliff_off_by_default_and_what_it_does_where_on(monkeypatch):
     shipped = choose_trial(peaks, lucky, 30, "validation loss", guarded=True)
     assert TRIAL_CLIFF == math.inf and shipped["lr"] == pytest.approx(peaks[4]) and "cliff" not in shipped
     assert below_the_cliff([1.0, 0.0, 0.0, math.inf], [0, 1, 2, 3]) == (1, None)  # (a loss of 0: no 0 x inf)
+    assert below_the_cliff([math.nan, 1.0, 0.5], [0, 1, 2]) == (2, None)  # (NaN: a blow-up, above any)
     # on at 1% (the corpus arm auto-trials-guard-cliff): the lower loss past the cliff is taken for a short run's luck
     monkeypatch.setattr(finder_control, "TRIAL_CLIFF", 0.01)
     chosen = choose_trial(peaks, lucky, 30, "validation loss", guarded=True)
@@ -168,6 +169,7 @@ def test_a_cliff_off_by_default_and_what_it_does_where_on(monkeypatch):
     assert blown["lr"] == pytest.approx(peaks[1]) and blown["cliff"] == 0 and ", blown up)" in blown["reason"]
     assert below_the_cliff([-1.0, -0.98, -1.5], [0, 1, 2]) == (0, 1)
     assert below_the_cliff([math.inf, 1.0, 1.0, 2.0], [0, 1, 2, 3]) == (1, 3)  # (the first blew up: no cliff yet)
+    assert below_the_cliff([1.0, math.nan, 0.5], [0, 1, 2]) == (0, 1)  # (a NaN after a loss: a cliff)
     # the trials below (where the five tie) must beat the pick below the cliff: the five's lowest 2.28 is within 1%
     # of their median 2.30, a cliff at x 2^-1 cuts it off, and the lower trial below (2.27) beats the pick (2.30)
     # by more than 1% of the median (it would not beat 2.28)

@@ -376,23 +376,18 @@ def test_the_tie_picture_is_the_range_test_of_the_corpus_fit(bench, corpus, tmp_
     assert shown["peak"] == pytest.approx(fitted["max_lr"]) and (tmp_path / "tie.png").stat().st_size > 10_000
 
 
-def test_the_cliff_study_reads_its_journals(bench, corpus, tmp_path):
-    """``cliff.py``'s report, from its journal and the corpus's, is the committed ``cliff.md``: the probes with the
-    cliff on, the pairs trained where it changed the pick, and the corpus's own seeds where it was made; a probe
-    fired only where the cliff cut a lower loss off and its pick differs from the shipped reading's."""
+def test_the_cliff_study_reads_its_journals(bench, corpus):
+    """``cliff.py``'s journal: the probes with the cliff on, both arms trained where it changed the pick (the shipped
+    one at the lowest of the five), and the corpus's own seeds where it was made; a probe fired only where the cliff
+    cut a lower loss off and its pick differs from the shipped reading's."""
     cliff = _module("cliff")
-    tasks = corpus.available([*corpus.TASKS, *corpus.CHECKS])
-    if len(tasks) < len(corpus.TASKS) + len(corpus.CHECKS):
-        pytest.skip("Fashion-MNIST is not on this machine (make data): its rows are in cliff.md")
     journal = bench.Journal(FOLDER / "cliff.jsonl")
     by = {(r["task"], r["seed"], r["method"] or "probe"): r for r in journal.records.values() if "error" not in r}
-    text = cliff.report(tasks, by, list(range(20, 32)), bench.Journal(FOLDER / "jobs.jsonl"))
-    assert text == (FOLDER / "cliff.md").read_text()
     probes = [r for r in by.values() if r["kind"] == "probe"]
-    # (a curve the edge rule could not read runs no trials: 5 of the 288)
-    assert len(probes) == 12 * len(tasks) and sum(r["trials"] is None for r in probes) == 5
+    # every task of the corpus and the checks at 12 seeds; a curve the edge rule could not read runs no trials
+    assert len(probes) == 12 * (len(corpus.TASKS) + len(corpus.CHECKS)) and sum(not r["trials"] for r in probes) == 5
     fired = [r for r in probes if cliff.fired(r)]
-    assert fired and all("cliff" in r["trials"] for r in fired)
+    assert len(fired) == 10 and all("cliff" in r["trials"] for r in fired)
     for r in fired:  # both arms trained, the shipped one at the lowest of the five
         shipped = by[(r["task"], r["seed"], "auto-trials-guard")]
         with_cliff = by[(r["task"], r["seed"], "auto-trials-guard-cliff")]
@@ -401,9 +396,25 @@ def test_the_cliff_study_reads_its_journals(bench, corpus, tmp_path):
     # a probe whose cliff came after the lowest cut nothing off: not fired
     calm = dict(fired[0], trials=dict(fired[0]["trials"], lr=cliff.shipped_pick(fired[0]["trials"])))
     assert not cliff.fired(calm) and not cliff.fired(dict(fired[0], trials=None))
-    # the corpus's own seeds: every cliff fit beside the shipped fit of its seed
+    # the corpus's own seeds: every cliff fit beside the shipped fit of its seed, where the picks differ
     own = cliff.in_sample(bench.Journal(FOLDER / "jobs.jsonl"))
     assert len(own) == 8 and {"mnist1d-gru-adamw", "mnist1d-plain-mlp10-sgd"} <= {name for name, _, _ in own}
+    gru = next(g for name, seed, g in own if (name, seed) == ("mnist1d-gru-adamw", 8))
+    assert gru == pytest.approx(25.1, abs=0.05)  # 71.6 -> 96.7%
+    task = corpus.find("diabetes-mlp-sgd")  # an RMSE task: the gain is the shipped fit's RMSE less the cliff's, in %
+    assert cliff.gain(task, 50.0, 100.0) == pytest.approx(50.0) and cliff.gain(task, 110.0, 100.0) < 0
+
+
+def test_the_cliff_report_is_its_journals(bench, corpus):
+    """``cliff.md`` is what ``cliff.py`` writes from the journals (every task, Fashion-MNIST's included)."""
+    cliff = _module("cliff")
+    tasks = corpus.available([*corpus.TASKS, *corpus.CHECKS])
+    if len(tasks) < len(corpus.TASKS) + len(corpus.CHECKS):
+        pytest.skip("Fashion-MNIST is not on this machine (make data): its rows are in cliff.md")
+    journal = bench.Journal(FOLDER / "cliff.jsonl")
+    by = {(r["task"], r["seed"], r["method"] or "probe"): r for r in journal.records.values() if "error" not in r}
+    text = cliff.report(tasks, by, list(range(20, 32)), bench.Journal(FOLDER / "jobs.jsonl"))
+    assert text == (FOLDER / "cliff.md").read_text()
     assert "3 better, 5 worse" in text and "The cliff is off in the package" in text
 
 

@@ -60,13 +60,14 @@ class LRFinder(Callback):
             of the reading, the lower of them taken where it beats the five's lowest by more than
             that 1% (a warning where neither does: nothing tested the peak). Where every trial
             blows up, a quarter of the lowest candidate. Undone as the test is; one line says what
-            the trials chose and why.
+            the trials chose and why (with ``verbose``; a warning either way where they all blew up
+            or told nothing).
         trial_steps: optimizer steps of each trial; ``None`` (default): 3% of the fit's
             optimizer steps, at least 30.
         save_dir: write ``lr_find.json`` (curve and suggestion) and ``lr_find.png`` there;
             ``None`` writes no files.
         verbose: print the suggestion, its confidence and what the trials chose (the warnings of a low
-            confidence, of trials that all blew up or that told nothing come either way).
+            confidence or a fallback, of trials that all blew up or that told nothing come either way).
 
     After the test ``finder.result`` holds the curve and ``finder.result.suggestion``, with its
     ``confidence``. Where the rule read nothing (the loss never fell, was NaN from the start, or

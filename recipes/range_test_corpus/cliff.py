@@ -121,7 +121,9 @@ def in_sample(journal: study.Journal) -> list[tuple[str, int, float]]:
     peers = {(r["task"], r["seed"], r["method"]): r for r in records if r.get("kind") == "peer" and "error" not in r}
     for (name, seed, method), r in sorted(peers.items()):
         other = peers.get((name, seed, ARMS[1]))
-        if method == ARMS[0] and other is not None and "cliff" in (r.get("trials") or {}):
+        if method != ARMS[0] or other is None or "cliff" not in (r.get("trials") or {}):
+            continue
+        if not math.isclose(r["max_lr"], other["max_lr"], rel_tol=1e-9):  # (the cliff changed the pick)
             rows.append((name, seed, gain(corpus.find(name), r["best"], other["best"])))
     return rows
 
@@ -145,7 +147,7 @@ def report(tasks: list, journal: dict, seeds: list[int], corpus_journal: study.J
         "second's RMSE, lower is better, so a positive gain is better there too). The cliff is off in the package: "
         "this is why.",
         "",
-        "| task | group | probed | cliff fired | seed: pick as shipped -> with the cliff, score, gain |",
+        "| task | group | probed (with trials) | cliff fired | seed: pick as shipped -> with the cliff, score, gain |",
         "|---|---|---|---|---|",
     ]
     groups: dict[str, list[float]] = {}
@@ -165,8 +167,8 @@ def report(tasks: list, journal: dict, seeds: list[int], corpus_journal: study.J
             groups.setdefault(kind(task), []).append(g)
             score = (lambda x: f"{100 * x:.1f}") if task.metric == "acc" else (lambda x: f"{x:.2f}")
             cells.append(f"{head}, {score(a['best'])} -> {score(b['best'])}, {g:+.2f}")
-        fires = sum(fired(p) for p in done)
-        lines.append(f"| {task.name} | {kind(task)} | {len(done)} | {fires} | {'; '.join(cells)} |")
+        fires, with_trials = sum(fired(p) for p in done), sum(bool(p.get("trials")) for p in done)
+        lines.append(f"| {task.name} | {kind(task)} | {len(done)} ({with_trials}) | {fires} | {'; '.join(cells)} |")
     lines += ["", "Summary (new seeds, by the task's group; then the corpus's own seeds, where the rule was made):", ""]
     for group in ("earlier", "held out", "check"):
         lines.append(f"- {group}: {summary(groups.get(group, []))}")
