@@ -432,3 +432,14 @@ def test_a_cliff_probe_is_the_start_of_its_fit(bench, corpus):
     assert again["trials"]["losses"] == pytest.approx(recorded["trials"]["losses"])
     assert again["trials"]["lr"] == pytest.approx(recorded["trials"]["lr"]) == pytest.approx(fitted["max_lr"])
     assert "cliff" in again["trials"]
+
+
+def test_the_paired_decision_rule():
+    """``paired.py``'s rule, written before its fits: the candidate replaces the shipped arm only where the tasks'
+    mean gain is positive, more tasks gain than lose, and no task loses more than a point."""
+    paired = _module("paired")
+    assert paired.decide({"a": 0.5, "b": 0.2, "c": -0.3})[0]
+    assert not paired.decide({"a": 0.5, "b": 0.2, "c": -1.2})[0]  # one task loses more than a point
+    assert not paired.decide({"a": 2.0, "b": -0.1, "c": -0.1})[0]  # more tasks lose than gain
+    assert not paired.decide({"a": 0.1, "b": 0.1, "c": -0.9})[0]  # the mean is below 0
+    assert not paired.decide({})[0] and "(no)" in paired.decide({"a": -2.0})[1]
