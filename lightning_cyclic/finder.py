@@ -50,6 +50,7 @@ from lightning_cyclic.finder_control import (
     choose_trial,
     trial_length,
     trial_peaks,
+    trials_above,
     trials_below,
 )
 from lightning_cyclic.finder_result import (
@@ -262,6 +263,8 @@ def _trials(
     losses = run(ladder)
     if below := trials_below(losses):  # they cannot tell the candidates apart: two more below
         ladder, losses = (*below, *ladder), run(below) + losses
+        if above := trials_above(losses, ladder):  # (off unless TRIAL_ABOVE is set) nor those: two more above
+            ladder, losses = (*ladder, *above), losses + run(above)
     evaluated = "validation loss" if val_batches is not None else "training loss of the last quarter"
     return choose_trial(trial_peaks(edge, ladder), losses, steps, evaluated, guarded, ladder)
 

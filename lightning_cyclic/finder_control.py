@@ -119,6 +119,10 @@ GUARDED_TRIAL_BIAS = 1.0
 # where it beats the ladder's lowest by more than TRIAL_TIE of that median, else the ladder's choice stands.
 TRIAL_TIE = 0.01
 TRIAL_BELOW = (-6, -4)
+# Where neither the five nor the two below told the candidates apart, two more above the ladder (the edge x 2^3, 2^4;
+# a curve read too timid, as a recurrent net's whose trials stay on its plateau): off (()) unless measured better
+# on seeds nothing was looked at (recipes/range_test_corpus, above.py).
+TRIAL_ABOVE: tuple[int, ...] = ()
 # A cliff, off (math.inf): from the most cautious candidate up, the first trial more than TRIAL_CLIFF above the lowest
 # loss so far (or blown up) would end the reading, a lower loss past it taken for a short run's luck beyond the edge.
 # At 1% it was made on two held-out misses and lost on seeds nothing was looked at (recipes/range_test_corpus,
@@ -155,6 +159,15 @@ def cannot_tell(losses: list[float]) -> bool:
         return False
     lowest, median = _lowest_and_median(losses)
     return math.isfinite(median) and median - lowest <= TRIAL_TIE * abs(median)
+
+
+def trials_above(losses: list[float], ladder: tuple[int, ...]) -> tuple[int, ...]:
+    """The steps to try above the ladder: ``TRIAL_ABOVE`` where the trials below it ran (the ladder could not tell)
+    and told nothing either (:func:`choose_trial`'s ``told`` is False), else none."""
+    if not TRIAL_ABOVE or not any(j < TRIAL_LADDER[0] for j in ladder):
+        return ()
+    peaks = [2.0**j for j in ladder]  # (the choice does not depend on the edge)
+    return () if choose_trial(peaks, losses, 1, "", ladder=ladder).get("told") else TRIAL_ABOVE
 
 
 def trials_below(losses: list[float]) -> tuple[int, ...]:
@@ -211,7 +224,8 @@ def choose_trial(
         return min(indices, key=lambda i: (losses[i] if math.isfinite(losses[i]) else math.inf, i))
 
     main = [i for i, j in enumerate(ladder) if j in TRIAL_LADDER]
-    under = [i for i, j in enumerate(ladder) if j not in TRIAL_LADDER]  # (the trials below, where they ran)
+    under = [i for i, j in enumerate(ladder) if j < TRIAL_LADDER[0]]  # (the trials below, where they ran)
+    over = [i for i, j in enumerate(ladder) if j > TRIAL_LADDER[-1]]  # (and above, where those told nothing)
     below = [ladder[i] for i in under]
     best, cliff = below_the_cliff(losses, main)
     note = ""
@@ -234,7 +248,14 @@ def choose_trial(
             + ("; " if taken else f", no lower by {TRIAL_TIE:.0%} of that median; ")
         )
         best = lower if taken else best
-        out["told"] = taken  # (False: neither the ladder nor the two below told the candidates apart)
+        if over and not taken:
+            upper = lowest(over)
+            taken = math.isfinite(losses[upper]) and losses[best] - losses[upper] > TRIAL_TIE * abs(median)
+            note += f"two more at x {', '.join(f'2^{ladder[i]}' for i in over)}" + (
+                "; " if taken else f", no lower by {TRIAL_TIE:.0%} of that median either; "
+            )
+            best = upper if taken else best
+        out["told"] = taken  # (False: neither the ladder nor the trials below (and above) told them apart)
     bias = GUARDED_TRIAL_BIAS if guarded else TRIAL_BIAS
     how = (
         "as it is (a Guard in the fit rolls a too bold peak back)"
@@ -242,7 +263,7 @@ def choose_trial(
         else f"divided by {bias:.3g} for the short horizon"
     )
     reason = (
-        f"{len(ladder) - len(below)} trials of {steps} steps (one-cycle) at the edge x 2^{TRIAL_LADDER[0]}.."
+        f"{len(main)} trials of {steps} steps (one-cycle) at the edge x 2^{TRIAL_LADDER[0]}.."
         f"{TRIAL_LADDER[-1]}: {note}the lowest {evaluated} ({losses[best]:.4g}) at x 2^{ladder[best]}, {how}"
     )
     return {**out, "lr": peaks[best] / bias, "reason": reason, "guarded": guarded}

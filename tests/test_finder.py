@@ -25,6 +25,7 @@ from lightning_cyclic.finder_control import (
     choose_trial,
     trial_length,
     trial_peaks,
+    trials_above,
     trials_below,
 )
 from lightning_cyclic.finder_result import RangeTestConfig, RangeTestResult
@@ -176,6 +177,27 @@ def test_a_cliff_off_by_default_and_what_it_does_where_on(monkeypatch):
     ladder = (*TRIAL_BELOW, *TRIAL_LADDER)
     tie = choose_trial(trial_peaks(0.64, ladder), [2.27, 2.31, 2.30, 2.33, 2.28, 2.30, 2.30], 30, "val", True, ladder)
     assert tie["lr"] == pytest.approx(0.01) and tie["told"] and tie["cliff"] == -1
+
+
+def test_two_more_above_where_nothing_told_off_by_default_and_what_they_do_where_on(monkeypatch):
+    # a recurrent net whose curve read too timid (the corpus's GRU at seed 22): the five and the two below all on its
+    # plateau. Off (the default), nothing more runs; on, two more above the ladder, taken where one learns
+    flat = [2.307, 2.306, 2.304, 2.304, 2.305, 2.307, 2.311]
+    ladder = (*TRIAL_BELOW, *TRIAL_LADDER)
+    assert finder_control.TRIAL_ABOVE == () and trials_above(flat, ladder) == ()
+    monkeypatch.setattr(finder_control, "TRIAL_ABOVE", (3, 4))
+    assert trials_above(flat, ladder) == (3, 4)
+    assert trials_above(flat[2:], TRIAL_LADDER) == ()  # (the ladder told, or the two below did not run)
+    assert trials_above([1.9, *flat[1:]], ladder) == ()  # a trial below told: nothing more
+    wider = (*ladder, 3, 4)
+    peaks = trial_peaks(0.0069, wider)
+    escaped = choose_trial(peaks, [*flat, 2.05, 2.25], 30, "validation loss", True, wider)
+    assert escaped["lr"] == pytest.approx(0.0069 * 8) and escaped["told"] is True and len(escaped["losses"]) == 9
+    assert "two more at x 2^3, 2^4; the lowest validation loss (2.05) at x 2^3" in escaped["reason"]
+    assert escaped["reason"].startswith("5 trials of 30 steps")
+    stuck = choose_trial(peaks, [*flat, 2.30, math.inf], 30, "validation loss", True, wider)
+    assert stuck["told"] is False and "no lower by 1% of that median either" in stuck["reason"]
+    assert stuck["lr"] == pytest.approx(choose_trial(peaks[:7], flat, 30, "validation loss", True, ladder)["lr"])
 
 
 def test_trials_that_cannot_tell_the_candidates_apart_get_two_more_below_the_ladder():

@@ -41,8 +41,9 @@ class _Stop(Exception):
     """Raised at ``on_train_start``: the range test and the trials have run; the fit itself is not needed."""
 
 
-def probe(task: corpus.Task, seed: int, epochs: int) -> dict:
-    """What ``auto`` chose at the start of the seed's fit: the curve's reading and the trials' record."""
+def probe(task: corpus.Task, seed: int, epochs: int, settings: dict | None = None) -> dict:
+    """What ``auto`` chose at the start of the seed's fit: the curve's reading and the trials' record, with
+    ``settings`` (``finder_control``'s constants; default: the cliff on) for the probe and restored after it."""
     import lightning.pytorch as pl
 
     from lightning_cyclic import Guard, LRFinder, OneCycle, finder_control
@@ -55,7 +56,10 @@ def probe(task: corpus.Task, seed: int, epochs: int) -> dict:
         def on_train_start(self, trainer, pl_module):
             raise _Stop
 
-    shipped, finder_control.TRIAL_CLIFF = finder_control.TRIAL_CLIFF, study.CLIFF  # (as the arm with the cliff)
+    settings = {"TRIAL_CLIFF": study.CLIFF} if settings is None else settings  # (as the arm with the cliff)
+    shipped = {name: getattr(finder_control, name) for name in settings}
+    for name, value in settings.items():
+        setattr(finder_control, name, tuple(value) if isinstance(value, list) else value)
     with tempfile.TemporaryDirectory() as root:
         callbacks = [OneCycle(max_lr="auto", log=False), finder, Guard(verbose=False), Stop()]
         try:
@@ -63,7 +67,8 @@ def probe(task: corpus.Task, seed: int, epochs: int) -> dict:
         except _Stop:
             pass
         finally:
-            finder_control.TRIAL_CLIFF = shipped
+            for name, value in shipped.items():
+                setattr(finder_control, name, value)
     result = finder.result
     trials = result.extra.get("trials") if result is not None else None
     return {"edge": None if result is None else result.suggestion.lr, "trials": trials}
@@ -95,7 +100,7 @@ def work(job: dict) -> dict:
     start = time.perf_counter()
     try:
         if job["kind"] == "probe":
-            out = probe(task, job["seed"], job["epochs"])
+            out = probe(task, job["seed"], job["epochs"], job.get("settings"))
         else:
             with tempfile.TemporaryDirectory() as root:
                 out = study.fit_peer(task, job["seed"], job["method"], job["epochs"], root)
