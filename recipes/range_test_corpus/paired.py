@@ -15,6 +15,7 @@ tasks, the mean of the tasks' mean gains is positive, more tasks gain than lose,
 -1 point; else the first stays.
 
     python recipes/range_test_corpus/paired.py --jobs 2     # 12 new seeds a task: paired.jsonl, then paired.md
+    python recipes/range_test_corpus/paired.py --jobs 2 --peers prodigy --tasks held-out  # Prodigy's regret there
     python recipes/range_test_corpus/paired.py --report-only
 
 Each finished fit goes into ``paired.jsonl`` as it ends; a fit already there is not run again.
@@ -61,6 +62,14 @@ def oracle(task: corpus.Task, journal: study.Journal) -> tuple[float, int] | Non
         if row:
             return row["oracle"], count
     return None
+
+
+def peer_regret(task, method: str, by: dict, seeds: list[int], corpus_journal: study.Journal) -> float | None:
+    """``method``'s mean regret over ``seeds`` against the corpus's oracle; ``None`` unless every seed is done."""
+    runs, best = [by.get((task.name, s, method)) for s in seeds], oracle(task, corpus_journal)
+    if best is None or any(r is None for r in runs):
+        return None
+    return statistics.mean(study.regret_of(task.metric, best[0], r["best"]) for r in runs)
 
 
 def report(tasks: list, by: dict, seeds: list[int], corpus_journal: study.Journal) -> str:
@@ -116,6 +125,7 @@ def report(tasks: list, by: dict, seeds: list[int], corpus_journal: study.Journa
     lines += ["", "Regret against the corpus's one-cycle oracle (its grid mean over the corpus's seeds; these seeds "
               "trained no grid), median / worst / tasks within 1 point (RMSE: 1%), tasks with every seed done:",
               ""]  # fmt: skip
+    others = sorted({m for (_, _, m) in by} - set(ARMS))  # (--peers: trained at the same seeds, regret only)
     for group in ("earlier", "held out", "check"):
         for metric in ("acc", "rmse"):
             rows = [v for name, v in regrets.items() if cliff.kind(corpus.find(name)) == group
@@ -123,7 +133,14 @@ def report(tasks: list, by: dict, seeds: list[int], corpus_journal: study.Journa
             if rows:
                 cells = [f"{statistics.median(r):.2f} / {max(r):.2f} / {sum(x <= 1 for x in r)}" for r in zip(*rows)]
                 label = "accuracy" if metric == "acc" else "RMSE"
-                lines.append(f"- {group}, {label} ({len(rows)}): `{ARMS[0]}` {cells[0]}; `{ARMS[1]}` {cells[1]}")
+                line = f"- {group}, {label} ({len(rows)}): `{ARMS[0]}` {cells[0]}; `{ARMS[1]}` {cells[1]}"
+                names = [n for n in regrets if cliff.kind(corpus.find(n)) == group and corpus.find(n).metric == metric]
+                for other in others:
+                    values = [peer_regret(corpus.find(n), other, by, seeds, corpus_journal) for n in names]
+                    if all(v is not None for v in values):
+                        line += f"; `{other}` {statistics.median(values):.2f} / {max(values):.2f} / "
+                        line += f"{sum(v <= 1 for v in values)}"
+                lines.append(line)
     verdict = f"`{ARMS[1]}` replaces `{ARMS[0]}`" if adopt else f"`{ARMS[0]}` stays"
     if len(accuracy) < expected:  # (a task short of seeds, or whose data is not on this machine)
         left = expected - len(accuracy)
@@ -136,22 +153,37 @@ def report(tasks: list, by: dict, seeds: list[int], corpus_journal: study.Journa
 def main() -> None:
     parser = arguments(__doc__, HERE, seeds=12, quick="not offered")
     parser.add_argument("--first", type=int, default=20, help="the first new seed (default 20)")
-    parser.add_argument("--tasks", default=None, help="comma-separated task names (default: the corpus and checks)")
+    parser.add_argument(
+        "--tasks", default=None, help="comma-separated task names, or held-out (default: the corpus and checks)"
+    )
+    parser.add_argument(
+        "--peers",
+        default="",
+        help="more arms of run.py's to train at the same seeds, for their regret only (no part in the decision): "
+        "comma-separated, e.g. prodigy",
+    )
     parser.add_argument("--report-only", action="store_true", help="write paired.md from the journal, run nothing")
     args = parser.parse_args()
     if args.quick:
         parser.error("--quick: not offered")
     tasks = corpus.available([*corpus.TASKS, *corpus.CHECKS])
     if args.tasks:
-        known = {t.name for t in tasks}
-        if unknown := [n for n in args.tasks.split(",") if n not in known]:
-            parser.error(f"--tasks: unknown {unknown}; choose from: {', '.join(sorted(known))}")
-        tasks = [t for t in tasks if t.name in args.tasks.split(",")]
+        known, names = (
+            {t.name for t in tasks},
+            list(corpus.HELD_OUT) if args.tasks == "held-out" else args.tasks.split(","),
+        )
+        if unknown := [n for n in names if n not in known]:
+            parser.error(f"--tasks: unknown {unknown}; choose from: held-out, {', '.join(sorted(known))}")
+        tasks = [t for t in tasks if t.name in names]
     seeds = list(range(args.first, args.first + args.seeds))
     journal = study.Journal(args.out / "paired.jsonl")
     plan = study.Plan(1, False, list(ARMS))
     if not args.report_only:
-        jobs = [{**plan.base(t, "peer", s), "method": arm} for s in seeds for t in tasks for arm in ARMS]
+        peers = [m for m in args.peers.split(",") if m]
+        if unknown := [m for m in peers if m not in study.METHODS]:
+            parser.error(f"--peers: unknown {unknown}; choose from: {', '.join(study.METHODS)}")
+        arms = [*ARMS, *peers] if not args.peers else peers  # (--peers: those alone, the pair being done)
+        jobs = [{**plan.base(t, "peer", s), "method": arm} for s in seeds for t in tasks for arm in arms]
         todo = [j for j in jobs if not journal.finished(j)]
         print(f"{len(jobs)} fits, {len(todo)} to run", flush=True)
         if todo:
