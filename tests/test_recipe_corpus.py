@@ -443,3 +443,30 @@ def test_the_paired_decision_rule():
     assert not paired.decide({"a": 2.0, "b": -0.1, "c": -0.1})[0]  # more tasks lose than gain
     assert not paired.decide({"a": 0.1, "b": 0.1, "c": -0.9})[0]  # the mean is below 0
     assert not paired.decide({})[0] and "(no)" in paired.decide({"a": -2.0})[1]
+
+
+def test_the_trials_above_study_reads_its_journal(bench, corpus):
+    """``above.py``: its probes (the rule on) at the new seeds, both arms trained wherever it took a trial above,
+    the shipped arm at the pick of the first seven; and the rule written before the probes: a positive mean gain
+    and more seeds better than worse on the new seeds."""
+    above = _module("above")
+    cliff = _module("cliff")
+    journal = bench.Journal(FOLDER / "above.jsonl")
+    by = {(r["task"], r["seed"], r["method"] or "probe"): r for r in journal.records.values() if "error" not in r}
+    probes = [r for r in by.values() if r["kind"] == "probe"]
+    tasks = [*corpus.TASKS, *corpus.CHECKS]
+    assert sum(r["seed"] in above.NEW for r in probes) == 12 * len(tasks)
+    taken = [r for r in probes if above.above_taken(r)]
+    assert {r["task"] for r in taken} == {"mnist1d-gru-adamw"} and len(taken) == 7
+    for r in taken:  # the shipped arm at the first seven's pick, the rule's at the trial above
+        trials = r["trials"]
+        shipped = cliff.shipped_pick({**trials, "lrs": trials["lrs"][:7], "losses": trials["losses"][:7]})
+        assert by[(r["task"], r["seed"], "auto-trials-guard")]["max_lr"] == pytest.approx(shipped)
+        assert by[(r["task"], r["seed"], "auto-trials-guard-above")]["max_lr"] == pytest.approx(trials["lr"])
+        assert trials["lr"] >= 2 * shipped * (1 - 1e-9) and trials["told"] is True  # (above x 2^2: x 2^3 at least)
+    assert not above.decide([49.7, 0.5, -2.2, -0.3])[0] and above.decide([1.0, 0.5, -1.0])[0]
+    assert not above.decide([])[0] and not above.decide([3.0, -1.0, -1.0])[0]
+    tasks = corpus.available(tasks)
+    if len(tasks) == len(corpus.TASKS) + len(corpus.CHECKS):  # (its report has Fashion-MNIST's rows)
+        seen = sorted({r["seed"] for r in probes if r["seed"] in above.SEEN})
+        assert above.report(tasks, by, seen) == (FOLDER / "above.md").read_text()
