@@ -470,3 +470,27 @@ def test_the_trials_above_study_reads_its_journal(bench, corpus):
     if len(tasks) == len(corpus.TASKS) + len(corpus.CHECKS):  # (its report has Fashion-MNIST's rows)
         seen = sorted({r["seed"] for r in probes if r["seed"] in above.SEEN})
         assert above.report(tasks, by, seen) == (FOLDER / "above.md").read_text()
+
+
+def test_the_second_look_reads_magnitudes():
+    """``above_again.py``'s rule, written before its probes: the mean gain less its standard error above 0 and no
+    seed below -5 points (``above.py``'s counted seeds, and kept a +49.7 and a -2.2 level)."""
+    again = _module("above_again")
+    assert again.decide([49.7, 0.5, -2.2, -0.3])[0] is False  # mean 11.9, se 12.6: not clear of 0
+    assert again.decide([30.0, 40.0, -2.0, 35.0])[0] and not again.decide([30.0, 40.0, -6.0, 35.0])[0]
+    assert not again.decide([10.0])[0] and "too few" in again.decide([])[1]
+
+
+def test_the_second_look_is_its_journal(bench, corpus):
+    """``above-again.md`` is what ``above_again.py`` writes from its journal; the trials above fired on the GRU's
+    seeds alone, and both arms trained there."""
+    again = _module("above_again")
+    above = _module("above")
+    journal = bench.Journal(FOLDER / "above-again.jsonl")
+    by = {(r["task"], r["seed"], r["method"] or "probe"): r for r in journal.records.values() if "error" not in r}
+    taken = [r for r in by.values() if r["kind"] == "probe" and above.above_taken(r)]
+    assert {r["task"] for r in taken} == {"mnist1d-gru-adamw"} and len(taken) == 4
+    assert all((r["task"], r["seed"], arm) in by for r in taken for arm in above.ARMS)
+    tasks = corpus.available([*corpus.TASKS, *corpus.CHECKS])
+    if len(tasks) == len(corpus.TASKS) + len(corpus.CHECKS):  # (its report has Fashion-MNIST's rows)
+        assert again.report(tasks, by) == (FOLDER / "above-again.md").read_text()
