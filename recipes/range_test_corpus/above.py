@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import statistics
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -135,19 +134,7 @@ def main() -> None:
     seen = [(t, s) for t in tasks for s in SEEN if (r := seen_probes.get(base(t, s, "probe"))) and tied(r)]
 
     def run(jobs: list[dict]) -> None:
-        todo = [j for j in jobs if not journal.finished(j)]
-        print(f"{len(jobs)} jobs, {len(todo)} to run", flush=True)
-        if not todo:
-            return
-        import multiprocessing as mp
-
-        start = time.perf_counter()
-        with mp.get_context("spawn").Pool(max(1, min(args.jobs, len(todo)))) as pool:
-            for i, out in enumerate(pool.imap_unordered(cliff.work, todo), 1):
-                journal.add(out)
-                print(f"{i}/{len(todo)}: {out['kind']} {out['task']} {out['seed']} {out.get('method') or ''}: "
-                      f"{out['wall']:.0f}s{' (error)' if 'error' in out else ''}", flush=True)  # fmt: skip
-        print(f"{len(todo)} jobs in {time.perf_counter() - start:.0f}s", flush=True)
+        cliff.run_jobs(journal, jobs, args.jobs)
 
     if not args.report_only:
         probes = [base(t, s, "probe") for s in NEW for t in tasks] + [base(t, s, "probe") for t, s in seen]

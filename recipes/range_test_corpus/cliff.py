@@ -109,6 +109,25 @@ def work(job: dict) -> dict:
     return {**key(job), **out, "wall": time.perf_counter() - start}
 
 
+def run_jobs(journal: study.Journal, jobs: list[dict], processes: int) -> None:
+    """The ``jobs`` not finished in ``journal`` (:func:`work`: probes and fits), in ``processes`` spawned processes,
+    each added to the journal as it ends (the side studies' runner: this one, ``above.py``, ``above_again.py``,
+    ``paired.py``)."""
+    todo = [j for j in jobs if not journal.finished(j)]
+    print(f"{len(jobs)} jobs, {len(todo)} to run", flush=True)
+    if not todo:
+        return
+    import multiprocessing as mp
+
+    start = time.perf_counter()
+    with mp.get_context("spawn").Pool(max(1, min(processes, len(todo)))) as pool:
+        for i, out in enumerate(pool.imap_unordered(work, todo), 1):
+            journal.add(out)
+            print(f"{i}/{len(todo)}: {out['kind']} {out['task']} {out['seed']} {out.get('method') or ''}: "
+                  f"{out['wall']:.0f}s{' (error)' if 'error' in out else ''}", flush=True)  # fmt: skip
+    print(f"{len(todo)} jobs in {time.perf_counter() - start:.0f}s", flush=True)
+
+
 def fired(record: dict) -> bool:
     """Whether the cliff changed this probe's pick."""
     trials = record.get("trials")
@@ -206,19 +225,7 @@ def main() -> None:
         return {**plan.base(task, kind_, seed), "method": method}
 
     def run(jobs: list[dict]) -> None:
-        todo = [j for j in jobs if not journal.finished(j)]
-        print(f"{len(jobs)} jobs, {len(todo)} to run", flush=True)
-        if not todo:
-            return
-        import multiprocessing as mp
-
-        start = time.perf_counter()
-        with mp.get_context("spawn").Pool(max(1, min(args.jobs, len(todo)))) as pool:
-            for i, out in enumerate(pool.imap_unordered(work, todo), 1):
-                journal.add(out)
-                print(f"{i}/{len(todo)}: {out['kind']} {out['task']} {out['seed']} {out.get('method') or ''}: "
-                      f"{out['wall']:.0f}s{' (error)' if 'error' in out else ''}", flush=True)  # fmt: skip
-        print(f"{len(todo)} jobs in {time.perf_counter() - start:.0f}s", flush=True)
+        run_jobs(journal, jobs, args.jobs)
 
     if not args.report_only:
         run([base(t, s, "probe") for t in tasks for s in seeds])

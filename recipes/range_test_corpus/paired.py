@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 import statistics
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -184,18 +183,7 @@ def main() -> None:
             parser.error(f"--peers: unknown {unknown}; choose from: {', '.join(study.METHODS)}")
         arms = [*ARMS, *peers] if not args.peers else peers  # (--peers: those alone, the pair being done)
         jobs = [{**plan.base(t, "peer", s), "method": arm} for s in seeds for t in tasks for arm in arms]
-        todo = [j for j in jobs if not journal.finished(j)]
-        print(f"{len(jobs)} fits, {len(todo)} to run", flush=True)
-        if todo:
-            import multiprocessing as mp
-
-            start = time.perf_counter()
-            with mp.get_context("spawn").Pool(max(1, min(args.jobs, len(todo)))) as pool:
-                for i, out in enumerate(pool.imap_unordered(cliff.work, todo), 1):
-                    journal.add(out)
-                    print(f"{i}/{len(todo)}: {out['task']} {out['seed']} {out['method']}: {out['wall']:.0f}s"
-                          f"{' (error)' if 'error' in out else ''}", flush=True)  # fmt: skip
-            print(f"{len(todo)} fits in {time.perf_counter() - start:.0f}s", flush=True)
+        cliff.run_jobs(journal, jobs, args.jobs)
     by = {(r["task"], r["seed"], r["method"]): r for r in journal.records.values() if "error" not in r}
     text = report(corpus.available([*corpus.TASKS, *corpus.CHECKS]), by, seeds, study.Journal(HERE / "jobs.jsonl"))
     (args.out / "paired.md").write_text(text)
