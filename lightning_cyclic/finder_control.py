@@ -176,15 +176,20 @@ def trials_below(losses: list[float]) -> tuple[int, ...]:
     return TRIAL_BELOW if cannot_tell(losses) else ()
 
 
+def lowest_trial(losses: list[float], indices: list[int]) -> int:
+    """The index among ``indices`` of the lowest loss (NaN/inf, a blow-up, above any), ties to the more cautious."""
+    return min(indices, key=lambda i: (losses[i] if math.isfinite(losses[i]) else math.inf, i))
+
+
 def below_the_cliff(losses: list[float], indices: list[int]) -> tuple[int, int | None]:
     """From the most cautious of ``indices`` (lowest first) up: the index of the lowest loss before the first trial
     more than ``TRIAL_CLIFF`` above the lowest so far (a blow-up, ``inf``, is above any), and that trial's index
     (``None`` where there is none). Ties go to the more cautious trial. With ``TRIAL_CLIFF`` off (``inf``, the
     default) no trial is a cliff: the lowest of them all."""
+    if math.isinf(TRIAL_CLIFF):  # (off: the lowest of them all)
+        return lowest_trial(losses, indices), None
     value = [x if math.isfinite(x) else math.inf for x in losses]  # (NaN, as a blow-up, is above any)
     best, cliff = indices[0], None
-    if math.isinf(TRIAL_CLIFF):  # (off: the lowest of them all, ties to the more cautious)
-        return min(indices, key=lambda i: (value[i], i)), None
     for i in indices[1:]:
         low, x = value[best], value[i]
         if x < low:
@@ -220,17 +225,14 @@ def choose_trial(
         reason = f"all {len(losses)} trials of {steps} steps blew up, the lowest at {peaks[0]:.3g}: a quarter of that"
         return {**out, "lr": peaks[0] / 4, "reason": reason}
 
-    def lowest(indices: list[int]) -> int:
-        return min(indices, key=lambda i: (losses[i] if math.isfinite(losses[i]) else math.inf, i))
-
     main = [i for i, j in enumerate(ladder) if j in TRIAL_LADDER]
     under = [i for i, j in enumerate(ladder) if j < TRIAL_LADDER[0]]  # (the trials below, where they ran)
     over = [i for i, j in enumerate(ladder) if j > TRIAL_LADDER[-1]]  # (and above, where those told nothing)
     below = [ladder[i] for i in under]
     best, cliff = below_the_cliff(losses, main)
     note = ""
-    if cliff is not None and losses[lowest(main)] < losses[best]:  # the cliff cut a lower loss off
-        past = lowest(main)
+    if cliff is not None and losses[lowest_trial(losses, main)] < losses[best]:  # the cliff cut a lower loss off
+        past = lowest_trial(losses, main)
         out["cliff"] = ladder[cliff]
         blown = "" if math.isfinite(losses[cliff]) else ", blown up"
         note = (
@@ -239,7 +241,7 @@ def choose_trial(
             "the edge; below it, "
         )
     if under:
-        lower = lowest(under)
+        lower = lowest_trial(losses, under)
         _, median = _lowest_and_median([losses[i] for i in main])
         taken = math.isfinite(losses[lower]) and losses[best] - losses[lower] > TRIAL_TIE * abs(median)
         note += (
@@ -249,7 +251,7 @@ def choose_trial(
         )
         best = lower if taken else best
         if over and not taken:
-            upper = lowest(over)
+            upper = lowest_trial(losses, over)
             taken = math.isfinite(losses[upper]) and losses[best] - losses[upper] > TRIAL_TIE * abs(median)
             note += f"two more at x {', '.join(f'2^{ladder[i]}' for i in over)}" + (
                 "; " if taken else f", no lower by {TRIAL_TIE:.0%} of that median either; "

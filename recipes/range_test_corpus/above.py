@@ -40,6 +40,7 @@ from common import arguments  # noqa: E402
 
 ARMS = ("auto-trials-guard-above", "auto-trials-guard")  # with the trials above, and as shipped
 NEW, SEEN = list(range(32, 44)), list(range(20, 32))  # out of sample; the seeds the rule was made on
+SETTINGS = {"TRIAL_ABOVE": list(study.ABOVE), "TRIAL_CLIFF": float("inf")}  # the probes' (the cliff off: as shipped)
 
 
 def above_taken(record: dict) -> bool:
@@ -66,6 +67,46 @@ def decide(gains: list[float]) -> tuple[bool, str]:
     return ok, f"{len(gains)} seeds: {up} better, {down} worse, mean {mean:+.2f} ({'yes' if ok else 'no'})"
 
 
+def task_row(task: corpus.Task, by: dict, seeds: list[int], new: set[int]) -> tuple[str, dict[str, list[float]]]:
+    """One task's row of a report over ``seeds`` (``by``: the journal's records by task, seed and method or
+    ``"probe"``), counted on those in ``new`` (the others marked as seen), and its gains on the new and the seen."""
+    cells, probed, untold, taken = [], 0, 0, 0
+    gains: dict[str, list[float]] = {"new": [], "seen": []}
+    for seed in seeds:
+        p = by.get((task.name, seed, "probe"))
+        if p is None:
+            continue
+        probed += seed in new
+        trials = p.get("trials") or {}
+        untold += seed in new and len(trials.get("lrs") or []) == 9
+        if not above_taken(p):
+            continue
+        taken += seed in new
+        a, b = by.get((task.name, seed, ARMS[1])), by.get((task.name, seed, ARMS[0]))
+        shipped = cliff.shipped_pick({**trials, "lrs": trials["lrs"][:7], "losses": trials["losses"][:7]})
+        head = f"{seed}{'' if seed in new else ' (seen)'}: {shipped:.3g} -> {trials['lr']:.3g}"
+        if a is None or b is None:
+            cells.append(f"{head}, not trained yet")
+            continue
+        g = cliff.gain(task, b["best"], a["best"])
+        gains["new" if seed in new else "seen"].append(g)
+        score = (lambda x: f"{100 * x:.1f}") if task.metric == "acc" else (lambda x: f"{x:.2f}")
+        cells.append(f"{head}, {score(a['best'])} -> {score(b['best'])}, {g:+.2f}")
+    return f"| {task.name} | {cliff.kind(task)} | {probed} | {untold} | {taken} | {'; '.join(cells)} |", gains
+
+
+def run_study(journal: study.Journal, probes: list[dict], processes: int) -> None:
+    """The ``probes`` with the trials above on (``SETTINGS``), then both arms' fits wherever they took one above."""
+    cliff.run_jobs(journal, [{**job, "settings": SETTINGS} for job in probes], processes)
+    plan, fits = study.Plan(1, False, list(ARMS)), []
+    for job in probes:
+        record = journal.get(job)
+        if record is not None and "error" not in record and above_taken(record):
+            task = corpus.find(job["task"])
+            fits += [{**plan.base(task, "peer", job["seed"]), "method": arm} for arm in ARMS]
+    cliff.run_jobs(journal, fits, processes)
+
+
 def report(tasks: list, by: dict, seen: list[int]) -> str:
     lines = [
         "# Two more trials above the ladder where nothing told: paired",
@@ -81,28 +122,10 @@ def report(tasks: list, by: dict, seen: list[int]) -> str:
     ]
     gains: dict[str, list[float]] = {"new": [], "seen": []}
     for task in tasks:
-        cells, probed, untold, taken = [], 0, 0, 0
-        for seed in [*NEW, *seen]:
-            p = by.get((task.name, seed, "probe"))
-            if p is None:
-                continue
-            probed += seed in NEW
-            trials = p.get("trials") or {}
-            untold += seed in NEW and len(trials.get("lrs") or []) == 9
-            if not above_taken(p):
-                continue
-            taken += seed in NEW
-            a, b = by.get((task.name, seed, ARMS[1])), by.get((task.name, seed, ARMS[0]))
-            shipped = cliff.shipped_pick({**trials, "lrs": trials["lrs"][:7], "losses": trials["losses"][:7]})
-            head = f"{seed}{'' if seed in NEW else ' (seen)'}: {shipped:.3g} -> {trials['lr']:.3g}"
-            if a is None or b is None:
-                cells.append(f"{head}, not trained yet")
-                continue
-            g = cliff.gain(task, b["best"], a["best"])
-            gains["new" if seed in NEW else "seen"].append(g)
-            score = (lambda x: f"{100 * x:.1f}") if task.metric == "acc" else (lambda x: f"{x:.2f}")
-            cells.append(f"{head}, {score(a['best'])} -> {score(b['best'])}, {g:+.2f}")
-        lines.append(f"| {task.name} | {cliff.kind(task)} | {probed} | {untold} | {taken} | {'; '.join(cells)} |")
+        line, found = task_row(task, by, [*NEW, *seen], set(NEW))
+        lines.append(line)
+        for key in gains:
+            gains[key] += found[key]
     adopt, why = decide(gains["new"])
     lines += [
         "",
@@ -125,27 +148,15 @@ def main() -> None:
     journal = study.Journal(args.out / "above.jsonl")
     seen_probes = study.Journal(HERE / "cliff.jsonl")
     plan = study.Plan(1, False, list(ARMS))
-    settings = {"TRIAL_ABOVE": list(study.ABOVE), "TRIAL_CLIFF": float("inf")}  # (the cliff off: as shipped)
 
-    def base(task, seed, kind_, method=None):
-        return {**plan.base(task, kind_, seed), "method": method}
+    def probe(task, seed):
+        return {**plan.base(task, "probe", seed), "method": None}
 
     # the seeds it was made on: only those whose trials told nothing can change (cliff.py's probes say which)
-    seen = [(t, s) for t in tasks for s in SEEN if (r := seen_probes.get(base(t, s, "probe"))) and tied(r)]
-
-    def run(jobs: list[dict]) -> None:
-        cliff.run_jobs(journal, jobs, args.jobs)
-
+    seen = [(t, s) for t in tasks for s in SEEN if (r := seen_probes.get(probe(t, s))) and tied(r)]
     if not args.report_only:
-        probes = [base(t, s, "probe") for s in NEW for t in tasks] + [base(t, s, "probe") for t, s in seen]
-        run([{**job, "settings": settings} for job in probes])
-        fits = []
-        for job in probes:
-            record = journal.get(job)
-            if record is not None and "error" not in record and above_taken(record):
-                fits += [base(corpus.find(job["task"]), job["seed"], "peer", arm) for arm in ARMS]
-        run(fits)
-    by = {(r["task"], r["seed"], r["method"] or "probe"): r for r in journal.records.values() if "error" not in r}
+        run_study(journal, [probe(t, s) for s in NEW for t in tasks] + [probe(t, s) for t, s in seen], args.jobs)
+    by = cliff.records_by(journal)
     text = report(tasks, by, sorted({s for _, s in seen}))
     (args.out / "above.md").write_text(text)
     print(text)

@@ -55,27 +55,9 @@ def report(tasks: list, by: dict) -> str:
     ]
     gains = []
     for task in tasks:
-        cells, probed, untold, taken = [], 0, 0, 0
-        for seed in SEEDS:
-            p = by.get((task.name, seed, "probe"))
-            if p is None:
-                continue
-            trials = p.get("trials") or {}
-            probed, untold = probed + 1, untold + (len(trials.get("lrs") or []) == 9)
-            if not above.above_taken(p):
-                continue
-            taken += 1
-            a, b = by.get((task.name, seed, above.ARMS[1])), by.get((task.name, seed, above.ARMS[0]))
-            shipped = cliff.shipped_pick({**trials, "lrs": trials["lrs"][:7], "losses": trials["losses"][:7]})
-            head = f"{seed}: {shipped:.3g} -> {trials['lr']:.3g}"
-            if a is None or b is None:
-                cells.append(f"{head}, not trained yet")
-                continue
-            g = cliff.gain(task, b["best"], a["best"])
-            gains.append(g)
-            score = (lambda x: f"{100 * x:.1f}") if task.metric == "acc" else (lambda x: f"{x:.2f}")
-            cells.append(f"{head}, {score(a['best'])} -> {score(b['best'])}, {g:+.2f}")
-        lines.append(f"| {task.name} | {cliff.kind(task)} | {probed} | {untold} | {taken} | {'; '.join(cells)} |")
+        line, found = above.task_row(task, by, SEEDS, set(SEEDS))
+        lines.append(line)
+        gains += found["new"]
     adopt, why = decide(gains)
     lines += [
         "",
@@ -96,24 +78,10 @@ def main() -> None:
     tasks = corpus.available([*corpus.TASKS, *corpus.CHECKS])
     journal = study.Journal(args.out / "above-again.jsonl")
     plan = study.Plan(1, False, list(above.ARMS))
-    settings = {"TRIAL_ABOVE": list(study.ABOVE), "TRIAL_CLIFF": float("inf")}
-
-    def base(task, seed, kind_, method=None):
-        return {**plan.base(task, kind_, seed), "method": method}
-
-    def run(jobs: list[dict]) -> None:
-        cliff.run_jobs(journal, jobs, args.jobs)
-
     if not args.report_only:
-        probes = [base(t, s, "probe") for s in SEEDS for t in tasks]
-        run([{**job, "settings": settings} for job in probes])
-        fits = []
-        for job in probes:
-            record = journal.get(job)
-            if record is not None and "error" not in record and above.above_taken(record):
-                fits += [base(corpus.find(job["task"]), job["seed"], "peer", arm) for arm in above.ARMS]
-        run(fits)
-    by = {(r["task"], r["seed"], r["method"] or "probe"): r for r in journal.records.values() if "error" not in r}
+        probes = [{**plan.base(t, "probe", s), "method": None} for s in SEEDS for t in tasks]
+        above.run_study(journal, probes, args.jobs)
+    by = cliff.records_by(journal)
     text = report(tasks, by)
     (args.out / "above-again.md").write_text(text)
     print(text)

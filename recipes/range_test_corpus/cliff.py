@@ -41,9 +41,10 @@ class _Stop(Exception):
     """Raised at ``on_train_start``: the range test and the trials have run; the fit itself is not needed."""
 
 
-def probe(task: corpus.Task, seed: int, epochs: int, settings: dict | None = None) -> dict:
-    """What ``auto`` chose at the start of the seed's fit: the curve's reading and the trials' record, with
-    ``settings`` (``finder_control``'s constants; default: the cliff on) for the probe and restored after it."""
+def start_of_fit(task: corpus.Task, seed: int, epochs: int, settings: dict | None = None):
+    """The ``LRFinder`` result of the seed's ``OneCycle(max_lr="auto")`` + ``LRFinder()`` + ``Guard()`` fit (the corpus
+    arm ``auto-trials-guard``), stopped once the range test and the trials have run, with ``settings``
+    (``finder_control``'s constants, lists as tuples) for the run and restored after it; ``None`` where none ran."""
     import lightning.pytorch as pl
 
     from lightning_cyclic import Guard, LRFinder, OneCycle, finder_control
@@ -56,7 +57,7 @@ def probe(task: corpus.Task, seed: int, epochs: int, settings: dict | None = Non
         def on_train_start(self, trainer, pl_module):
             raise _Stop
 
-    settings = {"TRIAL_CLIFF": study.CLIFF} if settings is None else settings  # (as the arm with the cliff)
+    settings = settings or {}
     shipped = {name: getattr(finder_control, name) for name in settings}
     for name, value in settings.items():
         setattr(finder_control, name, tuple(value) if isinstance(value, list) else value)
@@ -69,7 +70,13 @@ def probe(task: corpus.Task, seed: int, epochs: int, settings: dict | None = Non
         finally:
             for name, value in shipped.items():
                 setattr(finder_control, name, value)
-    result = finder.result
+    return finder.result
+
+
+def probe(task: corpus.Task, seed: int, epochs: int, settings: dict | None = None) -> dict:
+    """What ``auto`` chose at the start of the seed's fit (:func:`start_of_fit`): the curve's reading and the trials'
+    record, with ``settings`` (default: the cliff on, as the arm with the cliff)."""
+    result = start_of_fit(task, seed, epochs, {"TRIAL_CLIFF": study.CLIFF} if settings is None else settings)
     trials = result.extra.get("trials") if result is not None else None
     return {"edge": None if result is None else result.suggestion.lr, "trials": trials}
 
@@ -126,6 +133,11 @@ def run_jobs(journal: study.Journal, jobs: list[dict], processes: int) -> None:
             print(f"{i}/{len(todo)}: {out['kind']} {out['task']} {out['seed']} {out.get('method') or ''}: "
                   f"{out['wall']:.0f}s{' (error)' if 'error' in out else ''}", flush=True)  # fmt: skip
     print(f"{len(todo)} jobs in {time.perf_counter() - start:.0f}s", flush=True)
+
+
+def records_by(journal: study.Journal) -> dict:
+    """The journal's finished records by ``(task, seed, method)``, a probe's method ``"probe"``."""
+    return {(r["task"], r["seed"], r["method"] or "probe"): r for r in journal.records.values() if "error" not in r}
 
 
 def fired(record: dict) -> bool:
@@ -236,11 +248,7 @@ def main() -> None:
                 if record is not None and "error" not in record and fired(record):
                     fits += [base(t, s, "peer", arm) for arm in ARMS]
         run(fits)
-    by = {}
-    for r in journal.records.values():
-        if "error" not in r:
-            by[(r["task"], r["seed"], r["method"] or "probe")] = r
-    text = report(tasks, by, seeds, study.Journal(HERE / "jobs.jsonl"))
+    text = report(tasks, records_by(journal), seeds, study.Journal(HERE / "jobs.jsonl"))
     (args.out / "cliff.md").write_text(text)
     print(text)
 

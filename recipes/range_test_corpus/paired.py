@@ -63,12 +63,11 @@ def oracle(task: corpus.Task, journal: study.Journal) -> tuple[float, int] | Non
     return None
 
 
-def peer_regret(task, method: str, by: dict, seeds: list[int], corpus_journal: study.Journal) -> float | None:
-    """``method``'s mean regret over ``seeds`` against the corpus's oracle; ``None`` unless every seed is done."""
-    runs, best = [by.get((task.name, s, method)) for s in seeds], oracle(task, corpus_journal)
-    if best is None or any(r is None for r in runs):
+def mean_regret(task: corpus.Task, best: float, runs: list[dict | None]) -> float | None:
+    """The runs' mean regret against the oracle ``best``; ``None`` unless every run is done."""
+    if any(r is None for r in runs):
         return None
-    return statistics.mean(study.regret_of(task.metric, best[0], r["best"]) for r in runs)
+    return statistics.mean(study.regret_of(task.metric, best, r["best"]) for r in runs if r is not None)
 
 
 def report(tasks: list, by: dict, seeds: list[int], corpus_journal: study.Journal) -> str:
@@ -85,6 +84,7 @@ def report(tasks: list, by: dict, seeds: list[int], corpus_journal: study.Journa
     ]
     accuracy: dict[str, float] = {}
     regrets: dict[str, tuple[float, float]] = {}
+    oracles = {task.name: oracle(task, corpus_journal) for task in tasks}  # (each read off the journal once)
     for task in tasks:
         pairs = [(by.get((task.name, s, ARMS[0])), by.get((task.name, s, ARMS[1]))) for s in seeds]
         pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
@@ -94,14 +94,12 @@ def report(tasks: list, by: dict, seeds: list[int], corpus_journal: study.Journa
         gains = [cliff.gain(task, b["best"], a["best"]) for a, b in pairs]
         se = statistics.stdev(gains) / math.sqrt(len(gains)) if len(gains) > 1 else 0.0
         up, down = sum(g > 0 for g in gains), sum(g < 0 for g in gains)
-        mean, best = statistics.mean(gains), oracle(task, corpus_journal)
+        mean, best = statistics.mean(gains), oracles[task.name]
         shown, regret = "not run", ""
         if best is not None:
             shown = f"{100 * best[0]:.1f}" if task.metric == "acc" else f"{best[0]:.2f}"
             shown += f" ({best[1]})"
-            pair = [
-                statistics.mean(study.regret_of(task.metric, best[0], r["best"]) for r in arm) for arm in zip(*pairs)
-            ]
+            pair = [mean_regret(task, best[0], list(arm)) for arm in zip(*pairs)]
             regret = f"{pair[0]:.2f} / {pair[1]:.2f}"
             if len(gains) == len(seeds):
                 regrets[task.name] = (pair[0], pair[1])
@@ -127,15 +125,17 @@ def report(tasks: list, by: dict, seeds: list[int], corpus_journal: study.Journa
     others = sorted({m for (_, _, m) in by} - set(ARMS))  # (--peers: trained at the same seeds, regret only)
     for group in ("earlier", "held out", "check"):
         for metric in ("acc", "rmse"):
-            rows = [v for name, v in regrets.items() if cliff.kind(corpus.find(name)) == group
-                    and corpus.find(name).metric == metric]  # fmt: skip
-            if rows:
+            names = [n for n in regrets if cliff.kind(corpus.find(n)) == group and corpus.find(n).metric == metric]
+            if names:
+                rows = [regrets[n] for n in names]
                 cells = [f"{statistics.median(r):.2f} / {max(r):.2f} / {sum(x <= 1 for x in r)}" for r in zip(*rows)]
                 label = "accuracy" if metric == "acc" else "RMSE"
                 line = f"- {group}, {label} ({len(rows)}): `{ARMS[0]}` {cells[0]}; `{ARMS[1]}` {cells[1]}"
-                names = [n for n in regrets if cliff.kind(corpus.find(n)) == group and corpus.find(n).metric == metric]
                 for other in others:
-                    values = [peer_regret(corpus.find(n), other, by, seeds, corpus_journal) for n in names]
+                    values = [
+                        mean_regret(corpus.find(n), oracles[n][0], [by.get((n, s, other)) for s in seeds])
+                        for n in names
+                    ]
                     if all(v is not None for v in values):
                         line += f"; `{other}` {statistics.median(values):.2f} / {max(values):.2f} / "
                         line += f"{sum(v <= 1 for v in values)}"
@@ -184,7 +184,7 @@ def main() -> None:
         arms = [*ARMS, *peers] if not args.peers else peers  # (--peers: those alone, the pair being done)
         jobs = [{**plan.base(t, "peer", s), "method": arm} for s in seeds for t in tasks for arm in arms]
         cliff.run_jobs(journal, jobs, args.jobs)
-    by = {(r["task"], r["seed"], r["method"]): r for r in journal.records.values() if "error" not in r}
+    by = cliff.records_by(journal)
     text = report(corpus.available([*corpus.TASKS, *corpus.CHECKS]), by, seeds, study.Journal(HERE / "jobs.jsonl"))
     (args.out / "paired.md").write_text(text)
     print(text)

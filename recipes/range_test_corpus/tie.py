@@ -17,24 +17,15 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
+import cliff  # noqa: E402
 import run as study  # noqa: E402
 import tasks as corpus  # noqa: E402
-from common import trainer  # noqa: E402
 
 TASK, SEED = "digits-plain-cnn8-adamw", 3
 
 
-class _Stop(Exception):
-    """Raised at ``on_train_start``: the range test and the trials have run, the fit itself is not needed."""
-
-
 def main() -> None:
-    import tempfile
-
-    import lightning.pytorch as pl
     import torch
-
-    from lightning_cyclic import Guard, LRFinder, OneCycle
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=HERE, help="where tie.png goes (default: next to this file)")
@@ -42,21 +33,7 @@ def main() -> None:
     study.silence()
     torch.set_num_threads(1)
     task = corpus.find(TASK)
-    pl.seed_everything(SEED, verbose=False)  # the seed's initial weights and data order, as the corpus's fit
-    module = study.task_module(task, None)
-    finder = LRFinder(verbose=False)
-
-    class Stop(pl.Callback):
-        def on_train_start(self, trainer, pl_module):
-            raise _Stop
-
-    with tempfile.TemporaryDirectory() as root:
-        fit = trainer(root, [OneCycle(max_lr="auto", log=False), finder, Guard(verbose=False), Stop()], max_epochs=20)
-        try:
-            fit.fit(module, datamodule=study.task_datamodule(task))
-        except _Stop:
-            pass
-    result = finder.result
+    result = cliff.start_of_fit(task, SEED, task.epochs)  # (as shipped: the settings the corpus's fit ran with)
     args.out.mkdir(parents=True, exist_ok=True)
     result.plot(args.out / "tie.png", title=f"{TASK}, seed {SEED}: the range test and the short trials")
     print(f"curve: {result.suggestion.lr:.3g}; {result.extra['trials']['reason']}; peak {result.chosen.lr:.3g}")
