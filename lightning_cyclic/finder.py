@@ -48,9 +48,11 @@ from lightning_cyclic.finder_control import (
     TRIAL_SHARE,
     SweepControl,
     choose_trial,
+    sweep_lowest,
     trial_length,
     trial_peaks,
     trials_above,
+    trials_at_lowest,
     trials_below,
 )
 from lightning_cyclic.finder_result import (
@@ -149,7 +151,10 @@ def run_range_test(trainer: pl.Trainer, pl_module: pl.LightningModule, config: R
             suggestion = suggest(sweep.lrs, sweep.losses, config.suggestion, config.smooth)
             if config.trials and config.suggestion == "edge" and suggestion.lr is not None:
                 guarded = any(getattr(callback, "catches_bold_peaks", False) for callback in callbacks)
-                trials = _trials(trainer, pl_module, optimizer, config, suggestion.lr, snapshot, val_batches, guarded)
+                lowest = sweep_lowest(sweep.lrs, sweep.losses, config.smooth)
+                trials = _trials(
+                    trainer, pl_module, optimizer, config, suggestion.lr, snapshot, val_batches, guarded, lowest
+                )
     finally:
         _compat.set_trainer_callbacks(trainer, callbacks)
         for loader, iterator in kept:
@@ -245,28 +250,34 @@ def _trials(
     snapshot: Snapshot,
     val_batches: ValBatches | None,
     guarded: bool,
+    lowest: tuple[float, float] = (math.nan, math.nan),
 ) -> dict[str, Any]:
     """The short trials at each of :func:`~lightning_cyclic.finder_control.trial_peaks` of ``edge``, each from the
     state in ``snapshot``, and what they chose (:func:`~lightning_cyclic.finder_control.choose_trial`); where they
-    :func:`~lightning_cyclic.finder_control.cannot_tell` the candidates apart, two more below them."""
+    :func:`~lightning_cyclic.finder_control.cannot_tell` the candidates apart, two more below them; where they learnt
+    no more than the sweep's ``lowest`` (its smoothed loss and lr), two at that lr
+    (:func:`~lightning_cyclic.finder_control.trials_at_lowest`, off by default)."""
     steps = trial_length(config, float(trainer.estimated_stepping_batches))
     if steps is None:
         return {"lr": None, "reason": "the fit's length is unknown (max_steps and max_epochs are -1)"}
 
-    def run(ladder: tuple[int, ...]) -> list[float]:
+    def run(ladder: tuple[float, ...]) -> list[float]:
         return [
             _trial_from(snapshot, trainer, pl_module, optimizer, p, steps, val_batches)
             for p in trial_peaks(edge, ladder)
         ]
 
-    ladder: tuple[int, ...] = TRIAL_LADDER
+    ladder: tuple[float, ...] = TRIAL_LADDER
     losses = run(ladder)
+    read: float | None = None  # the sweep's lowest, where the trials at it ran
     if below := trials_below(losses):  # they cannot tell the candidates apart: two more below
         ladder, losses = (*below, *ladder), run(below) + losses
         if above := trials_above(losses, ladder):  # (off unless TRIAL_ABOVE is set) nor those: two more above
             ladder, losses = (*ladder, *above), losses + run(above)
+    elif at := trials_at_lowest(losses, edge, *lowest):  # they learnt no more than the sweep: two at its lowest
+        ladder, losses, read = (*at, *ladder), run(at) + losses, lowest[0]
     evaluated = "validation loss" if val_batches is not None else "training loss of the last quarter"
-    return choose_trial(trial_peaks(edge, ladder), losses, steps, evaluated, guarded, ladder)
+    return choose_trial(trial_peaks(edge, ladder), losses, steps, evaluated, guarded, ladder, read)
 
 
 def _trial_from(snapshot: Snapshot, *args: Any) -> float:

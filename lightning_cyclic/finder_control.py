@@ -128,6 +128,14 @@ TRIAL_ABOVE: tuple[int, ...] = ()
 # At 1% it was made on two held-out misses and lost on seeds nothing was looked at (recipes/range_test_corpus,
 # cliff.py: 3 better, 5 worse of the 10 seeds of 283 where it fired, mean -1.3 points): measured, not adopted.
 TRIAL_CLIFF = math.inf
+# Where the ladder's lowest trial ended no lower than the sweep's own lowest (smoothed) loss, its trials of many steps
+# learnt no more than single steps of the sweep did: the edge was read past a false rise (as on a deep plain net whose
+# curve stays at the chance level from its lowest up to a rise far above it). Two more trials, at the lr of the
+# sweep's lowest times 2 ** j for j in TRIAL_AT_LOWEST, where that lr is below the ladder; the lower of them is taken
+# where it beats the ladder's lowest by more than TRIAL_TIE of the ladder's median (of its lowest, where most blew
+# up), else the ladder's choice stands.
+# Off (()) unless measured better on seeds nothing was looked at (recipes/range_test_corpus, lowest.py).
+TRIAL_AT_LOWEST: tuple[int, ...] = ()
 
 
 def trial_length(config: RangeTestConfig, total: float) -> int | None:
@@ -139,7 +147,7 @@ def trial_length(config: RangeTestConfig, total: float) -> int | None:
     return max(TRIAL_MIN_STEPS, round(TRIAL_SHARE * total))
 
 
-def trial_peaks(edge: float, ladder: tuple[int, ...] = TRIAL_LADDER) -> list[float]:
+def trial_peaks(edge: float, ladder: tuple[float, ...] = TRIAL_LADDER) -> list[float]:
     """The peak lr of each trial: the edge suggestion times ``2 ** j`` for ``j`` in ``ladder``."""
     return [edge * 2.0**j for j in ladder]
 
@@ -161,7 +169,7 @@ def cannot_tell(losses: list[float]) -> bool:
     return math.isfinite(median) and median - lowest <= TRIAL_TIE * abs(median)
 
 
-def trials_above(losses: list[float], ladder: tuple[int, ...]) -> tuple[int, ...]:
+def trials_above(losses: list[float], ladder: tuple[float, ...]) -> tuple[int, ...]:
     """The steps to try above the ladder: ``TRIAL_ABOVE`` where the trials below it ran (the ladder could not tell)
     and told nothing either (:func:`choose_trial`'s ``told`` is False), else none."""
     if not TRIAL_ABOVE or not any(j < TRIAL_LADDER[0] for j in ladder):
@@ -174,6 +182,30 @@ def trials_below(losses: list[float]) -> tuple[int, ...]:
     """The steps of the ladder to try below it: ``TRIAL_BELOW`` where the ladder's trials :func:`cannot_tell`, else
     none."""
     return TRIAL_BELOW if cannot_tell(losses) else ()
+
+
+def sweep_lowest(lrs: list[float], losses: list[float], smooth: float) -> tuple[float, float]:
+    """The sweep's lowest loss, smoothed as the sweep smooths it, and its lr; ``(nan, nan)`` where none is finite."""
+    average, lowest, where = EMA(smooth), math.nan, math.nan
+    for lr, loss in zip(lrs, losses):
+        if not math.isfinite(loss):
+            break
+        value = average.add(loss)
+        if not value >= lowest:  # (the first, and every lower one)
+            lowest, where = value, lr
+    return lowest, where
+
+
+def trials_at_lowest(losses: list[float], edge: float, lowest: float, lowest_lr: float) -> tuple[float, ...]:
+    """The steps (``edge x 2 ** step``) of the trials at the sweep's lowest: ``TRIAL_AT_LOWEST`` about ``lowest_lr``
+    where the ladder's trials (``losses``) tell the candidates apart, their lowest is no lower than the sweep's
+    ``lowest`` smoothed loss, and ``lowest_lr`` is below the ladder; else none."""
+    finite = [x for x in losses if math.isfinite(x)]
+    if not TRIAL_AT_LOWEST or not finite or cannot_tell(losses) or not min(finite) >= lowest:
+        return ()
+    if not 0 < lowest_lr < edge * 2.0 ** TRIAL_LADDER[0]:
+        return ()
+    return tuple(math.log2(lowest_lr / edge) + j for j in TRIAL_AT_LOWEST)
 
 
 def lowest_trial(losses: list[float], indices: list[int]) -> int:
@@ -200,13 +232,19 @@ def below_the_cliff(losses: list[float], indices: list[int]) -> tuple[int, int |
     return best, cliff
 
 
+def _step(j: float) -> str:
+    """A step of the ladder as the reason writes it: ``-2``, or ``-7.53`` for one about the sweep's lowest."""
+    return f"{j:g}" if float(j).is_integer() else f"{j:.2f}"
+
+
 def choose_trial(
     peaks: list[float],
     losses: list[float],
     steps: int,
     evaluated: str,
     guarded: bool = False,
-    ladder: tuple[int, ...] = TRIAL_LADDER,
+    ladder: tuple[float, ...] = TRIAL_LADDER,
+    lowest: float | None = None,
 ) -> dict[str, Any]:
     """What the trials at ``peaks`` (the edge times ``2 ** j`` for ``j`` in ``ladder``, lowest first: with the trials
     below ``TRIAL_LADDER`` where they ran) chose from their ``losses`` (``inf`` for a trial that blew up): the peak
@@ -214,9 +252,10 @@ def choose_trial(
     rolls a too bold peak back). The ladder's lowest is read :func:`below_the_cliff` (where ``TRIAL_CLIFF`` is on, a
     lower loss past a trial more than that above a more cautious one's is not taken; ``cliff``: that trial's step
     of the ladder, where it cut a lower loss off). A trial below ``TRIAL_LADDER`` only where it beats the ladder's
-    pick by more than ``TRIAL_TIE`` of the ladder's median loss (``told``: whether one did, where they ran). Where
-    every trial blew up, a quarter of the lowest peak. The record ``extra["trials"]`` holds, with the lr and the
-    reason."""
+    pick by more than ``TRIAL_TIE`` of the ladder's median loss (``told``: whether one did, where they ran because
+    the ladder could not tell; ``at_lowest``: where they ran at the sweep's lowest, whose smoothed loss ``lowest``
+    the ladder did not beat, :func:`trials_at_lowest`). Where every trial blew up, a quarter of the lowest peak. The
+    record ``extra["trials"]`` holds, with the lr and the reason."""
     if not len(peaks) == len(losses) == len(ladder):
         raise ValueError(f"choose_trial: {len(peaks)} peaks, {len(losses)} losses and a ladder of {len(ladder)}")
     out: dict[str, Any] = {"lrs": peaks, "losses": [x if math.isfinite(x) else None for x in losses]}
@@ -243,21 +282,33 @@ def choose_trial(
     if under:
         lower = lowest_trial(losses, under)
         _, median = _lowest_and_median([losses[i] for i in main])
-        taken = math.isfinite(losses[lower]) and losses[best] - losses[lower] > TRIAL_TIE * abs(median)
-        note += (
-            f"their lowest {evaluated} within {TRIAL_TIE:.0%} of their median (they cannot tell the candidates apart), "
-            f"two more at x {', '.join(f'2^{j}' for j in below)}"
-            + ("; " if taken else f", no lower by {TRIAL_TIE:.0%} of that median; ")
-        )
+        # (by the ladder's median: where that is a blow-up, the trials at the sweep's lowest go by its lowest)
+        scale = median if math.isfinite(median) else losses[best]
+        taken = math.isfinite(losses[lower]) and losses[best] - losses[lower] > TRIAL_TIE * abs(scale)
+        if lowest is not None:  # (the ladder told, but learnt no more than the sweep: TRIAL_AT_LOWEST)
+            note += (
+                f"their lowest {evaluated} no lower than the sweep's lowest ({lowest:.4g}), two more at its lr x "
+                f"{', '.join(f'2^{j}' for j in TRIAL_AT_LOWEST)} (the edge x "
+                f"{', '.join(f'2^{_step(j)}' for j in below)})"
+                + ("; " if taken else f", no lower by {TRIAL_TIE:.0%} of the ladder's median; ")
+            )
+            out["at_lowest"] = taken
+        else:
+            note += (
+                f"their lowest {evaluated} within {TRIAL_TIE:.0%} of their median (they cannot tell the candidates "
+                f"apart), two more at x {', '.join(f'2^{j}' for j in below)}"
+                + ("; " if taken else f", no lower by {TRIAL_TIE:.0%} of that median; ")
+            )
         best = lower if taken else best
-        if over and not taken:
+        if lowest is None and over and not taken:
             upper = lowest_trial(losses, over)
             taken = math.isfinite(losses[upper]) and losses[best] - losses[upper] > TRIAL_TIE * abs(median)
             note += f"two more at x {', '.join(f'2^{ladder[i]}' for i in over)}" + (
                 "; " if taken else f", no lower by {TRIAL_TIE:.0%} of that median either; "
             )
             best = upper if taken else best
-        out["told"] = taken  # (False: neither the ladder nor the trials below (and above) told them apart)
+        if lowest is None:
+            out["told"] = taken  # (False: neither the ladder nor the trials below (and above) told them apart)
     bias = GUARDED_TRIAL_BIAS if guarded else TRIAL_BIAS
     how = (
         "as it is (a Guard in the fit rolls a too bold peak back)"
@@ -266,6 +317,6 @@ def choose_trial(
     )
     reason = (
         f"{len(main)} trials of {steps} steps (one-cycle) at the edge x 2^{TRIAL_LADDER[0]}.."
-        f"{TRIAL_LADDER[-1]}: {note}the lowest {evaluated} ({losses[best]:.4g}) at x 2^{ladder[best]}, {how}"
+        f"{TRIAL_LADDER[-1]}: {note}the lowest {evaluated} ({losses[best]:.4g}) at x 2^{_step(ladder[best])}, {how}"
     )
     return {**out, "lr": peaks[best] / bias, "reason": reason, "guarded": guarded}

@@ -205,6 +205,8 @@ METHODS = {
 STUDY_ARMS = {
     "auto-trials-guard-above": "ours, measured: as auto-trials-guard with two more trials above the ladder (the edge "
     "x 2^3, 2^4) where neither the five nor the two below told the candidates apart (finder_control.TRIAL_ABOVE)",
+    "auto-trials-guard-lowest": "ours, measured: as auto-trials-guard with two more trials at the sweep's lowest (its "
+    "lr x 2^-1, 2^0) where the ladder's trials learnt no more than the sweep (finder_control.TRIAL_AT_LOWEST)",
 }
 _SHIPPED: dict = {}  # the package's own values of the rules an arm changes, read before any arm changes them
 OURS_IN_FIT = (
@@ -215,10 +217,12 @@ OURS_IN_FIT = (
     "auto-trials-guard-sqrt2",
     "auto-trials-guard-cliff",
     "auto-trials-guard-above",
+    "auto-trials-guard-lowest",
     "auto-trials-guard-one-ladder",
 )
 CLIFF = 0.01  # the arm auto-trials-guard-cliff's TRIAL_CLIFF
 ABOVE = (3, 4)  # the arm auto-trials-guard-above's TRIAL_ABOVE
+LOWEST = (-1, 0)  # the arm auto-trials-guard-lowest's TRIAL_AT_LOWEST
 WARMUP = 0.05  # share of the run the schedule-free and AdamW warmups take
 
 
@@ -355,11 +359,12 @@ def fit_peer(task: corpus.Task, seed: int, method: str, epochs: int, root: str) 
         if not _SHIPPED:
             control = finder_control
             _SHIPPED.update(bias=control.GUARDED_TRIAL_BIAS, below=control.TRIAL_BELOW, cliff=control.TRIAL_CLIFF)
-            _SHIPPED.update(above=control.TRIAL_ABOVE)
+            _SHIPPED.update(above=control.TRIAL_ABOVE, lowest=control.TRIAL_AT_LOWEST)
         finder_control.GUARDED_TRIAL_BIAS = finder_control.TRIAL_BIAS if method.endswith("sqrt2") else _SHIPPED["bias"]
         finder_control.TRIAL_BELOW = () if method.endswith("one-ladder") else _SHIPPED["below"]
         finder_control.TRIAL_CLIFF = CLIFF if method.endswith("cliff") else _SHIPPED["cliff"]
         finder_control.TRIAL_ABOVE = ABOVE if method.endswith("above") else _SHIPPED["above"]
+        finder_control.TRIAL_AT_LOWEST = LOWEST if method.endswith("lowest") else _SHIPPED["lowest"]
 
         callbacks += [OneCycle(max_lr="auto", log=False), LRFinder(verbose=False, trials="trials" in method)]
         callbacks += [Guard(verbose=False)] if "guard" in method else []

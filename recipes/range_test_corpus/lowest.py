@@ -1,0 +1,167 @@
+"""Two more trials at the sweep's lowest where the ladder learnt no more than the sweep, on seeds nothing was looked at.
+
+At the new seeds of ``cliff.py`` (20-31) the plain 8-layer CNN (AdamW) missed by 88 points on seeds 29 and 30: the
+curve read 1.5 and 0.73 where its one-cycle oracle is 0.0046, and all five trials ended at the chance level, the
+most cautious lowest. Its sweep had told more: the smoothed loss was lowest at lr 0.0085 and 0.0040, and the
+ladder's lowest trial (30 steps) ended no lower than that smoothed lowest (2.337 against 2.303, 2.318 against
+2.311), where on every healthy probe looked at (the same CNN's seeds 21 and 23, the text and pointer
+transformers, wine, the 16-layer plain MLP, diabetes) the ladder's lowest is well below it. The rule tried here
+(``finder_control.TRIAL_AT_LOWEST``, off in the package; the arm ``auto-trials-guard-lowest``, ``run.LOWEST``):
+where the ladder tells the candidates apart but its lowest trial ended no lower than the sweep's lowest smoothed
+loss, and the lr of that lowest is below the ladder, two more trials at that lr x 2^-1 and 2^0; the lower taken
+where it beats the ladder's lowest by more than 1% of the ladder's median. On those two seeds it picks 0.0042 and
+0.0020 (trials 2.009 and 1.909); on the 12-layer plain CNN's seed 29 it ran and took nothing (the sweep's lowest
+sits just below the ladder). Seeds 20-31 are in-sample for it.
+
+This script probes every task of the corpus and the checks (the range test and the trials at the start of a fit,
+the rule on, as ``cliff.py`` does) at seeds 56-67 (new: no study here used them), then at the seeds it was made on
+(20-31, in-sample); where the rule changed the pick, both arms train the whole fit from the same seed, and the
+difference of their scores is its effect there (``cliff.gain``: accuracy points; RMSE tasks % of the shipped
+fit's RMSE, positive = the rule better).
+
+The decision, written before any of these probes ran: ``TRIAL_AT_LOWEST`` is worth switching on only if, on seeds
+56-67 where it changed the pick, there are at least two such seeds, the mean gain less its standard error is above
+0, and no seed loses more than 5 points (5% of the RMSE); else it stays off. Switching it on then also has to show
+the corpus's tables again (the corpus seeds where it fires).
+
+    python recipes/range_test_corpus/lowest.py --jobs 2      # lowest.jsonl, then lowest.md
+    python recipes/range_test_corpus/lowest.py --report-only
+
+Each finished job goes into ``lowest.jsonl`` as it ends; a job already there is not run again.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+import cliff  # noqa: E402
+import run as study  # noqa: E402
+import tasks as corpus  # noqa: E402
+from common import arguments  # noqa: E402
+
+ARMS = ("auto-trials-guard-lowest", "auto-trials-guard")  # with the trials at the sweep's lowest, and as shipped
+NEW, SEEN = list(range(56, 68)), list(range(20, 32))  # out of sample; the seeds the rule was made on
+SETTINGS = {"TRIAL_AT_LOWEST": list(study.LOWEST), "TRIAL_CLIFF": math.inf}  # the probes' (else as shipped)
+
+
+def ran(record: dict) -> bool:
+    """Whether the rule ran its two trials on this probe (the ladder learnt no more than the sweep)."""
+    return "at_lowest" in ((record or {}).get("trials") or {})
+
+
+def taken(record: dict) -> bool:
+    """Whether the rule changed this probe's pick: one of its two trials was taken."""
+    return bool(((record or {}).get("trials") or {}).get("at_lowest"))
+
+
+def shipped(trials: dict) -> float:
+    """The pick as shipped: the ladder's five (the last five of the record) read alone."""
+    return cliff.shipped_pick({**trials, "lrs": trials["lrs"][-5:], "losses": trials["losses"][-5:]})
+
+
+def decide(gains: list[float]) -> tuple[bool, str]:
+    """The rule written before the probes: at least two changed picks, mean gain less its standard error above 0,
+    no seed below -5 (points, or % of the RMSE)."""
+    if len(gains) < 2:
+        return False, f"it changed {len(gains)} pick(s) on the new seeds: too few to read a standard error"
+    mean, se = statistics.mean(gains), statistics.stdev(gains) / math.sqrt(len(gains))
+    ok = mean - se > 0 and min(gains) >= -5
+    return ok, f"mean {mean:+.2f} ± {se:.2f}, worst seed {min(gains):+.2f} ({'yes' if ok else 'no'})"
+
+
+def task_row(task: corpus.Task, by: dict) -> tuple[str, dict[str, list[float]]]:
+    """One task's row: probes on the new seeds, where the rule ran and where it took one, and each changed pick's
+    seed, picks, scores and gain (the seen seeds marked); its gains on the new and the seen seeds."""
+    cells, probed, runs, took = [], 0, 0, 0
+    gains: dict[str, list[float]] = {"new": [], "seen": []}
+    for seed in [*NEW, *SEEN]:
+        p = by.get((task.name, seed, "probe"))
+        new = seed in NEW
+        probed += new and p is not None
+        runs += new and ran(p)
+        if p is None or not taken(p):
+            continue
+        took += new
+        trials = p["trials"]
+        head = f"{seed}{'' if new else ' (seen)'}: {shipped(trials):.3g} -> {trials['lr']:.3g}"
+        a, b = by.get((task.name, seed, ARMS[1])), by.get((task.name, seed, ARMS[0]))
+        if a is None or b is None:
+            cells.append(f"{head}, not trained yet")
+            continue
+        g = cliff.gain(task, b["best"], a["best"])
+        gains["new" if new else "seen"].append(g)
+        score = (lambda x: f"{100 * x:.1f}") if task.metric == "acc" else (lambda x: f"{x:.2f}")
+        cells.append(f"{head}, {score(a['best'])} -> {score(b['best'])}, {g:+.2f}")
+    return f"| {task.name} | {cliff.kind(task)} | {probed} | {runs} | {took} | {'; '.join(cells)} |", gains
+
+
+def report(tasks: list, by: dict) -> str:
+    lines = [
+        "# Two more trials at the sweep's lowest where the ladder learnt no more than the sweep: paired",
+        "",
+        "Written by `lowest.py` (its docstring says how, and the decision rule written before its probes). Where "
+        "the rule took one of its trials, the fit trained with it (`auto-trials-guard-lowest`) and as shipped "
+        "(`auto-trials-guard`); gain = the first's score minus the second's (accuracy points; RMSE tasks: % of the "
+        "second's RMSE, positive = the first better).",
+        "",
+        "| task | group | seeds probed (56-67) | where the rule ran | where it took one | seed: pick as shipped -> "
+        "with the rule, score, gain |",
+        "|---|---|---|---|---|---|",
+    ]
+    gains: dict[str, list[float]] = {"new": [], "seen": []}
+    for task in tasks:
+        line, found = task_row(task, by)
+        lines.append(line)
+        for key in gains:
+            gains[key] += found[key]
+    adopt, why = decide(gains["new"])
+    lines += [
+        "",
+        f"- new seeds (56-67): {cliff.summary(gains['new'])}",
+        f"- the seeds it was made on (20-31, in-sample): {cliff.summary(gains['seen'])}",
+        "",
+        f"**Decision (the rule: at least two changed picks on the new seeds, mean gain less its standard error above "
+        f"0, no seed below -5; {why}): {'worth switching on' if adopt else 'TRIAL_AT_LOWEST stays off'}.**",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def run_study(journal: study.Journal, probes: list[dict], processes: int) -> None:
+    """The ``probes`` with the rule on (``SETTINGS``), then both arms' fits wherever it took one of its trials."""
+    cliff.run_jobs(journal, [{**job, "settings": SETTINGS} for job in probes], processes)
+    plan, fits = study.Plan(1, False, list(ARMS)), []
+    for job in probes:
+        record = journal.get(job)
+        if record is not None and "error" not in record and taken(record):
+            task = corpus.find(job["task"])
+            fits += [{**plan.base(task, "peer", job["seed"]), "method": arm} for arm in ARMS]
+    cliff.run_jobs(journal, fits, processes)
+
+
+def main() -> None:
+    parser = arguments(__doc__, HERE, seeds=12, quick="not offered")
+    parser.add_argument("--report-only", action="store_true", help="write lowest.md from the journal, run nothing")
+    parser.add_argument("--new-only", action="store_true", help="only the new seeds (56-67), not the seen ones")
+    args = parser.parse_args()
+    if args.quick:
+        parser.error("--quick: not offered")
+    tasks = corpus.available([*corpus.TASKS, *corpus.CHECKS])
+    journal = study.Journal(args.out / "lowest.jsonl")
+    plan = study.Plan(1, False, list(ARMS))
+    if not args.report_only:
+        for seeds in (NEW,) if args.new_only else (NEW, SEEN):  # the new seeds first, whole
+            run_study(journal, [{**plan.base(t, "probe", s), "method": None} for s in seeds for t in tasks], args.jobs)
+    text = report(tasks, cliff.records_by(journal))
+    (args.out / "lowest.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
