@@ -23,9 +23,11 @@ from lightning_cyclic.finder_control import (
     below_the_cliff,
     cannot_tell,
     choose_trial,
+    sweep_lowest,
     trial_length,
     trial_peaks,
     trials_above,
+    trials_at_lowest,
     trials_below,
 )
 from lightning_cyclic.finder_result import RangeTestConfig, RangeTestResult
@@ -198,6 +200,52 @@ def test_two_more_above_where_nothing_told_off_by_default_and_what_they_do_where
     stuck = choose_trial(peaks, [*flat, 2.30, math.inf], 30, "validation loss", True, wider)
     assert stuck["told"] is False and "no lower by 1% of that median either" in stuck["reason"]
     assert stuck["lr"] == pytest.approx(choose_trial(peaks[:7], flat, 30, "validation loss", True, ladder)["lr"])
+
+
+def test_the_sweeps_lowest_is_its_smoothed_minimum_up_to_its_first_blow_up():
+    lrs, curve = [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0], [2.5, 2.4, 2.0, 1.9, 3.0, math.nan]
+    smoothed = ema(curve[:5], 0.6)
+    at = min(range(5), key=smoothed.__getitem__)
+    assert sweep_lowest(lrs, curve, 0.6) == (pytest.approx(smoothed[at]), lrs[at])
+    assert sweep_lowest(lrs, [2.0, 1.0, math.inf, 0.1], 0.0) == (1.0, 1e-3)  # (nothing after a blow-up counts)
+    assert all(math.isnan(x) for x in sweep_lowest(lrs, [math.nan, 1.0], 0.0))
+    assert all(math.isnan(x) for x in sweep_lowest([], [], 0.6))
+
+
+def test_two_more_at_the_sweeps_lowest_off_by_default_and_what_they_do_where_on(monkeypatch):
+    # a deep plain CNN with AdamW (the corpus's check at seed 29): the curve read 1.54, every trial of the ladder ended
+    # at the chance level, the most cautious lowest and no lower than the sweep's own lowest (2.303 at lr 0.0085)
+    edge, five, lowest = 1.5428, [2.337, 2.361, 2.345, 2.593, 2.798], (2.3032, 0.0085)
+    assert finder_control.TRIAL_AT_LOWEST == () and trials_at_lowest(five, edge, *lowest) == ()
+    monkeypatch.setattr(finder_control, "TRIAL_AT_LOWEST", (-1, 0))
+    at = trials_at_lowest(five, edge, *lowest)
+    assert trial_peaks(edge, at) == pytest.approx([0.00425, 0.0085])
+    # not where the ladder learnt more than the sweep, the sweep's lowest is within the ladder, the trials tie, all
+    # blew up, or the sweep's lowest is not known
+    assert trials_at_lowest([2.30, *five[1:]], edge, *lowest) == ()
+    assert trials_at_lowest(five, edge, 2.3032, edge / 4) == () and trials_at_lowest(five, edge, 2.3032, 0.0) == ()
+    assert trials_at_lowest([2.31, 2.31, 2.32, 2.31, 2.33], edge, *lowest) == ()  # (a tie: the two below run)
+    assert trials_at_lowest([math.inf] * 5, edge, *lowest) == ()
+    assert trials_at_lowest(five, edge, math.nan, math.nan) == ()
+    ladder = (*at, *TRIAL_LADDER)
+    peaks = trial_peaks(edge, ladder)
+    learnt = choose_trial(peaks, [2.009, 2.171, *five], 30, "validation loss", True, ladder, lowest[0])
+    assert learnt["lr"] == pytest.approx(0.00425) and learnt["at_lowest"] is True and "told" not in learnt
+    assert learnt["reason"] == (
+        "5 trials of 30 steps (one-cycle) at the edge x 2^-2..2: their lowest validation loss no lower than the "
+        "sweep's lowest (2.303), two more at its lr x 2^-1, 2^0 (the edge x 2^-8.50, 2^-7.50); the lowest validation "
+        "loss (2.009) at x 2^-8.50, as it is (a Guard in the fit rolls a too bold peak back)"
+    )
+    # lower by less than 1% of the ladder's median (2.361): the ladder's choice stands
+    stands = choose_trial(peaks, [2.32, 2.33, *five], 30, "validation loss", True, ladder, lowest[0])
+    assert stands["lr"] == pytest.approx(edge / 4) and stands["at_lowest"] is False
+    assert "2^-7.50), no lower by 1% of the ladder's median; the lowest validation loss (2.337) at x 2^-2" in (
+        stands["reason"]
+    )
+    # most of the ladder blew up (a deep plain CNN with SGD): its median is a blow-up, so 1% of its lowest
+    blown = [2.327, 2.33, math.inf, math.inf, math.inf]
+    assert choose_trial(peaks, [2.314, 2.325, *blown], 30, "val", True, ladder, 2.31)["at_lowest"] is False
+    assert choose_trial(peaks, [2.2, 2.325, *blown], 30, "val", True, ladder, 2.31)["lr"] == pytest.approx(peaks[0])
 
 
 def test_trials_that_cannot_tell_the_candidates_apart_get_two_more_below_the_ladder():

@@ -158,6 +158,32 @@ def test_lr_finder_and_best_snapshot_from_the_command_line(name, tmp_path):
 
 
 @pytest.mark.parametrize("name", NAMESPACES)
+def test_auto_with_its_trials_from_the_command_line_trains_at_their_pick(name, tmp_path):
+    # OneCycle(max_lr="auto") and LRFinder at its defaults (the range test, then the short trials) by
+    # --trainer.callbacks+=: the trials' pick reaches the schedule, and the fit's steps are torch's OneCycleLR at it
+    args = [
+        *base_args(tmp_path),
+        *SGD,
+        "--trainer.callbacks+=lightning_cyclic.OneCycle",
+        "--trainer.callbacks.max_lr=auto",
+        "--trainer.callbacks+=lightning_cyclic.LRFinder",
+        "--trainer.callbacks.num_steps=40",
+        "--trainer.callbacks.verbose=false",
+    ]
+    cli = run_cli(name, args)
+    schedule = next(c for c in cli.trainer.callbacks if isinstance(c, OneCycle))
+    finder = next(c for c in cli.trainer.callbacks if isinstance(c, LRFinder))
+    result = finder.result
+    trials = result.extra["trials"]
+    assert schedule.params["max_lr"] == "auto" and len(trials["lrs"]) == 5 and trials["steps"] == 30
+    assert schedule.resolved["max_lr"] == pytest.approx(trials["lr"]) == pytest.approx(result.chosen.lr)
+    # the range test's steps and the trials' ran through the module's hooks first, then the fit at the pick
+    before = len(result.lrs) + trials["steps"] * len(trials["lrs"])
+    assert len(cli.model.seen) == before + TOTAL
+    assert_same(cli.model.seen[before:], onecycle_reference(trials["lr"], TOTAL))
+
+
+@pytest.mark.parametrize("name", NAMESPACES)
 def test_guard_and_preemption_from_the_command_line(name, tmp_path):
     from lightning_cyclic import Guard, Preemption
 
