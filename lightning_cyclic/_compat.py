@@ -39,8 +39,10 @@ _SWA_TYPES: tuple[type, ...] = (_lightning.callbacks.StochasticWeightAveraging,)
 _AVERAGING_TYPES: tuple[type, ...] = tuple(
     t for t in (getattr(_lightning.callbacks, "WeightAveraging", None),) if t is not None
 )
+_PROGRESS_TYPES: tuple[type, ...] = (_lightning.callbacks.ProgressBar,)
 if pytorch_lightning is not None:
     _CALLBACK_BASES += (pytorch_lightning.Callback,)
+    _PROGRESS_TYPES += (pytorch_lightning.callbacks.ProgressBar,)
     _MODULE_TYPES += (pytorch_lightning.LightningModule,)
     _SWA_TYPES += (pytorch_lightning.callbacks.StochasticWeightAveraging,)
     _AVERAGING_TYPES += tuple(
@@ -95,6 +97,11 @@ def swa_callback(trainer: _lightning.Trainer) -> Any:
 def trainer_callbacks(trainer: _lightning.Trainer) -> list[_lightning.Callback]:
     """``trainer.callbacks``: the Trainer's own list (changes to it change the Trainer's callbacks)."""
     return trainer.callbacks  # type: ignore[attr-defined]  # set by its callback connector
+
+
+def progress_bars(callbacks: list[_lightning.Callback]) -> list[_lightning.Callback]:
+    """The progress bars among ``callbacks`` (either namespace's ``ProgressBar``)."""
+    return [callback for callback in callbacks if isinstance(callback, _PROGRESS_TYPES)]
 
 
 def set_trainer_callbacks(trainer: _lightning.Trainer, callbacks: list[_lightning.Callback]) -> None:

@@ -138,8 +138,9 @@ def run_range_test(trainer: pl.Trainer, pl_module: pl.LightningModule, config: R
         stateful=[trainer.precision_plugin],  # the GradScaler's scale and growth tracker
     )
     callbacks = _compat.trainer_callbacks(trainer)
-    # no schedule, logger or monitor sees the test's steps (the precision plugin calls them)
-    _compat.set_trainer_callbacks(trainer, [])
+    # no schedule, logger or monitor sees the test's steps (the precision plugin calls them); the progress bar stays
+    # (its hooks there do nothing): a Rich bar's refresh thread, live in the fit, asserts that the Trainer has one
+    _compat.set_trainer_callbacks(trainer, _compat.progress_bars(callbacks))
     # fit's own persistent-worker iterators (set up for its next epoch) are set aside: the test starts its own
     kept = [(loader, _compat.swap_worker_iterator(loader, None)) for loader in persistent]
     start = time.perf_counter()

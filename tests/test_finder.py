@@ -239,9 +239,8 @@ def test_two_more_at_the_sweeps_lowest_off_by_default_and_what_they_do_where_on(
     # lower by less than 1% of the ladder's median (2.361): the ladder's choice stands
     stands = choose_trial(peaks, [2.32, 2.33, *five], 30, "validation loss", True, ladder, lowest[0])
     assert stands["lr"] == pytest.approx(edge / 4) and stands["at_lowest"] is False
-    assert "2^-7.50), no lower by 1% of the ladder's median; the lowest validation loss (2.337) at x 2^-2" in (
-        stands["reason"]
-    )
+    said = "2^-7.50), no lower by 1% of the ladder's median; the lowest validation loss (2.337) at x 2^-2"
+    assert said in stands["reason"]
     # most of the ladder blew up (a deep plain CNN with SGD): its median is a blow-up, so 1% of its lowest
     blown = [2.327, 2.33, math.inf, math.inf, math.inf]
     assert choose_trial(peaks, [2.314, 2.325, *blown], 30, "val", True, ladder, 2.31)["at_lowest"] is False

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import lightning.pytorch as pl
 import pytest
 import torch
@@ -182,3 +185,28 @@ def test_it_describes_its_phases_for_a_runs_summary(tmp_path):
     trainer.fit(WithBackbone(), tiny_loader())
     expected = "FineTune, backbone frozen for 1 epoch(s) at peak 0.1, then peak 0.05, the backbone at x0.1 of the head"
     assert callback.describe(trainer) == expected
+
+
+class Slow(WithBackbone):
+    """A few milliseconds a step: the range tests last long enough for a progress bar to refresh during them."""
+
+    def training_step(self, batch, batch_idx):
+        time.sleep(0.003)
+        return super().training_step(batch, batch_idx)
+
+
+def test_a_rich_progress_bar_live_through_the_range_tests_in_the_fit_raises_nothing(tmp_path, monkeypatch):
+    # the second range test runs inside the fit, while Rich's refresh thread draws the bar: that thread reads the
+    # Trainer's progress bar, which stays in the Trainer's callbacks through the test (no other callback does)
+    pytest.importorskip("rich")
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    failures: list[threading.ExceptHookArgs] = []
+    monkeypatch.setattr(threading, "excepthook", failures.append)
+    callback, bar = FineTune(max_lr="auto", unfrozen_max_lr="auto", freeze_epochs=1), RichProgressBar()
+    torch.manual_seed(0)
+    trainer = tiny_trainer(tmp_path, [callback, bar], max_epochs=2, enable_progress_bar=True)
+    trainer.fit(Slow(), tiny_loader(learnable=True))
+    assert callback.results[1] is not None and callback.results[1].seconds > 0.5  # (the bar refreshed in it)
+    assert not failures, [f"{f.exc_type.__name__} in {f.thread}: {f.exc_value!r}" for f in failures]
+    assert trainer.progress_bar_callback is bar and trainer.callbacks.count(bar) == 1
