@@ -494,3 +494,30 @@ def test_the_second_look_is_its_journal(bench, corpus):
     tasks = corpus.available([*corpus.TASKS, *corpus.CHECKS])
     if len(tasks) == len(corpus.TASKS) + len(corpus.CHECKS):  # (its report has Fashion-MNIST's rows)
         assert again.report(tasks, by) == (FOLDER / "above-again.md").read_text()
+
+
+def test_the_sweeps_lowest_rule_reads_magnitudes():
+    """``lowest.py``'s rule, written before its probes: at least two changed picks on the new seeds, the mean gain
+    less its standard error above 0, and no seed below -5."""
+    lowest = _module("lowest")
+    assert lowest.decide([80.0, 75.0])[0] and lowest.decide([3.0, 4.0, -1.0])[0]
+    assert not lowest.decide([80.0, 75.0, -6.0])[0]  # one seed loses more than 5
+    assert not lowest.decide([10.0, -4.0])[0]  # mean 3, standard error 7: not clear of 0
+    assert not lowest.decide([80.0])[0] and "too few" in lowest.decide([])[1]
+
+
+@pytest.mark.slow
+def test_a_probe_at_the_sweeps_lowest_is_the_start_of_its_fit(bench, corpus):
+    """A probe (``lowest.py``: the range test and the trials, the rule on) runs them as the arm with the rule ran
+    them in its fit: on the plain 8-layer CNN's seed 29 the ladder learnt no more than the sweep, a trial at the
+    sweep's lowest was taken, and the fit trained at it."""
+    lowest, cliff = _module("lowest"), _module("cliff")
+    journal = bench.Journal(FOLDER / "lowest.jsonl")
+    task, seed = corpus.find("digits-plain-cnn8-adamw"), 29
+    base = bench.Plan(1, False, []).base(task, "probe", seed)
+    recorded = journal.get({**base, "method": None})
+    fitted = journal.get({**base, "kind": "peer", "method": lowest.ARMS[0]})
+    again = cliff.probe(task, seed, base["epochs"], lowest.SETTINGS)
+    assert again["trials"]["losses"] == pytest.approx(recorded["trials"]["losses"])
+    assert again["trials"]["lr"] == pytest.approx(recorded["trials"]["lr"]) == pytest.approx(fitted["max_lr"])
+    assert lowest.taken(again) and len(again["trials"]["lrs"]) == 7

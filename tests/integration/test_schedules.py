@@ -17,7 +17,7 @@ from torch import nn
 from torch.optim import lr_scheduler as S
 from torch.utils.data import DataLoader
 
-from lightning_cyclic import OneCycle, SnapshotEnsemble, WarmRestarts, WarmupDecay
+from lightning_cyclic import LRFinder, OneCycle, SnapshotEnsemble, WarmRestarts, WarmupDecay
 from tests.helpers import tiny_trainer
 
 
@@ -91,6 +91,24 @@ def test_learning_rate_monitor_logs_the_lr_each_step_uses_in_either_order(tmp_pa
     assert close([column(rows, "lr-SGD-momentum")[k] for k in range(16)], ref_moms)
     ours = column(rows, "lr")  # our own key, at the same step numbers
     assert close([ours[k] for k in range(16)], used)
+
+
+def test_learning_rate_monitor_logs_only_the_fit_after_autos_range_test_and_trials(tmp_path):
+    # the range test and the short trials step the optimizer 100+ times before the fit: no callback sees those steps,
+    # so the monitor's rows are the fit's 64 steps, at torch's OneCycleLR of the trials' pick
+    torch.manual_seed(0)
+    monitor = LearningRateMonitor(logging_interval="step")
+    schedule, finder, recorder = OneCycle(max_lr="auto"), LRFinder(num_steps=60, verbose=False), StepRecorder()
+    logger = CSVLogger(tmp_path)
+    t = trainer(tmp_path, [monitor, schedule, finder, recorder], logger=logger, log_every_n_steps=1)
+    t.fit(SGDBoring(), DataLoader(RandomDataset(32, 64)), DataLoader(RandomDataset(32, 16)))
+    trials = finder.result.extra["trials"]
+    assert schedule.resolved["max_lr"] == pytest.approx(trials["lr"]) and len(trials["lrs"]) in (5, 7)
+    ref_lrs, _ = onecycle_reference(trials["lr"], 64)
+    used = [g[0] for g in recorder.seen]
+    assert close(used, ref_lrs)  # the recorder saw the fit's 64 steps alone
+    monitored = column(csv_rows(logger), "lr-SGD")
+    assert sorted(monitored) == list(range(64)) and close([monitored[k] for k in range(64)], used)
 
 
 # --- manual optimization: a two-optimizer GAN -----------------------------------------------------
