@@ -521,3 +521,28 @@ def test_a_probe_at_the_sweeps_lowest_is_the_start_of_its_fit(bench, corpus):
     assert again["trials"]["losses"] == pytest.approx(recorded["trials"]["losses"])
     assert again["trials"]["lr"] == pytest.approx(recorded["trials"]["lr"]) == pytest.approx(fitted["max_lr"])
     assert lowest.taken(again) and len(again["trials"]["lrs"]) == 7
+
+
+def test_the_sweeps_lowest_study_reads_its_journal(bench, corpus):
+    """``lowest.py``: its probes (the rule on) at every new seed of both rounds and at the corpus's seeds, both arms
+    trained wherever it took a trial (the arm as shipped before at the five's pick, the rule's at its trial), and
+    ``lowest.md`` is what it writes from the journal."""
+    lowest = _module("lowest")
+    journal = bench.Journal(FOLDER / "lowest.jsonl")
+    by = {(r["task"], r["seed"], r["method"] or "probe"): r for r in journal.records.values() if "error" not in r}
+    probes = [r for r in by.values() if r["kind"] == "probe"]
+    tasks = [*corpus.TASKS, *corpus.CHECKS]
+    for seeds in (lowest.NEW, lowest.MORE, lowest.SEEN, lowest.CORPUS):
+        assert sum(r["seed"] in seeds for r in probes) == len(seeds) * len(tasks)
+    ran = [r for r in probes if lowest.ran(r)]
+    assert {r["task"] for r in ran} == {"digits-plain-cnn8-adamw", "digits-plain-cnn12-sgd"}
+    for r in [r for r in ran if lowest.taken(r) and r["seed"] not in lowest.CORPUS]:
+        trials = r["trials"]
+        assert len(trials["lrs"]) == 7 and trials["lr"] <= min(trials["lrs"][2:]) / 2  # (below the ladder)
+        assert by[(r["task"], r["seed"], lowest.ARMS[1])]["max_lr"] == pytest.approx(lowest.shipped(trials))
+        assert by[(r["task"], r["seed"], lowest.ARMS[0])]["max_lr"] == pytest.approx(trials["lr"])
+    assert sum(lowest.taken(r) for r in probes if r["seed"] in lowest.NEW + lowest.MORE) == 3
+    tasks = corpus.available(tasks)
+    if len(tasks) == len(corpus.TASKS) + len(corpus.CHECKS):  # (its report has Fashion-MNIST's rows)
+        text = lowest.report(tasks, by)
+        assert text == (FOLDER / "lowest.md").read_text() and "(yes)): worth switching on.**" in text

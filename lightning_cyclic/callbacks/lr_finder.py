@@ -58,7 +58,10 @@ class LRFinder(Callback):
             the five cannot tell the candidates apart (the lowest loss within 1% of their median,
             as where every trial of a deep plain net ends near chance), two more at 1/64 and 1/16
             of the reading, the lower of them taken where it beats the five's lowest by more than
-            that 1% (a warning where neither does: nothing tested the peak). Where every trial
+            that 1% (a warning where neither does: nothing tested the peak). Where they tell them
+            apart but none ends lower than the sweep's own lowest (smoothed) loss, and that
+            lowest's lr is below them (a curve read far too bold, as a deep plain net's can be),
+            two more at half of that lr and at it, taken as the two below are. Where every trial
             blows up, a quarter of the lowest candidate. Undone as the test is; one line says what
             the trials chose and why (with ``verbose``; a warning either way where they all blew up
             or told nothing).

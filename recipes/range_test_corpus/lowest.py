@@ -30,8 +30,14 @@ of its probes ran: the same probes and fits at 24 more new seeds, 68-91 (``--mor
 every changed pick at seeds 56-91. The first round's decision stands as it was written; the second's is the one
 the package follows.
 
+By that rule the trials at the sweep's lowest became the package's default (``TRIAL_AT_LOWEST = (-1, 0)``): the
+arm ``auto-trials-guard`` in this journal is the package as it was before (without them). ``--corpus`` then probes
+the corpus's own seeds (0-8) with the rule on, and where it takes a trial, trains the corpus journal's fits of the
+arms that follow the package's default (``CORPUS_ARMS``) again, so that the corpus's tables show it.
+
     python recipes/range_test_corpus/lowest.py --jobs 2      # lowest.jsonl, then lowest.md
     python recipes/range_test_corpus/lowest.py --jobs 2 --more   # the second round, seeds 68-91
+    python recipes/range_test_corpus/lowest.py --jobs 2 --corpus # the corpus's seeds, and its fits again there
     python recipes/range_test_corpus/lowest.py --report-only
 
 Each finished job goes into ``lowest.jsonl`` as it ends; a job already there is not run again.
@@ -56,6 +62,9 @@ from common import arguments  # noqa: E402
 ARMS = ("auto-trials-guard-lowest", "auto-trials-guard")  # with the trials at the sweep's lowest, and as shipped
 NEW, SEEN = list(range(56, 68)), list(range(20, 32))  # out of sample; the seeds the rule was made on
 MORE = list(range(68, 92))  # the second round's new seeds
+CORPUS = list(range(9))  # the corpus's own seeds
+# the corpus arms that follow the package's default trials (the others keep their definitions: run.py)
+CORPUS_ARMS = ("auto-trials", "auto-trials-guard", "auto-trials-guard-sqrt2")
 SETTINGS = {"TRIAL_AT_LOWEST": list(study.LOWEST), "TRIAL_CLIFF": math.inf}  # the probes' (else as shipped)
 
 
@@ -110,14 +119,27 @@ def task_row(task: corpus.Task, by: dict) -> tuple[str, dict[str, list[float]]]:
     return f"| {task.name} | {cliff.kind(task)} | {probed} | {runs} | {took} | {'; '.join(cells)} |", gains
 
 
+def corpus_refits(by: dict) -> int:
+    """How many fits of the corpus journal ``refit_corpus`` trained again (their records hold the trials at the
+    sweep's lowest) at the corpus seeds where the rule takes a trial."""
+    journal = study.Journal(HERE / "jobs.jsonl")
+    plan, count = study.Plan(len(CORPUS), False, list(CORPUS_ARMS)), 0
+    for (name, seed, method), record in by.items():
+        if method == "probe" and seed in CORPUS and taken(record):
+            for arm in CORPUS_ARMS:
+                fit = journal.get({**plan.base(corpus.find(name), "peer", seed), "method": arm})
+                count += fit is not None and "at_lowest" in (fit.get("trials") or {})
+    return count
+
+
 def report(tasks: list, by: dict) -> str:
     lines = [
         "# Two more trials at the sweep's lowest where the ladder learnt no more than the sweep: paired",
         "",
         "Written by `lowest.py` (its docstring says how, and the decision rules written before their probes). Where "
         "the rule took one of its trials, the fit trained with it (`auto-trials-guard-lowest`) and as shipped "
-        "(`auto-trials-guard`); gain = the first's score minus the second's (accuracy points; RMSE tasks: % of the "
-        "second's RMSE, positive = the first better).",
+        "before it (`auto-trials-guard` in this journal); gain = the first's score minus the second's (accuracy "
+        "points; RMSE tasks: % of the second's RMSE, positive = the first better).",
         "",
         "| task | group | new seeds probed (56-91) | where the rule ran | where it took one | seed: pick as shipped "
         "-> with the rule, score, gain |",
@@ -144,6 +166,25 @@ def report(tasks: list, by: dict) -> str:
         f"- **Second round (every changed pick at seeds 56-91; {why}): "
         f"{'worth switching on' if second else 'TRIAL_AT_LOWEST stays off'}.**",
     ]
+    corpus_seeds = [
+        f"{task.name} {seed} ({shipped(p['trials']):.3g} -> {p['trials']['lr']:.3g})"
+        for task in tasks
+        for seed in CORPUS
+        if (p := by.get((task.name, seed, "probe"))) is not None and taken(p)
+    ]
+    if any(by.get((task.name, seed, "probe")) for task in tasks for seed in CORPUS):
+        refit = corpus_refits(by)
+        lines += [
+            "",
+            f"On the corpus's own seeds (0-8, `--corpus`) it takes a trial on {len(corpus_seeds)} of "
+            f"{sum(by.get((t.name, s, 'probe')) is not None for t in tasks for s in CORPUS)} range tests"
+            + (f": {'; '.join(corpus_seeds)}" if corpus_seeds else "")
+            + (
+                f"; the corpus's fits of {', '.join(CORPUS_ARMS)} there were trained again with it ({refit} fits)."
+                if refit
+                else "; the corpus's tables have no fit of its arms at those seeds: they are as they were."
+            ),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -159,11 +200,31 @@ def run_study(journal: study.Journal, probes: list[dict], processes: int) -> Non
     cliff.run_jobs(journal, fits, processes)
 
 
+def refit_corpus(journal: study.Journal, processes: int) -> None:
+    """The corpus journal's fits of ``CORPUS_ARMS`` where the rule (now the default) takes a trial on a corpus seed,
+    trained again (a record with ``error`` first, so that the journal's later line is the new fit)."""
+    corpus_journal = study.Journal(HERE / "jobs.jsonl")
+    plan, jobs = study.Plan(len(CORPUS), False, list(CORPUS_ARMS)), []
+    for record in [r for r in journal.records.values() if r["kind"] == "probe" and r["seed"] in CORPUS]:
+        if "error" in record or not taken(record):
+            continue
+        task = corpus.find(record["task"])
+        for arm in CORPUS_ARMS:
+            job = {**plan.base(task, "peer", record["seed"]), "method": arm}
+            old = corpus_journal.get(job)
+            if old is not None and "error" not in old and len((old.get("trials") or {}).get("lrs") or []) == 5:
+                corpus_journal.add({**cliff.key(job), "error": "trained again: the trials at the sweep's lowest"})
+            if old is not None:
+                jobs.append(job)
+    cliff.run_jobs(corpus_journal, jobs, processes)
+
+
 def main() -> None:
     parser = arguments(__doc__, HERE, seeds=12, quick="not offered")
     parser.add_argument("--report-only", action="store_true", help="write lowest.md from the journal, run nothing")
     parser.add_argument("--new-only", action="store_true", help="only the new seeds (56-67), not the seen ones")
     parser.add_argument("--more", action="store_true", help="the second round: seeds 68-91")
+    parser.add_argument("--corpus", action="store_true", help="the corpus's seeds (0-8), and its fits again there")
     args = parser.parse_args()
     if args.quick:
         parser.error("--quick: not offered")
@@ -171,8 +232,12 @@ def main() -> None:
     journal = study.Journal(args.out / "lowest.jsonl")
     plan = study.Plan(1, False, list(ARMS))
     if not args.report_only:
-        rounds = (MORE,) if args.more else (NEW,) if args.new_only else (NEW, SEEN)  # the new seeds first, whole
-        for seeds in rounds:
+        if args.corpus:
+            probes = [{**plan.base(t, "probe", s), "method": None} for s in CORPUS for t in tasks]
+            cliff.run_jobs(journal, [{**job, "settings": SETTINGS} for job in probes], args.jobs)
+            refit_corpus(journal, args.jobs)
+        rounds = () if args.corpus else (MORE,) if args.more else (NEW,) if args.new_only else (NEW, SEEN)
+        for seeds in rounds:  # (the new seeds first, whole)
             run_study(journal, [{**plan.base(t, "probe", s), "method": None} for s in seeds for t in tasks], args.jobs)
     text = report(tasks, cliff.records_by(journal))
     (args.out / "lowest.md").write_text(text)

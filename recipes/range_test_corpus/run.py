@@ -197,16 +197,18 @@ METHODS = {
     "auto-trials-guard-sqrt2": "ours: as auto-trials-guard with the trials' pick divided by sqrt(2), as without a "
     "Guard (the default before the pick was taken as it is with a Guard)",
     "auto-trials-guard-cliff": "ours, measured and not adopted: as auto-trials-guard with the trials read below "
-    "their first cliff (a trial more than 1% above a more cautious one's loss: finder_control.TRIAL_CLIFF 0.01)",
+    "their first cliff (a trial more than 1% above a more cautious one's loss: finder_control.TRIAL_CLIFF 0.01), "
+    "without the trials at the sweep's lowest (as it was measured)",
     "auto-trials-guard-one-ladder": "ours, before: as auto-trials-guard without the two trials below the ladder "
-    "where its trials cannot tell the candidates apart",
+    "where its trials cannot tell the candidates apart, nor the two at the sweep's lowest",
 }
 # arms of the side studies only (not in the peer tables): above.py's
 STUDY_ARMS = {
     "auto-trials-guard-above": "ours, measured: as auto-trials-guard with two more trials above the ladder (the edge "
     "x 2^3, 2^4) where neither the five nor the two below told the candidates apart (finder_control.TRIAL_ABOVE)",
-    "auto-trials-guard-lowest": "ours, measured: as auto-trials-guard with two more trials at the sweep's lowest (its "
-    "lr x 2^-1, 2^0) where the ladder's trials learnt no more than the sweep (finder_control.TRIAL_AT_LOWEST)",
+    "auto-trials-guard-lowest": "ours, measured, then adopted: as auto-trials-guard with two more trials at the "
+    "sweep's lowest (its lr x 2^-1, 2^0) where the ladder's trials learnt no more than the sweep "
+    "(finder_control.TRIAL_AT_LOWEST; the package's default since)",
 }
 _SHIPPED: dict = {}  # the package's own values of the rules an arm changes, read before any arm changes them
 OURS_IN_FIT = (
@@ -364,7 +366,9 @@ def fit_peer(task: corpus.Task, seed: int, method: str, epochs: int, root: str) 
         finder_control.TRIAL_BELOW = () if method.endswith("one-ladder") else _SHIPPED["below"]
         finder_control.TRIAL_CLIFF = CLIFF if method.endswith("cliff") else _SHIPPED["cliff"]
         finder_control.TRIAL_ABOVE = ABOVE if method.endswith("above") else _SHIPPED["above"]
-        finder_control.TRIAL_AT_LOWEST = LOWEST if method.endswith("lowest") else _SHIPPED["lowest"]
+        # (the arms measured before the trials at the sweep's lowest keep their definitions: without them)
+        before = method.endswith(("one-ladder", "cliff"))
+        finder_control.TRIAL_AT_LOWEST = LOWEST if method.endswith("lowest") else () if before else _SHIPPED["lowest"]
 
         callbacks += [OneCycle(max_lr="auto", log=False), LRFinder(verbose=False, trials="trials" in method)]
         callbacks += [Guard(verbose=False)] if "guard" in method else []
