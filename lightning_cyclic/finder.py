@@ -257,7 +257,7 @@ def _trials(
     state in ``snapshot``, and what they chose (:func:`~lightning_cyclic.finder_control.choose_trial`); where they
     :func:`~lightning_cyclic.finder_control.cannot_tell` the candidates apart, two more below them; where they learnt
     no more than the sweep's ``lowest`` (its smoothed loss and lr), two at that lr
-    (:func:`~lightning_cyclic.finder_control.trials_at_lowest`, off by default)."""
+    (:func:`~lightning_cyclic.finder_control.trials_at_lowest`)."""
     steps = trial_length(config, float(trainer.estimated_stepping_batches))
     if steps is None:
         return {"lr": None, "reason": "the fit's length is unknown (max_steps and max_epochs are -1)"}

@@ -134,8 +134,9 @@ TRIAL_CLIFF = math.inf
 # sweep's lowest times 2 ** j for j in TRIAL_AT_LOWEST, where that lr is below the ladder; the lower of them is taken
 # where it beats the ladder's lowest by more than TRIAL_TIE of the ladder's median (of its lowest, where most blew
 # up), else the ladder's choice stands. Made on two misses of the plain 8-layer CNN (seeds 29 and 30: +88, +85
-# points, in-sample); on 36 seeds of every task nothing was looked at (recipes/range_test_corpus, lowest.py: 1,152
+# points, in-sample); on 36 seeds of every task nothing was looked at (recipes/range_test_corpus, lowest.py: 864
 # range tests) it ran on 7 and changed 3 picks, +85.0, +85.0 and +5.3 points, by a rule written before each round.
+# Its steps are at most 0 (the trials stay below the ladder).
 TRIAL_AT_LOWEST: tuple[int, ...] = (-1, 0)
 
 
@@ -204,7 +205,7 @@ def trials_at_lowest(losses: list[float], edge: float, lowest: float, lowest_lr:
     finite = [x for x in losses if math.isfinite(x)]
     if not TRIAL_AT_LOWEST or not finite or cannot_tell(losses) or not min(finite) >= lowest:
         return ()
-    if not 0 < lowest_lr < edge * 2.0 ** TRIAL_LADDER[0]:
+    if not 0 < lowest_lr < edge * 2.0 ** TRIAL_LADDER[0] * (1 - 1e-9):  # (strictly below: no step rounds onto -2)
         return ()
     return tuple(math.log2(lowest_lr / edge) + j for j in TRIAL_AT_LOWEST)
 
@@ -283,15 +284,17 @@ def choose_trial(
     if under:
         lower = lowest_trial(losses, under)
         _, median = _lowest_and_median([losses[i] for i in main])
-        # (by the ladder's median: where that is a blow-up, the trials at the sweep's lowest go by its lowest)
-        scale = median if math.isfinite(median) else losses[best]
+        # (by the ladder's median; where that is a blow-up, the trials at the sweep's lowest go by its lowest)
+        by_lowest = lowest is not None and not math.isfinite(median)
+        scale = losses[best] if by_lowest else median
         taken = math.isfinite(losses[lower]) and losses[best] - losses[lower] > TRIAL_TIE * abs(scale)
         if lowest is not None:  # (the ladder told, but learnt no more than the sweep: TRIAL_AT_LOWEST)
+            of = "the ladder's lowest (most of it blew up)" if by_lowest else "the ladder's median"
             note += (
                 f"their lowest {evaluated} no lower than the sweep's lowest ({lowest:.4g}), two more at its lr x "
                 f"{', '.join(f'2^{j}' for j in TRIAL_AT_LOWEST)} (the edge x "
                 f"{', '.join(f'2^{_step(j)}' for j in below)})"
-                + ("; " if taken else f", no lower by {TRIAL_TIE:.0%} of the ladder's median; ")
+                + ("; " if taken else f", no lower by {TRIAL_TIE:.0%} of {of}; ")
             )
             out["at_lowest"] = taken
         else:

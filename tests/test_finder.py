@@ -243,7 +243,12 @@ def test_two_more_at_the_sweeps_lowest_where_the_ladder_learnt_no_more_than_the_
     assert said in stands["reason"]
     # most of the ladder blew up (a deep plain CNN with SGD): its median is a blow-up, so 1% of its lowest
     blown = [2.327, 2.33, math.inf, math.inf, math.inf]
-    assert choose_trial(peaks, [2.314, 2.325, *blown], 30, "val", True, ladder, 2.31)["at_lowest"] is False
+    kept = choose_trial(peaks, [2.314, 2.325, *blown], 30, "val", True, ladder, 2.31)
+    assert kept["at_lowest"] is False and "no lower by 1% of the ladder's lowest (most of it blew up)" in kept["reason"]
+    # (the trials below the ladder, where it could not tell, still go by its median alone: never taken by an inf one)
+    below = (*TRIAL_BELOW, *TRIAL_LADDER)
+    assert choose_trial(trial_peaks(edge, below), [0.5, 1.0, math.inf, 1.0, math.nan, 2.31, math.inf], 30, "val",
+                        True, below)["told"] is False  # fmt: skip
     assert choose_trial(peaks, [2.2, 2.325, *blown], 30, "val", True, ladder, 2.31)["lr"] == pytest.approx(peaks[0])
     monkeypatch.setattr(finder_control, "TRIAL_AT_LOWEST", ())  # off: nothing more runs
     assert trials_at_lowest(five, edge, *lowest) == ()

@@ -61,7 +61,8 @@ class LRFinder(Callback):
             that 1% (a warning where neither does: nothing tested the peak). Where they tell them
             apart but none ends lower than the sweep's own lowest (smoothed) loss, and that
             lowest's lr is below them (a curve read far too bold, as a deep plain net's can be),
-            two more at half of that lr and at it, taken as the two below are. Where every trial
+            two more at half of that lr and at it, taken as the two below are (by 1% of the five's
+            lowest where most of the five blew up). Where every trial
             blows up, a quarter of the lowest candidate. Undone as the test is; one line says what
             the trials chose and why (with ``verbose``; a warning either way where they all blew up
             or told nothing).

@@ -85,6 +85,8 @@ def shipped_pick(trials: dict) -> float:
     """The pick of the same trials as shipped (no cliff: the lowest of the five, the arm ``auto-trials-guard``)."""
     from lightning_cyclic import finder_control as control
 
+    if "at_lowest" in trials:  # (a record with the trials at the sweep's lowest: the five's pick, as before them)
+        trials = {**trials, "lrs": trials["lrs"][-5:], "losses": trials["losses"][-5:]}
     ladder = (*control.TRIAL_BELOW, *control.TRIAL_LADDER) if len(trials["lrs"]) > 5 else control.TRIAL_LADDER
     losses = [math.inf if x is None else x for x in trials["losses"]]
     return control.choose_trial(trials["lrs"], losses, trials["steps"], trials["evaluated"], True, ladder)["lr"]

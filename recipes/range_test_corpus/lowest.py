@@ -6,7 +6,7 @@ most cautious lowest. Its sweep had told more: the smoothed loss was lowest at l
 ladder's lowest trial (30 steps) ended no lower than that smoothed lowest (2.337 against 2.303, 2.318 against
 2.311), where on every healthy probe looked at (the same CNN's seeds 21 and 23, the text and pointer
 transformers, wine, the 16-layer plain MLP, diabetes) the ladder's lowest is well below it. The rule tried here
-(``finder_control.TRIAL_AT_LOWEST``, off in the package; the arm ``auto-trials-guard-lowest``, ``run.LOWEST``):
+(``finder_control.TRIAL_AT_LOWEST``, off in the package then; the arm ``auto-trials-guard-lowest``, ``run.LOWEST``):
 where the ladder tells the candidates apart but its lowest trial ended no lower than the sweep's lowest smoothed
 loss, and the lr of that lowest is below the ladder, two more trials at that lr x 2^-1 and 2^0; the lower taken
 where it beats the ladder's lowest by more than 1% of the ladder's median. On those two seeds it picks 0.0042 and
@@ -31,7 +31,8 @@ every changed pick at seeds 56-91. The first round's decision stands as it was w
 the package follows.
 
 By that rule the trials at the sweep's lowest became the package's default (``TRIAL_AT_LOWEST = (-1, 0)``): the
-arm ``auto-trials-guard`` in this journal is the package as it was before (without them). ``--corpus`` then probes
+baseline arm is ``auto-trials-guard-no-lowest``, the package as it was before (its records here were trained as
+``auto-trials-guard`` while that was the package without them, and renamed). ``--corpus`` then probes
 the corpus's own seeds (0-8) with the rule on, and where it takes a trial, trains the corpus journal's fits of the
 arms that follow the package's default (``CORPUS_ARMS``) again, so that the corpus's tables show it.
 
@@ -59,7 +60,9 @@ import run as study  # noqa: E402
 import tasks as corpus  # noqa: E402
 from common import arguments  # noqa: E402
 
-ARMS = ("auto-trials-guard-lowest", "auto-trials-guard")  # with the trials at the sweep's lowest, and as shipped
+# with the trials at the sweep's lowest, and without them (as shipped before; its records were made as the arm
+# auto-trials-guard then, when that was the package without them)
+ARMS = ("auto-trials-guard-lowest", "auto-trials-guard-no-lowest")
 NEW, SEEN = list(range(56, 68)), list(range(20, 32))  # out of sample; the seeds the rule was made on
 MORE = list(range(68, 92))  # the second round's new seeds
 CORPUS = list(range(9))  # the corpus's own seeds
@@ -79,7 +82,7 @@ def taken(record: dict) -> bool:
 
 
 def shipped(trials: dict) -> float:
-    """The pick as shipped: the ladder's five (the last five of the record) read alone."""
+    """The pick as shipped before the rule: the ladder's five (the last five of the record) read alone."""
     return cliff.shipped_pick({**trials, "lrs": trials["lrs"][-5:], "losses": trials["losses"][-5:]})
 
 
@@ -119,17 +122,18 @@ def task_row(task: corpus.Task, by: dict) -> tuple[str, dict[str, list[float]]]:
     return f"| {task.name} | {cliff.kind(task)} | {probed} | {runs} | {took} | {'; '.join(cells)} |", gains
 
 
-def corpus_refits(by: dict) -> int:
-    """How many fits of the corpus journal ``refit_corpus`` trained again (their records hold the trials at the
-    sweep's lowest) at the corpus seeds where the rule takes a trial."""
+def corpus_refits(by: dict) -> tuple[int, int]:
+    """At the corpus seeds where the rule takes a trial: how many fits of ``CORPUS_ARMS`` the corpus journal holds,
+    and how many of them ``refit_corpus`` trained again (their records hold the trials at the sweep's lowest)."""
     journal = study.Journal(HERE / "jobs.jsonl")
-    plan, count = study.Plan(len(CORPUS), False, list(CORPUS_ARMS)), 0
+    plan, held, again = study.Plan(len(CORPUS), False, list(CORPUS_ARMS)), 0, 0
     for (name, seed, method), record in by.items():
         if method == "probe" and seed in CORPUS and taken(record):
             for arm in CORPUS_ARMS:
                 fit = journal.get({**plan.base(corpus.find(name), "peer", seed), "method": arm})
-                count += fit is not None and "at_lowest" in (fit.get("trials") or {})
-    return count
+                held += fit is not None
+                again += fit is not None and "at_lowest" in (fit.get("trials") or {})
+    return held, again
 
 
 def report(tasks: list, by: dict) -> str:
@@ -138,7 +142,7 @@ def report(tasks: list, by: dict) -> str:
         "",
         "Written by `lowest.py` (its docstring says how, and the decision rules written before their probes). Where "
         "the rule took one of its trials, the fit trained with it (`auto-trials-guard-lowest`) and as shipped "
-        "before it (`auto-trials-guard` in this journal); gain = the first's score minus the second's (accuracy "
+        "before it (`auto-trials-guard-no-lowest`); gain = the first's score minus the second's (accuracy "
         "points; RMSE tasks: % of the second's RMSE, positive = the first better).",
         "",
         "| task | group | new seeds probed (56-91) | where the rule ran | where it took one | seed: pick as shipped "
@@ -173,16 +177,17 @@ def report(tasks: list, by: dict) -> str:
         if (p := by.get((task.name, seed, "probe"))) is not None and taken(p)
     ]
     if any(by.get((task.name, seed, "probe")) for task in tasks for seed in CORPUS):
-        refit = corpus_refits(by)
+        held, refit = corpus_refits(by)
         lines += [
             "",
             f"On the corpus's own seeds (0-8, `--corpus`) it takes a trial on {len(corpus_seeds)} of "
             f"{sum(by.get((t.name, s, 'probe')) is not None for t in tasks for s in CORPUS)} range tests"
             + (f": {'; '.join(corpus_seeds)}" if corpus_seeds else "")
             + (
-                f"; the corpus's fits of {', '.join(CORPUS_ARMS)} there were trained again with it ({refit} fits)."
-                if refit
-                else "; the corpus's tables have no fit of its arms at those seeds: they are as they were."
+                f"; of the corpus's {held} fits of {', '.join(CORPUS_ARMS)} there, {refit} were trained again with it."
+                if held
+                else f"; the corpus's journal holds no fit of {', '.join(CORPUS_ARMS)} at those seeds: its tables are "
+                "as they were."
             ),
         ]
     return "\n".join(lines) + "\n"

@@ -209,6 +209,8 @@ STUDY_ARMS = {
     "auto-trials-guard-lowest": "ours, measured, then adopted: as auto-trials-guard with two more trials at the "
     "sweep's lowest (its lr x 2^-1, 2^0) where the ladder's trials learnt no more than the sweep "
     "(finder_control.TRIAL_AT_LOWEST; the package's default since)",
+    "auto-trials-guard-no-lowest": "ours, before: as auto-trials-guard without the trials at the sweep's lowest (the "
+    "package before them: lowest.py's baseline)",
 }
 _SHIPPED: dict = {}  # the package's own values of the rules an arm changes, read before any arm changes them
 OURS_IN_FIT = (
@@ -220,6 +222,7 @@ OURS_IN_FIT = (
     "auto-trials-guard-cliff",
     "auto-trials-guard-above",
     "auto-trials-guard-lowest",
+    "auto-trials-guard-no-lowest",
     "auto-trials-guard-one-ladder",
 )
 CLIFF = 0.01  # the arm auto-trials-guard-cliff's TRIAL_CLIFF
@@ -367,8 +370,9 @@ def fit_peer(task: corpus.Task, seed: int, method: str, epochs: int, root: str) 
         finder_control.TRIAL_CLIFF = CLIFF if method.endswith("cliff") else _SHIPPED["cliff"]
         finder_control.TRIAL_ABOVE = ABOVE if method.endswith("above") else _SHIPPED["above"]
         # (the arms measured before the trials at the sweep's lowest keep their definitions: without them)
-        before = method.endswith(("one-ladder", "cliff"))
-        finder_control.TRIAL_AT_LOWEST = LOWEST if method.endswith("lowest") else () if before else _SHIPPED["lowest"]
+        before = method.endswith(("one-ladder", "cliff", "no-lowest"))
+        at_lowest = () if before else LOWEST if method.endswith("-lowest") else _SHIPPED["lowest"]
+        finder_control.TRIAL_AT_LOWEST = at_lowest
 
         callbacks += [OneCycle(max_lr="auto", log=False), LRFinder(verbose=False, trials="trials" in method)]
         callbacks += [Guard(verbose=False)] if "guard" in method else []

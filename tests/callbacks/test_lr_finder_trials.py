@@ -90,6 +90,39 @@ def test_where_the_trials_cannot_tell_the_candidates_apart_two_more_run_below_th
     # on learnable data the same fit runs the ladder alone (the first test): the extra trials cost only there
 
 
+def test_where_the_ladder_learnt_no_more_than_the_sweep_two_more_run_at_its_lowest(tmp_path, monkeypatch):
+    # the fit of the first test, its sweep's lowest put at its 15th step's lr with a loss of 0 (no trial ends lower:
+    # on the data here every trial learns; a deep plain CNN's sweep reaches its lowest far below the ladder, at the
+    # chance level where every trial ends, tests/test_recipe_corpus.py): two more trials run there, from the same
+    # start, and what they chose is choose_trial's reading of the seven; the fit trains at it
+    import lightning_cyclic.finder as finder_module
+
+    seen: list[tuple[float, float]] = []
+
+    def at_the_15th(lrs, losses, smooth):
+        seen.append((0.0, lrs[15]))
+        return seen[-1]
+
+    monkeypatch.setattr(finder_module, "sweep_lowest", at_the_15th)
+    finder = LRFinder(num_steps=60)
+    _, schedule = fit(tmp_path, "auto", [finder])
+    result = finder.result
+    trials, edge, (_, lowest_lr) = result.extra["trials"], result.suggestion.lr, seen[0]
+    assert len(trials["lrs"]) == 7 and trials["lrs"][:2] == pytest.approx([lowest_lr / 2, lowest_lr])
+    assert trials["lrs"][2:] == pytest.approx([edge * 2.0**j for j in TRIAL_LADDER])
+    ladder = tuple(math.log2(lr / edge) for lr in trials["lrs"][:2]) + TRIAL_LADDER
+    losses = [math.inf if x is None else x for x in trials["losses"]]
+    chosen = choose_trial(trials["lrs"], losses, trials["steps"], trials["evaluated"], ladder=ladder, lowest=0.0)
+    assert trials["reason"] == chosen["reason"] and trials["at_lowest"] == chosen["at_lowest"]
+    assert "no lower than the sweep's lowest (0), two more at its lr x 2^-1, 2^0" in trials["reason"]
+    assert result.chosen.lr == pytest.approx(chosen["lr"]) == schedule.resolved["max_lr"]
+    # the five are the first test's: the two more ran from the same start and changed none of them
+    monkeypatch.undo()
+    plain = LRFinder(num_steps=60)
+    fit(tmp_path, "auto", [plain])
+    assert plain.result.extra["trials"]["losses"] == trials["losses"][2:]
+
+
 def test_without_validation_data_a_trial_reads_the_training_loss_of_its_last_quarter(tmp_path):
     finder = LRFinder(num_steps=40, trial_steps=12)
     module, _ = fit(tmp_path, "auto", [finder], val=False)
