@@ -188,11 +188,11 @@ def test_it_describes_its_phases_for_a_runs_summary(tmp_path):
 
 
 class Slow(WithBackbone):
-    """Ten milliseconds a step: the range tests last over a second, the bar's refresh thread's period (it wakes once
-    a second at the default refresh rate), so that it draws during them."""
+    """Twenty milliseconds a step: a range test (100 steps) lasts two seconds, twice the period of the bar's refresh
+    thread (it wakes once a second at the default refresh rate), so that it draws during one."""
 
     def training_step(self, batch, batch_idx):
-        time.sleep(0.01)
+        time.sleep(0.02)
         return super().training_step(batch, batch_idx)
 
 
@@ -208,6 +208,6 @@ def test_a_rich_progress_bar_live_through_the_range_tests_in_the_fit_raises_noth
     torch.manual_seed(0)
     trainer = tiny_trainer(tmp_path, [callback, bar], max_epochs=2, enable_progress_bar=True)
     trainer.fit(Slow(), tiny_loader(learnable=True))
-    assert callback.results[1] is not None and callback.results[1].seconds > 1.2  # (the bar's thread woke in it)
+    assert callback.results[1] is not None and callback.results[1].seconds > 1.5  # (the bar's thread woke in it)
     assert not failures, [f"{f.exc_type.__name__} in {f.thread}: {f.exc_value!r}" for f in failures]
     assert trainer.progress_bar_callback is bar and trainer.callbacks.count(bar) == 1
