@@ -202,6 +202,11 @@ def test_a_rich_progress_bar_live_through_the_range_tests_in_the_fit_raises_noth
     pytest.importorskip("rich")
     from lightning.pytorch.callbacks import RichProgressBar
 
+    try:  # (Lightning 2.1's RichProgressBar does not start with the rich of today: its own fit fails)
+        plain = tiny_trainer(tmp_path / "plain", [RichProgressBar()], max_epochs=1, enable_progress_bar=True)
+        plain.fit(WithBackbone(), tiny_loader())
+    except IndexError as error:
+        pytest.skip(f"Lightning {pl.__version__}'s RichProgressBar fails a plain fit with this rich: {error!r}")
     failures: list[threading.ExceptHookArgs] = []
     monkeypatch.setattr(threading, "excepthook", failures.append)
     callback, bar = FineTune(max_lr="auto", unfrozen_max_lr="auto", freeze_epochs=1), RichProgressBar()
