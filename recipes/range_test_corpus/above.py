@@ -97,14 +97,7 @@ def task_row(task: corpus.Task, by: dict, seeds: list[int], new: set[int]) -> tu
 
 def run_study(journal: study.Journal, probes: list[dict], processes: int) -> None:
     """The ``probes`` with the trials above on (``SETTINGS``), then both arms' fits wherever they took one above."""
-    cliff.run_jobs(journal, [{**job, "settings": SETTINGS} for job in probes], processes)
-    plan, fits = study.Plan(1, False, list(ARMS)), []
-    for job in probes:
-        record = journal.get(job)
-        if record is not None and "error" not in record and above_taken(record):
-            task = corpus.find(job["task"])
-            fits += [{**plan.base(task, "peer", job["seed"]), "method": arm} for arm in ARMS]
-    cliff.run_jobs(journal, fits, processes)
+    cliff.probe_then_fit(journal, probes, processes, ARMS, above_taken, SETTINGS)
 
 
 def report(tasks: list, by: dict, seen: list[int]) -> str:

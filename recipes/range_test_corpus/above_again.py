@@ -14,8 +14,6 @@ then also has to show the corpus's tables again; this script changes nothing in 
 
 from __future__ import annotations
 
-import math
-import statistics
 import sys
 from pathlib import Path
 
@@ -32,13 +30,7 @@ from common import arguments  # noqa: E402
 SEEDS = list(range(44, 56))
 
 
-def decide(gains: list[float]) -> tuple[bool, str]:
-    """The rule written before the probes: mean gain less its standard error above 0, no seed below -5 points."""
-    if len(gains) < 2:
-        return False, f"it changed {len(gains)} pick(s): too few to read a standard error"
-    mean, se = statistics.mean(gains), statistics.stdev(gains) / math.sqrt(len(gains))
-    ok = mean - se > 0 and min(gains) >= -5
-    return ok, f"mean {mean:+.2f} ± {se:.2f}, worst seed {min(gains):+.2f} ({'yes' if ok else 'no'})"
+decide = cliff.magnitude_rule  # the rule written before the probes: on magnitudes
 
 
 def report(tasks: list, by: dict) -> str:

@@ -137,6 +137,30 @@ def run_jobs(journal: study.Journal, jobs: list[dict], processes: int) -> None:
     print(f"{len(todo)} jobs in {time.perf_counter() - start:.0f}s", flush=True)
 
 
+def probe_then_fit(journal: study.Journal, probes: list[dict], processes: int, arms, changed, settings=None) -> None:
+    """The side studies' runner: the ``probes`` (with ``settings``, ``finder_control``'s constants, where given; else
+    :func:`probe`'s default), then the fits of each of ``arms`` wherever a probe's record says (``changed``) that its
+    rule changed the pick."""
+    run_jobs(journal, probes if settings is None else [{**job, "settings": settings} for job in probes], processes)
+    plan, fits = study.Plan(1, False, list(arms)), []
+    for job in probes:
+        record = journal.get(job)
+        if record is not None and "error" not in record and changed(record):
+            task = corpus.find(job["task"])
+            fits += [{**plan.base(task, "peer", job["seed"]), "method": arm} for arm in arms]
+    run_jobs(journal, fits, processes)
+
+
+def magnitude_rule(gains: list[float]) -> tuple[bool, str]:
+    """The rule on magnitudes (``above_again.py``'s and ``lowest.py``'s, written before their probes): at least two
+    changed picks, the mean gain less its standard error above 0, no seed below -5 (points, or % of the RMSE)."""
+    if len(gains) < 2:
+        return False, f"it changed {len(gains)} pick(s): too few to read a standard error"
+    mean, se = statistics.mean(gains), statistics.stdev(gains) / math.sqrt(len(gains))
+    ok = mean - se > 0 and min(gains) >= -5
+    return ok, f"mean {mean:+.2f} ± {se:.2f}, worst seed {min(gains):+.2f} ({'yes' if ok else 'no'})"
+
+
 def records_by(journal: study.Journal) -> dict:
     """The journal's finished records by ``(task, seed, method)``, a probe's method ``"probe"``."""
     return {(r["task"], r["seed"], r["method"] or "probe"): r for r in journal.records.values() if "error" not in r}
@@ -235,21 +259,9 @@ def main() -> None:
     journal = study.Journal(path)  # (its records keyed by run.py's KEY: the method tells a probe from a fit)
     plan = study.Plan(1, False, list(ARMS))
 
-    def base(task, seed, kind_, method=None):
-        return {**plan.base(task, kind_, seed), "method": method}
-
-    def run(jobs: list[dict]) -> None:
-        run_jobs(journal, jobs, args.jobs)
-
     if not args.report_only:
-        run([base(t, s, "probe") for t in tasks for s in seeds])
-        fits = []
-        for t in tasks:
-            for s in seeds:
-                record = journal.get(base(t, s, "probe"))
-                if record is not None and "error" not in record and fired(record):
-                    fits += [base(t, s, "peer", arm) for arm in ARMS]
-        run(fits)
+        probes = [{**plan.base(t, "probe", s), "method": None} for t in tasks for s in seeds]
+        probe_then_fit(journal, probes, args.jobs, ARMS, fired)
     text = report(tasks, records_by(journal), seeds, study.Journal(HERE / "jobs.jsonl"))
     (args.out / "cliff.md").write_text(text)
     print(text)

@@ -47,7 +47,6 @@ Each finished job goes into ``lowest.jsonl`` as it ends; a job already there is 
 from __future__ import annotations
 
 import math
-import statistics
 import sys
 from pathlib import Path
 
@@ -86,14 +85,7 @@ def shipped(trials: dict) -> float:
     return cliff.shipped_pick({**trials, "lrs": trials["lrs"][-5:], "losses": trials["losses"][-5:]})
 
 
-def decide(gains: list[float]) -> tuple[bool, str]:
-    """The rule written before the probes: at least two changed picks, mean gain less its standard error above 0,
-    no seed below -5 (points, or % of the RMSE)."""
-    if len(gains) < 2:
-        return False, f"it changed {len(gains)} pick(s) on the new seeds: too few to read a standard error"
-    mean, se = statistics.mean(gains), statistics.stdev(gains) / math.sqrt(len(gains))
-    ok = mean - se > 0 and min(gains) >= -5
-    return ok, f"mean {mean:+.2f} ± {se:.2f}, worst seed {min(gains):+.2f} ({'yes' if ok else 'no'})"
+decide = cliff.magnitude_rule  # the rule written before each round's probes (above_again.py's)
 
 
 def task_row(task: corpus.Task, by: dict) -> tuple[str, dict[str, list[float]]]:
@@ -122,18 +114,24 @@ def task_row(task: corpus.Task, by: dict) -> tuple[str, dict[str, list[float]]]:
     return f"| {task.name} | {cliff.kind(task)} | {probed} | {runs} | {took} | {'; '.join(cells)} |", gains
 
 
+def corpus_fits(probes) -> list[dict]:
+    """The corpus journal's jobs of ``CORPUS_ARMS`` at the corpus seeds where the rule takes a trial (``probes``:
+    this journal's records)."""
+    plan = study.Plan(len(CORPUS), False, list(CORPUS_ARMS))
+    return [
+        {**plan.base(corpus.find(r["task"]), "peer", r["seed"]), "method": arm}
+        for r in probes
+        if r["kind"] == "probe" and r["seed"] in CORPUS and "error" not in r and taken(r)
+        for arm in CORPUS_ARMS
+    ]
+
+
 def corpus_refits(by: dict) -> tuple[int, int]:
-    """At the corpus seeds where the rule takes a trial: how many fits of ``CORPUS_ARMS`` the corpus journal holds,
-    and how many of them ``refit_corpus`` trained again (their records hold the trials at the sweep's lowest)."""
+    """Of :func:`corpus_fits`: how many the corpus journal holds, and how many of them ``refit_corpus`` trained again
+    (their records hold the trials at the sweep's lowest)."""
     journal = study.Journal(HERE / "jobs.jsonl")
-    plan, held, again = study.Plan(len(CORPUS), False, list(CORPUS_ARMS)), 0, 0
-    for (name, seed, method), record in by.items():
-        if method == "probe" and seed in CORPUS and taken(record):
-            for arm in CORPUS_ARMS:
-                fit = journal.get({**plan.base(corpus.find(name), "peer", seed), "method": arm})
-                held += fit is not None
-                again += fit is not None and "at_lowest" in (fit.get("trials") or {})
-    return held, again
+    fits = [fit for job in corpus_fits(by.values()) if (fit := journal.get(job)) is not None]
+    return len(fits), sum("at_lowest" in (fit.get("trials") or {}) for fit in fits)
 
 
 def report(tasks: list, by: dict) -> str:
@@ -195,32 +193,19 @@ def report(tasks: list, by: dict) -> str:
 
 def run_study(journal: study.Journal, probes: list[dict], processes: int) -> None:
     """The ``probes`` with the rule on (``SETTINGS``), then both arms' fits wherever it took one of its trials."""
-    cliff.run_jobs(journal, [{**job, "settings": SETTINGS} for job in probes], processes)
-    plan, fits = study.Plan(1, False, list(ARMS)), []
-    for job in probes:
-        record = journal.get(job)
-        if record is not None and "error" not in record and taken(record):
-            task = corpus.find(job["task"])
-            fits += [{**plan.base(task, "peer", job["seed"]), "method": arm} for arm in ARMS]
-    cliff.run_jobs(journal, fits, processes)
+    cliff.probe_then_fit(journal, probes, processes, ARMS, taken, SETTINGS)
 
 
 def refit_corpus(journal: study.Journal, processes: int) -> None:
     """The corpus journal's fits of ``CORPUS_ARMS`` where the rule (now the default) takes a trial on a corpus seed,
     trained again (a record with ``error`` first, so that the journal's later line is the new fit)."""
-    corpus_journal = study.Journal(HERE / "jobs.jsonl")
-    plan, jobs = study.Plan(len(CORPUS), False, list(CORPUS_ARMS)), []
-    for record in [r for r in journal.records.values() if r["kind"] == "probe" and r["seed"] in CORPUS]:
-        if "error" in record or not taken(record):
-            continue
-        task = corpus.find(record["task"])
-        for arm in CORPUS_ARMS:
-            job = {**plan.base(task, "peer", record["seed"]), "method": arm}
-            old = corpus_journal.get(job)
-            if old is not None and "error" not in old and len((old.get("trials") or {}).get("lrs") or []) == 5:
-                corpus_journal.add({**cliff.key(job), "error": "trained again: the trials at the sweep's lowest"})
-            if old is not None:
-                jobs.append(job)
+    corpus_journal, jobs = study.Journal(HERE / "jobs.jsonl"), []
+    for job in corpus_fits(journal.records.values()):
+        old = corpus_journal.get(job)
+        if old is not None and "error" not in old and len((old.get("trials") or {}).get("lrs") or []) == 5:
+            corpus_journal.add({**cliff.key(job), "error": "trained again: the trials at the sweep's lowest"})
+        if old is not None:
+            jobs.append(job)
     cliff.run_jobs(corpus_journal, jobs, processes)
 
 
