@@ -47,13 +47,16 @@ from lightning_cyclic.finder_control import (
     TRIAL_MIN_STEPS,
     TRIAL_SHARE,
     SweepControl,
+    choose_long,
     choose_trial,
+    long_length,
     sweep_lowest,
     trial_length,
     trial_peaks,
     trials_above,
     trials_at_lowest,
     trials_below,
+    trials_long,
 )
 from lightning_cyclic.finder_result import (
     EVALUATE,
@@ -257,7 +260,8 @@ def _trials(
     state in ``snapshot``, and what they chose (:func:`~lightning_cyclic.finder_control.choose_trial`); where they
     :func:`~lightning_cyclic.finder_control.cannot_tell` the candidates apart, two more below them; where they learnt
     no more than the sweep's ``lowest`` (its smoothed loss and lr), two at that lr
-    (:func:`~lightning_cyclic.finder_control.trials_at_lowest`)."""
+    (:func:`~lightning_cyclic.finder_control.trials_at_lowest`); where none of them told and none learnt more than
+    the sweep, two longer ones (:func:`~lightning_cyclic.finder_control.trials_long`)."""
     steps = trial_length(config, float(trainer.estimated_stepping_batches))
     if steps is None:
         return {"lr": None, "reason": "the fit's length is unknown (max_steps and max_epochs are -1)"}
@@ -278,7 +282,12 @@ def _trials(
     elif at := trials_at_lowest(losses, edge, *lowest):  # they learnt no more than the sweep: two at its lowest
         ladder, losses, read = (*at, *ladder), run(at) + losses, lowest[0]
     evaluated = "validation loss" if val_batches is not None else "training loss of the last quarter"
-    return choose_trial(trial_peaks(edge, ladder), losses, steps, evaluated, guarded, ladder, read)
+    chosen = choose_trial(trial_peaks(edge, ladder), losses, steps, evaluated, guarded, ladder, read)
+    if longer := trials_long(chosen, lowest[0]):  # nothing told, and nothing left the sweep's plateau: longer ones
+        peaks, n = trial_peaks(edge, longer), long_length(steps)
+        ends = [_trial_from(snapshot, trainer, pl_module, optimizer, p, n, val_batches) for p in peaks]
+        chosen = choose_long(chosen, peaks, ends, n, lowest[0], longer)
+    return chosen
 
 
 def _trial_from(snapshot: Snapshot, *args: Any) -> float:

@@ -138,6 +138,15 @@ TRIAL_CLIFF = math.inf
 # range tests) it ran on 7 and changed 3 picks, +85.0, +85.0 and +5.3 points, by a rule written before each round.
 # Its steps are at most 0 (the trials stay below the ladder).
 TRIAL_AT_LOWEST: tuple[int, ...] = (-1, 0)
+# Where neither the five nor the two below told the candidates apart and none of the seven learnt more than the
+# sweep's own lowest (smoothed) loss, within TRIAL_TIE of it, the trials sat on a plateau that a short trial does not
+# leave (as a recurrent net's at the chance level for its first hundred steps, whether its peak is too timid or too
+# bold): two longer trials, TRIAL_LONG_LENGTH times a trial's steps, at the ends of what was tried (the edge x 2 ** j
+# for j in TRIAL_LONG); the lower is taken where it ends lower than the seven's lowest by more than TRIAL_TIE of their
+# median (it left the plateau), else the choice stands. Off (()) unless measured better on seeds nothing was looked
+# at (recipes/range_test_corpus, longer.py).
+TRIAL_LONG: tuple[int, ...] = ()
+TRIAL_LONG_LENGTH = 4
 
 
 def trial_length(config: RangeTestConfig, total: float) -> int | None:
@@ -178,6 +187,54 @@ def trials_above(losses: list[float], ladder: tuple[float, ...]) -> tuple[int, .
         return ()
     peaks = [2.0**j for j in ladder]  # (the choice does not depend on the edge)
     return () if choose_trial(peaks, losses, 1, "", ladder=ladder).get("told") else TRIAL_ABOVE
+
+
+def trials_long(record: dict[str, Any], lowest: float) -> tuple[int, ...]:
+    """The steps of the ladder for the longer trials: ``TRIAL_LONG`` where the trials (``record``, as
+    :func:`choose_trial` wrote it) told nothing, not even the two below (``told`` is False), and none of them ended
+    lower than the sweep's ``lowest`` smoothed loss by more than ``TRIAL_TIE`` of it (a plateau); else none."""
+    finite = [x for x in record.get("losses") or [] if x is not None and math.isfinite(x)]
+    if not TRIAL_LONG or record.get("told") is not False or not finite or not math.isfinite(lowest):
+        return ()
+    return TRIAL_LONG if min(finite) >= lowest - TRIAL_TIE * abs(lowest) else ()
+
+
+def long_length(steps: int) -> int:
+    """Optimizer steps of a longer trial (:func:`trials_long`), where a trial takes ``steps``."""
+    return TRIAL_LONG_LENGTH * steps
+
+
+def choose_long(
+    record: dict[str, Any], peaks: list[float], losses: list[float], steps: int, lowest: float, ladder: tuple[int, ...]
+) -> dict[str, Any]:
+    """The trials' ``record`` (:func:`choose_trial`'s) after the longer trials at ``peaks`` (the edge x ``2 ** j``
+    for ``j`` in ``ladder``, lowest first) of ``steps`` each ended at ``losses`` (``inf``: blew up): the lower is
+    taken, divided as the record's pick was, where it ends lower than the seven's lowest by more than ``TRIAL_TIE``
+    of their median (it left the plateau that none of them left); else the record's pick stands. ``long`` holds
+    them, and ``taken``."""
+    if not len(peaks) == len(losses) == len(ladder):
+        raise ValueError(f"choose_long: {len(peaks)} peaks, {len(losses)} losses and a ladder of {len(ladder)}")
+    short = [math.inf if x is None else x for x in record["losses"]]
+    low, median = _lowest_and_median(short)
+    best = lowest_trial(losses, list(range(len(losses))))
+    taken = math.isfinite(losses[best]) and math.isfinite(median) and low - losses[best] > TRIAL_TIE * abs(median)
+    finite = [x if math.isfinite(x) else None for x in losses]
+    out = {**record, "long": {"lrs": peaks, "losses": finite, "steps": steps, "taken": taken}}
+    where = ", ".join(f"2^{j}" for j in ladder)
+    note = f"; none of them learnt more than the sweep ({lowest:.4g}): two of {steps} steps at x {where}, " + (
+        f"the lower ({losses[best]:.4g} at x 2^{ladder[best]}) left the plateau: that peak instead"
+        if taken
+        else f"neither lower than their lowest by {TRIAL_TIE:.0%} of their median: the choice stands"
+    )
+    out["reason"] = record["reason"] + note
+    if taken:
+        out["lr"] = peaks[best] / _bias(record)
+    return out
+
+
+def _bias(record: dict[str, Any]) -> float:
+    """What :func:`choose_trial` divided its pick by (``TRIAL_BIAS``, or ``GUARDED_TRIAL_BIAS`` where guarded)."""
+    return GUARDED_TRIAL_BIAS if record.get("guarded") else TRIAL_BIAS
 
 
 def trials_below(losses: list[float]) -> tuple[int, ...]:

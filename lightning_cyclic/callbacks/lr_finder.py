@@ -183,7 +183,7 @@ class LRFinder(Callback):
             line = f"LRFinder: short trials: {trials['reason']}; {took}"
             if trials.get("losses") and all(x is None for x in trials["losses"]):
                 rank_zero_warn(line)  # the curve's reading would have blown up: worth a warning, not a note
-            elif trials.get("told") is False:  # no trial learnt more than the others: the peak is untested
+            elif trials.get("told") is False and not (trials.get("long") or {}).get("taken"):  # the peak is untested
                 rank_zero_warn(
                     f"{line}. No trial learnt more than the others within {trials['steps']} steps, so nothing "
                     "tested that peak: where the fit does not learn, give LRFinder(trial_steps=...) longer "

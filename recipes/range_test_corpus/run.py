@@ -211,6 +211,10 @@ STUDY_ARMS = {
     "(finder_control.TRIAL_AT_LOWEST; the package's default since)",
     "auto-trials-guard-no-lowest": "ours, before: as auto-trials-guard without the trials at the sweep's lowest (the "
     "package before them: lowest.py's baseline)",
+    "auto-trials-guard-longer": "ours, measured: as auto-trials-guard with two longer trials (4x a trial's steps, at "
+    "the edge x 2^-6, 2^2) where none of the seven told the candidates apart nor learnt more than the sweep "
+    "(finder_control.TRIAL_LONG)",
+    "auto-trials-guard-no-longer": "ours: as auto-trials-guard without the longer trials (longer.py's baseline)",
 }
 _SHIPPED: dict = {}  # the package's own values of the rules an arm changes, read before any arm changes them
 OURS_IN_FIT = (
@@ -223,11 +227,14 @@ OURS_IN_FIT = (
     "auto-trials-guard-above",
     "auto-trials-guard-lowest",
     "auto-trials-guard-no-lowest",
+    "auto-trials-guard-longer",
+    "auto-trials-guard-no-longer",
     "auto-trials-guard-one-ladder",
 )
 CLIFF = 0.01  # the arm auto-trials-guard-cliff's TRIAL_CLIFF
 ABOVE = (3, 4)  # the arm auto-trials-guard-above's TRIAL_ABOVE
 LOWEST = (-1, 0)  # the arm auto-trials-guard-lowest's TRIAL_AT_LOWEST
+LONGER = (-6, 2)  # the arm auto-trials-guard-longer's TRIAL_LONG
 WARMUP = 0.05  # share of the run the schedule-free and AdamW warmups take
 
 
@@ -364,7 +371,7 @@ def fit_peer(task: corpus.Task, seed: int, method: str, epochs: int, root: str) 
         if not _SHIPPED:
             control = finder_control
             _SHIPPED.update(bias=control.GUARDED_TRIAL_BIAS, below=control.TRIAL_BELOW, cliff=control.TRIAL_CLIFF)
-            _SHIPPED.update(above=control.TRIAL_ABOVE, lowest=control.TRIAL_AT_LOWEST)
+            _SHIPPED.update(above=control.TRIAL_ABOVE, lowest=control.TRIAL_AT_LOWEST, long=control.TRIAL_LONG)
         finder_control.GUARDED_TRIAL_BIAS = finder_control.TRIAL_BIAS if method.endswith("sqrt2") else _SHIPPED["bias"]
         finder_control.TRIAL_BELOW = () if method.endswith("one-ladder") else _SHIPPED["below"]
         finder_control.TRIAL_CLIFF = CLIFF if method.endswith("cliff") else _SHIPPED["cliff"]
@@ -373,6 +380,9 @@ def fit_peer(task: corpus.Task, seed: int, method: str, epochs: int, root: str) 
         before = method.endswith(("one-ladder", "cliff", "no-lowest"))
         at_lowest = () if before else LOWEST if method.endswith("-lowest") else _SHIPPED["lowest"]
         finder_control.TRIAL_AT_LOWEST = at_lowest
+        # (and every arm measured before the longer trials, without them)
+        before = method.endswith(("one-ladder", "cliff", "lowest", "above", "no-longer"))
+        finder_control.TRIAL_LONG = () if before else LONGER if method.endswith("-longer") else _SHIPPED["long"]
 
         callbacks += [OneCycle(max_lr="auto", log=False), LRFinder(verbose=False, trials="trials" in method)]
         callbacks += [Guard(verbose=False)] if "guard" in method else []

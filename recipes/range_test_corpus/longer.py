@@ -1,0 +1,160 @@
+"""Two longer trials where the seven sat on the sweep's plateau, on seeds nothing was looked at.
+
+Where neither the five trials nor the two below tell the candidates apart, the shipped pick is the lowest of seven
+losses within 1% of each other: a draw. That happens most on the GRU on MNIST-1D and the 12-layer plain CNN with
+SGD (34 of 98 and 36 of 90 range tests at the side studies' seeds 0-91), and there it costs most: read off each
+task's one-cycle grid, the draw's pick averages 72.4% on the GRU's ties (the edge x 2^2: 94.3%) and 44.4% on the
+CNN's (the edge x 2^-6: 77.1%). The two want opposite ends, and neither the curve nor the 30-step trials tell which:
+on both, every trial ends at the chance level, where the sweep's own smoothed loss was lowest. A trial four times
+as long does tell (looked at on the GRU's seeds 0, 22, 23, 26, 29, 34 and the CNN's 4 and 30, in-sample): at the
+edge x 2^2 the GRU's validation loss falls from 2.30 to 1.0-1.85 in 120 steps (90 steps were not enough on seed
+34), while the CNN's stays at 2.31 and its trial at x 2^-6 (or 2^-4) falls below it.
+
+The rule (``finder_control.TRIAL_LONG``, off in the package; the arm ``auto-trials-guard-longer``,
+``run.LONGER``): where the seven told nothing and none ended lower than the sweep's lowest smoothed loss by more
+than 1% of it, two trials of 4x a trial's steps at the edge x 2^-6 and 2^2 (the ends of what was tried); the lower
+is taken where it ends lower than the seven's lowest by more than 1% of their median, else the pick stands.
+
+This script probes every task of the corpus and the checks (the range test and the trials at the start of a fit,
+the rule on, as ``cliff.py`` does) at seeds 92-103 (new: no study here used them); where the rule changed the pick,
+both arms train the whole fit from the same seed (``auto-trials-guard-no-longer``: the package without the rule),
+and the difference of their scores is its effect there (``cliff.gain``: accuracy points; RMSE tasks % of the
+baseline's RMSE, positive = the rule better).
+
+The decision, written before any of these probes ran (``cliff.magnitude_rule``, as ``lowest.py``'s): the rule is
+worth switching on only if, where it changed the pick, there are at least two such seeds, the mean gain less its
+standard error is above 0, and no seed loses more than 5 points (5% of the RMSE). The rounds, fixed before the
+first ran: if seeds 92-103 change fewer than 4 picks, a second round probes seeds 104-127 (``--more``) and the rule
+is read over both; else it is read on the first alone. Switching it on then also has to show its cost (two trials
+of 4x: eight trials' worth more where it fires) and the corpus's seeds where it fires.
+
+    python recipes/range_test_corpus/longer.py --jobs 2          # longer.jsonl, then longer.md
+    python recipes/range_test_corpus/longer.py --jobs 2 --more   # the second round, seeds 104-127
+    python recipes/range_test_corpus/longer.py --jobs 2 --seen   # the seeds it was made on (in-sample)
+    python recipes/range_test_corpus/longer.py --report-only
+
+Each finished job goes into ``longer.jsonl`` as it ends; a job already there is not run again.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+import cliff  # noqa: E402
+import run as study  # noqa: E402
+import tasks as corpus  # noqa: E402
+from common import arguments  # noqa: E402
+
+ARMS = ("auto-trials-guard-longer", "auto-trials-guard-no-longer")  # with the longer trials, and without
+NEW, MORE = list(range(92, 104)), list(range(104, 128))  # out of sample: the first round, the planned second
+# the seeds it was made on (the looks at single seeds; the ties of seeds 0-91 were read in bulk off the grid)
+SEEN = {"mnist1d-gru-adamw": [0, 22, 23, 26, 29, 34], "digits-plain-cnn12-sgd": [4, 27, 30]}
+SETTINGS = {"TRIAL_LONG": list(study.LONGER), "TRIAL_CLIFF": math.inf}  # the probes' (else as shipped)
+ENOUGH = 4  # changed picks in the first round below which the second runs
+
+
+def ran(record: dict) -> bool:
+    """Whether the rule ran its longer trials on this probe (the seven told nothing, on the sweep's plateau)."""
+    return "long" in ((record or {}).get("trials") or {})
+
+
+def taken(record: dict) -> bool:
+    """Whether the rule changed this probe's pick: one of its longer trials was taken."""
+    return bool((((record or {}).get("trials") or {}).get("long") or {}).get("taken"))
+
+
+decide = cliff.magnitude_rule  # written before the probes
+
+
+def task_row(task: corpus.Task, by: dict) -> tuple[str, dict[str, list[float]]]:
+    """One task's row: probes on the new seeds, where the rule ran and where it took one, and each changed pick's
+    seed, picks, scores and gain (the seen seeds marked); its gains by round and on the seen seeds."""
+    cells, probed, runs, took = [], 0, 0, 0
+    gains: dict[str, list[float]] = {"new": [], "more": [], "seen": []}
+    for seed in [*NEW, *MORE, *SEEN.get(task.name, [])]:
+        p = by.get((task.name, seed, "probe"))
+        where = "new" if seed in NEW else "more" if seed in MORE else "seen"
+        probed += where != "seen" and p is not None
+        runs += where != "seen" and ran(p)
+        if p is None or not taken(p):
+            continue
+        took += where != "seen"
+        trials = p["trials"]
+        head = f"{seed}{' (seen)' if where == 'seen' else ''}: {cliff.shipped_pick(trials):.3g} -> {trials['lr']:.3g}"
+        a, b = by.get((task.name, seed, ARMS[1])), by.get((task.name, seed, ARMS[0]))
+        if a is None or b is None:
+            cells.append(f"{head}, not trained yet")
+            continue
+        g = cliff.gain(task, b["best"], a["best"])
+        gains[where].append(g)
+        score = (lambda x: f"{100 * x:.1f}") if task.metric == "acc" else (lambda x: f"{x:.2f}")
+        cells.append(f"{head}, {score(a['best'])} -> {score(b['best'])}, {g:+.2f}")
+    return f"| {task.name} | {cliff.kind(task)} | {probed} | {runs} | {took} | {'; '.join(cells)} |", gains
+
+
+def report(tasks: list, by: dict) -> str:
+    lines = [
+        "# Two longer trials where the seven sat on the sweep's plateau: paired",
+        "",
+        "Written by `longer.py` (its docstring says how, and the decision rule and rounds written before the "
+        "probes). Where the rule took one of its longer trials, the fit trained with it (`auto-trials-guard-longer`) "
+        "and without (`auto-trials-guard-no-longer`); gain = the first's score minus the second's (accuracy points; "
+        "RMSE tasks: % of the second's RMSE, positive = the first better).",
+        "",
+        "| task | group | new seeds probed (92-127) | where the rule ran | where it took one | seed: pick without "
+        "-> with the rule, score, gain |",
+        "|---|---|---|---|---|---|",
+    ]
+    gains: dict[str, list[float]] = {"new": [], "more": [], "seen": []}
+    for task in tasks:
+        line, found = task_row(task, by)
+        lines.append(line)
+        for key in gains:
+            gains[key] += found[key]
+    more = any(by.get((t.name, s, "probe")) for t in tasks for s in MORE)
+    first = len(gains["new"]) >= ENOUGH or not more
+    ok, why = decide(gains["new"] if first else gains["new"] + gains["more"])
+    lines += [
+        "",
+        f"- first round, new seeds 92-103: {cliff.summary(gains['new'])}",
+        f"- second round, new seeds 104-127: {cliff.summary(gains['more']) if more else 'not run'}",
+        f"- the seeds it was made on (in-sample): {cliff.summary(gains['seen'])}",
+        "",
+        "The rule, written before the probes: at least two changed picks, mean gain less its standard error above 0, "
+        f"no seed below -5; read on the first round where it changed at least {ENOUGH} picks, else over both.",
+        "",
+        f"- **{'The first round' if first else 'Both rounds'} ({why}): "
+        f"{'worth switching on' if ok else 'TRIAL_LONG stays off'}.**",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = arguments(__doc__, HERE, seeds=12, quick="not offered")
+    parser.add_argument("--report-only", action="store_true", help="write longer.md from the journal, run nothing")
+    parser.add_argument("--more", action="store_true", help="the second round: seeds 104-127")
+    parser.add_argument("--seen", action="store_true", help="the seeds it was made on (in-sample)")
+    args = parser.parse_args()
+    if args.quick:
+        parser.error("--quick: not offered")
+    tasks = corpus.available([*corpus.TASKS, *corpus.CHECKS])
+    journal = study.Journal(args.out / "longer.jsonl")
+    plan = study.Plan(1, False, list(ARMS))
+    if not args.report_only:
+        seeds = [(corpus.find(n), s) for n, some in SEEN.items() for s in some] if args.seen else None
+        seeds = seeds or [(t, s) for s in (MORE if args.more else NEW) for t in tasks]
+        jobs = [{**plan.base(t, "probe", s), "method": None} for t, s in seeds]
+        cliff.probe_then_fit(journal, jobs, args.jobs, ARMS, taken, SETTINGS)
+    text = report(tasks, cliff.records_by(journal))
+    (args.out / "longer.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
