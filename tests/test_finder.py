@@ -22,13 +22,16 @@ from lightning_cyclic.finder_control import (
     SweepControl,
     below_the_cliff,
     cannot_tell,
+    choose_long,
     choose_trial,
+    long_length,
     sweep_lowest,
     trial_length,
     trial_peaks,
     trials_above,
     trials_at_lowest,
     trials_below,
+    trials_long,
 )
 from lightning_cyclic.finder_result import RangeTestConfig, RangeTestResult
 from lightning_cyclic.shapes import RangeTestSweep
@@ -252,6 +255,47 @@ def test_two_more_at_the_sweeps_lowest_where_the_ladder_learnt_no_more_than_the_
     assert choose_trial(peaks, [2.2, 2.325, *blown], 30, "val", True, ladder, 2.31)["lr"] == pytest.approx(peaks[0])
     monkeypatch.setattr(finder_control, "TRIAL_AT_LOWEST", ())  # off: nothing more runs
     assert trials_at_lowest(five, edge, *lowest) == ()
+
+
+def test_two_longer_trials_where_the_seven_sat_on_the_sweeps_plateau(monkeypatch):
+    # the GRU on MNIST-1D at seed 22: the five and the two below all ended at the chance level, no lower than the
+    # sweep's own smoothed lowest (2.3041); 120 steps at the edge x 2^2 left it (1.29), at x 2^-6 not (2.31)
+    edge, seven, lowest = 0.0069, [2.307, 2.306, 2.304, 2.304, 2.305, 2.307, 2.311], 2.3041
+    ladder = (*TRIAL_BELOW, *TRIAL_LADDER)
+    tied = choose_trial(trial_peaks(edge, ladder), seven, 30, "validation loss", True, ladder)
+    assert tied["told"] is False and finder_control.TRIAL_LONG == ()  # (off unless measured better)
+    assert trials_long(tied, lowest) == ()
+    monkeypatch.setattr(finder_control, "TRIAL_LONG", (-6, 2))
+    assert trials_long(tied, lowest) == (-6, 2) and long_length(30) == 4 * 30
+    # not where a trial told, where one learnt more than the sweep by more than 1% of it, nor where the sweep's
+    # lowest is unknown or every trial blew up
+    told = choose_trial(trial_peaks(edge), [*seven[2:6], 2.0], 30, "validation loss", True)
+    assert trials_long(told, lowest) == () and trials_long({**tied, "told": True}, lowest) == ()
+    assert trials_long(tied, 2.35) == () and trials_long(tied, 2.32) == (-6, 2)  # (2.304 >= 2.32 - 0.0232)
+    assert trials_long(tied, math.nan) == () and trials_long({**tied, "losses": [None] * 7}, lowest) == ()
+    peaks = trial_peaks(edge, (-6, 2))
+    left = choose_long(tied, peaks, [2.3056, 1.2921], 120, lowest, (-6, 2))
+    assert left["lr"] == pytest.approx(edge * 4) and left["long"] == {
+        "lrs": peaks, "losses": [2.3056, 1.2921], "steps": 120, "taken": True}  # fmt: skip
+    assert left["losses"] == tied["losses"] and left["told"] is False  # (the seven as they were)
+    assert left["reason"] == tied["reason"] + (
+        "; none of them learnt more than the sweep (2.304): two of 120 steps at x 2^-6, 2^2, the lower (1.292 at "
+        "x 2^2) left the plateau: that peak instead"
+    )
+    # the 12-layer plain CNN with SGD at seed 30: the cautious end left it, the bold one stayed at chance
+    cnn = choose_long(tied, peaks, [2.2711, 2.3093], 120, lowest, (-6, 2))
+    assert cnn["lr"] == pytest.approx(edge / 64) and cnn["long"]["taken"] is True
+    # neither lower than the seven's lowest by 1% of their median (2.305 x 1%): the pick stands; a blow-up never wins
+    for ends in ([2.29, 2.31], [math.inf, 2.30], [math.nan, math.inf]):
+        stands = choose_long(tied, peaks, ends, 120, lowest, (-6, 2))
+        assert stands["lr"] == tied["lr"] and stands["long"]["taken"] is False
+        assert stands["reason"].endswith("neither lower than their lowest by 1% of their median: the choice stands")
+    assert choose_long(tied, peaks, [math.inf, 1.0], 120, lowest, (-6, 2))["long"]["losses"] == [None, 1.0]
+    # without a Guard the pick is divided for the short horizon, as the seven's is
+    unguarded = choose_trial(trial_peaks(edge, ladder), seven, 30, "validation loss", False, ladder)
+    assert choose_long(unguarded, peaks, [2.3, 1.3], 120, lowest, (-6, 2))["lr"] == pytest.approx(4 * edge / TRIAL_BIAS)
+    with pytest.raises(ValueError, match="choose_long: 2 peaks, 1 losses and a ladder of 2"):
+        choose_long(tied, peaks, [1.0], 120, lowest, (-6, 2))
 
 
 def test_trials_that_cannot_tell_the_candidates_apart_get_two_more_below_the_ladder():

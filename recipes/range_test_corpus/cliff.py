@@ -151,6 +151,45 @@ def probe_then_fit(journal: study.Journal, probes: list[dict], processes: int, a
     run_jobs(journal, fits, processes)
 
 
+CORPUS = list(range(9))  # the corpus's own seeds
+# the corpus arms that follow the package's default trials (the others keep their definitions: run.py)
+CORPUS_ARMS = ("auto-trials", "auto-trials-guard", "auto-trials-guard-sqrt2")
+
+
+def corpus_fits(probes, changed) -> list[dict]:
+    """The corpus journal's jobs of ``CORPUS_ARMS`` at the corpus seeds where a side study's rule, now the package's
+    default, changed the pick (``probes``: its journal's records; ``changed``: whether a probe's rule did)."""
+    plan = study.Plan(len(CORPUS), False, list(CORPUS_ARMS))
+    return [
+        {**plan.base(corpus.find(r["task"]), "peer", r["seed"]), "method": arm}
+        for r in probes
+        if r["kind"] == "probe" and r["seed"] in CORPUS and "error" not in r and changed(r)
+        for arm in CORPUS_ARMS
+    ]
+
+
+def corpus_refits(probes, changed, trained_with) -> tuple[int, int]:
+    """Of :func:`corpus_fits`: how many the corpus journal holds, and how many of them :func:`refit_corpus` trained
+    again (``trained_with``: whether a fit's trials record shows the rule)."""
+    journal = study.Journal(HERE / "jobs.jsonl")
+    fits = [fit for job in corpus_fits(probes, changed) if (fit := journal.get(job)) is not None]
+    return len(fits), sum(trained_with(fit.get("trials") or {}) for fit in fits)
+
+
+def refit_corpus(probes, changed, trained_with, why: str, processes: int) -> None:
+    """The corpus journal's fits of :func:`corpus_fits` trained again where they were trained without the rule
+    (``trained_with`` their trials record: False), a record with ``error`` (``why``) first, so that the journal's
+    later line is the new fit."""
+    corpus_journal, jobs = study.Journal(HERE / "jobs.jsonl"), []
+    for job in corpus_fits(probes, changed):
+        old = corpus_journal.get(job)
+        if old is not None and "error" not in old and not trained_with(old.get("trials") or {}):
+            corpus_journal.add({**key(job), "error": f"trained again: {why}"})
+        if old is not None:
+            jobs.append(job)
+    run_jobs(corpus_journal, jobs, processes)
+
+
 def magnitude_rule(gains: list[float]) -> tuple[bool, str]:
     """The rule on magnitudes (``above_again.py``'s and ``lowest.py``'s, written before their probes): at least two
     changed picks, the mean gain less its standard error above 0, no seed below -5 (points, or % of the RMSE)."""

@@ -39,6 +39,7 @@ Each finished job goes into ``longer.jsonl`` as it ends; a job already there is 
 from __future__ import annotations
 
 import math
+import statistics
 import sys
 from pathlib import Path
 
@@ -57,6 +58,7 @@ NEW, MORE = list(range(92, 104)), list(range(104, 128))  # out of sample: the fi
 SEEN = {"mnist1d-gru-adamw": [0, 22, 23, 26, 29, 34], "digits-plain-cnn12-sgd": [4, 27, 30]}
 SETTINGS = {"TRIAL_LONG": list(study.LONGER), "TRIAL_CLIFF": math.inf}  # the probes' (else as shipped)
 ENOUGH = 4  # changed picks in the first round below which the second runs
+PAIRED = list(range(20, 32))  # paired.py's seeds: the held-out tasks' numbers there, with the rule in the fit
 
 
 def ran(record: dict) -> bool:
@@ -65,37 +67,77 @@ def ran(record: dict) -> bool:
 
 
 def taken(record: dict) -> bool:
-    """Whether the rule changed this probe's pick: one of its longer trials was taken."""
+    """Whether one of the rule's longer trials was taken on this probe."""
     return bool((((record or {}).get("trials") or {}).get("long") or {}).get("taken"))
+
+
+def changed(record: dict) -> bool:
+    """Whether the rule changed this probe's pick: a longer trial was taken at another lr than the seven's pick."""
+    return taken(record) and not math.isclose(record["trials"]["lr"], cliff.shipped_pick(record["trials"]))
+
+
+def trained_with(trials: dict) -> bool:
+    """Whether a fit's trials record shows the rule: its longer trials ran there."""
+    return "long" in trials
 
 
 decide = cliff.magnitude_rule  # written before the probes
 
 
-def task_row(task: corpus.Task, by: dict) -> tuple[str, dict[str, list[float]]]:
-    """One task's row: probes on the new seeds, where the rule ran and where it took one, and each changed pick's
-    seed, picks, scores and gain (the seen seeds marked); its gains by round and on the seen seeds."""
-    cells, probed, runs, took = [], 0, 0, 0
-    gains: dict[str, list[float]] = {"new": [], "more": [], "seen": []}
-    for seed in [*NEW, *MORE, *SEEN.get(task.name, [])]:
+def changes(task: corpus.Task, by: dict, seeds: list[int]) -> tuple[list[str], list[float], int, int, int]:
+    """The rule at ``seeds`` of one task: each taken trial's seed, picks, scores and gain (the seeds it was made on
+    marked), the gains of the changed picks, and how many probes there, where it ran and where it took one."""
+    cells, gains, probed, runs, took = [], [], 0, 0, 0
+    for seed in seeds:
         p = by.get((task.name, seed, "probe"))
-        where = "new" if seed in NEW else "more" if seed in MORE else "seen"
-        probed += where != "seen" and p is not None
-        runs += where != "seen" and ran(p)
+        probed, runs, took = probed + (p is not None), runs + ran(p), took + taken(p)
         if p is None or not taken(p):
             continue
-        took += where != "seen"
         trials = p["trials"]
-        head = f"{seed}{' (seen)' if where == 'seen' else ''}: {cliff.shipped_pick(trials):.3g} -> {trials['lr']:.3g}"
+        seen = " (seen)" if seed in SEEN.get(task.name, []) else ""
+        head = f"{seed}{seen}: {cliff.shipped_pick(trials):.3g} -> {trials['lr']:.3g}"
         a, b = by.get((task.name, seed, ARMS[1])), by.get((task.name, seed, ARMS[0]))
-        if a is None or b is None:
+        if not changed(p):
+            cells.append(f"{head}, the seven's pick already")
+        elif a is None or b is None:
             cells.append(f"{head}, not trained yet")
-            continue
-        g = cliff.gain(task, b["best"], a["best"])
-        gains[where].append(g)
-        score = (lambda x: f"{100 * x:.1f}") if task.metric == "acc" else (lambda x: f"{x:.2f}")
-        cells.append(f"{head}, {score(a['best'])} -> {score(b['best'])}, {g:+.2f}")
-    return f"| {task.name} | {cliff.kind(task)} | {probed} | {runs} | {took} | {'; '.join(cells)} |", gains
+        else:
+            gains.append(cliff.gain(task, b["best"], a["best"]))
+            score = (lambda x: f"{100 * x:.1f}") if task.metric == "acc" else (lambda x: f"{x:.2f}")
+            cells.append(f"{head}, {score(a['best'])} -> {score(b['best'])}, {gains[-1]:+.2f}")
+    return cells, gains, probed, runs, took
+
+
+def held_out_now(tasks: list, by: dict) -> str | None:
+    """The held-out tasks' regret at ``PAIRED`` seeds with the package as it is now: ``paired.py``'s shipped arm,
+    with ``lowest.py``'s fits where the trials at the sweep's lowest changed its pick, and this rule's where it
+    changed it; ``None`` until every one is there."""
+    import paired
+
+    old = cliff.records_by(study.Journal(HERE / "paired.jsonl"))
+    lowest = cliff.records_by(study.Journal(HERE / "lowest.jsonl"))
+    corpus_journal, rows = study.Journal(HERE / "jobs.jsonl"), []
+    for task in [t for t in tasks if t.name in corpus.HELD_OUT and t.metric == "acc"]:
+        best = paired.oracle(task, corpus_journal)
+        runs = []
+        for seed in PAIRED:
+            p, q = by.get((task.name, seed, "probe")), lowest.get((task.name, seed, "probe"))
+            if p is None:
+                return None
+            if changed(p):
+                runs.append(by.get((task.name, seed, ARMS[0])))
+            elif q is not None and q["trials"].get("at_lowest"):
+                runs.append(lowest.get((task.name, seed, "auto-trials-guard-lowest")))
+            else:
+                runs.append(old.get((task.name, seed, paired.ARMS[0])))
+        regret = None if best is None else paired.mean_regret(task, best[0], runs)
+        if regret is None:
+            return None
+        rows.append(regret)
+    return (
+        f"median {statistics.median(rows):.2f}, worst {max(rows):.2f}, {sum(r <= 1 for r in rows)} of {len(rows)} "
+        "within a point"
+    )
 
 
 def report(tasks: list, by: dict) -> str:
@@ -103,20 +145,32 @@ def report(tasks: list, by: dict) -> str:
         "# Two longer trials where the seven sat on the sweep's plateau: paired",
         "",
         "Written by `longer.py` (its docstring says how, and the decision rule and rounds written before the "
-        "probes). Where the rule took one of its longer trials, the fit trained with it (`auto-trials-guard-longer`) "
-        "and without (`auto-trials-guard-no-longer`); gain = the first's score minus the second's (accuracy points; "
-        "RMSE tasks: % of the second's RMSE, positive = the first better).",
+        "probes). Where the rule changed the pick, the fit trained with it (`auto-trials-guard-longer`) and without "
+        "(`auto-trials-guard-no-longer`); gain = the first's score minus the second's (accuracy points; RMSE tasks: "
+        "% of the second's RMSE, positive = the first better). A longer trial taken at the lr the seven had already "
+        'drawn changes nothing ("the seven\'s pick already").',
         "",
         "| task | group | new seeds probed (92-127) | where the rule ran | where it took one | seed: pick without "
         "-> with the rule, score, gain |",
         "|---|---|---|---|---|---|",
     ]
-    gains: dict[str, list[float]] = {"new": [], "more": [], "seen": []}
+    gains: dict[str, list[float]] = {"new": [], "more": [], "paired": []}
+    extra: list[str] = []
     for task in tasks:
-        line, found = task_row(task, by)
-        lines.append(line)
-        for key in gains:
-            gains[key] += found[key]
+        cells, found, probed, runs, took = changes(task, by, NEW)
+        gains["new"] += found
+        more_cells, more_found, more_probed, more_runs, more_took = changes(task, by, MORE)
+        gains["more"] += more_found
+        lines.append(
+            f"| {task.name} | {cliff.kind(task)} | {probed + more_probed} | {runs + more_runs} | {took + more_took} "
+            f"| {'; '.join(cells + more_cells)} |"
+        )
+        for label, seeds in (("paired", PAIRED), ("corpus", cliff.CORPUS)):
+            cells, found, _, _, _ = changes(task, by, seeds)
+            if label == "paired":
+                gains["paired"] += found
+            if cells:
+                extra.append(f"- {label} seeds, {task.name}: {'; '.join(cells)}")
     more = any(by.get((t.name, s, "probe")) for t in tasks for s in MORE)
     first = len(gains["new"]) >= ENOUGH or not more
     ok, why = decide(gains["new"] if first else gains["new"] + gains["more"])
@@ -124,7 +178,6 @@ def report(tasks: list, by: dict) -> str:
         "",
         f"- first round, new seeds 92-103: {cliff.summary(gains['new'])}",
         f"- second round, new seeds 104-127: {cliff.summary(gains['more']) if more else 'not run'}",
-        f"- the seeds it was made on (in-sample): {cliff.summary(gains['seen'])}",
         "",
         "The rule, written before the probes: at least two changed picks, mean gain less its standard error above 0, "
         f"no seed below -5; read on the first round where it changed at least {ENOUGH} picks, else over both.",
@@ -132,6 +185,18 @@ def report(tasks: list, by: dict) -> str:
         f"- **{'The first round' if first else 'Both rounds'} ({why}): "
         f"{'worth switching on' if ok else 'TRIAL_LONG stays off'}.**",
     ]
+    if any(by.get((t.name, s, "probe")) for t in tasks for s in PAIRED):
+        where = "At `paired.py`'s seeds (20-31; the seeds marked seen are in-sample)"
+        lines += ["", f"{where}: {cliff.summary(gains['paired'])}."]
+        now = held_out_now(tasks, by)
+        lines += [f"The held-out accuracy tasks there with the package as it is now: {now or 'not every fit done'}."]
+    if any(by.get((t.name, s, "probe")) for t in tasks for s in cliff.CORPUS):
+        held, refit = cliff.corpus_refits(by.values(), changed, trained_with)
+        arms = ", ".join(cliff.CORPUS_ARMS)
+        lines += ["", f"At the corpus's own seeds (0-8) the corpus journal holds {held} fits of {arms} where the rule "
+                  f"changed the pick; {refit} were trained again with it."]  # fmt: skip
+    if extra:
+        lines += ["", "Where it took one at those seeds:", "", *extra]
     return "\n".join(lines) + "\n"
 
 
@@ -139,7 +204,8 @@ def main() -> None:
     parser = arguments(__doc__, HERE, seeds=12, quick="not offered")
     parser.add_argument("--report-only", action="store_true", help="write longer.md from the journal, run nothing")
     parser.add_argument("--more", action="store_true", help="the second round: seeds 104-127")
-    parser.add_argument("--seen", action="store_true", help="the seeds it was made on (in-sample)")
+    parser.add_argument("--paired", action="store_true", help="paired.py's seeds (20-31), in part in-sample")
+    parser.add_argument("--corpus", action="store_true", help="the corpus's seeds (0-8), and its fits again there")
     args = parser.parse_args()
     if args.quick:
         parser.error("--quick: not offered")
@@ -147,10 +213,14 @@ def main() -> None:
     journal = study.Journal(args.out / "longer.jsonl")
     plan = study.Plan(1, False, list(ARMS))
     if not args.report_only:
-        seeds = [(corpus.find(n), s) for n, some in SEEN.items() for s in some] if args.seen else None
-        seeds = seeds or [(t, s) for s in (MORE if args.more else NEW) for t in tasks]
-        jobs = [{**plan.base(t, "probe", s), "method": None} for t, s in seeds]
-        cliff.probe_then_fit(journal, jobs, args.jobs, ARMS, taken, SETTINGS)
+        seeds = cliff.CORPUS if args.corpus else PAIRED if args.paired else MORE if args.more else NEW
+        jobs = [{**plan.base(t, "probe", s), "method": None} for s in seeds for t in tasks]
+        if args.corpus:  # (the corpus's fits follow the package: trained again, not paired here)
+            cliff.run_jobs(journal, [{**job, "settings": SETTINGS} for job in jobs], args.jobs)
+            why = "the longer trials"
+            cliff.refit_corpus(journal.records.values(), changed, trained_with, why, args.jobs)
+        else:
+            cliff.probe_then_fit(journal, jobs, args.jobs, ARMS, changed, SETTINGS)
     text = report(tasks, cliff.records_by(journal))
     (args.out / "longer.md").write_text(text)
     print(text)

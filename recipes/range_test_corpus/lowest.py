@@ -64,9 +64,7 @@ from common import arguments  # noqa: E402
 ARMS = ("auto-trials-guard-lowest", "auto-trials-guard-no-lowest")
 NEW, SEEN = list(range(56, 68)), list(range(20, 32))  # out of sample; the seeds the rule was made on
 MORE = list(range(68, 92))  # the second round's new seeds
-CORPUS = list(range(9))  # the corpus's own seeds
-# the corpus arms that follow the package's default trials (the others keep their definitions: run.py)
-CORPUS_ARMS = ("auto-trials", "auto-trials-guard", "auto-trials-guard-sqrt2")
+CORPUS, CORPUS_ARMS = cliff.CORPUS, cliff.CORPUS_ARMS  # the corpus's own seeds, and its arms that follow the package
 SETTINGS = {"TRIAL_AT_LOWEST": list(study.LOWEST), "TRIAL_CLIFF": math.inf}  # the probes' (else as shipped)
 
 
@@ -114,24 +112,15 @@ def task_row(task: corpus.Task, by: dict) -> tuple[str, dict[str, list[float]]]:
     return f"| {task.name} | {cliff.kind(task)} | {probed} | {runs} | {took} | {'; '.join(cells)} |", gains
 
 
-def corpus_fits(probes) -> list[dict]:
-    """The corpus journal's jobs of ``CORPUS_ARMS`` at the corpus seeds where the rule takes a trial (``probes``:
-    this journal's records)."""
-    plan = study.Plan(len(CORPUS), False, list(CORPUS_ARMS))
-    return [
-        {**plan.base(corpus.find(r["task"]), "peer", r["seed"]), "method": arm}
-        for r in probes
-        if r["kind"] == "probe" and r["seed"] in CORPUS and "error" not in r and taken(r)
-        for arm in CORPUS_ARMS
-    ]
+def at_lowest(trials: dict) -> bool:
+    """Whether a fit's trials record shows the rule: the trials at the sweep's lowest ran there."""
+    return "at_lowest" in trials
 
 
 def corpus_refits(by: dict) -> tuple[int, int]:
-    """Of :func:`corpus_fits`: how many the corpus journal holds, and how many of them ``refit_corpus`` trained again
-    (their records hold the trials at the sweep's lowest)."""
-    journal = study.Journal(HERE / "jobs.jsonl")
-    fits = [fit for job in corpus_fits(by.values()) if (fit := journal.get(job)) is not None]
-    return len(fits), sum("at_lowest" in (fit.get("trials") or {}) for fit in fits)
+    """Of the corpus fits where the rule takes a trial: how many the corpus journal holds, and how many of them
+    ``refit_corpus`` trained again."""
+    return cliff.corpus_refits(by.values(), taken, at_lowest)
 
 
 def report(tasks: list, by: dict) -> str:
@@ -198,15 +187,8 @@ def run_study(journal: study.Journal, probes: list[dict], processes: int) -> Non
 
 def refit_corpus(journal: study.Journal, processes: int) -> None:
     """The corpus journal's fits of ``CORPUS_ARMS`` where the rule (now the default) takes a trial on a corpus seed,
-    trained again (a record with ``error`` first, so that the journal's later line is the new fit)."""
-    corpus_journal, jobs = study.Journal(HERE / "jobs.jsonl"), []
-    for job in corpus_fits(journal.records.values()):
-        old = corpus_journal.get(job)
-        if old is not None and "error" not in old and len((old.get("trials") or {}).get("lrs") or []) == 5:
-            corpus_journal.add({**cliff.key(job), "error": "trained again: the trials at the sweep's lowest"})
-        if old is not None:
-            jobs.append(job)
-    cliff.run_jobs(corpus_journal, jobs, processes)
+    trained again."""
+    cliff.refit_corpus(journal.records.values(), taken, at_lowest, "the trials at the sweep's lowest", processes)
 
 
 def main() -> None:

@@ -123,6 +123,37 @@ def test_where_the_ladder_learnt_no_more_than_the_sweep_two_more_run_at_its_lowe
     assert plain.result.extra["trials"]["losses"] == trials["losses"][2:]
 
 
+def test_where_the_seven_sat_on_the_sweeps_plateau_two_longer_trials_run_from_the_same_start(tmp_path, monkeypatch):
+    # on the data here every trial learns; a GRU's seven sit at the chance level (tests/test_finder.py): the rule's
+    # condition is put by monkeypatching our own trials_long. Two trials of 4x the steps run at the edge x 2^-6,
+    # 2^2 from the same start, one-cycle compressed to their length; what they chose is choose_long's reading, and
+    # the fit trains at it; the seven are the plain run's
+    import lightning_cyclic.finder as finder_module
+    from lightning_cyclic.finder_control import choose_long
+
+    monkeypatch.setattr(finder_module, "trials_long", lambda record, lowest: (-6, 2))
+    finder = LRFinder(num_steps=40, trial_steps=12)
+    module, schedule = fit(tmp_path, "auto", [finder], val=False)
+    result = finder.result
+    trials, edge = result.extra["trials"], result.suggestion.lr
+    long = trials["long"]
+    assert long["steps"] == 48 and long["lrs"] == pytest.approx([edge / 64, edge * 4])
+    n = len(result.lrs) + 12 * len(trials["lrs"])
+    for i, peak in enumerate(long["lrs"]):
+        steps = module.calls[n + 48 * i : n + 48 * (i + 1)]
+        expected = OneCycleSchedule(max_lr=peak, total_steps=48)
+        assert [lrs[1] for lrs, _ in steps] == pytest.approx([expected.lr(k) for k in range(48)])
+        assert long["losses"][i] == pytest.approx(np.mean([value for _, value in steps[-12:]]), rel=1e-6)
+    monkeypatch.undo()
+    again = LRFinder(num_steps=40, trial_steps=12)
+    fit(tmp_path, "auto", [again], val=False)
+    seven = again.result.extra["trials"]
+    assert seven["losses"] == trials["losses"] and "long" not in seven
+    chosen = choose_long(seven, long["lrs"], long["losses"], 48, math.nan, (-6, 2))
+    assert trials["lr"] == pytest.approx(chosen["lr"]) and long["taken"] == chosen["long"]["taken"]
+    assert result.chosen.lr == pytest.approx(trials["lr"]) == schedule.resolved["max_lr"]
+
+
 def test_without_validation_data_a_trial_reads_the_training_loss_of_its_last_quarter(tmp_path):
     finder = LRFinder(num_steps=40, trial_steps=12)
     module, _ = fit(tmp_path, "auto", [finder], val=False)
