@@ -263,9 +263,7 @@ def test_two_longer_trials_where_the_seven_sat_on_the_sweeps_plateau(monkeypatch
     edge, seven, lowest = 0.0069, [2.307, 2.306, 2.304, 2.304, 2.305, 2.307, 2.311], 2.3041
     ladder = (*TRIAL_BELOW, *TRIAL_LADDER)
     tied = choose_trial(trial_peaks(edge, ladder), seven, 30, "validation loss", True, ladder)
-    assert tied["told"] is False and finder_control.TRIAL_LONG == ()  # (off unless measured better)
-    assert trials_long(tied, lowest) == ()
-    monkeypatch.setattr(finder_control, "TRIAL_LONG", (-6, 2))
+    assert tied["told"] is False and finder_control.TRIAL_LONG == (-6, 2)  # (on by default, measured on new seeds)
     assert trials_long(tied, lowest) == (-6, 2) and long_length(30) == 4 * 30
     # not where a trial told, where one learnt more than the sweep by more than 1% of it, nor where the sweep's
     # lowest is unknown or every trial blew up
@@ -296,6 +294,8 @@ def test_two_longer_trials_where_the_seven_sat_on_the_sweeps_plateau(monkeypatch
     assert choose_long(unguarded, peaks, [2.3, 1.3], 120, lowest, (-6, 2))["lr"] == pytest.approx(4 * edge / TRIAL_BIAS)
     with pytest.raises(ValueError, match="choose_long: 2 peaks, 1 losses and a ladder of 2"):
         choose_long(tied, peaks, [1.0], 120, lowest, (-6, 2))
+    monkeypatch.setattr(finder_control, "TRIAL_LONG", ())  # off: nothing more runs
+    assert trials_long(tied, lowest) == ()
 
 
 def test_trials_that_cannot_tell_the_candidates_apart_get_two_more_below_the_ladder():

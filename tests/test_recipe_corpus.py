@@ -546,3 +546,71 @@ def test_the_sweeps_lowest_study_reads_its_journal(bench, corpus):
     if len(tasks) == len(corpus.TASKS) + len(corpus.CHECKS):  # (its report has Fashion-MNIST's rows)
         text = lowest.report(tasks, by)
         assert text == (FOLDER / "lowest.md").read_text() and "(yes)): worth switching on.**" in text
+
+
+def test_the_longer_trials_study_reads_its_journal(bench, corpus):
+    """``longer.py``: its probes (the rule on) at every new seed, at ``paired.py``'s and at the corpus's, both arms
+    trained wherever it changed the pick (the arm without it at the seven's pick, the rule's at its longer trial),
+    the changed picks counted apart from the trials taken at the lr the seven had drawn, and ``longer.md`` is what
+    it writes from the journal."""
+    longer, cliff = _module("longer"), _module("cliff")
+    journal = bench.Journal(FOLDER / "longer.jsonl")
+    by = cliff.records_by(journal)
+    probes = [r for r in by.values() if r["kind"] == "probe"]
+    tasks = [*corpus.TASKS, *corpus.CHECKS]
+    for seeds in (longer.NEW, longer.PAIRED, cliff.CORPUS):
+        assert sum(r["seed"] in seeds for r in probes) == len(seeds) * len(tasks)
+    ran = [r for r in probes if longer.ran(r)]
+    assert {r["task"] for r in ran} <= {"mnist1d-gru-adamw", "digits-plain-cnn12-sgd", "digits-plain-cnn8-adamw"}
+    for r in ran:
+        trials = r["trials"]
+        edge = trials["lrs"][4]  # (the seven: x 2^-6, 2^-4, then the five)
+        assert len(trials["lrs"]) == 7 and trials["told"] is False
+        assert trials["long"]["lrs"] == pytest.approx([edge / 64, edge * 4])
+        assert trials["long"]["steps"] == 4 * trials["steps"]
+        if longer.changed(r) and r["seed"] not in cliff.CORPUS:
+            assert by[(r["task"], r["seed"], longer.ARMS[1])]["max_lr"] == pytest.approx(cliff.shipped_pick(trials))
+            assert by[(r["task"], r["seed"], longer.ARMS[0])]["max_lr"] == pytest.approx(trials["lr"])
+    taken = [r for r in probes if longer.taken(r) and r["seed"] in longer.NEW]
+    assert len(taken) == 8 and sum(longer.changed(r) for r in taken) == 6
+    tasks = corpus.available(tasks)
+    if len(tasks) == len(corpus.TASKS) + len(corpus.CHECKS):  # (its report has Fashion-MNIST's rows)
+        text = longer.report(tasks, by)
+        assert text == (FOLDER / "longer.md").read_text() and "(yes)): worth switching on.**" in text
+
+
+def test_the_package_runs_the_bold_longer_trial_only_where_the_cautious_one_stayed_and_picks_the_same():
+    """The package runs the longer trials the most cautious first and stops at one that leaves the plateau; as
+    measured, both ran and the lower was taken. On every probe of ``longer.py``'s journal where they ran, the
+    package's way picks what the journal's did (at most one of the two left the plateau)."""
+    from lightning_cyclic.finder_control import choose_long, left_plateau
+
+    longer, cliff, bench = _module("longer"), _module("cliff"), _module("run")
+    probes = [r for r in cliff.records_by(bench.Journal(FOLDER / "longer.jsonl")).values() if longer.ran(r)]
+    assert len(probes) >= 20
+    for r in probes:
+        trials, long = r["trials"], r["trials"]["long"]
+        seven = {**{k: v for k, v in trials.items() if k != "long"}, "lr": cliff.shipped_pick(trials)}
+        losses = [math.inf if x is None else x for x in long["losses"]]
+        assert sum(left_plateau(seven, x) for x in losses) <= 1
+        run = 1 if left_plateau(seven, losses[0]) else 2  # (the package's: the bold one only where needed)
+        chosen = choose_long(seven, long["lrs"][:run], losses[:run], long["steps"], math.nan, (-6, 2)[:run])
+        assert chosen["lr"] == pytest.approx(trials["lr"]) and chosen["long"]["taken"] == long["taken"]
+
+
+@pytest.mark.slow
+def test_a_probe_with_longer_trials_is_the_start_of_its_fit(bench, corpus):
+    """A probe (``longer.py``: the range test and the trials, the rule on) runs them as the arm with the rule ran them
+    in its fit: on the GRU's seed 94 the seven sat at chance, the bold end's longer trial left the plateau, and the
+    fit trained at it."""
+    longer, cliff = _module("longer"), _module("cliff")
+    journal = bench.Journal(FOLDER / "longer.jsonl")
+    task, seed = corpus.find("mnist1d-gru-adamw"), 94
+    base = bench.Plan(1, False, []).base(task, "probe", seed)
+    recorded = journal.get({**base, "method": None})
+    fitted = journal.get({**base, "kind": "peer", "method": longer.ARMS[0]})
+    again = cliff.probe(task, seed, base["epochs"], longer.SETTINGS)
+    assert again["trials"]["losses"] == pytest.approx(recorded["trials"]["losses"])
+    assert again["trials"]["long"]["losses"] == pytest.approx(recorded["trials"]["long"]["losses"])
+    assert again["trials"]["lr"] == pytest.approx(recorded["trials"]["lr"]) == pytest.approx(fitted["max_lr"])
+    assert longer.changed(again) and again["trials"]["lr"] == pytest.approx(again["trials"]["lrs"][4] * 4)
