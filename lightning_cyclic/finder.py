@@ -49,6 +49,7 @@ from lightning_cyclic.finder_control import (
     SweepControl,
     choose_long,
     choose_trial,
+    left_plateau,
     long_length,
     sweep_lowest,
     trial_length,
@@ -284,9 +285,12 @@ def _trials(
     evaluated = "validation loss" if val_batches is not None else "training loss of the last quarter"
     chosen = choose_trial(trial_peaks(edge, ladder), losses, steps, evaluated, guarded, ladder, read)
     if longer := trials_long(chosen, lowest[0]):  # nothing told, and nothing left the sweep's plateau: longer ones
-        peaks, n = trial_peaks(edge, longer), long_length(steps)
-        ends = [_trial_from(snapshot, trainer, pl_module, optimizer, p, n, val_batches) for p in peaks]
-        chosen = choose_long(chosen, peaks, ends, n, lowest[0], longer)
+        n, ends = long_length(steps), []
+        for peak in trial_peaks(edge, longer):  # (the most cautious first, until one leaves the plateau)
+            ends.append(_trial_from(snapshot, trainer, pl_module, optimizer, peak, n, val_batches))
+            if left_plateau(chosen, ends[-1]):
+                break
+        chosen = choose_long(chosen, trial_peaks(edge, longer)[: len(ends)], ends, n, lowest[0], longer[: len(ends)])
     return chosen
 
 

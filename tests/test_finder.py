@@ -24,6 +24,7 @@ from lightning_cyclic.finder_control import (
     cannot_tell,
     choose_long,
     choose_trial,
+    left_plateau,
     long_length,
     sweep_lowest,
     trial_length,
@@ -277,9 +278,17 @@ def test_two_longer_trials_where_the_seven_sat_on_the_sweeps_plateau(monkeypatch
         "lrs": peaks, "losses": [2.3056, 1.2921], "steps": 120, "taken": True}  # fmt: skip
     assert left["losses"] == tied["losses"] and left["told"] is False  # (the seven as they were)
     assert left["reason"] == tied["reason"] + (
-        "; none of them learnt more than the sweep (2.304): two of 120 steps at x 2^-6, 2^2, the lower (1.292 at "
-        "x 2^2) left the plateau: that peak instead"
+        "; none learnt more than the sweep (2.304): longer trials of 120 steps at x 2^-6, then 2^2, x 2^2 (1.292) "
+        "left the plateau: that peak instead"
     )
+    # the package runs the bold end only where the cautious one did not leave (left_plateau: lower than the seven's
+    # lowest, 2.304, by more than 1% of their median, 2.305)
+    assert not left_plateau(tied, 2.3056) and left_plateau(tied, 1.2921) and left_plateau(tied, 2.2800)
+    assert not left_plateau(tied, 2.2830) and not left_plateau(tied, math.inf) and not left_plateau(tied, math.nan)
+    one = choose_long(tied, peaks[:1], [2.2711], 120, lowest, (-6,))
+    assert one["lr"] == pytest.approx(edge / 64) and one["long"]["lrs"] == peaks[:1]
+    said = "longer trials of 120 steps at x 2^-6, x 2^-6 (2.271) left the plateau: that peak instead"
+    assert one["reason"].endswith(said)
     # the 12-layer plain CNN with SGD at seed 30: the cautious end left it, the bold one stayed at chance
     cnn = choose_long(tied, peaks, [2.2711, 2.3093], 120, lowest, (-6, 2))
     assert cnn["lr"] == pytest.approx(edge / 64) and cnn["long"]["taken"] is True
@@ -287,13 +296,15 @@ def test_two_longer_trials_where_the_seven_sat_on_the_sweeps_plateau(monkeypatch
     for ends in ([2.29, 2.31], [math.inf, 2.30], [math.nan, math.inf]):
         stands = choose_long(tied, peaks, ends, 120, lowest, (-6, 2))
         assert stands["lr"] == tied["lr"] and stands["long"]["taken"] is False
-        assert stands["reason"].endswith("neither lower than their lowest by 1% of their median: the choice stands")
+        assert stands["reason"].endswith("none lower than their lowest by 1% of their median: the choice stands")
     assert choose_long(tied, peaks, [math.inf, 1.0], 120, lowest, (-6, 2))["long"]["losses"] == [None, 1.0]
     # without a Guard the pick is divided for the short horizon, as the seven's is
     unguarded = choose_trial(trial_peaks(edge, ladder), seven, 30, "validation loss", False, ladder)
     assert choose_long(unguarded, peaks, [2.3, 1.3], 120, lowest, (-6, 2))["lr"] == pytest.approx(4 * edge / TRIAL_BIAS)
     with pytest.raises(ValueError, match="choose_long: 2 peaks, 1 losses and a ladder of 2"):
         choose_long(tied, peaks, [1.0], 120, lowest, (-6, 2))
+    with pytest.raises(ValueError, match="choose_long: 0 peaks, 0 losses and a ladder of 0"):
+        choose_long(tied, [], [], 120, lowest, ())
     monkeypatch.setattr(finder_control, "TRIAL_LONG", ())  # off: nothing more runs
     assert trials_long(tied, lowest) == ()
 

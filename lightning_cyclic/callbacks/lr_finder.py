@@ -62,8 +62,11 @@ class LRFinder(Callback):
             apart but none ends lower than the sweep's own lowest (smoothed) loss, and that
             lowest's lr is below them (a curve read far too bold, as a deep plain net's can be),
             two more at half of that lr and at it, taken as the two below are (by 1% of the five's
-            lowest where most of the five blew up). Where every trial
-            blows up, a quarter of the lowest candidate. Undone as the test is; one line says what
+            lowest where most of the five blew up). Where none of the seven told and none ended
+            lower than the sweep's lowest (a plateau at chance that a short trial does not leave),
+            longer trials (4x the steps) at 1/64 of the reading, then, where that did not leave
+            the plateau, at 4x it; one that ends more than 1% (of the seven's median) below the
+            seven is taken. Where every trial blows up, a quarter of the lowest candidate. Undone as the test is; one line says what
             the trials chose and why (with ``verbose``; a warning either way where they all blew up
             or told nothing).
         trial_steps: optimizer steps of each trial; ``None`` (default): 3% of the fit's

@@ -99,6 +99,8 @@ def changes(task: corpus.Task, by: dict, seeds: list[int]) -> tuple[list[str], l
         a, b = by.get((task.name, seed, ARMS[1])), by.get((task.name, seed, ARMS[0]))
         if not changed(p):
             cells.append(f"{head}, the seven's pick already")
+        elif seed in cliff.CORPUS and (fits := corpus_fits(task, seed)):
+            cells.append(f"{head}, the corpus's {ARM_IN_CORPUS}: {fits}")
         elif a is None or b is None:
             cells.append(f"{head}, not trained yet")
         else:
@@ -106,6 +108,27 @@ def changes(task: corpus.Task, by: dict, seeds: list[int]) -> tuple[list[str], l
             score = (lambda x: f"{100 * x:.1f}") if task.metric == "acc" else (lambda x: f"{x:.2f}")
             cells.append(f"{head}, {score(a['best'])} -> {score(b['best'])}, {gains[-1]:+.2f}")
     return cells, gains, probed, runs, took
+
+
+ARM_IN_CORPUS = "auto-trials-guard"  # the corpus's arm whose fit the report shows where a corpus seed's pick changed
+
+
+def corpus_fits(task: corpus.Task, seed: int) -> str:
+    """The corpus journal's fit of ``ARM_IN_CORPUS`` at a corpus seed, before and after it was trained again with
+    the rule (its first and last lines), as ``"99.2 -> 99.7%"``; empty where it has none."""
+    import json
+
+    lines = (HERE / "jobs.jsonl").read_text().splitlines()
+    fits = [
+        r
+        for r in map(json.loads, lines)
+        if r.get("kind") == "peer" and r.get("task") == task.name and r.get("seed") == seed
+        and r.get("method") == ARM_IN_CORPUS and "error" not in r
+    ]  # fmt: skip
+    if len(fits) < 2:
+        return ""
+    score = (lambda x: f"{100 * x:.1f}") if task.metric == "acc" else (lambda x: f"{x:.2f}")
+    return f"{score(fits[0]['best'])} -> {score(fits[-1]['best'])}"
 
 
 def held_out_now(tasks: list, by: dict) -> str | None:
