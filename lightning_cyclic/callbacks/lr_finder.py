@@ -66,9 +66,9 @@ class LRFinder(Callback):
             lower than the sweep's lowest (a plateau at chance that a short trial does not leave),
             longer trials (4x the steps) at 1/64 of the reading, then, where that did not leave
             the plateau, at 4x it; one that ends more than 1% (of the seven's median) below the
-            seven is taken. Where every trial blows up, a quarter of the lowest candidate. Undone as the test is; one line says what
-            the trials chose and why (with ``verbose``; a warning either way where they all blew up
-            or told nothing).
+            seven is taken. Where every trial blows up, a quarter of the lowest candidate. Undone
+            as the test is; one line says what the trials chose and why (with ``verbose``; a
+            warning either way where they all blew up or told nothing).
         trial_steps: optimizer steps of each trial; ``None`` (default): 3% of the fit's
             optimizer steps, at least 30.
         save_dir: write ``lr_find.json`` (curve and suggestion) and ``lr_find.png`` there;
