@@ -18,6 +18,23 @@ GRID = [0.01, 0.03, 0.1, 0.3]  # constant lrs of the tuned baseline
 QUICK_GRID = [0.03, 0.3]
 
 
+def machine() -> str:
+    """The CPU a record's numbers came from: its model name and the vector unit torch's kernels use. A deep net
+    without normalisation carries their last digits far, so a journal made on one CPU does not reproduce bit for
+    bit on another; records carry this to say which."""
+    import platform
+
+    import torch
+
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            name = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), name)
+    except OSError:
+        pass
+    return f"{name}, {torch.backends.cpu.get_cpu_capability()}"
+
+
 def fashion_available() -> bool:
     """Whether the four Fashion-MNIST files are in their default folder; says so when they are not."""
     from lightning_cyclic.data import FashionMNISTDataModule

@@ -153,6 +153,9 @@ def test_quick_run_writes_a_complete_report_that_rebuilds_and_resumes(tmp_path, 
     assert "### Summary: finders and learning-rate-free optimizers" in table
     # every finished job is one line of the journal; a second run finds them all there and trains nothing
     journal = (tmp_path / "jobs.jsonl").read_text().splitlines()
+    import torch  # (and says which CPU it ran on: a deep net's numbers carry its vector unit's last digits)
+
+    assert all(json.loads(line)["cpu"].endswith(f", {torch.backends.cpu.get_cpu_capability()}") for line in journal)
     assert len(journal) == len(results["range_tests"]) + len(results["grid"]) + len(results["trainings"]) + len(
         results["peers"]
     )

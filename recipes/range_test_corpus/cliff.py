@@ -32,7 +32,7 @@ sys.path.insert(0, str(HERE))
 
 import run as study  # noqa: E402
 import tasks as corpus  # noqa: E402
-from common import arguments, trainer  # noqa: E402
+from common import arguments, machine, trainer  # noqa: E402
 
 ARMS = ("auto-trials-guard-cliff", "auto-trials-guard")  # with the cliff, and as shipped (the lowest of the five)
 
@@ -115,7 +115,7 @@ def work(job: dict) -> dict:
                 out = study.fit_peer(task, job["seed"], job["method"], job["epochs"], root)
     except Exception:
         out = {"error": traceback.format_exc(limit=8)}
-    return {**key(job), **out, "wall": time.perf_counter() - start}
+    return {**key(job), **out, "wall": time.perf_counter() - start, "cpu": machine()}
 
 
 def run_jobs(journal: study.Journal, jobs: list[dict], processes: int) -> None:

@@ -44,7 +44,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import tasks as corpus  # noqa: E402
-from common import arguments, fastai_valley, lightning_suggestion, quiet, trainer  # noqa: E402
+from common import arguments, fastai_valley, lightning_suggestion, machine, quiet, trainer  # noqa: E402
 
 RULES = ("edge", "valley", "steepest", "minimum")
 MODES = ("val", "train")
@@ -525,7 +525,7 @@ def work(job: dict) -> dict:
             out = fit(task, job["seed"], job["lr"], job["schedule"], job["epochs"], _ROOT)
     except Exception:
         out = {"error": traceback.format_exc(limit=8)}
-    return {**job, **out, "wall": time.perf_counter() - start}
+    return {**job, **out, "wall": time.perf_counter() - start, "cpu": machine()}
 
 
 # --- choosing the edge constants, leave one task out --------------------------------------------
