@@ -31,6 +31,7 @@ of 4x: eight trials' worth more where it fires) and the corpus's seeds where it 
     python recipes/range_test_corpus/longer.py --jobs 2          # longer.jsonl, then longer.md
     python recipes/range_test_corpus/longer.py --jobs 2 --more   # the second round, seeds 104-127
     python recipes/range_test_corpus/longer.py --jobs 2 --seen   # the seeds it was made on (in-sample)
+    python recipes/range_test_corpus/longer.py --jobs 2 --held-out  # the package now and Prodigy, held out, 92-103
     python recipes/range_test_corpus/longer.py --report-only
 
 Each finished job goes into ``longer.jsonl`` as it ends; a job already there is not run again.
@@ -58,6 +59,8 @@ NEW, MORE = list(range(92, 104)), list(range(104, 128))  # out of sample: the fi
 SEEN = {"mnist1d-gru-adamw": [0, 22, 23, 26, 29, 34], "digits-plain-cnn12-sgd": [4, 27, 30]}
 SETTINGS = {"TRIAL_LONG": list(study.LONGER), "TRIAL_CLIFF": math.inf}  # the probes' (else as shipped)
 ENOUGH = 4  # changed picks in the first round below which the second runs
+# --held-out: the package as it is now (the rule on) and Prodigy, every held-out task at the new seeds (92-103)
+HELD_OUT_ARMS = ("auto-trials-guard", "prodigy")
 PAIRED = list(range(20, 32))  # paired.py's seeds: the held-out tasks' numbers there, with the rule in the fit
 
 
@@ -163,6 +166,38 @@ def held_out_now(tasks: list, by: dict) -> str | None:
     )
 
 
+def held_out_new(tasks: list, by: dict) -> list[str]:
+    """The held-out accuracy tasks at the new seeds (``NEW``), each of ``HELD_OUT_ARMS``: its regret per task
+    against the corpus's oracle, then median / worst / within a point; empty until every fit is there."""
+    import paired
+
+    corpus_journal = study.Journal(HERE / "jobs.jsonl")
+    names = [t for t in tasks if t.name in corpus.HELD_OUT and t.metric == "acc"]
+    regrets: dict[str, list[float]] = {arm: [] for arm in HELD_OUT_ARMS}
+    for task in names:
+        best = paired.oracle(task, corpus_journal)
+        for arm in HELD_OUT_ARMS:
+            regret = (
+                None if best is None else paired.mean_regret(task, best[0], [by.get((task.name, s, arm)) for s in NEW])
+            )
+            if regret is None:
+                return []
+            regrets[arm].append(regret)
+    lines = [
+        "| task | " + " | ".join(f"`{arm}`" for arm in HELD_OUT_ARMS) + " |",
+        "|---|" + "---|" * len(HELD_OUT_ARMS),
+    ]
+    lines += [
+        f"| {t.name} | " + " | ".join(f"{regrets[arm][i]:.2f}" for arm in HELD_OUT_ARMS) + " |"
+        for i, t in enumerate(names)
+    ]
+    cells = [
+        f"{statistics.median(r):.2f} / {max(r):.2f} / {sum(x <= 1 for x in r)} of {len(r)}" for r in regrets.values()
+    ]
+    lines.append("| median / worst / within 1 point | " + " | ".join(cells) + " |")
+    return lines
+
+
 def report(tasks: list, by: dict) -> str:
     lines = [
         "# Two longer trials where the seven sat on the sweep's plateau: paired",
@@ -218,6 +253,11 @@ def report(tasks: list, by: dict) -> str:
         arms = ", ".join(cliff.CORPUS_ARMS)
         lines += ["", f"At the corpus's own seeds (0-8) the corpus journal holds {held} fits of {arms} where the rule "
                   f"changed the pick; {refit} were trained again with it."]  # fmt: skip
+    if table := held_out_new(tasks, by):
+        lines += ["", "The held-out accuracy tasks at the new seeds (92-103: no rule here was made or checked on them "
+                  "before this round), `--held-out`: the package as it is now (`auto-trials-guard`, every rule on) and "
+                  "Prodigy, regret in points against the corpus's one-cycle oracle (its grid mean over the corpus's "
+                  "seeds):", "", *table]  # fmt: skip
     if extra:
         lines += ["", "Where it took one at those seeds:", "", *extra]
     return "\n".join(lines) + "\n"
@@ -229,13 +269,20 @@ def main() -> None:
     parser.add_argument("--more", action="store_true", help="the second round: seeds 104-127")
     parser.add_argument("--paired", action="store_true", help="paired.py's seeds (20-31), in part in-sample")
     parser.add_argument("--corpus", action="store_true", help="the corpus's seeds (0-8), and its fits again there")
+    parser.add_argument(
+        "--held-out", action="store_true", help="the package now and Prodigy on the held-out tasks at seeds 92-103"
+    )
     args = parser.parse_args()
     if args.quick:
         parser.error("--quick: not offered")
     tasks = corpus.available([*corpus.TASKS, *corpus.CHECKS])
     journal = study.Journal(args.out / "longer.jsonl")
     plan = study.Plan(1, False, list(ARMS))
-    if not args.report_only:
+    if args.held_out and not args.report_only:
+        held = [t for t in tasks if t.name in corpus.HELD_OUT]
+        fits = [{**plan.base(t, "peer", s), "method": arm} for s in NEW for t in held for arm in HELD_OUT_ARMS]
+        cliff.run_jobs(journal, fits, args.jobs)
+    elif not args.report_only:
         seeds = cliff.CORPUS if args.corpus else PAIRED if args.paired else MORE if args.more else NEW
         jobs = [{**plan.base(t, "probe", s), "method": None} for s in seeds for t in tasks]
         if args.corpus:  # (the corpus's fits follow the package: trained again, not paired here)
