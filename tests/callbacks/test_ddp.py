@@ -54,11 +54,15 @@ def test_ddp_range_test_gives_every_rank_one_curve_and_one_lr(tmp_path):
 def test_ddp_trials_that_cannot_tell_run_two_more_below_on_every_rank(tmp_path):
     """With every ladder counted as one that cannot tell (``TRIAL_TIE`` 1.0 in the ranks), each rank decides from the
     all-reduced losses to run two more trials below the ladder (a rank that decided otherwise would leave the other
-    waiting in an all-reduce: the run would hang, not finish); both record the same seven and take the same peak."""
+    waiting in an all-reduce: the run would hang, not finish); both record the same seven and take the same peak.
+    At that tie none of the seven learnt more than the sweep by 100% either: each rank runs the longer trials, and
+    decides from the same losses whether the bold end's runs too (here, with 100% to beat, neither leaves)."""
     ranks = run_ddp(tmp_path, "auto_tie")
     trials = ranks[0]["trials"]
     assert trials == ranks[1]["trials"] and len(trials["losses"]) == 7 and len(set(trials["losses"])) == 7
     assert "two more at x 2^-6, 2^-4" in trials["reason"] and ranks[0]["max_lr"] == ranks[1]["max_lr"] == trials["lr"]
+    long = trials["long"]
+    assert len(long["lrs"]) == 2 and long["taken"] is False and long["steps"] == 4 * trials["steps"]
 
 
 def test_ddp_best_snapshot_decides_once_and_every_rank_restores_the_same_weights(tmp_path):
