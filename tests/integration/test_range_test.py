@@ -305,7 +305,8 @@ def test_lr_find_and_the_callback_with_a_pytorch_lightning_trainer_and_module(tm
 @needs_ptl
 def test_trials_that_tie_then_a_fold_that_tells_with_one_reused_finder_on_pytorch_lightning(tmp_path):
     # a k-fold loop in pytorch_lightning's namespace, one OneCycle("auto") and one LRFinder for both folds: on random
-    # labels the five trials cannot tell the candidates apart (two more run below, and a warning says nothing told);
+    # labels the five trials cannot tell the candidates apart (two more run below, then two longer ones, and a
+    # warning says nothing told);
     # the next fold, on learnable labels, is the fit a new pair of callbacks gives: five trials, no leftovers
     import warnings
 
@@ -334,12 +335,14 @@ def test_trials_that_tie_then_a_fold_that_tells_with_one_reused_finder_on_pytorc
     told = fold("a", False, [schedule, finder])
     tied = finder.result.extra["trials"]
     assert len(tied["lrs"]) == 7 and tied["told"] is False and len(told) == 1, tied
+    # (none learnt more than the sweep either: longer trials ran from the same start, and left no plateau)
+    assert len(tied["long"]["lrs"]) == 2 and tied["long"]["taken"] is False
     assert schedule.resolved == {"max_lr": finder.result.chosen.lr}
     again = fold("b", True, [schedule, finder])
     fresh_schedule, fresh = OneCycle(max_lr="auto", log=False), LRFinder(num_steps=40, verbose=False)
     alone = fold("c", True, [fresh_schedule, fresh])
     trials = finder.result.extra["trials"]
-    assert again == alone == [] and len(trials["lrs"]) == 5 and "told" not in trials
+    assert again == alone == [] and len(trials["lrs"]) == 5 and "told" not in trials and "long" not in trials
     assert trials == fresh.result.extra["trials"] and schedule.resolved == fresh_schedule.resolved
 
 
