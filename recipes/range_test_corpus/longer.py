@@ -32,6 +32,7 @@ of 4x: eight trials' worth more where it fires) and the corpus's seeds where it 
     python recipes/range_test_corpus/longer.py --jobs 2 --more   # the second round, seeds 104-127
     python recipes/range_test_corpus/longer.py --jobs 2 --seen   # the seeds it was made on (in-sample)
     python recipes/range_test_corpus/longer.py --jobs 2 --held-out  # the package now and Prodigy, held out, 92-103
+    python recipes/range_test_corpus/longer.py --jobs 2 --earlier   # the same on the corpus's earlier tasks
     python recipes/range_test_corpus/longer.py --report-only
 
 Each finished job goes into ``longer.jsonl`` as it ends; a job already there is not run again.
@@ -166,20 +167,20 @@ def held_out_now(tasks: list, by: dict) -> str | None:
     )
 
 
-def held_out_new(tasks: list, by: dict) -> list[str]:
-    """The held-out accuracy tasks at the new seeds (``NEW``), each of ``HELD_OUT_ARMS``: its regret per task
-    against the corpus's oracle, then median / worst / within a point; empty until every fit is there."""
+def at_new_seeds(tasks: list, by: dict, held_out: bool) -> list[str]:
+    """The corpus's held-out tasks (``held_out``) or its earlier ones at the new seeds (``NEW``), each of
+    ``HELD_OUT_ARMS``: its regret per task against the corpus's oracle (accuracy points; RMSE tasks % of the
+    oracle's RMSE), then the accuracy tasks' median / worst / within a point; empty until every fit is there."""
     import paired
 
     corpus_journal = study.Journal(HERE / "jobs.jsonl")
-    names = [t for t in tasks if t.name in corpus.HELD_OUT and t.metric == "acc"]
+    names = [t for t in tasks if t in corpus.TASKS and (t.name in corpus.HELD_OUT) == held_out]
     regrets: dict[str, list[float]] = {arm: [] for arm in HELD_OUT_ARMS}
     for task in names:
         best = paired.oracle(task, corpus_journal)
         for arm in HELD_OUT_ARMS:
-            regret = (
-                None if best is None else paired.mean_regret(task, best[0], [by.get((task.name, s, arm)) for s in NEW])
-            )
+            runs = [by.get((task.name, s, arm)) for s in NEW]
+            regret = None if best is None else paired.mean_regret(task, best[0], runs)
             if regret is None:
                 return []
             regrets[arm].append(regret)
@@ -188,13 +189,17 @@ def held_out_new(tasks: list, by: dict) -> list[str]:
         "|---|" + "---|" * len(HELD_OUT_ARMS),
     ]
     lines += [
-        f"| {t.name} | " + " | ".join(f"{regrets[arm][i]:.2f}" for arm in HELD_OUT_ARMS) + " |"
+        f"| {t.name}{'' if t.metric == 'acc' else ' (RMSE, %)'} | "
+        + " | ".join(f"{regrets[arm][i]:.2f}" for arm in HELD_OUT_ARMS)
+        + " |"
         for i, t in enumerate(names)
     ]
-    cells = [
-        f"{statistics.median(r):.2f} / {max(r):.2f} / {sum(x <= 1 for x in r)} of {len(r)}" for r in regrets.values()
-    ]
-    lines.append("| median / worst / within 1 point | " + " | ".join(cells) + " |")
+    acc = [i for i, t in enumerate(names) if t.metric == "acc"]
+    cells = []
+    for arm in HELD_OUT_ARMS:
+        r = [regrets[arm][i] for i in acc]
+        cells.append(f"{statistics.median(r):.2f} / {max(r):.2f} / {sum(x <= 1 for x in r)} of {len(r)}")
+    lines.append(f"| accuracy tasks ({len(acc)}): median / worst / within 1 point | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -253,11 +258,13 @@ def report(tasks: list, by: dict) -> str:
         arms = ", ".join(cliff.CORPUS_ARMS)
         lines += ["", f"At the corpus's own seeds (0-8) the corpus journal holds {held} fits of {arms} where the rule "
                   f"changed the pick; {refit} were trained again with it."]  # fmt: skip
-    if table := held_out_new(tasks, by):
-        lines += ["", "The held-out accuracy tasks at the new seeds (92-103: no rule here was made or checked on them "
-                  "before this round), `--held-out`: the package as it is now (`auto-trials-guard`, every rule on) and "
-                  "Prodigy, regret in points against the corpus's one-cycle oracle (its grid mean over the corpus's "
-                  "seeds):", "", *table]  # fmt: skip
+    for held, flag in ((True, "--held-out"), (False, "--earlier")):
+        if table := at_new_seeds(tasks, by, held):
+            group = "held-out" if held else "earlier (the rules' constants were chosen on these tasks, at other seeds)"
+            lines += ["", f"The corpus's {group} tasks at the new seeds (92-103: no rule here was made or checked on "
+                      f"them before this round), `{flag}`: the package as it is now (`auto-trials-guard`, every rule "
+                      "on) and Prodigy, regret against the corpus's one-cycle oracle (its grid mean over the corpus's "
+                      "seeds):", "", *table]  # fmt: skip
     if extra:
         lines += ["", "Where it took one at those seeds:", "", *extra]
     return "\n".join(lines) + "\n"
@@ -272,14 +279,17 @@ def main() -> None:
     parser.add_argument(
         "--held-out", action="store_true", help="the package now and Prodigy on the held-out tasks at seeds 92-103"
     )
+    parser.add_argument(
+        "--earlier", action="store_true", help="the package now and Prodigy on the earlier tasks at seeds 92-103"
+    )
     args = parser.parse_args()
     if args.quick:
         parser.error("--quick: not offered")
     tasks = corpus.available([*corpus.TASKS, *corpus.CHECKS])
     journal = study.Journal(args.out / "longer.jsonl")
     plan = study.Plan(1, False, list(ARMS))
-    if args.held_out and not args.report_only:
-        held = [t for t in tasks if t.name in corpus.HELD_OUT]
+    if (args.held_out or args.earlier) and not args.report_only:
+        held = [t for t in tasks if t in corpus.TASKS and (t.name in corpus.HELD_OUT) == args.held_out]
         fits = [{**plan.base(t, "peer", s), "method": arm} for s in NEW for t in held for arm in HELD_OUT_ARMS]
         cliff.run_jobs(journal, fits, args.jobs)
     elif not args.report_only:
