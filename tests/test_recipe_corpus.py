@@ -585,6 +585,11 @@ def test_the_longer_trials_study_reads_its_journal(bench, corpus):
     if len(tasks) == len(corpus.TASKS) + len(corpus.CHECKS):  # (its report has Fashion-MNIST's rows)
         text = longer.report(tasks, by)
         assert text == (FOLDER / "longer.md").read_text() and "(yes)): worth switching on.**" in text
+        # the package as it is now and Prodigy, every corpus task at every new seed: a table for each group
+        assert "`--held-out`" in text and "`--earlier`" in text
+    for task in [t for t in corpus.TASKS if t.needs is None]:
+        for arm in longer.HELD_OUT_ARMS:
+            assert all((task.name, s, arm) in by for s in longer.NEW), (task.name, arm)
 
 
 def test_the_package_runs_the_bold_longer_trial_only_where_the_cautious_one_stayed_and_picks_the_same():

@@ -174,7 +174,10 @@ def at_new_seeds(tasks: list, by: dict, held_out: bool) -> list[str]:
     import paired
 
     corpus_journal = study.Journal(HERE / "jobs.jsonl")
-    names = [t for t in tasks if t in corpus.TASKS and (t.name in corpus.HELD_OUT) == held_out]
+    in_corpus = {t.name for t in corpus.TASKS}  # (not the checks)
+    names = [t for t in tasks if t.name in in_corpus and (t.name in corpus.HELD_OUT) == held_out]
+    if not names:
+        return []
     regrets: dict[str, list[float]] = {arm: [] for arm in HELD_OUT_ARMS}
     for task in names:
         best = paired.oracle(task, corpus_journal)
@@ -260,8 +263,10 @@ def report(tasks: list, by: dict) -> str:
                   f"changed the pick; {refit} were trained again with it."]  # fmt: skip
     for held, flag in ((True, "--held-out"), (False, "--earlier")):
         if table := at_new_seeds(tasks, by, held):
-            group = "held-out" if held else "earlier (the rules' constants were chosen on these tasks, at other seeds)"
-            lines += ["", f"The corpus's {group} tasks at the new seeds (92-103: no rule here was made or checked on "
+            group = (
+                "held-out tasks" if held else "earlier tasks (the rules' constants were chosen on them, at other seeds)"
+            )
+            lines += ["", f"The corpus's {group} at the new seeds (92-103: no rule here was made or checked on "
                       f"them before this round), `{flag}`: the package as it is now (`auto-trials-guard`, every rule "
                       "on) and Prodigy, regret against the corpus's one-cycle oracle (its grid mean over the corpus's "
                       "seeds):", "", *table]  # fmt: skip
@@ -289,7 +294,8 @@ def main() -> None:
     journal = study.Journal(args.out / "longer.jsonl")
     plan = study.Plan(1, False, list(ARMS))
     if (args.held_out or args.earlier) and not args.report_only:
-        held = [t for t in tasks if t in corpus.TASKS and (t.name in corpus.HELD_OUT) == args.held_out]
+        in_corpus = {t.name for t in corpus.TASKS}
+        held = [t for t in tasks if t.name in in_corpus and (t.name in corpus.HELD_OUT) == args.held_out]
         fits = [{**plan.base(t, "peer", s), "method": arm} for s in NEW for t in held for arm in HELD_OUT_ARMS]
         cliff.run_jobs(journal, fits, args.jobs)
     elif not args.report_only:
