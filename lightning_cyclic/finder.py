@@ -285,12 +285,12 @@ def _trials(
     evaluated = "validation loss" if val_batches is not None else "training loss of the last quarter"
     chosen = choose_trial(trial_peaks(edge, ladder), losses, steps, evaluated, guarded, ladder, read)
     if longer := trials_long(chosen, lowest[0]):  # nothing told, and nothing left the sweep's plateau: longer ones
-        n, ends = long_length(steps), []
-        for peak in trial_peaks(edge, longer):  # (the most cautious first, until one leaves the plateau)
+        peaks, n, ends = trial_peaks(edge, longer), long_length(steps), []
+        for peak in peaks:  # (the most cautious first, until one leaves the plateau)
             ends.append(_trial_from(snapshot, trainer, pl_module, optimizer, peak, n, val_batches))
             if left_plateau(chosen, ends[-1]):
                 break
-        chosen = choose_long(chosen, trial_peaks(edge, longer)[: len(ends)], ends, n, lowest[0], longer[: len(ends)])
+        chosen = choose_long(chosen, peaks[: len(ends)], ends, n, lowest[0], longer[: len(ends)])
     return chosen
 
 

@@ -236,13 +236,14 @@ def choose_long(
     )
     out["reason"] = record["reason"] + note
     if taken:
-        out["lr"] = peaks[best] / _bias(record)
+        out["lr"] = peaks[best] / _bias(bool(record.get("guarded")))
     return out
 
 
-def _bias(record: dict[str, Any]) -> float:
-    """What :func:`choose_trial` divided its pick by (``TRIAL_BIAS``, or ``GUARDED_TRIAL_BIAS`` where guarded)."""
-    return GUARDED_TRIAL_BIAS if record.get("guarded") else TRIAL_BIAS
+def _bias(guarded: bool) -> float:
+    """What a trial's pick is divided by: ``TRIAL_BIAS``, or ``GUARDED_TRIAL_BIAS`` where a callback in the fit rolls
+    a too bold peak back."""
+    return GUARDED_TRIAL_BIAS if guarded else TRIAL_BIAS
 
 
 def trials_below(losses: list[float]) -> tuple[int, ...]:
@@ -378,7 +379,7 @@ def choose_trial(
             best = upper if taken else best
         if lowest is None:
             out["told"] = taken  # (False: neither the ladder nor the trials below (and above) told them apart)
-    bias = GUARDED_TRIAL_BIAS if guarded else TRIAL_BIAS
+    bias = _bias(guarded)
     how = (
         "as it is (a Guard in the fit rolls a too bold peak back)"
         if bias == 1

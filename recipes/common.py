@@ -6,7 +6,7 @@ import logging
 import statistics
 import time
 import warnings
-from functools import partial
+from functools import cache, partial
 
 DATASETS = {
     # name: (data module, kwargs, model, model kwargs, epochs)
@@ -18,6 +18,7 @@ GRID = [0.01, 0.03, 0.1, 0.3]  # constant lrs of the tuned baseline
 QUICK_GRID = [0.03, 0.3]
 
 
+@cache
 def machine() -> str:
     """The CPU a record's numbers came from: its model name and the vector unit torch's kernels use. A deep net
     without normalisation carries their last digits far, so a journal made on one CPU does not reproduce bit for

@@ -266,8 +266,7 @@ def report(tasks: list, journal: dict, seeds: list[int], corpus_journal: study.J
                 continue
             g = gain(task, b["best"], a["best"])
             groups.setdefault(kind(task), []).append(g)
-            score = (lambda x: f"{100 * x:.1f}") if task.metric == "acc" else (lambda x: f"{x:.2f}")
-            cells.append(f"{head}, {score(a['best'])} -> {score(b['best'])}, {g:+.2f}")
+            cells.append(f"{head}, {shown(task, a['best'])} -> {shown(task, b['best'])}, {g:+.2f}")
         fires, with_trials = sum(fired(p) for p in done), sum(bool(p.get("trials")) for p in done)
         lines.append(f"| {task.name} | {kind(task)} | {len(done)} ({with_trials}) | {fires} | {'; '.join(cells)} |")
     lines += ["", "Summary (new seeds, by the task's group; then the corpus's own seeds, where the rule was made):", ""]
@@ -277,6 +276,11 @@ def report(tasks: list, journal: dict, seeds: list[int], corpus_journal: study.J
     own = in_sample(corpus_journal)
     lines.append(f"- the corpus's seeds (in-sample): {summary([g for _, _, g in own])}")
     return "\n".join(lines) + "\n"
+
+
+def shown(task: corpus.Task, value: float) -> str:
+    """A fit's score as the side studies' reports write it: accuracy in %, one decimal; an RMSE, two."""
+    return f"{100 * value:.1f}" if task.metric == "acc" else f"{value:.2f}"
 
 
 def kind(task: corpus.Task) -> str:

@@ -67,7 +67,7 @@ PAIRED = list(range(20, 32))  # paired.py's seeds: the held-out tasks' numbers t
 
 def ran(record: dict) -> bool:
     """Whether the rule ran its longer trials on this probe (the seven told nothing, on the sweep's plateau)."""
-    return "long" in ((record or {}).get("trials") or {})
+    return trained_with((record or {}).get("trials") or {})
 
 
 def taken(record: dict) -> bool:
@@ -103,21 +103,20 @@ def changes(task: corpus.Task, by: dict, seeds: list[int]) -> tuple[list[str], l
         a, b = by.get((task.name, seed, ARMS[1])), by.get((task.name, seed, ARMS[0]))
         if not changed(p):
             cells.append(f"{head}, the seven's pick already")
-        elif seed in cliff.CORPUS and (fits := corpus_fits(task, seed)):
+        elif seed in cliff.CORPUS and (fits := corpus_before_after(task, seed)):
             cells.append(f"{head}, the corpus's {ARM_IN_CORPUS}: {fits}")
         elif a is None or b is None:
             cells.append(f"{head}, not trained yet")
         else:
             gains.append(cliff.gain(task, b["best"], a["best"]))
-            score = (lambda x: f"{100 * x:.1f}") if task.metric == "acc" else (lambda x: f"{x:.2f}")
-            cells.append(f"{head}, {score(a['best'])} -> {score(b['best'])}, {gains[-1]:+.2f}")
+            cells.append(f"{head}, {cliff.shown(task, a['best'])} -> {cliff.shown(task, b['best'])}, {gains[-1]:+.2f}")
     return cells, gains, probed, runs, took
 
 
 ARM_IN_CORPUS = "auto-trials-guard"  # the corpus's arm whose fit the report shows where a corpus seed's pick changed
 
 
-def corpus_fits(task: corpus.Task, seed: int) -> str:
+def corpus_before_after(task: corpus.Task, seed: int) -> str:
     """The corpus journal's fit of ``ARM_IN_CORPUS`` at a corpus seed, before and after it was trained again with
     the rule (its first and last lines), as ``"99.2 -> 99.7%"``; empty where it has none."""
     import json
@@ -131,8 +130,7 @@ def corpus_fits(task: corpus.Task, seed: int) -> str:
     ]  # fmt: skip
     if len(fits) < 2:
         return ""
-    score = (lambda x: f"{100 * x:.1f}") if task.metric == "acc" else (lambda x: f"{x:.2f}")
-    return f"{score(fits[0]['best'])} -> {score(fits[-1]['best'])}"
+    return f"{cliff.shown(task, fits[0]['best'])} -> {cliff.shown(task, fits[-1]['best'])}"
 
 
 def held_out_now(tasks: list, by: dict) -> str | None:
@@ -167,6 +165,12 @@ def held_out_now(tasks: list, by: dict) -> str | None:
     )
 
 
+def group(tasks: list, held_out: bool) -> list:
+    """Of ``tasks``, the corpus's held-out ones (``held_out``) or its earlier ones; never the checks."""
+    in_corpus = {t.name for t in corpus.TASKS}
+    return [t for t in tasks if t.name in in_corpus and (t.name in corpus.HELD_OUT) == held_out]
+
+
 def at_new_seeds(tasks: list, by: dict, held_out: bool) -> list[str]:
     """The corpus's held-out tasks (``held_out``) or its earlier ones at the new seeds (``NEW``), each of
     ``HELD_OUT_ARMS``: its regret per task against the corpus's oracle (accuracy points; RMSE tasks % of the
@@ -174,8 +178,7 @@ def at_new_seeds(tasks: list, by: dict, held_out: bool) -> list[str]:
     import paired
 
     corpus_journal = study.Journal(HERE / "jobs.jsonl")
-    in_corpus = {t.name for t in corpus.TASKS}  # (not the checks)
-    names = [t for t in tasks if t.name in in_corpus and (t.name in corpus.HELD_OUT) == held_out]
+    names = group(tasks, held_out)
     if not names:
         return []
     regrets: dict[str, list[float]] = {arm: [] for arm in HELD_OUT_ARMS}
@@ -294,9 +297,12 @@ def main() -> None:
     journal = study.Journal(args.out / "longer.jsonl")
     plan = study.Plan(1, False, list(ARMS))
     if (args.held_out or args.earlier) and not args.report_only:
-        in_corpus = {t.name for t in corpus.TASKS}
-        held = [t for t in tasks if t.name in in_corpus and (t.name in corpus.HELD_OUT) == args.held_out]
-        fits = [{**plan.base(t, "peer", s), "method": arm} for s in NEW for t in held for arm in HELD_OUT_ARMS]
+        fits = [
+            {**plan.base(t, "peer", s), "method": arm}
+            for s in NEW
+            for t in group(tasks, args.held_out)
+            for arm in HELD_OUT_ARMS
+        ]
         cliff.run_jobs(journal, fits, args.jobs)
     elif not args.report_only:
         seeds = cliff.CORPUS if args.corpus else PAIRED if args.paired else MORE if args.more else NEW

@@ -107,8 +107,7 @@ def task_row(task: corpus.Task, by: dict) -> tuple[str, dict[str, list[float]]]:
             continue
         g = cliff.gain(task, b["best"], a["best"])
         gains[where].append(g)
-        score = (lambda x: f"{100 * x:.1f}") if task.metric == "acc" else (lambda x: f"{x:.2f}")
-        cells.append(f"{head}, {score(a['best'])} -> {score(b['best'])}, {g:+.2f}")
+        cells.append(f"{head}, {cliff.shown(task, a['best'])} -> {cliff.shown(task, b['best'])}, {g:+.2f}")
     return f"| {task.name} | {cliff.kind(task)} | {probed} | {runs} | {took} | {'; '.join(cells)} |", gains
 
 
